@@ -1,0 +1,110 @@
+import type { PoolClient } from 'pg';
+import { ADVISORY_NAMESPACE } from '../db/shard-pools.js';
+import { SHARDCTL_VERSION } from '../version.js';
+
+/**
+ * One upgrade step of shardctl's internal schema (`shardctl` on every shard). Steps are applied in
+ * version order, each once, under an advisory lock, in one transaction with the version bump.
+ */
+export interface CatalogStep {
+  version: number;
+  description: string;
+  sql: string;
+}
+
+/**
+ * The internal schema's history. Every shard gets every step, so that any shard can become the
+ * catalog and every shard can hold a ledger and fences. Append only: never edit a released step.
+ */
+export const CATALOG_STEPS: CatalogStep[] = [
+  {
+    version: 1,
+    description: 'schema version and placement directory',
+    sql: `
+      CREATE SCHEMA IF NOT EXISTS shardctl;
+      COMMENT ON SCHEMA shardctl IS 'Internal objects of shardctl: placement directory, migration ledger, move journal, fences.';
+      CREATE TABLE shardctl.schema_version (
+        version          integer PRIMARY KEY,
+        description      text NOT NULL,
+        applied_at       timestamptz NOT NULL DEFAULT now(),
+        shardctl_version text NOT NULL
+      );
+      -- Tenants whose shard differs from the placement rule; tenant keys in canonical text form.
+      CREATE TABLE shardctl.placements (
+        tenant     text PRIMARY KEY,
+        shard      text NOT NULL,
+        move_id    bigint,
+        updated_at timestamptz NOT NULL DEFAULT now()
+      );
+      -- A single counter bumped by every change of the directory, so routers re-read it only on change.
+      CREATE TABLE shardctl.directory_version (
+        singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+        version   bigint NOT NULL DEFAULT 0
+      );
+      INSERT INTO shardctl.directory_version DEFAULT VALUES;
+      CREATE FUNCTION shardctl.bump_directory_version() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        UPDATE shardctl.directory_version SET version = version + 1;
+        RETURN NULL;
+      END $$;
+      CREATE TRIGGER placements_bump_version
+        AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON shardctl.placements
+        FOR EACH STATEMENT EXECUTE FUNCTION shardctl.bump_directory_version();
+    `,
+  },
+];
+
+/** The internal schema version this shardctl writes. */
+export const CATALOG_VERSION = Math.max(...CATALOG_STEPS.map((s) => s.version));
+
+/** Advisory lock key (in shardctl's namespace) serialising internal-schema upgrades on one database. */
+const SCHEMA_LOCK_KEY = 0;
+
+/**
+ * The internal schema version of a database, 0 when it has no `shardctl` schema (a cluster shardctl
+ * did not create). Reads only.
+ *
+ * @example
+ * await readCatalogVersion(client) // 0 on a fresh database
+ */
+export async function readCatalogVersion(client: PoolClient): Promise<number> {
+  const r = await client.query<{ v: number | null }>(
+    `SELECT CASE WHEN to_regclass('shardctl.schema_version') IS NULL THEN 0
+                 ELSE (SELECT coalesce(max(version), 0) FROM shardctl.schema_version) END AS v`,
+  );
+  return r.rows[0]?.v ?? 0;
+}
+
+/**
+ * Creates or upgrades the `shardctl` schema on one database, idempotently and safely when several
+ * processes do it at once (a transaction-scoped advisory lock serialises them). Returns the
+ * versions it applied. Only commands that write call this; read-only commands never do.
+ *
+ * @example
+ * await ensureCatalogSchema(client) // [1] the first time, [] after
+ */
+export async function ensureCatalogSchema(client: PoolClient): Promise<number[]> {
+  // Fast path without a lock or a transaction: already current.
+  if ((await readCatalogVersion(client)) >= CATALOG_VERSION) return [];
+  const applied: number[] = [];
+  await client.query('BEGIN');
+  try {
+    await client.query('SELECT pg_advisory_xact_lock($1::int4, $2::int4)', [ADVISORY_NAMESPACE, SCHEMA_LOCK_KEY]);
+    const current = await readCatalogVersion(client);
+    for (const step of CATALOG_STEPS) {
+      if (step.version <= current) continue;
+      await client.query(step.sql);
+      await client.query('INSERT INTO shardctl.schema_version (version, description, shardctl_version) VALUES ($1, $2, $3)', [
+        step.version,
+        step.description,
+        SHARDCTL_VERSION,
+      ]);
+      applied.push(step.version);
+    }
+    await client.query('COMMIT');
+  } catch (e) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw e;
+  }
+  return applied;
+}

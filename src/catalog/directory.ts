@@ -1,0 +1,61 @@
+import type { PoolClient } from 'pg';
+
+/** The placement directory: tenants (canonical text form) whose shard differs from the rule. */
+export interface Directory {
+  /** Counter bumped on every change; -1 when the catalog has no shardctl schema yet. */
+  version: number;
+  /** tenant text to shard name. */
+  entries: Map<string, string>;
+}
+
+/**
+ * Reads the directory version only: a cheap query that lets routers skip re-reading unchanged entries.
+ * A database without the shardctl schema reads as -1 (an empty directory).
+ *
+ * @example
+ * await readDirectoryVersion(client) // 0 after the schema was created
+ */
+export async function readDirectoryVersion(client: PoolClient): Promise<number> {
+  const r = await client.query<{ v: string | null }>(
+    `SELECT CASE WHEN to_regclass('shardctl.directory_version') IS NULL THEN NULL
+                 ELSE (SELECT version FROM shardctl.directory_version) END AS v`,
+  );
+  const v = r.rows[0]?.v;
+  return v === null || v === undefined ? -1 : Number(v);
+}
+
+/**
+ * Reads the whole directory (or only the given tenants) in one consistent snapshot. A missing
+ * `shardctl` schema reads as an empty directory: read-only commands never create anything.
+ *
+ * @example
+ * const dir = await readDirectory(client, ['123']);
+ */
+export async function readDirectory(client: PoolClient, tenants?: string[]): Promise<Directory> {
+  const version = await readDirectoryVersion(client);
+  if (version < 0) return { version, entries: new Map() };
+  const r = tenants
+    ? await client.query<{ tenant: string; shard: string }>('SELECT tenant, shard FROM shardctl.placements WHERE tenant = ANY($1::text[])', [tenants])
+    : await client.query<{ tenant: string; shard: string }>('SELECT tenant, shard FROM shardctl.placements');
+  return { version, entries: new Map(r.rows.map((row) => [row.tenant, row.shard])) };
+}
+
+/**
+ * Points a tenant at a shard in the directory, or removes its entry when the shard is the rule's
+ * own (so that the directory only holds exceptions). Runs on the caller's client so that it can share
+ * a transaction with the move journal.
+ *
+ * @example
+ * await setPlacement(client, '123', 'shard-2', { ruleShard: 'shard-1', moveId: 7 });
+ */
+export async function setPlacement(client: PoolClient, tenant: string, shard: string, options: { ruleShard: string; moveId?: number | null }): Promise<void> {
+  if (shard === options.ruleShard) {
+    await client.query('DELETE FROM shardctl.placements WHERE tenant = $1', [tenant]);
+    return;
+  }
+  await client.query(
+    `INSERT INTO shardctl.placements (tenant, shard, move_id) VALUES ($1, $2, $3)
+     ON CONFLICT (tenant) DO UPDATE SET shard = excluded.shard, move_id = excluded.move_id, updated_at = now()`,
+    [tenant, shard, options.moveId ?? null],
+  );
+}

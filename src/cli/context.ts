@@ -1,0 +1,83 @@
+import type { Command } from 'commander';
+import { ExitCode, loadShardMap, redact, ShardctlError, defaultShardMapPath, type ShardMap } from '../index.js';
+
+/** Global options, accepted before or after the command name. */
+export interface GlobalOptions {
+  config?: string;
+  json?: boolean;
+  progress?: boolean;
+  timeout?: string;
+  verbose?: boolean;
+}
+
+/** What every command action gets: output streams, global options and helpers to render. */
+export interface CliContext {
+  stdout: NodeJS.WritableStream & { isTTY?: boolean; columns?: number };
+  stderr: NodeJS.WritableStream & { isTTY?: boolean };
+  env: Record<string, string | undefined>;
+  /** Exit code the command sets; main returns it. */
+  exitCode: number;
+}
+
+/** Resolved global options of a command. */
+export function globals(cmd: Command): GlobalOptions {
+  return cmd.optsWithGlobals<GlobalOptions>();
+}
+
+/** Loads the map named by `-c`, `$SHARDCTL_CONFIG` or `./shards.yaml`. */
+export async function mapOf(cmd: Command, ctx: CliContext): Promise<ShardMap> {
+  return loadShardMap(globals(cmd).config ?? defaultShardMapPath(ctx.env), { env: ctx.env });
+}
+
+/** `--timeout` in ms, or the default. */
+export function timeoutOf(cmd: Command, fallback = 5000): number {
+  const raw = globals(cmd).timeout;
+  if (raw === undefined) return fallback;
+  const m = /^(\d+)(ms|s)?$/.exec(raw.trim());
+  if (!m) throw new ShardctlError(`--timeout must be milliseconds or seconds such as 2000 or 5s, got "${raw}"`, { code: 'USAGE', exitCode: ExitCode.Usage });
+  return Number(m[1]) * (m[2] === 's' ? 1000 : 1);
+}
+
+/** True when live progress (spinners) may be drawn: a TTY, not CI, not --json, not --no-progress. */
+export function progressEnabled(cmd: Command, ctx: CliContext): boolean {
+  const g = globals(cmd);
+  return Boolean(ctx.stderr.isTTY) && g.progress !== false && !g.json && !ctx.env.CI;
+}
+
+/** Writes one line to stdout (redacted). */
+export function out(ctx: CliContext, text = ''): void {
+  ctx.stdout.write(redact(text) + '\n');
+}
+
+/** Writes one line to stderr (redacted). */
+export function err(ctx: CliContext, text = ''): void {
+  ctx.stderr.write(redact(text) + '\n');
+}
+
+/** Writes one JSON document to stdout; bigint values become strings so that nothing is rounded. */
+export function outJson(ctx: CliContext, value: unknown): void {
+  ctx.stdout.write(redact(JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v), 2)) + '\n');
+}
+
+/**
+ * Renders rows as a table for people (cli-table3, loaded on demand so that commands printing JSON
+ * do not pay for it).
+ */
+export async function outTable(ctx: CliContext, head: string[], rows: (string | number | boolean | null | undefined)[][]): Promise<void> {
+  const { default: Table } = await import('cli-table3');
+  const table = new Table({ head, style: { head: ctx.stdout.isTTY ? ['cyan'] : [], border: ctx.stdout.isTTY ? ['grey'] : [] } });
+  for (const r of rows) table.push(r.map((c) => (c === null || c === undefined ? '' : String(c))));
+  out(ctx, table.toString());
+}
+
+/** Formats a byte count for people: 1.5 MB. */
+export function formatBytes(n: number): string {
+  const units = ['B', 'kB', 'MB', 'GB', 'TB'];
+  let i = 0;
+  let v = n;
+  while (v >= 1000 && i < units.length - 1) {
+    v /= 1000;
+    i++;
+  }
+  return `${i === 0 ? v : v.toFixed(1)} ${units[i]}`;
+}

@@ -1,0 +1,76 @@
+import { Command, CommanderError, Option } from 'commander';
+import { ExitCode, redact, SHARDCTL_VERSION, ShardctlError } from '../index.js';
+import { err, outJson, type CliContext } from './context.js';
+import { registerDev } from './commands/dev.js';
+import { registerLocate } from './commands/locate.js';
+import { registerShards } from './commands/shards.js';
+import { registerValidate } from './commands/validate.js';
+
+/** Every command module registers itself here; each keeps its own options and rendering. */
+const COMMANDS: ((program: Command, ctx: CliContext) => void)[] = [registerValidate, registerShards, registerLocate, registerDev];
+
+/**
+ * Builds the commander program. Global options are accepted before or after the command name.
+ */
+export function buildProgram(ctx: CliContext): Command {
+  const program = new Command('shardctl')
+    .description('Run application-level sharded PostgreSQL: shard map, locate, migrations, cross-shard queries, tenant moves.')
+    .version(SHARDCTL_VERSION, '-V, --version')
+    .option('-c, --config <file>', 'shard map (default: $SHARDCTL_CONFIG, else ./shards.yaml)')
+    .option('--json', 'print one JSON document on stdout')
+    .option('--no-progress', 'no live progress (also off when stderr is not a TTY or CI is set)')
+    .addOption(new Option('--timeout <ms>', 'connection timeout per shard in ms (default 5000)'))
+    .option('-v, --verbose', 'more detail, including stack traces of internal errors')
+    .showHelpAfterError('(run shardctl --help for usage)')
+    .exitOverride()
+    .configureOutput({
+      writeOut: (s) => ctx.stdout.write(s),
+      writeErr: (s) => ctx.stderr.write(s),
+    });
+  for (const register of COMMANDS) register(program, ctx);
+  for (const sub of program.commands) applyExitOverride(sub, ctx);
+  return program;
+}
+
+function applyExitOverride(cmd: Command, ctx: CliContext): void {
+  cmd.exitOverride().configureOutput({ writeOut: (s) => ctx.stdout.write(s), writeErr: (s) => ctx.stderr.write(s) });
+  for (const sub of cmd.commands) applyExitOverride(sub, ctx);
+}
+
+/**
+ * Runs the CLI and returns the exit code (the `bin/shardctl` wrapper sets it). Never throws: user
+ * errors print a message (and hint) without a stack trace; internal errors print a stack only with -v.
+ */
+export async function main(argv: string[], io: Partial<CliContext> = {}): Promise<number> {
+  const ctx: CliContext = {
+    stdout: io.stdout ?? process.stdout,
+    stderr: io.stderr ?? process.stderr,
+    env: io.env ?? process.env,
+    exitCode: ExitCode.Ok,
+  };
+  const program = buildProgram(ctx);
+  const wantsJson = argv.includes('--json');
+  const verbose = argv.includes('-v') || argv.includes('--verbose');
+  try {
+    await program.parseAsync(argv);
+    return ctx.exitCode;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      // help and version end through exitOverride too; they are not errors
+      return e.exitCode === 0 ? ExitCode.Ok : ExitCode.Usage;
+    }
+    if (e instanceof ShardctlError) {
+      if (wantsJson) outJson(ctx, { ok: false, ...e.toJSON() });
+      err(ctx, `error: ${e.message}`);
+      if (e.pg?.detail) err(ctx, `detail: ${e.pg.detail}`);
+      if (e.hint) err(ctx, `hint: ${e.hint}`);
+      if (verbose && e.cause instanceof Error) err(ctx, `cause: ${redact(e.cause.stack ?? e.cause.message)}`);
+      return e.exitCode;
+    }
+    const error = e instanceof Error ? e : new Error(String(e));
+    if (wantsJson) outJson(ctx, { ok: false, error: 'INTERNAL', message: redact(error.message) });
+    err(ctx, `internal error: ${error.message}`);
+    err(ctx, verbose ? (error.stack ?? '') : 'run again with -v for details; please report it');
+    return ExitCode.Failed;
+  }
+}

@@ -1,0 +1,67 @@
+/** Type of the shard-key column. `bigint` also covers `integer` and `smallint` columns. */
+export type ShardKeyType = 'bigint' | 'text' | 'uuid';
+
+/** An inclusive range of hash buckets owned by one shard. */
+export interface BucketRange {
+  /** First bucket, inclusive. */
+  from: number;
+  /** Last bucket, inclusive. */
+  to: number;
+}
+
+/** One shard of a validated map. */
+export interface Shard {
+  /** Unique name, for example `shard-0`. */
+  name: string;
+  /** Position in the map's list, 0-based: the `modulo` rule maps to it. */
+  index: number;
+  /** Connection URL with `${VAR}` already substituted. Contains the password: show only through `redactUrl`. */
+  url: string;
+  /** How other shards reach this one for replication, when it differs from `url`. Default: `url`. */
+  replicationUrl?: string;
+  /** Hash buckets this shard owns (`hash` strategy only; empty for `modulo`). */
+  buckets: BucketRange[];
+}
+
+/** Placement rule: `modulo` (tenant mod shard count) or `hash` (buckets owned by shards). */
+export type PlacementRule = { strategy: 'modulo' } | { strategy: 'hash'; buckets: number };
+
+/** Settings of `shardctl migrate` that the map may set. */
+export interface MigrateSettings {
+  /** `lock_timeout` for migration DDL, in milliseconds. Default 5000 (0 disables). */
+  lockTimeoutMs: number;
+  /** `statement_timeout` for migration statements, in milliseconds. Default 0 (none). */
+  statementTimeoutMs: number;
+}
+
+/**
+ * A validated shard map: every field present, every reference checked.
+ * Produced by `loadShardMap` or `parseShardMap`; never built by hand from YAML.
+ *
+ * @example
+ * const map = await loadShardMap('shards.yaml');
+ * map.shards.map((s) => s.name); // ['shard-0', 'shard-1']
+ */
+export interface ShardMap {
+  /** Format version; only 1 exists. */
+  version: 1;
+  /** Path of the file it was read from (as given), or `<inline>`. */
+  file: string;
+  /** Shard-key column and its type. */
+  shardKey: { column: string; type: ShardKeyType };
+  placement: PlacementRule;
+  /** Shards, in the listed order. */
+  shards: Shard[];
+  /** Name of the shard holding the catalog (placement directory, move journal). Default: the first shard. */
+  catalog: string;
+  /** Absolute path of the migrations folder. Default: `./migrations` beside the map. */
+  migrations: string;
+  /** Tenant-scoped tables; `null` means every table having the shard-key column. */
+  tables: string[] | null;
+  /** Reference tables, present on every shard and never moved. Default `[]`. */
+  reference: string[];
+  migrate: MigrateSettings;
+}
+
+/** The configuration as written, before validation: every field unknown. */
+export type RawShardMap = Record<string, unknown>;

@@ -1,0 +1,123 @@
+import type { ShardMap } from '../config/shard-map.js';
+import { readCatalogVersion } from '../catalog/catalog-schema.js';
+import { redactUrl } from '../db/redact.js';
+import { forEachShard, type ShardResult } from '../db/for-each-shard.js';
+import { ShardPools } from '../db/shard-pools.js';
+import { ShardctlError } from '../errors.js';
+
+/** A shard as listed by `shardctl shards`: never with its password. */
+export interface ShardSummary {
+  name: string;
+  index: number;
+  /** URL with the password replaced by `***`. */
+  url: string;
+  /** Bucket ranges as text, for example `0-2047` (`hash` only). */
+  buckets?: string;
+  catalog: boolean;
+}
+
+/** What `shards --check` learns from one reachable shard. */
+export interface ShardHealth {
+  /** Round trip of `SELECT 1` after connecting, in ms. */
+  latencyMs: number;
+  /** `server_version`, for example `18.4`. */
+  serverVersion: string;
+  /** `pg_database_size` of the shard's database, in bytes. */
+  databaseBytes: number;
+  /** Estimated rows of tenant tables (from planner statistics, not a count). */
+  tenantRowsEstimate: number;
+  /** Tables counted as tenant tables. */
+  tenantTables: number;
+  /** Internal schema version; 0 when shardctl never wrote to this shard. */
+  catalogVersion: number;
+}
+
+/**
+ * Lists the shards of a map with redacted URLs; connects to nothing.
+ *
+ * @example
+ * listShards(map)[0].url // 'postgres://app:***@db0:5432/app'
+ */
+export function listShards(map: ShardMap): ShardSummary[] {
+  return map.shards.map((s) => ({
+    name: s.name,
+    index: s.index,
+    url: redactUrl(s.url),
+    ...(map.placement.strategy === 'hash' ? { buckets: s.buckets.map((r) => (r.from === r.to ? `${r.from}` : `${r.from}-${r.to}`)).join(',') || '(none)' } : {}),
+    catalog: s.name === map.catalog,
+  }));
+}
+
+/** Options of {@link checkShards}. */
+export interface CheckShardsOptions {
+  /** Connection and query timeout per shard, in ms. Default 5000. */
+  timeoutMs?: number;
+}
+
+/**
+ * SQL, run on a shard, that finds its tenant tables: the map's `tables`, or every ordinary or
+ * partitioned table outside system schemas (and shardctl's) with the shard-key column.
+ * Takes the key column as $1 and the table list (or NULL) as $2.
+ */
+export const TENANT_TABLES_SQL = `
+  SELECT c.oid::regclass::text AS table_name, n.nspname AS schema_name, c.relname, c.reltuples::float8 AS reltuples
+    FROM pg_class c
+    JOIN pg_namespace n ON n.oid = c.relnamespace
+    JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = $1 AND NOT a.attisdropped AND a.attnum > 0
+   WHERE c.relkind IN ('r', 'p')
+     AND NOT c.relispartition
+     AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'shardctl') AND n.nspname NOT LIKE 'pg_toast%'
+     AND ($2::text[] IS NULL OR c.relname = ANY($2) OR (n.nspname || '.' || c.relname) = ANY($2))
+   ORDER BY 1`;
+
+/**
+ * Connects to every shard in parallel, each within the timeout, and reports its health or the
+ * reason it is unreachable (refused, timed out, authentication failed). Reads only.
+ *
+ * @example
+ * const results = await checkShards(map, { timeoutMs: 2000 });
+ * results.filter((r) => r.status === 'failed').map((r) => r.shard);
+ */
+export async function checkShards(map: ShardMap, options: CheckShardsOptions = {}): Promise<ShardResult<ShardHealth>[]> {
+  const timeoutMs = options.timeoutMs ?? 5000;
+  const pools = await ShardPools.open(map, { connectTimeoutMs: timeoutMs, maxPerShard: 1, statementTimeoutMs: timeoutMs });
+  try {
+    return await forEachShard(map.shards, (shard) =>
+      withDeadline(
+        pools.withShard(shard.name, async (client) => {
+          const t0 = performance.now();
+          await client.query('SELECT 1');
+          const latencyMs = performance.now() - t0;
+          const info = await client.query<{ v: string; size: string }>("SELECT current_setting('server_version') AS v, pg_database_size(current_database())::text AS size");
+          const tables = await client.query<{ reltuples: number }>(TENANT_TABLES_SQL, [map.shardKey.column, map.tables]);
+          const catalogVersion = await readCatalogVersion(client);
+          return {
+            latencyMs: Math.round(latencyMs * 100) / 100,
+            serverVersion: info.rows[0]!.v,
+            databaseBytes: Number(info.rows[0]!.size),
+            // reltuples is -1 for a table never analysed; count it as unknown (0) rather than negative.
+            tenantRowsEstimate: Math.round(tables.rows.reduce((sum, r) => sum + Math.max(0, r.reltuples), 0)),
+            tenantTables: tables.rows.length,
+            catalogVersion,
+          };
+        }),
+        timeoutMs + 1000,
+        shard.name,
+      ),
+    );
+  } finally {
+    await pools.close();
+  }
+}
+
+async function withDeadline<T>(p: Promise<T>, ms: number, shard: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new ShardctlError(`shard ${shard}: timed out after ${ms} ms`, { code: 'UNREACHABLE', shard })), ms);
+  });
+  try {
+    return await Promise.race([p, deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
