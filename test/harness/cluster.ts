@@ -1,0 +1,127 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import { inject } from 'vitest';
+import { loadShardMap, type ShardMap } from '../../src/index.js';
+
+/** Options of {@link createTestCluster}. */
+export interface TestClusterOptions {
+  /** Number of shards (databases spread over the suite's servers). Default 3. */
+  shards?: number;
+  strategy?: 'modulo' | 'hash';
+  /** Hash bucket count. Default 64. */
+  buckets?: number;
+  keyType?: 'bigint' | 'text' | 'uuid';
+  keyColumn?: string;
+  /** Migrations folder written into the map. Default: a new empty folder. */
+  migrations?: string;
+  tables?: string[];
+  reference?: string[];
+  /** Extra top-level YAML appended to the map. */
+  extraYaml?: string;
+}
+
+/** A fresh set of shard databases for one test file, with a shard map pointing at them. */
+export interface TestCluster {
+  map: ShardMap;
+  /** Path of the written shards.yaml. */
+  mapFile: string;
+  /** Temp folder holding the map (and anything the test writes). */
+  dir: string;
+  /** Shard database URLs, in shard order. */
+  urls: string[];
+  /** Runs SQL on shard i with a short-lived client. */
+  sql<R extends pg.QueryResultRow = Record<string, unknown>>(shard: number, text: string, params?: unknown[]): Promise<R[]>;
+  /** Drops the databases. */
+  drop(): Promise<void>;
+}
+
+function adminUrls(): string[] {
+  return inject('pgAdminUrls');
+}
+
+function withDatabase(url: string, db: string): string {
+  const u = new URL(url);
+  u.pathname = `/${db}`;
+  return u.toString();
+}
+
+async function admin<T>(url: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  try {
+    return await fn(c);
+  } finally {
+    await c.end();
+  }
+}
+
+/**
+ * Creates N new databases (shard i on server i mod servers) and a shard map for them.
+ *
+ * @example
+ * const cluster = await createTestCluster({ shards: 4 });
+ * afterAll(() => cluster.drop());
+ */
+export async function createTestCluster(options: TestClusterOptions = {}): Promise<TestCluster> {
+  const servers = adminUrls();
+  const n = options.shards ?? 3;
+  const id = randomBytes(4).toString('hex');
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'shardctl-cluster-'));
+  const names = Array.from({ length: n }, (_, i) => `t_${id}_${i}`);
+  const urls = names.map((db, i) => withDatabase(servers[i % servers.length]!, db));
+  await Promise.all(names.map((db, i) => admin(servers[i % servers.length]!, (c) => c.query(`CREATE DATABASE "${db}"`))));
+  const strategy = options.strategy ?? 'modulo';
+  const buckets = options.buckets ?? 64;
+  const per = Math.floor(buckets / n);
+  const migrations = options.migrations ?? path.join(dir, 'migrations');
+  const yaml = [
+    'version: 1',
+    `shardKey: { column: ${options.keyColumn ?? 'tenant_id'}, type: ${options.keyType ?? 'bigint'} }`,
+    'placement:',
+    `  strategy: ${strategy}`,
+    ...(strategy === 'hash' ? [`  buckets: ${buckets}`] : []),
+    'shards:',
+    ...urls.flatMap((url, i) => [
+      `  - name: shard-${i}`,
+      `    url: ${url}`,
+      ...(strategy === 'hash' ? [`    buckets: ${i * per}-${i === n - 1 ? buckets - 1 : (i + 1) * per - 1}`] : []),
+    ]),
+    `migrations: ${JSON.stringify(migrations)}`,
+    ...(options.tables ? [`tables: [${options.tables.join(', ')}]`] : []),
+    ...(options.reference ? [`reference: [${options.reference.join(', ')}]`] : []),
+    options.extraYaml ?? '',
+    '',
+  ].join('\n');
+  const mapFile = path.join(dir, 'shards.yaml');
+  await writeFile(mapFile, yaml);
+  const map = await loadShardMap(mapFile);
+  return {
+    map,
+    mapFile,
+    dir,
+    urls,
+    sql: async <R extends pg.QueryResultRow>(shard: number, text: string, params?: unknown[]) =>
+      admin(urls[shard]!, async (c) => (await c.query<R>(text, params)).rows),
+    drop: async () => {
+      await Promise.all(
+        names.map((db, i) => admin(servers[i % servers.length]!, (c) => c.query(`DROP DATABASE IF EXISTS "${db}" WITH (FORCE)`)).catch(() => undefined)),
+      );
+    },
+  };
+}
+
+/** A database on the first server that is not part of any cluster (for single-database comparisons). */
+export async function createScratchDatabase(): Promise<{ url: string; drop(): Promise<void> }> {
+  const server = adminUrls()[0]!;
+  const db = `s_${randomBytes(4).toString('hex')}`;
+  await admin(server, (c) => c.query(`CREATE DATABASE "${db}"`));
+  return { url: withDatabase(server, db), drop: () => admin(server, (c) => c.query(`DROP DATABASE IF EXISTS "${db}" WITH (FORCE)`)).then(() => undefined) };
+}
+
+/** The suite's server admin URLs (superuser, database postgres). */
+export function serverAdminUrls(): string[] {
+  return adminUrls();
+}

