@@ -52,6 +52,21 @@ export const CATALOG_STEPS: CatalogStep[] = [
         FOR EACH STATEMENT EXECUTE FUNCTION shardctl.bump_directory_version();
     `,
   },
+  {
+    version: 2,
+    description: 'migration ledger',
+    sql: `
+      -- One row per migration file applied to this shard.
+      CREATE TABLE shardctl.migrations (
+        id               text PRIMARY KEY,
+        name             text NOT NULL,
+        checksum         text NOT NULL,
+        applied_at       timestamptz NOT NULL DEFAULT now(),
+        duration_ms      integer NOT NULL,
+        shardctl_version text NOT NULL
+      );
+    `,
+  },
 ];
 
 /** The internal schema version this shardctl writes. */
