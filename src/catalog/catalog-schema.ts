@@ -83,16 +83,16 @@ const SCHEMA_LOCK_KEY = 0;
  * await readCatalogVersion(client) // 0 on a fresh database
  */
 export async function readCatalogVersion(client: PoolClient): Promise<number> {
-  const r = await client.query<{ v: number | null }>(
-    `SELECT CASE WHEN to_regclass('shardctl.schema_version') IS NULL THEN 0
-                 ELSE (SELECT coalesce(max(version), 0) FROM shardctl.schema_version) END AS v`,
-  );
+  // Two statements: a query naming a missing table fails at parse time, even under a CASE.
+  const exists = await client.query<{ t: string | null }>("SELECT to_regclass('shardctl.schema_version')::text AS t");
+  if (!exists.rows[0]?.t) return 0;
+  const r = await client.query<{ v: number | null }>('SELECT max(version) AS v FROM shardctl.schema_version');
   return r.rows[0]?.v ?? 0;
 }
 
 /**
  * Creates or upgrades the `shardctl` schema on one database, idempotently and safely when several
- * processes do it at once (a transaction-scoped advisory lock serialises them). Returns the
+ * processes do it at once (an advisory lock serialises them). Returns the
  * versions it applied. Only commands that write call this; read-only commands never do.
  *
  * @example
@@ -102,24 +102,31 @@ export async function ensureCatalogSchema(client: PoolClient): Promise<number[]>
   // Fast path without a lock or a transaction: already current.
   if ((await readCatalogVersion(client)) >= CATALOG_VERSION) return [];
   const applied: number[] = [];
-  await client.query('BEGIN');
+  // A session lock taken before BEGIN: the transaction that follows starts after the previous
+  // holder committed, so it sees the tables that holder created (a lock taken inside the transaction
+  // would leave this backend's catalog cache stale). Only this short section ever holds key 0.
+  await client.query('SELECT pg_advisory_lock($1::int4, $2::int4)', [ADVISORY_NAMESPACE, SCHEMA_LOCK_KEY]);
   try {
-    await client.query('SELECT pg_advisory_xact_lock($1::int4, $2::int4)', [ADVISORY_NAMESPACE, SCHEMA_LOCK_KEY]);
-    const current = await readCatalogVersion(client);
-    for (const step of CATALOG_STEPS) {
-      if (step.version <= current) continue;
-      await client.query(step.sql);
-      await client.query('INSERT INTO shardctl.schema_version (version, description, shardctl_version) VALUES ($1, $2, $3)', [
-        step.version,
-        step.description,
-        SHARDCTL_VERSION,
-      ]);
-      applied.push(step.version);
+    await client.query('BEGIN');
+    try {
+      const current = await readCatalogVersion(client);
+      for (const step of CATALOG_STEPS) {
+        if (step.version <= current) continue;
+        await client.query(step.sql);
+        await client.query('INSERT INTO shardctl.schema_version (version, description, shardctl_version) VALUES ($1, $2, $3)', [
+          step.version,
+          step.description,
+          SHARDCTL_VERSION,
+        ]);
+        applied.push(step.version);
+      }
+      await client.query('COMMIT');
+    } catch (e) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw e;
     }
-    await client.query('COMMIT');
-  } catch (e) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw e;
+  } finally {
+    await client.query('SELECT pg_advisory_unlock($1::int4, $2::int4)', [ADVISORY_NAMESPACE, SCHEMA_LOCK_KEY]).catch(() => undefined);
   }
   return applied;
 }

@@ -16,12 +16,11 @@ export interface Directory {
  * await readDirectoryVersion(client) // 0 after the schema was created
  */
 export async function readDirectoryVersion(client: PoolClient): Promise<number> {
-  const r = await client.query<{ v: string | null }>(
-    `SELECT CASE WHEN to_regclass('shardctl.directory_version') IS NULL THEN NULL
-                 ELSE (SELECT version FROM shardctl.directory_version) END AS v`,
-  );
-  const v = r.rows[0]?.v;
-  return v === null || v === undefined ? -1 : Number(v);
+  // Two statements: a query naming a missing table fails at parse time, even under a CASE.
+  const exists = await client.query<{ t: string | null }>("SELECT to_regclass('shardctl.directory_version')::text AS t");
+  if (!exists.rows[0]?.t) return -1;
+  const r = await client.query<{ v: string }>('SELECT version::text AS v FROM shardctl.directory_version');
+  return r.rows[0] ? Number(r.rows[0].v) : -1;
 }
 
 /**

@@ -127,7 +127,8 @@ export async function initServer(dir: string, options: InitServerOptions): Promi
   const bins = await postgresBinaries();
   const user = await serverUser();
   await rm(dir, { recursive: true, force: true });
-  await mkdir(dir, { recursive: true, mode: 0o700 });
+  await mkdir(path.dirname(dir), { recursive: true });
+  await mkdir(dir, { mode: 0o700 });
   if (user.uid !== undefined) {
     await chown(dir, user.uid, user.gid!);
     const probe = spawnSync('test', ['-w', dir], { uid: user.uid, gid: user.gid! });

@@ -1,0 +1,97 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CATALOG_VERSION, checkShards, createRouter, ensureCatalogSchema, locateTenants, readCatalogVersion, setPlacement, ShardPools } from '../../src/index.js';
+import { createTestCluster, type TestCluster } from '../harness/cluster.js';
+
+let cluster: TestCluster;
+beforeAll(async () => {
+  cluster = await createTestCluster({ shards: 3 });
+  for (let i = 0; i < 3; i++) {
+    await cluster.sql(i, 'CREATE TABLE users (tenant_id bigint NOT NULL, id bigint NOT NULL, email text, PRIMARY KEY (tenant_id, id))');
+  }
+});
+afterAll(() => cluster.drop());
+
+describe('catalog schema', () => {
+  it('is not created by read-only commands', async () => {
+    await locateTenants(cluster.map, ['1', '2']);
+    const health = await checkShards(cluster.map);
+    expect(health.every((h) => h.status === 'ok')).toBe(true);
+    for (let i = 0; i < 3; i++) {
+      expect(await cluster.sql(i, "SELECT 1 FROM pg_namespace WHERE nspname = 'shardctl'")).toEqual([]);
+    }
+  });
+
+  it('is created once when many processes race to create it', async () => {
+    const pools = await Promise.all(Array.from({ length: 6 }, () => ShardPools.open(cluster.map, { maxPerShard: 1 })));
+    try {
+      const applied = await Promise.all(pools.map((p) => p.withShard('shard-2', (c) => ensureCatalogSchema(c))));
+      expect(applied.flat().sort()).toEqual(Array.from({ length: CATALOG_VERSION }, (_, i) => i + 1));
+      expect(await pools[0]!.withShard('shard-2', (c) => readCatalogVersion(c))).toBe(CATALOG_VERSION);
+    } finally {
+      await Promise.all(pools.map((p) => p.close()));
+    }
+  });
+});
+
+describe('router', () => {
+  it('locates by rule, honours the directory, and re-reads it when its version changes', async () => {
+    const router = await createRouter(cluster.map, { directoryTtlMs: 0 });
+    const pools = await ShardPools.open(cluster.map);
+    try {
+      expect(router.locate(7)).toEqual({ tenant: '7', shard: 'shard-1', ruleShard: 'shard-1', override: false });
+      await pools.withShard('shard-0', async (c) => {
+        await ensureCatalogSchema(c);
+        await setPlacement(c, '7', 'shard-2', { ruleShard: 'shard-1' });
+      });
+      await router.refresh();
+      expect(router.locate('7')).toEqual({ tenant: '7', shard: 'shard-2', ruleShard: 'shard-1', override: true });
+      const v = router.directoryVersion;
+      // Moving it back to the rule's shard removes the entry: the directory only holds exceptions.
+      await pools.withShard('shard-0', (c) => setPlacement(c, '7', 'shard-1', { ruleShard: 'shard-1' }));
+      await router.refresh();
+      expect(router.directoryVersion).toBeGreaterThan(v);
+      expect(router.locate(7n).override).toBe(false);
+      expect(await pools.withShard('shard-0', async (c) => (await c.query('SELECT count(*)::int AS n FROM shardctl.placements')).rows[0].n)).toBe(0);
+    } finally {
+      await pools.close();
+      await router.close();
+    }
+  });
+
+  it('gives each tenant a Kysely bound to its shard', async () => {
+    const router = await createRouter(cluster.map);
+    try {
+      for (const t of [3, 4, 5]) {
+        await router.db<{ users: { tenant_id: string; id: string; email: string } }>(t).insertInto('users').values({ tenant_id: String(t), id: '1', email: `a@${t}` }).execute();
+      }
+      expect(await cluster.sql(0, 'SELECT tenant_id::int AS t FROM users')).toEqual([{ t: 3 }]);
+      expect(await cluster.sql(1, 'SELECT tenant_id::int AS t FROM users')).toEqual([{ t: 4 }]);
+      expect(await cluster.sql(2, 'SELECT tenant_id::int AS t FROM users')).toEqual([{ t: 5 }]);
+      const rows = await router.shard<{ users: { email: string } }>('shard-2').selectFrom('users').select('email').execute();
+      expect(rows).toEqual([{ email: 'a@5' }]);
+      expect(() => router.shard('nope')).toThrow(/unknown shard "nope"/);
+    } finally {
+      await router.close();
+    }
+  });
+
+  it('refuses an offline router a connection', async () => {
+    const router = await createRouter(cluster.map, { offline: true });
+    expect(router.locate(2).shard).toBe('shard-2');
+    expect(() => router.db(2)).toThrow(/offline/);
+  });
+});
+
+describe('shards --check', () => {
+  it('reports health of every shard', async () => {
+    await cluster.sql(0, 'ANALYZE users');
+    const results = await checkShards(cluster.map, { timeoutMs: 5000 });
+    expect(results.map((r) => r.status)).toEqual(['ok', 'ok', 'ok']);
+    const first = results[0]!;
+    if (first.status !== 'ok') throw new Error('unreachable');
+    expect(first.value.serverVersion).toMatch(/^\d+\.\d+/);
+    expect(first.value.tenantTables).toBe(1);
+    expect(first.value.catalogVersion).toBe(CATALOG_VERSION);
+    expect(first.value.databaseBytes).toBeGreaterThan(1_000_000);
+  });
+});
