@@ -8,6 +8,7 @@ export default defineConfig({
           name: 'unit',
           include: ['test/unit/**/*.test.ts'],
           environment: 'node',
+          sequence: { groupOrder: 0 },
         },
       },
       {
@@ -21,6 +22,8 @@ export default defineConfig({
           pool: 'forks',
           // Two cores: more workers only make the PostgreSQL servers compete for CPU.
           maxWorkers: 2,
+          // Unit tests first: they fail fast and cheaply.
+          sequence: { groupOrder: 1 },
         },
       },
     ],
