@@ -33,3 +33,8 @@ export type { LocateReport } from './locate/locate-tenants.js';
 export { devUp, devDown, devStatus } from './dev/dev-cluster.js';
 export type { DevUpOptions, DevUpResult, DevServer } from './dev/dev-cluster.js';
 export { SHARDCTL_VERSION } from './version.js';
+export { verifyCluster, applyFixes } from './verify/verify-cluster.js';
+export type { VerifyReport, VerifyOptions, Finding, FindingKind, Fix, FixResult } from './verify/verify-cluster.js';
+export { misplacedRowsSql, bucketOwners } from './verify/misplaced-sql.js';
+export { readSchema, fingerprint, diffTable } from './verify/schema-fingerprint.js';
+export type { TableSchema, SchemaDifference } from './verify/schema-fingerprint.js';

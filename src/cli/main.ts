@@ -5,9 +5,10 @@ import { registerDev } from './commands/dev.js';
 import { registerLocate } from './commands/locate.js';
 import { registerShards } from './commands/shards.js';
 import { registerValidate } from './commands/validate.js';
+import { registerVerify } from './commands/verify.js';
 
 /** Every command module registers itself here; each keeps its own options and rendering. */
-const COMMANDS: ((program: Command, ctx: CliContext) => void)[] = [registerValidate, registerShards, registerLocate, registerDev];
+const COMMANDS: ((program: Command, ctx: CliContext) => void)[] = [registerValidate, registerShards, registerLocate, registerDev, registerVerify];
 
 /**
  * Builds the commander program. Global options are accepted before or after the command name.

@@ -12,6 +12,11 @@ export interface ShardPoolsOptions {
   applicationName?: string;
   /** `statement_timeout` for every statement, in ms. Default: none (the server's). */
   statementTimeoutMs?: number;
+  /**
+   * Open every session with `default_transaction_read_only=on`, so that the server itself refuses any
+   * write (used by checks that promise to read only). Default false.
+   */
+  readOnly?: boolean;
 }
 
 let pgModule: typeof import('pg') | undefined;
@@ -75,6 +80,7 @@ export class ShardPools {
         application_name: this.options.applicationName ?? 'shardctl',
         idleTimeoutMillis: 10_000,
         ...(this.options.statementTimeoutMs ? { statement_timeout: this.options.statementTimeoutMs } : {}),
+        ...(this.options.readOnly ? { options: '-c default_transaction_read_only=on' } : {}),
       };
       pool = new this.pg.Pool(config);
       // An idle client dying (server restart) must not crash the process; the next checkout reconnects.

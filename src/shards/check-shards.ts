@@ -57,10 +57,11 @@ export interface CheckShardsOptions {
 /**
  * SQL, run on a shard, that finds its tenant tables: the map's `tables`, or every ordinary or
  * partitioned table outside system schemas (and shardctl's) with the shard-key column.
- * Takes the key column as $1 and the table list (or NULL) as $2.
+ * Takes the key column as $1 and the table list (or NULL) as $2. Returns `table_name` as
+ * `schema.table`, unquoted (quote it with `quoteTable`), `schema_name`, `relname` and `reltuples`.
  */
 export const TENANT_TABLES_SQL = `
-  SELECT c.oid::regclass::text AS table_name, n.nspname AS schema_name, c.relname, c.reltuples::float8 AS reltuples
+  SELECT n.nspname || '.' || c.relname AS table_name, n.nspname AS schema_name, c.relname, c.reltuples::float8 AS reltuples
     FROM pg_class c
     JOIN pg_namespace n ON n.oid = c.relnamespace
     JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = $1 AND NOT a.attisdropped AND a.attnum > 0

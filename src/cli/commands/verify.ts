@@ -1,0 +1,44 @@
+import type { Command } from 'commander';
+import { applyFixes, ExitCode, ShardctlError, verifyCluster, type Finding } from '../../index.js';
+import { confirm } from '../confirm.js';
+import { err, globals, mapOf, out, outJson, outTable, timeoutOf, type CliContext } from '../context.js';
+
+/** `shardctl verify`: proves the cluster consistent, or lists what is not. */
+export function registerVerify(program: Command, ctx: CliContext): void {
+  program
+    .command('verify')
+    .description('check every row is on its shard, schemas and ledgers agree, and nothing is left behind (reads only)')
+    .option('--shard <name...>', 'only these shards')
+    .option('--tenant <id>', 'only this tenant: where its rows are, its moves and fences')
+    .option('--fix', 'repair what is safe (orphaned replication objects, INVALID indexes): list, confirm, apply')
+    .option('--yes', 'apply the listed fixes without asking')
+    .action(async (opts: { shard?: string[]; tenant?: string; fix?: boolean; yes?: boolean }, cmd: Command) => {
+      const map = await mapOf(cmd, ctx);
+      const json = globals(cmd).json;
+      const report = await verifyCluster(map, { ...(opts.shard ? { shards: opts.shard } : {}), ...(opts.tenant !== undefined ? { tenant: opts.tenant } : {}), timeoutMs: timeoutOf(cmd) });
+      const fixes = report.findings.flatMap((f) => (f.fix ? [f.fix] : []));
+      let applied: Awaited<ReturnType<typeof applyFixes>> | undefined;
+      if (opts.fix && fixes.length > 0) {
+        if (!json) {
+          out(ctx, `fixes (${fixes.length}):`);
+          for (const f of fixes) out(ctx, `  ${f.shard}: ${f.description}: ${f.sql}`);
+        }
+        const ok = opts.yes || (await confirm(ctx, `apply these ${fixes.length} fixes?`));
+        if (ok === undefined) {
+          throw new ShardctlError('--fix needs confirmation: pass --yes to apply the listed fixes without a terminal', { code: 'CONFIRM_NEEDED', exitCode: ExitCode.Usage, details: { fixes } });
+        }
+        if (ok) applied = await applyFixes(map, fixes, { timeoutMs: timeoutOf(cmd) });
+      }
+      ctx.exitCode = report.ok ? ExitCode.Ok : ExitCode.Failed;
+      if (json) return outJson(ctx, { ...report, ...(applied ? { fixes: applied } : {}) });
+      if (report.ok) {
+        out(ctx, `verify: ${report.shards.length} shard(s) consistent (${report.checks.join(', ')}) in ${report.durationMs} ms`);
+        return;
+      }
+      await outTable(ctx, ['finding', 'shard', 'table', 'tenant', 'detail'], report.findings.slice(0, 200).map((f: Finding) => [f.kind, f.shard, f.table, f.tenant, f.message]));
+      if (report.findings.length > 200) out(ctx, `... and ${report.findings.length - 200} more (use --json for all)`);
+      out(ctx, `verify: ${report.findings.length} finding(s) on ${report.shards.length} shard(s)`);
+      if (applied) for (const a of applied) err(ctx, `${a.status === 'ok' ? 'fixed' : 'fix failed'}: ${a.fix.shard}: ${a.fix.description}${a.error ? `: ${a.error}` : ''}`);
+      else if (fixes.length > 0 && !opts.fix) err(ctx, `${fixes.length} finding(s) can be repaired with --fix`);
+    });
+}

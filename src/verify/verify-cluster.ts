@@ -1,0 +1,412 @@
+import type { PoolClient } from 'pg';
+import type { Shard, ShardMap } from '../config/shard-map.js';
+import { readDirectory } from '../catalog/directory.js';
+import { forEachShard } from '../db/for-each-shard.js';
+import { ShardPools } from '../db/shard-pools.js';
+import { ExitCode, ShardctlError } from '../errors.js';
+import { compileRule } from '../placement/placement.js';
+import { parseTenant, tenantText } from '../placement/tenant-key.js';
+import { TENANT_TABLES_SQL } from '../shards/check-shards.js';
+import { invalidIndexes, replicationLeftovers, type InvalidIndex, type ReplicationLeftover } from './leftovers.js';
+import { readLedger, readMigrationFiles, type LedgerEntry, type MigrationFileSum } from './ledger-files.js';
+import { misplacedRowsSql, quoteIdent, quoteTable } from './misplaced-sql.js';
+import { moveLeftovers, type MoveLeftover } from './move-leftovers.js';
+import { diffTable, fingerprint, readSchema, type SchemaDifference, type TableSchema } from './schema-fingerprint.js';
+
+/** What a finding is about. */
+export type FindingKind =
+  | 'unreachable'
+  | 'misplaced-rows'
+  | 'tenant-on-two-shards'
+  | 'rows-without-key'
+  | 'schema-drift'
+  | 'table-missing'
+  | 'migration-drift'
+  | 'unfinished-move'
+  | 'orphan-fence'
+  | 'replication-leftover'
+  | 'invalid-index'
+  | 'directory-unknown-shard';
+
+/** A repair `verify --fix` may make: one statement on one shard, shown before it runs. */
+export interface Fix {
+  shard: string;
+  description: string;
+  sql: string;
+}
+
+/** One problem found by {@link verifyCluster}. */
+export interface Finding {
+  kind: FindingKind;
+  shard?: string;
+  table?: string;
+  tenant?: string;
+  message: string;
+  details?: unknown;
+  /** Present only for problems shardctl can repair safely. */
+  fix?: Fix;
+}
+
+/** Result of {@link verifyCluster}. */
+export interface VerifyReport {
+  ok: boolean;
+  /** Shards checked, in map order. */
+  shards: string[];
+  /** Checks that ran (a check is skipped, and said so, when its inputs were unreachable). */
+  checks: string[];
+  findings: Finding[];
+  durationMs: number;
+}
+
+/** Options of {@link verifyCluster}. */
+export interface VerifyOptions {
+  /** Only these shards. Default: all. */
+  shards?: string[];
+  /** Only this tenant: where its rows are, and its moves and fences. */
+  tenant?: unknown;
+  /** Connection timeout per shard in ms. Default 5000. */
+  timeoutMs?: number;
+}
+
+interface ShardFacts {
+  tables: string[];
+  misplaced: { table: string; tenant: string | null; rows: number }[];
+  schema?: Map<string, TableSchema>;
+  ledger: LedgerEntry[] | null;
+  replication: ReplicationLeftover[];
+  invalid: InvalidIndex[];
+  moves: MoveLeftover[];
+}
+
+/**
+ * Checks that the cluster is consistent, reading only (every session is opened read-only, so the
+ * server itself would refuse a write): misplaced rows (computed in SQL on each shard with the placement
+ * rule and the directory), tenants on two shards, schema drift, migration drift, unfinished moves,
+ * orphaned fences, shardctl replication objects, INVALID indexes, directory entries naming unknown shards.
+ *
+ * @example
+ * const report = await verifyCluster(map);
+ * if (!report.ok) console.table(report.findings);
+ */
+export async function verifyCluster(map: ShardMap, options: VerifyOptions = {}): Promise<VerifyReport> {
+  const start = performance.now();
+  const names = new Set(map.shards.map((s) => s.name));
+  for (const n of options.shards ?? []) {
+    if (!names.has(n)) throw new ShardctlError(`unknown shard "${n}"; the map has ${[...names].join(', ')}`, { code: 'UNKNOWN_SHARD', exitCode: ExitCode.Usage });
+  }
+  const selected = options.shards ? map.shards.filter((s) => options.shards!.includes(s.name)) : map.shards;
+  const tenant = options.tenant === undefined ? undefined : tenantText(parseTenant(options.tenant, map.shardKey.type));
+  const findings: Finding[] = [];
+  const checks: string[] = [];
+  const pools = await ShardPools.open(map, { connectTimeoutMs: options.timeoutMs ?? 5000, maxPerShard: 2, readOnly: true, applicationName: 'shardctl verify' });
+  try {
+    // The directory decides where moved tenants belong: without it, misplaced rows cannot be judged.
+    let directory: Map<string, string> | undefined;
+    try {
+      directory = (await pools.withShard(map.catalog, (c) => readDirectory(c))).entries;
+      checks.push('directory');
+      for (const [t, s] of directory) {
+        if (!names.has(s) && (tenant === undefined || tenant === t)) {
+          findings.push({
+            kind: 'directory-unknown-shard',
+            shard: map.catalog,
+            tenant: t,
+            message: `directory entry for tenant ${t} points to shard "${s}", which is not in the map`,
+            details: { tenant: t, shard: s },
+          });
+        }
+      }
+    } catch (e) {
+      findings.push({ kind: 'unreachable', shard: map.catalog, message: `catalog shard ${map.catalog}: ${(e as Error).message}; misplaced rows not checked` });
+    }
+
+    const files = tenant === undefined ? await readMigrationFiles(map.migrations) : null;
+    const owner = ownerOf(map, directory ?? new Map());
+    const results = await forEachShard(selected, (shard) =>
+      pools.withShard(shard.name, (c) => shardFacts(c, map, shard, directory, tenant)),
+    );
+    const facts = new Map<string, ShardFacts>();
+    for (const r of results) {
+      if (r.status === 'ok') facts.set(r.shard, r.value);
+      else if (r.status === 'failed') findings.push({ kind: 'unreachable', shard: r.shard, message: r.error.message });
+    }
+    if (directory) {
+      checks.push('misplaced-rows');
+      findings.push(...(await misplacedFindings(map, pools, facts, owner)));
+    }
+    if (tenant === undefined) {
+      checks.push('schema-drift', 'migration-drift', 'leftovers');
+      findings.push(...schemaFindings(facts, map));
+      findings.push(...migrationFindings(facts, files));
+      findings.push(...leftoverFindings(facts));
+    } else {
+      checks.push('tenant-moves');
+      findings.push(...leftoverFindings(facts).filter((f) => f.tenant === tenant));
+    }
+    return { ok: findings.length === 0, shards: selected.map((s) => s.name), checks, findings, durationMs: Math.round(performance.now() - start) };
+  } finally {
+    await pools.close();
+  }
+}
+
+function ownerOf(map: ShardMap, directory: Map<string, string>): (tenant: string) => { shard: string; by: 'rule' | 'directory' } {
+  const rule = compileRule(map);
+  return (t) => {
+    const d = directory.get(t);
+    return d !== undefined ? { shard: d, by: 'directory' } : { shard: rule(parseTenant(t, map.shardKey.type)).shard.name, by: 'rule' };
+  };
+}
+
+async function shardFacts(c: PoolClient, map: ShardMap, shard: Shard, directory: Map<string, string> | undefined, tenant: string | undefined): Promise<ShardFacts> {
+  await c.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+  try {
+    const tables = (await c.query<{ table_name: string }>(TENANT_TABLES_SQL, [map.shardKey.column, map.tables])).rows.map((r) => r.table_name);
+    const misplaced: ShardFacts['misplaced'] = [];
+    if (directory) {
+      const here: string[] = [];
+      const elsewhere: string[] = [];
+      for (const [t, s] of directory) (s === shard.name ? here : elsewhere).push(t);
+      for (const table of tables) {
+        if (tenant !== undefined) {
+          // One tenant: count its rows here with the key index; the owner is judged in the client.
+          const r = await c.query<{ n: string }>(`SELECT count(*)::text AS n FROM ${quoteTable(table)} WHERE ${quoteIdent(map.shardKey.column)} = $1`, [tenant]);
+          const n = Number(r.rows[0]!.n);
+          if (n > 0) misplaced.push({ table, tenant, rows: n });
+          continue;
+        }
+        const q = misplacedRowsSql(map, table, shard.index, here, elsewhere);
+        const r = await c.query<{ tenant: string | null; rows: string }>(q.sql, q.params);
+        for (const row of r.rows) misplaced.push({ table, tenant: row.tenant, rows: Number(row.rows) });
+      }
+    }
+    const schema = tenant === undefined ? await readSchema(c) : undefined;
+    const ledger = await readLedger(c);
+    const replication = tenant === undefined ? await replicationLeftovers(c) : [];
+    const invalid = tenant === undefined ? await invalidIndexes(c) : [];
+    const moves = await moveLeftovers(c);
+    return { tables, misplaced, ...(schema ? { schema } : {}), ledger, replication, invalid, moves };
+  } finally {
+    await c.query('COMMIT').catch(() => undefined);
+  }
+}
+
+async function misplacedFindings(map: ShardMap, pools: ShardPools, facts: Map<string, ShardFacts>, owner: ReturnType<typeof ownerOf>): Promise<Finding[]> {
+  const out: Finding[] = [];
+  // tenant -> shard -> table -> rows
+  const byTenant = new Map<string, Map<string, Record<string, number>>>();
+  for (const [shard, f] of facts) {
+    for (const m of f.misplaced) {
+      if (m.tenant === null) {
+        out.push({ kind: 'rows-without-key', shard, table: m.table, message: `${m.rows} row(s) of ${m.table} on ${shard} have no ${map.shardKey.column}: they belong to no tenant`, details: { rows: m.rows } });
+        continue;
+      }
+      const o = owner(m.tenant);
+      if (o.shard === shard) continue; // only in single-tenant mode: counted rows that are where they belong
+      let shards = byTenant.get(m.tenant);
+      if (!shards) byTenant.set(m.tenant, (shards = new Map()));
+      let tables = shards.get(shard);
+      if (!tables) shards.set(shard, (tables = {}));
+      tables[m.table] = (tables[m.table] ?? 0) + m.rows;
+    }
+  }
+  // Does the owning shard hold rows of the same tenant too? Then the tenant is on two shards at once.
+  const wanted = new Map<string, string[]>();
+  for (const t of byTenant.keys()) {
+    const o = owner(t).shard;
+    if (!wanted.has(o)) wanted.set(o, []);
+    wanted.get(o)!.push(t);
+  }
+  const presentOnOwner = new Set<string>();
+  await Promise.all(
+    [...wanted].map(async ([shard, tenants]) => {
+      if (!map.shards.some((s) => s.name === shard)) return;
+      const tables = facts.get(shard)?.tables;
+      if (!tables) return;
+      await pools
+        .withShard(shard, async (c) => {
+          for (const table of tables) {
+            const arr = { bigint: 'int8[]', text: 'text[]', uuid: 'uuid[]' }[map.shardKey.type];
+            const r = await c.query<{ t: string }>(
+              `SELECT DISTINCT ${quoteIdent(map.shardKey.column)}::text AS t FROM ${quoteTable(table)} WHERE ${quoteIdent(map.shardKey.column)} = ANY($1::${arr})`,
+              [tenants],
+            );
+            for (const row of r.rows) presentOnOwner.add(row.t);
+          }
+        })
+        .catch(() => undefined);
+    }),
+  );
+  for (const [tenant, shards] of byTenant) {
+    const o = owner(tenant);
+    for (const [shard, tables] of shards) {
+      const rows = Object.values(tables).reduce((a, b) => a + b, 0);
+      const list = Object.entries(tables).map(([t, n]) => `${t} ${n}`).join(', ');
+      out.push({
+        kind: 'misplaced-rows',
+        shard,
+        tenant,
+        message: `tenant ${tenant}: ${rows} row(s) on ${shard} (${list}) but it belongs on ${o.shard} (by the ${o.by})`,
+        details: { tenant, shard, owner: o.shard, by: o.by, rows, tables },
+      });
+    }
+    if (presentOnOwner.has(tenant)) {
+      out.push({
+        kind: 'tenant-on-two-shards',
+        tenant,
+        message: `tenant ${tenant} has rows on ${[o.shard, ...shards.keys()].join(' and ')}`,
+        details: { tenant, shards: [o.shard, ...shards.keys()] },
+      });
+    }
+  }
+  if (out.some((f) => f.kind === 'misplaced-rows' && (f.details as { by: string }).by === 'rule') && map.placement.strategy === 'modulo') {
+    const first = out.find((f) => f.kind === 'misplaced-rows')!;
+    first.message += '; if the shard list changed, restore the old map, run `shardctl rebalance --freeze`, then edit it again';
+  }
+  return out;
+}
+
+function schemaFindings(facts: Map<string, ShardFacts>, map: ShardMap): Finding[] {
+  const out: Finding[] = [];
+  const shards = [...facts.keys()];
+  const allTables = new Set<string>();
+  for (const f of facts.values()) for (const t of f.schema?.keys() ?? []) allTables.add(t);
+  for (const table of [...allTables].sort()) {
+    const prints = new Map<string, string[]>();
+    const missing: string[] = [];
+    for (const s of shards) {
+      const t = facts.get(s)!.schema?.get(table);
+      if (!t) {
+        missing.push(s);
+        continue;
+      }
+      const fp = fingerprint(t);
+      if (!prints.has(fp)) prints.set(fp, []);
+      prints.get(fp)!.push(s);
+    }
+    if (missing.length > 0) {
+      out.push({ kind: 'table-missing', table, message: `table ${table} is missing on ${missing.join(', ')} (present on ${shards.filter((s) => !missing.includes(s)).join(', ')})`, details: { missing } });
+    }
+    if (prints.size <= 1) continue;
+    // The reference is the fingerprint most shards share; ties go to the one the catalog shard has.
+    const ranked = [...prints.entries()].sort((a, b) => b[1].length - a[1].length || Number(b[1].includes(map.catalog)) - Number(a[1].includes(map.catalog)));
+    const [, refShards] = ranked[0]!;
+    const reference = facts.get(refShards[0]!)!.schema!.get(table)!;
+    for (const [, group] of ranked.slice(1)) {
+      for (const s of group) {
+        const diffs: SchemaDifference[] = diffTable(reference, facts.get(s)!.schema!.get(table)!);
+        out.push({
+          kind: 'schema-drift',
+          shard: s,
+          table,
+          message: `table ${table} on ${s} differs from ${refShards.join(', ')}: ${diffs.map(describeDiff).join('; ')}`,
+          details: { reference: refShards, differences: diffs },
+        });
+      }
+    }
+  }
+  return out;
+}
+
+function describeDiff(d: SchemaDifference): string {
+  const what = `${d.part.replace(/s$/, '')} ${d.name}`;
+  if (d.expected === undefined) return `extra ${what} (${d.actual})`;
+  if (d.actual === undefined) return `missing ${what} (${d.expected})`;
+  return `${what} is "${d.actual}", expected "${d.expected}"`;
+}
+
+function migrationFindings(facts: Map<string, ShardFacts>, files: MigrationFileSum[] | null): Finding[] {
+  const out: Finding[] = [];
+  const byId = new Map((files ?? []).map((f) => [f.id, f]));
+  const ledgers = [...facts.entries()].filter(([, f]) => f.ledger !== null) as [string, ShardFacts & { ledger: LedgerEntry[] }][];
+  for (const [shard, f] of ledgers) {
+    for (const e of f.ledger) {
+      const file = byId.get(e.id);
+      if (files && !file) {
+        out.push({ kind: 'migration-drift', shard, message: `${shard}: migration ${e.id}_${e.name} is in the ledger but its file is gone`, details: { id: e.id, name: e.name } });
+      } else if (file && file.checksum !== e.checksum) {
+        out.push({ kind: 'migration-drift', shard, message: `${shard}: migration ${file.file} changed after it was applied (checksum ${e.checksum.slice(0, 12)} applied, ${file.checksum.slice(0, 12)} now)`, details: { id: e.id } });
+      }
+    }
+  }
+  if (ledgers.length > 1) {
+    const sig = (l: LedgerEntry[]) => l.map((e) => `${e.id}:${e.checksum}`).sort().join(',');
+    const groups = new Map<string, string[]>();
+    for (const [shard, f] of ledgers) {
+      const k = sig(f.ledger);
+      if (!groups.has(k)) groups.set(k, []);
+      groups.get(k)!.push(shard);
+    }
+    if (groups.size > 1) {
+      const versions = ledgers.map(([shard, f]) => `${shard} at ${f.ledger.length ? f.ledger.map((e) => e.id).sort().at(-1) : 'none'} (${f.ledger.length} applied)`);
+      out.push({ kind: 'migration-drift', message: `migration ledgers differ between shards: ${versions.join(', ')}`, details: Object.fromEntries(ledgers.map(([s, f]) => [s, f.ledger.map((e) => e.id)])) });
+    }
+  }
+  return out;
+}
+
+function leftoverFindings(facts: Map<string, ShardFacts>): Finding[] {
+  const out: Finding[] = [];
+  const activeMoveObjects = new Set<string>();
+  for (const [shard, f] of facts) {
+    for (const m of f.moves) {
+      if (m.kind === 'unfinished-move') for (const o of m.objects ?? []) activeMoveObjects.add(o);
+      out.push({ kind: m.kind, shard, ...(m.tenant !== undefined ? { tenant: m.tenant } : {}), message: m.message, details: m.details });
+    }
+  }
+  for (const [shard, f] of facts) {
+    for (const r of f.replication) {
+      const owned = activeMoveObjects.has(r.name);
+      const sql = r.kind === 'replication-slot' ? `SELECT pg_drop_replication_slot('${r.name.replace(/'/g, "''")}')` : r.kind === 'publication' ? `DROP PUBLICATION IF EXISTS ${quoteIdent(r.name)}` : `DROP SUBSCRIPTION IF EXISTS ${quoteIdent(r.name)}`;
+      out.push({
+        kind: 'replication-leftover',
+        shard,
+        message: `${shard}: ${r.kind} ${r.name}${r.retainedWalBytes !== undefined ? ` retains ${r.retainedWalBytes} bytes of WAL` : ''}${r.active ? ' (in use)' : ''}${owned ? ' (belongs to an unfinished move: resume or abort it)' : ''}`,
+        details: r,
+        ...(!owned && !r.active ? { fix: { shard, description: `drop ${r.kind} ${r.name}`, sql } } : {}),
+      });
+    }
+    for (const i of f.invalid) {
+      out.push({
+        kind: 'invalid-index',
+        shard,
+        table: i.table,
+        message: `${shard}: index ${i.index} on ${i.table} is INVALID${i.buildInProgress ? ' (a build on that table is running now)' : ''}; drop it with DROP INDEX CONCURRENTLY ${i.index} and build it again`,
+        details: i,
+        ...(!i.buildInProgress ? { fix: { shard, description: `drop INVALID index ${i.index}`, sql: `DROP INDEX CONCURRENTLY IF EXISTS ${quoteTable(i.index)}` } } : {}),
+      });
+    }
+  }
+  return out;
+}
+
+/** Result of applying one fix. */
+export interface FixResult {
+  fix: Fix;
+  status: 'ok' | 'failed';
+  error?: string;
+}
+
+/**
+ * Applies fixes that {@link verifyCluster} proposed, one at a time, each on its shard, and reports
+ * each outcome. Call only after the operator confirmed the list.
+ *
+ * @example
+ * const results = await applyFixes(map, report.findings.flatMap((f) => (f.fix ? [f.fix] : [])));
+ */
+export async function applyFixes(map: ShardMap, fixes: Fix[], options: { timeoutMs?: number } = {}): Promise<FixResult[]> {
+  const pools = await ShardPools.open(map, { connectTimeoutMs: options.timeoutMs ?? 5000, maxPerShard: 1, applicationName: 'shardctl verify --fix' });
+  const out: FixResult[] = [];
+  try {
+    for (const fix of fixes) {
+      try {
+        await pools.withShard(fix.shard, (c) => c.query(fix.sql));
+        out.push({ fix, status: 'ok' });
+      } catch (e) {
+        out.push({ fix, status: 'failed', error: (e as Error).message });
+      }
+    }
+  } finally {
+    await pools.close();
+  }
+  return out;
+}
