@@ -16,6 +16,7 @@ import { diffTable, fingerprint, readSchema, type SchemaDifference, type TableSc
 /** What a finding is about. */
 export type FindingKind =
   | 'unreachable'
+  | 'check-failed'
   | 'misplaced-rows'
   | 'tenant-on-two-shards'
   | 'rows-without-key'
@@ -66,7 +67,15 @@ export interface VerifyOptions {
   tenant?: unknown;
   /** Connection timeout per shard in ms. Default 5000. */
   timeoutMs?: number;
+  /** Run only these checks. Default: all of them. */
+  only?: VerifyCheck[];
 }
+
+/** The checks of {@link verifyCluster}, selectable with `only`. */
+export type VerifyCheck = 'misplaced-rows' | 'schema' | 'migrations' | 'leftovers';
+
+/** Every check, in the order they run. */
+export const VERIFY_CHECKS: VerifyCheck[] = ['misplaced-rows', 'schema', 'migrations', 'leftovers'];
 
 interface ShardFacts {
   tables: string[];
@@ -96,10 +105,17 @@ export async function verifyCluster(map: ShardMap, options: VerifyOptions = {}):
   }
   const selected = options.shards ? map.shards.filter((s) => options.shards!.includes(s.name)) : map.shards;
   const tenant = options.tenant === undefined ? undefined : tenantText(parseTenant(options.tenant, map.shardKey.type));
+  for (const c of options.only ?? []) {
+    if (!VERIFY_CHECKS.includes(c)) throw new ShardctlError(`unknown check "${c}"; checks: ${VERIFY_CHECKS.join(', ')}`, { code: 'USAGE', exitCode: ExitCode.Usage });
+  }
+  const want = new Set<VerifyCheck>(options.only ?? VERIFY_CHECKS);
   const findings: Finding[] = [];
   const checks: string[] = [];
   const pools = await ShardPools.open(map, { connectTimeoutMs: options.timeoutMs ?? 5000, maxPerShard: 2, readOnly: true, applicationName: 'shardctl verify' });
   try {
+    // Connecting costs more than a small shard's check: open every shard's session while the
+    // directory is read, instead of after it.
+    const warm = Promise.all(selected.map((s) => pools.withShard(s.name, async () => undefined).catch(() => undefined)));
     // The directory decides where moved tenants belong: without it, misplaced rows cannot be judged.
     let directory: Map<string, string> | undefined;
     try {
@@ -120,25 +136,34 @@ export async function verifyCluster(map: ShardMap, options: VerifyOptions = {}):
       findings.push({ kind: 'unreachable', shard: map.catalog, message: `catalog shard ${map.catalog}: ${(e as Error).message}; misplaced rows not checked` });
     }
 
-    const files = tenant === undefined ? await readMigrationFiles(map.migrations) : null;
+    await warm;
+    const files = tenant === undefined && want.has('migrations') ? await readMigrationFiles(map.migrations) : null;
     const owner = ownerOf(map, directory ?? new Map());
     const results = await forEachShard(selected, (shard) =>
-      pools.withShard(shard.name, (c) => shardFacts(c, map, shard, directory, tenant)),
+      pools.withShard(shard.name, (c) => shardFacts(c, map, shard, want.has('misplaced-rows') ? directory : undefined, tenant, want)),
     );
     const facts = new Map<string, ShardFacts>();
     for (const r of results) {
       if (r.status === 'ok') facts.set(r.shard, r.value);
-      else if (r.status === 'failed') findings.push({ kind: 'unreachable', shard: r.shard, message: r.error.message });
+      else if (r.status === 'failed') findings.push({ kind: r.error.code === 'UNREACHABLE' ? 'unreachable' : 'check-failed', shard: r.shard, message: r.error.message });
     }
-    if (directory) {
+    if (directory && want.has('misplaced-rows')) {
       checks.push('misplaced-rows');
       findings.push(...(await misplacedFindings(map, pools, facts, owner)));
     }
     if (tenant === undefined) {
-      checks.push('schema-drift', 'migration-drift', 'leftovers');
-      findings.push(...schemaFindings(facts, map));
-      findings.push(...migrationFindings(facts, files));
-      findings.push(...leftoverFindings(facts));
+      if (want.has('schema')) {
+        checks.push('schema-drift');
+        findings.push(...schemaFindings(facts, map));
+      }
+      if (want.has('migrations')) {
+        checks.push('migration-drift');
+        findings.push(...migrationFindings(facts, files));
+      }
+      if (want.has('leftovers')) {
+        checks.push('leftovers');
+        findings.push(...leftoverFindings(facts));
+      }
     } else {
       checks.push('tenant-moves');
       findings.push(...leftoverFindings(facts).filter((f) => f.tenant === tenant));
@@ -157,7 +182,7 @@ function ownerOf(map: ShardMap, directory: Map<string, string>): (tenant: string
   };
 }
 
-async function shardFacts(c: PoolClient, map: ShardMap, shard: Shard, directory: Map<string, string> | undefined, tenant: string | undefined): Promise<ShardFacts> {
+async function shardFacts(c: PoolClient, map: ShardMap, shard: Shard, directory: Map<string, string> | undefined, tenant: string | undefined, want: Set<VerifyCheck>): Promise<ShardFacts> {
   await c.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
   try {
     const tables = (await c.query<{ table_name: string }>(TENANT_TABLES_SQL, [map.shardKey.column, map.tables])).rows.map((r) => r.table_name);
@@ -166,24 +191,25 @@ async function shardFacts(c: PoolClient, map: ShardMap, shard: Shard, directory:
       const here: string[] = [];
       const elsewhere: string[] = [];
       for (const [t, s] of directory) (s === shard.name ? here : elsewhere).push(t);
-      for (const table of tables) {
-        if (tenant !== undefined) {
+      if (tenant !== undefined) {
+        for (const table of tables) {
           // One tenant: count its rows here with the key index; the owner is judged in the client.
           const r = await c.query<{ n: string }>(`SELECT count(*)::text AS n FROM ${quoteTable(table)} WHERE ${quoteIdent(map.shardKey.column)} = $1`, [tenant]);
           const n = Number(r.rows[0]!.n);
           if (n > 0) misplaced.push({ table, tenant, rows: n });
-          continue;
         }
-        const q = misplacedRowsSql(map, table, shard.index, here, elsewhere);
-        const r = await c.query<{ tenant: string | null; rows: string }>(q.sql, q.params);
-        for (const row of r.rows) misplaced.push({ table, tenant: row.tenant, rows: Number(row.rows) });
+      } else if (tables.length > 0) {
+        const q = misplacedRowsSql(map, tables, shard.index, here, elsewhere);
+        const r = await c.query<{ tbl: string; tenant: string | null; rows: string }>(q.sql, q.params);
+        for (const row of r.rows) misplaced.push({ table: row.tbl, tenant: row.tenant, rows: Number(row.rows) });
       }
     }
-    const schema = tenant === undefined ? await readSchema(c) : undefined;
-    const ledger = await readLedger(c);
-    const replication = tenant === undefined ? await replicationLeftovers(c) : [];
-    const invalid = tenant === undefined ? await invalidIndexes(c) : [];
-    const moves = await moveLeftovers(c);
+    const whole = tenant === undefined;
+    const schema = whole && want.has('schema') ? await readSchema(c) : undefined;
+    const ledger = whole && want.has('migrations') ? await readLedger(c) : null;
+    const replication = whole && want.has('leftovers') ? await replicationLeftovers(c) : [];
+    const invalid = whole && want.has('leftovers') ? await invalidIndexes(c) : [];
+    const moves = want.has('leftovers') ? await moveLeftovers(c) : [];
     return { tables, misplaced, ...(schema ? { schema } : {}), ledger, replication, invalid, moves };
   } finally {
     await c.query('COMMIT').catch(() => undefined);

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
@@ -109,6 +109,7 @@ export async function createTestCluster(options: TestClusterOptions = {}): Promi
       await Promise.all(
         names.map((db, i) => admin(servers[i % servers.length]!, (c) => c.query(`DROP DATABASE IF EXISTS "${db}" WITH (FORCE)`)).catch(() => undefined)),
       );
+      await rm(dir, { recursive: true, force: true });
     },
   };
 }

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { applyFixes, ExitCode, ShardctlError, verifyCluster, type Finding } from '../../index.js';
+import { applyFixes, ExitCode, ShardctlError, VERIFY_CHECKS, verifyCluster, type Finding, type VerifyCheck } from '../../index.js';
 import { confirm } from '../confirm.js';
 import { err, globals, mapOf, out, outJson, outTable, timeoutOf, type CliContext } from '../context.js';
 
@@ -10,12 +10,13 @@ export function registerVerify(program: Command, ctx: CliContext): void {
     .description('check every row is on its shard, schemas and ledgers agree, and nothing is left behind (reads only)')
     .option('--shard <name...>', 'only these shards')
     .option('--tenant <id>', 'only this tenant: where its rows are, its moves and fences')
+    .option('--only <check...>', `only these checks: ${VERIFY_CHECKS.join(', ')}`)
     .option('--fix', 'repair what is safe (orphaned replication objects, INVALID indexes): list, confirm, apply')
     .option('--yes', 'apply the listed fixes without asking')
-    .action(async (opts: { shard?: string[]; tenant?: string; fix?: boolean; yes?: boolean }, cmd: Command) => {
+    .action(async (opts: { shard?: string[]; tenant?: string; only?: string[]; fix?: boolean; yes?: boolean }, cmd: Command) => {
       const map = await mapOf(cmd, ctx);
       const json = globals(cmd).json;
-      const report = await verifyCluster(map, { ...(opts.shard ? { shards: opts.shard } : {}), ...(opts.tenant !== undefined ? { tenant: opts.tenant } : {}), timeoutMs: timeoutOf(cmd) });
+      const report = await verifyCluster(map, { ...(opts.shard ? { shards: opts.shard } : {}), ...(opts.tenant !== undefined ? { tenant: opts.tenant } : {}), ...(opts.only ? { only: opts.only as VerifyCheck[] } : {}), timeoutMs: timeoutOf(cmd) });
       const fixes = report.findings.flatMap((f) => (f.fix ? [f.fix] : []));
       let applied: Awaited<ReturnType<typeof applyFixes>> | undefined;
       if (opts.fix && fixes.length > 0) {
