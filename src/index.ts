@@ -38,3 +38,11 @@ export type { VerifyReport, VerifyOptions, VerifyCheck, Finding, FindingKind, Fi
 export { misplacedRowsSql, bucketOwners } from './verify/misplaced-sql.js';
 export { readSchema, fingerprint, diffTable } from './verify/schema-fingerprint.js';
 export type { TableSchema, SchemaDifference } from './verify/schema-fingerprint.js';
+export { planRebalance } from './rebalance/plan-rebalance.js';
+export type { PlanInput, PlanTenant, PlannedMove, RebalancePlan } from './rebalance/plan-rebalance.js';
+export { measureTenantSizes } from './rebalance/tenant-sizes.js';
+export type { TenantSize, ShardSize, TenantSizesOptions } from './rebalance/tenant-sizes.js';
+export { freezePlacements, pruneDirectory } from './rebalance/freeze-placements.js';
+export type { FreezeReport } from './rebalance/freeze-placements.js';
+export { describeRule, ruleFingerprint, readRuleState, writeRuleState, assertRuleUnchanged, FROZEN } from './rebalance/rule-state.js';
+export type { RuleDescription } from './rebalance/rule-state.js';

@@ -67,6 +67,20 @@ export const CATALOG_STEPS: CatalogStep[] = [
       );
     `,
   },
+  {
+    version: 5,
+    description: 'placement rule state',
+    sql: `
+      -- The placement rule that tenants absent from the directory follow ('*' after a freeze: every
+      -- tenant is in the directory, so any rule is safe). Routers refuse a map whose rule differs.
+      CREATE TABLE shardctl.rule_state (
+        singleton   boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+        fingerprint text NOT NULL,
+        rule        jsonb NOT NULL,
+        updated_at  timestamptz NOT NULL DEFAULT now()
+      );
+    `,
+  },
 ];
 
 /** The internal schema version this shardctl writes. */
@@ -90,6 +104,13 @@ export async function readCatalogVersion(client: PoolClient): Promise<number> {
   return r.rows[0]?.v ?? 0;
 }
 
+/** Versions of the internal-schema steps applied to a database (empty without a shardctl schema). */
+export async function appliedSteps(client: PoolClient): Promise<number[]> {
+  const exists = await client.query<{ t: string | null }>("SELECT to_regclass('shardctl.schema_version')::text AS t");
+  if (!exists.rows[0]?.t) return [];
+  return (await client.query<{ version: number }>('SELECT version FROM shardctl.schema_version')).rows.map((r) => r.version);
+}
+
 /**
  * Creates or upgrades the `shardctl` schema on one database, idempotently and safely when several
  * processes do it at once (an advisory lock serialises them). Returns the
@@ -100,7 +121,8 @@ export async function readCatalogVersion(client: PoolClient): Promise<number> {
  */
 export async function ensureCatalogSchema(client: PoolClient): Promise<number[]> {
   // Fast path without a lock or a transaction: already current.
-  if ((await readCatalogVersion(client)) >= CATALOG_VERSION) return [];
+  const applied0 = new Set(await appliedSteps(client));
+  if (CATALOG_STEPS.every((s) => applied0.has(s.version))) return [];
   const applied: number[] = [];
   // A session lock taken before BEGIN: the transaction that follows starts after the previous
   // holder committed, so it sees the tables that holder created (a lock taken inside the transaction
@@ -109,9 +131,11 @@ export async function ensureCatalogSchema(client: PoolClient): Promise<number[]>
   try {
     await client.query('BEGIN');
     try {
-      const current = await readCatalogVersion(client);
-      for (const step of CATALOG_STEPS) {
-        if (step.version <= current) continue;
+      // Applied by membership, not by the highest version, so that a step added with a lower number
+      // than one already applied (work developed side by side) still runs.
+      const done = new Set(await appliedSteps(client));
+      for (const step of [...CATALOG_STEPS].sort((a, b) => a.version - b.version)) {
+        if (done.has(step.version)) continue;
         await client.query(step.sql);
         await client.query('INSERT INTO shardctl.schema_version (version, description, shardctl_version) VALUES ($1, $2, $3)', [
           step.version,

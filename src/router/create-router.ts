@@ -6,6 +6,7 @@ import type { ShardPools, ShardPoolsOptions } from '../db/shard-pools.js';
 import { ExitCode, ShardctlError } from '../errors.js';
 import { compileRule } from '../placement/placement.js';
 import { parseTenant, tenantText, type TenantKey } from '../placement/tenant-key.js';
+import { assertRuleUnchanged, readRuleState } from '../rebalance/rule-state.js';
 
 /** Where a tenant lives. */
 export interface Location {
@@ -86,6 +87,7 @@ export async function createRouter(mapOrPath: ShardMap | string, options: Router
   let version = -1;
   let checkedAt = 0;
   let refreshing: Promise<void> | undefined;
+  let ruleError: ShardctlError | undefined;
 
   const refresh = async (): Promise<void> => {
     if (!pools) return;
@@ -94,13 +96,27 @@ export async function createRouter(mapOrPath: ShardMap | string, options: Router
       const v = await readDirectoryVersion(client);
       if (v !== version) {
         const dir = await readDirectory(client);
+        // A map whose rule differs from the recorded one would send tenants to shards that do not
+        // hold them: refuse to route rather than answer from the wrong shard.
+        try {
+          assertRuleUnchanged(map, await readRuleState(client));
+          ruleError = undefined;
+        } catch (e) {
+          ruleError = e as ShardctlError;
+        }
         entries = dir.entries;
         version = dir.version;
       }
     });
     checkedAt = Date.now();
   };
-  if (!offline) await refresh();
+  if (!offline) {
+    await refresh();
+    if (ruleError) {
+      await pools?.close();
+      throw ruleError;
+    }
+  }
 
   const kyselies = new Map<string, Kysely<unknown>>();
   const located = (tenant: TenantKey): Location => {
@@ -131,6 +147,7 @@ export async function createRouter(mapOrPath: ShardMap | string, options: Router
             refreshing = undefined;
           });
       }
+      if (ruleError) throw ruleError;
       return located(parseTenant(tenant, map.shardKey.type));
     },
     db<DB>(tenant: unknown) {

@@ -1,6 +1,7 @@
 import type { PoolClient } from 'pg';
 import type { Shard, ShardMap } from '../config/shard-map.js';
 import { readDirectory } from '../catalog/directory.js';
+import { assertRuleUnchanged, readRuleState } from '../rebalance/rule-state.js';
 import { forEachShard } from '../db/for-each-shard.js';
 import { ShardPools } from '../db/shard-pools.js';
 import { ExitCode, ShardctlError } from '../errors.js';
@@ -27,7 +28,8 @@ export type FindingKind =
   | 'orphan-fence'
   | 'replication-leftover'
   | 'invalid-index'
-  | 'directory-unknown-shard';
+  | 'directory-unknown-shard'
+  | 'rule-changed';
 
 /** A repair `verify --fix` may make: one statement on one shard, shown before it runs. */
 export interface Fix {
@@ -119,8 +121,15 @@ export async function verifyCluster(map: ShardMap, options: VerifyOptions = {}):
     // The directory decides where moved tenants belong: without it, misplaced rows cannot be judged.
     let directory: Map<string, string> | undefined;
     try {
-      directory = (await pools.withShard(map.catalog, (c) => readDirectory(c))).entries;
+      const [dir, rule] = await pools.withShard(map.catalog, async (c) => [await readDirectory(c), await readRuleState(c)] as const);
+      directory = dir.entries;
       checks.push('directory');
+      try {
+        assertRuleUnchanged(map, rule);
+      } catch (e) {
+        const err = e as ShardctlError;
+        findings.push({ kind: 'rule-changed', shard: map.catalog, message: `${err.message}; ${err.hint ?? ''}`, details: err.details });
+      }
       for (const [t, s] of directory) {
         if (!names.has(s) && (tenant === undefined || tenant === t)) {
           findings.push({
