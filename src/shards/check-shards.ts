@@ -4,6 +4,7 @@ import { redactUrl } from '../db/redact.js';
 import { forEachShard, type ShardResult } from '../db/for-each-shard.js';
 import { ShardPools } from '../db/shard-pools.js';
 import { ShardctlError } from '../errors.js';
+import { replicationLeftovers } from '../verify/leftovers.js';
 
 /** A shard as listed by `shardctl shards`: never with its password. */
 export interface ShardSummary {
@@ -30,6 +31,8 @@ export interface ShardHealth {
   tenantTables: number;
   /** Internal schema version; 0 when shardctl never wrote to this shard. */
   catalogVersion: number;
+  /** shardctl's replication slots on this shard, with the WAL each keeps (an unconsumed slot fills the disk). */
+  replicationSlots: { name: string; active: boolean; retainedWalBytes: number }[];
 }
 
 /**
@@ -92,6 +95,7 @@ export async function checkShards(map: ShardMap, options: CheckShardsOptions = {
           const info = await client.query<{ v: string; size: string }>("SELECT current_setting('server_version') AS v, pg_database_size(current_database())::text AS size");
           const tables = await client.query<{ reltuples: number }>(TENANT_TABLES_SQL, [map.shardKey.column, map.tables]);
           const catalogVersion = await readCatalogVersion(client);
+          const slots = (await replicationLeftovers(client)).filter((r) => r.kind === 'replication-slot');
           return {
             latencyMs: Math.round(latencyMs * 100) / 100,
             serverVersion: info.rows[0]!.v,
@@ -100,6 +104,7 @@ export async function checkShards(map: ShardMap, options: CheckShardsOptions = {
             tenantRowsEstimate: Math.round(tables.rows.reduce((sum, r) => sum + Math.max(0, r.reltuples), 0)),
             tenantTables: tables.rows.length,
             catalogVersion,
+            replicationSlots: slots.map((r) => ({ name: r.name, active: r.active ?? false, retainedWalBytes: r.retainedWalBytes ?? 0 })),
           };
         }),
         timeoutMs + 1000,
@@ -121,4 +126,28 @@ async function withDeadline<T>(p: Promise<T>, ms: number, shard: string): Promis
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** How one shard's tenant data compares with the fleet's mean. */
+export interface ShardBalance {
+  shard: string;
+  /** Bytes of tenant tables (with indexes and TOAST). */
+  bytes: number;
+  /** Tenants found (a sampled table may miss tiny tenants: then `estimated`). */
+  tenants: number;
+  /** (bytes - mean) / mean; 0 when the fleet is empty. */
+  skew: number;
+  estimated: boolean;
+}
+
+/**
+ * Turns measured shard sizes into the balance view of `shards --check`: bytes, tenant count and skew
+ * against the mean of the measured shards.
+ *
+ * @example
+ * shardBalance([{ shard: 'a', bytes: 150, ... }, { shard: 'b', bytes: 50, ... }]) // skews 0.5 and -0.5
+ */
+export function shardBalance(sizes: { shard: string; bytes: number; tenants: unknown[]; estimated: boolean }[]): ShardBalance[] {
+  const mean = sizes.reduce((a, s) => a + s.bytes, 0) / (sizes.length || 1);
+  return sizes.map((s) => ({ shard: s.shard, bytes: s.bytes, tenants: s.tenants.length, skew: mean > 0 ? (s.bytes - mean) / mean : 0, estimated: s.estimated }));
 }
