@@ -46,3 +46,13 @@ export { freezePlacements, pruneDirectory } from './rebalance/freeze-placements.
 export type { FreezeReport } from './rebalance/freeze-placements.js';
 export { describeRule, ruleFingerprint, readRuleState, writeRuleState, assertRuleUnchanged, FROZEN } from './rebalance/rule-state.js';
 export type { RuleDescription } from './rebalance/rule-state.js';
+export { planMove, moveTenant, resumeMove, abortMove, cleanupMove } from './move/move-tenant.js';
+export type { MovePreview, MoveEvent, MoveOptions, MoveResult } from './move/move-tenant.js';
+export { MOVE_STATES, SWITCHED_STATES } from './move/move-journal.js';
+export type { MoveRecord, MoveState, MovePlanRecord } from './move/move-journal.js';
+export { fencesOf, removeTenantFence, movesOf } from './move/list-fences.js';
+export type { Fence } from './move/fence.js';
+export { readTenantTables } from './move/tenant-tables.js';
+export type { TenantTable } from './move/tenant-tables.js';
+export { computeFleetPlan, applyFleetPlan, resumeFleetPlan, planConflicts } from './rebalance/apply-plan.js';
+export type { FleetPlan, FleetPlanOptions, ApplyReport, AppliedMove, ApplyOptions, PlanProgress } from './rebalance/apply-plan.js';

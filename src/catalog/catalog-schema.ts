@@ -68,6 +68,82 @@ export const CATALOG_STEPS: CatalogStep[] = [
     `,
   },
   {
+    version: 3,
+    description: 'move journal and fences',
+    sql: `
+      -- One row per tenant move (catalog shard). States: planned, fenced, copying, copied, verified,
+      -- switched, cleaned, done; failed, aborted. Each state is written before its action runs.
+      CREATE TABLE shardctl.moves (
+        id           bigserial PRIMARY KEY,
+        tenant       text NOT NULL,
+        source_shard text NOT NULL,
+        target_shard text NOT NULL,
+        state        text NOT NULL CHECK (state IN ('planned', 'fenced', 'copying', 'copied', 'verified', 'switched', 'cleaned', 'done', 'failed', 'aborted')),
+        mode         text NOT NULL DEFAULT 'fenced',
+        keep_source  boolean NOT NULL DEFAULT false,
+        plan         jsonb NOT NULL,
+        stats        jsonb NOT NULL DEFAULT '{}',
+        failed_in    text,
+        error        text,
+        plan_id      bigint,
+        created_at   timestamptz NOT NULL DEFAULT now(),
+        updated_at   timestamptz NOT NULL DEFAULT now()
+      );
+      -- At most one move of a tenant in flight.
+      CREATE UNIQUE INDEX moves_one_in_flight ON shardctl.moves (tenant) WHERE state NOT IN ('done', 'aborted');
+      CREATE TABLE shardctl.move_events (
+        move_id bigint NOT NULL REFERENCES shardctl.moves (id),
+        at      timestamptz NOT NULL DEFAULT clock_timestamp(),
+        state   text NOT NULL,
+        message text
+      );
+      -- Tenants whose writes this shard rejects (source shards): during a move, and after it as a
+      -- tombstone so that an app with a stale map errors instead of writing to the old shard.
+      CREATE TABLE shardctl.fences (
+        tenant     text PRIMARY KEY,
+        move_id    bigint,
+        target     text,
+        reason     text NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now()
+      );
+      -- Row trigger installed on tenant tables: TG_ARGV[0] is the shard-key column. shardctl's own
+      -- cleanup sets shardctl.fence_bypass for its transaction.
+      CREATE FUNCTION shardctl.fence_guard() RETURNS trigger LANGUAGE plpgsql AS $$
+      DECLARE
+        k text;
+        f record;
+      BEGIN
+        IF current_setting('shardctl.fence_bypass', true) = 'on' THEN
+          RETURN CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
+        END IF;
+        IF TG_OP <> 'INSERT' THEN
+          k := to_jsonb(OLD) ->> TG_ARGV[0];
+          SELECT * INTO f FROM shardctl.fences WHERE tenant = k;
+          IF FOUND THEN
+            RAISE EXCEPTION 'shardctl: tenant % is fenced on this shard: %', k, f.reason
+              USING ERRCODE = 'P0001', HINT = 'the tenant ' || CASE WHEN f.target IS NOT NULL THEN 'moves or moved to ' || f.target ELSE 'is fenced' END || '; route through the current shard map (shardctl locate ' || k || ')';
+          END IF;
+        END IF;
+        IF TG_OP <> 'DELETE' THEN
+          k := to_jsonb(NEW) ->> TG_ARGV[0];
+          SELECT * INTO f FROM shardctl.fences WHERE tenant = k;
+          IF FOUND THEN
+            RAISE EXCEPTION 'shardctl: tenant % is fenced on this shard: %', k, f.reason
+              USING ERRCODE = 'P0001', HINT = 'the tenant ' || CASE WHEN f.target IS NOT NULL THEN 'moves or moved to ' || f.target ELSE 'is fenced' END || '; route through the current shard map (shardctl locate ' || k || ')';
+          END IF;
+        END IF;
+        RETURN CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
+      END $$;
+      CREATE FUNCTION shardctl.fence_truncate_guard() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        IF current_setting('shardctl.fence_bypass', true) IS DISTINCT FROM 'on' AND EXISTS (SELECT 1 FROM shardctl.fences) THEN
+          RAISE EXCEPTION 'shardctl: TRUNCATE of % refused: tenants on this shard are fenced (see shardctl fences)', TG_TABLE_NAME USING ERRCODE = 'P0001';
+        END IF;
+        RETURN NULL;
+      END $$;
+    `,
+  },
+  {
     version: 5,
     description: 'placement rule state',
     sql: `
@@ -78,6 +154,20 @@ export const CATALOG_STEPS: CatalogStep[] = [
         fingerprint text NOT NULL,
         rule        jsonb NOT NULL,
         updated_at  timestamptz NOT NULL DEFAULT now()
+      );
+    `,
+  },
+  {
+    version: 6,
+    description: 'fleet rebalance plans',
+    sql: `
+      -- A fleet plan applied by \`rebalance --apply\`: its moves point back to it (moves.plan_id).
+      CREATE TABLE shardctl.rebalance_plans (
+        id         bigserial PRIMARY KEY,
+        state      text NOT NULL CHECK (state IN ('running', 'done', 'failed', 'stopped')),
+        plan       jsonb NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        updated_at timestamptz NOT NULL DEFAULT now()
       );
     `,
   },

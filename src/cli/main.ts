@@ -6,9 +6,12 @@ import { registerLocate } from './commands/locate.js';
 import { registerShards } from './commands/shards.js';
 import { registerValidate } from './commands/validate.js';
 import { registerVerify } from './commands/verify.js';
+import { registerRebalance } from './commands/rebalance.js';
+import { registerMoves } from './commands/moves.js';
+import { registerFences } from './commands/fences.js';
 
 /** Every command module registers itself here; each keeps its own options and rendering. */
-const COMMANDS: ((program: Command, ctx: CliContext) => void)[] = [registerValidate, registerShards, registerLocate, registerDev, registerVerify];
+const COMMANDS: ((program: Command, ctx: CliContext) => void)[] = [registerValidate, registerShards, registerLocate, registerDev, registerVerify, registerRebalance, registerMoves, registerFences];
 
 /**
  * Builds the commander program. Global options are accepted before or after the command name.

@@ -1,6 +1,8 @@
 import type { PoolClient } from 'pg';
+import { listFences, type Fence } from '../move/fence.js';
+import { listMoves, type MoveRecord } from '../move/move-journal.js';
 
-/** A move not in a final state, or a fence that no finished move explains. */
+/** A move not in a final state, or a fence that no move explains. */
 export interface MoveLeftover {
   kind: 'unfinished-move' | 'orphan-fence';
   tenant?: string;
@@ -10,47 +12,49 @@ export interface MoveLeftover {
   objects?: string[];
 }
 
-async function exists(client: PoolClient, table: string): Promise<boolean> {
-  const r = await client.query<{ t: string | null }>('SELECT to_regclass($1)::text AS t', [table]);
-  return Boolean(r.rows[0]?.t);
+/** What one shard holds of the move machinery: its journal (the catalog's) and its fences. */
+export interface MoveFacts {
+  moves: MoveRecord[];
+  fences: Fence[];
+}
+
+/** Reads the move journal and the fences of a shard (reads only; empty where shardctl never wrote). */
+export async function readMoveFacts(client: PoolClient, shard: string): Promise<MoveFacts> {
+  return { moves: await listMoves(client, { limit: 100_000 }), fences: await listFences(client, shard) };
 }
 
 /**
- * Reads the move journal and the fences of a shard (where they exist) and lists moves that are not
- * done or aborted, and fences whose move is not finished (or unknown). Reads only.
+ * Judges the move machinery across shards: moves of the catalog's journal that are not done or
+ * aborted, and fences whose move is unknown or aborted (a fence of a done move is a tombstone; one of
+ * an unfinished move is reported with that move).
  *
  * @example
- * await moveLeftovers(client) // [{ kind: 'unfinished-move', tenant: '7', message: 'move 3 of tenant 7 is stuck in copying', ... }]
+ * judgeMoves(catalogFacts.moves, allFences)
  */
-export async function moveLeftovers(client: PoolClient): Promise<MoveLeftover[]> {
+export function judgeMoves(journal: MoveRecord[], fences: Fence[]): MoveLeftover[] {
   const out: MoveLeftover[] = [];
-  const hasMoves = await exists(client, 'shardctl.moves');
-  if (hasMoves) {
-    const r = await client.query<{ id: string; tenant: string; state: string; source: string; target: string; updated: Date | null }>(
-      `SELECT id::text, tenant, state, source_shard AS source, target_shard AS target, updated_at AS updated
-         FROM shardctl.moves WHERE state NOT IN ('done', 'aborted') ORDER BY id`,
-    );
-    for (const m of r.rows) {
-      out.push({
-        kind: 'unfinished-move',
-        tenant: m.tenant,
-        message: `move ${m.id} of tenant ${m.tenant} (${m.source} -> ${m.target}) is ${m.state}${m.updated ? ` since ${new Date(m.updated).toISOString()}` : ''}: resume it with \`shardctl rebalance --resume ${m.id}\` or abort it with \`shardctl rebalance --abort ${m.id}\``,
-        details: m,
-        objects: [`shardctl_move_${m.id}`, `shardctl_move_${m.id}_pub`, `shardctl_move_${m.id}_sub`],
-      });
-    }
+  for (const m of journal) {
+    if (m.state === 'done' || m.state === 'aborted') continue;
+    const what = m.state === 'failed' ? `failed in ${m.failedIn}${m.error ? ` (${m.error})` : ''}` : m.state === 'switched' && m.keepSource ? 'switched, source rows kept' : `stopped in ${m.state}`;
+    const fix = m.state === 'switched' && m.keepSource ? `remove the source rows with \`shardctl moves cleanup ${m.id}\`` : `resume it with \`shardctl rebalance --resume ${m.id}\`${['switched', 'cleaned'].includes(m.state) ? '' : ` or abort it with \`shardctl rebalance --abort ${m.id}\``}`;
+    out.push({
+      kind: 'unfinished-move',
+      tenant: m.tenant,
+      message: `move ${m.id} of tenant ${m.tenant} (${m.source} -> ${m.target}) ${what} since ${m.updatedAt}: ${fix}`,
+      details: { id: m.id, state: m.state, source: m.source, target: m.target },
+      objects: [`shardctl_move_${m.id}`, `shardctl_move_${m.id}_pub`, `shardctl_move_${m.id}_sub`],
+    });
   }
-  if (await exists(client, 'shardctl.fences')) {
-    const finished = hasMoves ? `AND NOT EXISTS (SELECT 1 FROM shardctl.moves m WHERE m.id = f.move_id AND m.state IN ('switched', 'cleaned', 'done'))` : '';
-    const r = await client.query<{ tenant: string; move_id: string | null }>(`SELECT f.tenant, f.move_id::text FROM shardctl.fences f WHERE true ${finished} ORDER BY 1`);
-    for (const f of r.rows) {
-      out.push({
-        kind: 'orphan-fence',
-        tenant: f.tenant,
-        message: `fence on tenant ${f.tenant}${f.move_id ? ` from move ${f.move_id}` : ''} has no finished move: writes for this tenant are rejected here (see \`shardctl fences\`)`,
-        details: f,
-      });
-    }
+  const byId = new Map(journal.map((m) => [m.id, m]));
+  for (const f of fences) {
+    const m = f.moveId === null ? undefined : byId.get(f.moveId);
+    if (m && m.state !== 'aborted') continue;
+    out.push({
+      kind: 'orphan-fence',
+      tenant: f.tenant,
+      message: `${f.shard}: fence on tenant ${f.tenant}${f.moveId !== null ? ` from move ${f.moveId} (${m ? m.state : 'not in the journal'})` : ''} has no finished move: writes of this tenant are rejected there; lift it with \`shardctl fences remove --tenant ${f.tenant} --shard ${f.shard}\` if that is wrong`,
+      details: f,
+    });
   }
   return out;
 }

@@ -11,7 +11,7 @@ import { TENANT_TABLES_SQL } from '../shards/check-shards.js';
 import { invalidIndexes, replicationLeftovers, type InvalidIndex, type ReplicationLeftover } from './leftovers.js';
 import { readLedger, readMigrationFiles, type LedgerEntry, type MigrationFileSum } from './ledger-files.js';
 import { misplacedRowsSql, quoteIdent, quoteTable } from './misplaced-sql.js';
-import { moveLeftovers, type MoveLeftover } from './move-leftovers.js';
+import { judgeMoves, readMoveFacts, type MoveFacts } from './move-leftovers.js';
 import { diffTable, fingerprint, readSchema, type SchemaDifference, type TableSchema } from './schema-fingerprint.js';
 
 /** What a finding is about. */
@@ -86,7 +86,7 @@ interface ShardFacts {
   ledger: LedgerEntry[] | null;
   replication: ReplicationLeftover[];
   invalid: InvalidIndex[];
-  moves: MoveLeftover[];
+  moves: MoveFacts;
 }
 
 /**
@@ -171,11 +171,11 @@ export async function verifyCluster(map: ShardMap, options: VerifyOptions = {}):
       }
       if (want.has('leftovers')) {
         checks.push('leftovers');
-        findings.push(...leftoverFindings(facts));
+        findings.push(...leftoverFindings(facts, map));
       }
     } else {
       checks.push('tenant-moves');
-      findings.push(...leftoverFindings(facts).filter((f) => f.tenant === tenant));
+      findings.push(...leftoverFindings(facts, map).filter((f) => f.tenant === tenant));
     }
     return { ok: findings.length === 0, shards: selected.map((s) => s.name), checks, findings, durationMs: Math.round(performance.now() - start) };
   } finally {
@@ -218,7 +218,7 @@ async function shardFacts(c: PoolClient, map: ShardMap, shard: Shard, directory:
     const ledger = whole && want.has('migrations') ? await readLedger(c) : null;
     const replication = whole && want.has('leftovers') ? await replicationLeftovers(c) : [];
     const invalid = whole && want.has('leftovers') ? await invalidIndexes(c) : [];
-    const moves = want.has('leftovers') ? await moveLeftovers(c) : [];
+    const moves = want.has('leftovers') ? await readMoveFacts(c, shard.name) : { moves: [], fences: [] };
     return { tables, misplaced, ...(schema ? { schema } : {}), ledger, replication, invalid, moves };
   } finally {
     await c.query('COMMIT').catch(() => undefined);
@@ -379,14 +379,16 @@ function migrationFindings(facts: Map<string, ShardFacts>, files: MigrationFileS
   return out;
 }
 
-function leftoverFindings(facts: Map<string, ShardFacts>): Finding[] {
+function leftoverFindings(facts: Map<string, ShardFacts>, map: ShardMap): Finding[] {
   const out: Finding[] = [];
   const activeMoveObjects = new Set<string>();
-  for (const [shard, f] of facts) {
-    for (const m of f.moves) {
-      if (m.kind === 'unfinished-move') for (const o of m.objects ?? []) activeMoveObjects.add(o);
-      out.push({ kind: m.kind, shard, ...(m.tenant !== undefined ? { tenant: m.tenant } : {}), message: m.message, details: m.details });
-    }
+  // The journal lives on the catalog; fences on the shards they protect.
+  const journal = facts.get(map.catalog)?.moves.moves ?? [];
+  const fences = [...facts.values()].flatMap((f) => f.moves.fences);
+  for (const m of judgeMoves(journal, fences)) {
+    if (m.kind === 'unfinished-move') for (const o of m.objects ?? []) activeMoveObjects.add(o);
+    const shard = m.kind === 'unfinished-move' ? map.catalog : (m.details as { shard: string }).shard;
+    out.push({ kind: m.kind, shard, ...(m.tenant !== undefined ? { tenant: m.tenant } : {}), message: m.message, details: m.details });
   }
   for (const [shard, f] of facts) {
     for (const r of f.replication) {

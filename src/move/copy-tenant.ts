@@ -1,0 +1,191 @@
+import { Transform, type TransformCallback } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { PoolClient } from 'pg';
+import { ShardctlError } from '../errors.js';
+import { quoteIdent, quoteTable } from '../verify/misplaced-sql.js';
+import { bindTenant, tenantFilter } from './fence.js';
+import type { TenantTable } from './tenant-tables.js';
+
+/** Progress of a table copy. */
+export interface CopyProgress {
+  table: string;
+  rows: number;
+  bytes: number;
+}
+
+/** Rows and bytes copied per table, and time. */
+export interface CopyStats {
+  tables: Record<string, { rows: number; bytes: number; ms: number }>;
+  rows: number;
+  bytes: number;
+  ms: number;
+}
+
+let copyStreams: typeof import('pg-copy-streams') | undefined;
+
+async function streams(): Promise<typeof import('pg-copy-streams')> {
+  if (!copyStreams) {
+    const m = await import('pg-copy-streams');
+    copyStreams = (m as unknown as { default?: typeof import('pg-copy-streams') }).default ?? m;
+  }
+  return copyStreams;
+}
+
+/** Test-only: kills the process with SIGKILL at a named point (`SHARDCTL_TEST_CRASH_AT`), to prove crash safety. */
+export function crashPoint(name: string): void {
+  if (process.env.SHARDCTL_TEST_CRASH_AT === name) process.kill(process.pid, 'SIGKILL');
+}
+
+/**
+ * Deletes the tenant's rows from tables, children first, in batches (so that a big tenant never
+ * holds one huge transaction), with the fence bypassed for these transactions only.
+ *
+ * @returns rows deleted per table
+ */
+export async function deleteTenantRows(client: PoolClient, tables: TenantTable[], tenant: string, key: { column: string; type: string }, options: { batch?: number; onBatch?: (table: string, rows: number) => void } = {}): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  const batch = options.batch ?? 10_000;
+  for (const t of [...tables].reverse()) {
+    out[t.table] = 0;
+    for (;;) {
+      await client.query('BEGIN');
+      try {
+        await client.query("SELECT set_config('shardctl.fence_bypass', 'on', true)");
+        await bindTenant(client, tenant);
+        const r = await client.query(
+          `DELETE FROM ${quoteTable(t.table)} WHERE ctid = ANY(ARRAY(SELECT ctid FROM ${quoteTable(t.table)} WHERE ${tenantFilter(key.column, key.type)} LIMIT ${batch}))`,
+        );
+        await client.query('COMMIT');
+        const n = r.rowCount ?? 0;
+        out[t.table] = (out[t.table] ?? 0) + n;
+        if (n > 0) options.onBatch?.(t.table, n);
+        if (n < batch) break;
+      } catch (e) {
+        await client.query('ROLLBACK').catch(() => undefined);
+        throw e;
+      }
+    }
+  }
+  return out;
+}
+
+/**
+ * Streams one tenant's rows of every table from the source to the target with COPY, parents first,
+ * in ONE target transaction: a crash or error leaves the target without a partial copy. The source is
+ * read in one REPEATABLE READ snapshot. Generated columns are left to the target to compute; identity
+ * columns are copied as they are (COPY accepts given values); afterwards every sequence feeding a copied
+ * column is advanced past the largest value on the target, or the copy fails.
+ */
+export async function copyTenant(
+  source: PoolClient,
+  target: PoolClient,
+  tables: TenantTable[],
+  tenant: string,
+  key: { column: string; type: string },
+  options: { onProgress?: (p: CopyProgress) => void; maxBytesPerSecond?: number } = {},
+): Promise<CopyStats> {
+  // pg-copy-streams: `to` reads COPY ... TO STDOUT, `from` writes COPY ... FROM STDIN.
+  const { to: copyTo, from: copyFrom } = await streams();
+  const start = performance.now();
+  const stats: CopyStats = { tables: {}, rows: 0, bytes: 0, ms: 0 };
+  await source.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+  await target.query('BEGIN');
+  try {
+    await bindTenant(source, tenant);
+    await bindTenant(target, tenant);
+    await target.query('SET CONSTRAINTS ALL DEFERRED');
+    // A resumed copy starts from nothing: rows an earlier attempt committed are removed first.
+    for (const t of [...tables].reverse()) await target.query(`DELETE FROM ${quoteTable(t.table)} WHERE ${tenantFilter(key.column, key.type)}`);
+    for (const t of tables) {
+      const t0 = performance.now();
+      crashPoint(`before-copy:${t.table}`);
+      const cols = t.columns.map(quoteIdent).join(', ');
+      const reader = source.query(copyTo(`COPY (SELECT ${cols} FROM ${quoteTable(t.table)} WHERE ${tenantFilter(key.column, key.type)}) TO STDOUT (FORMAT binary)`));
+      const writer = target.query(copyFrom(`COPY ${quoteTable(t.table)} (${cols}) FROM STDIN (FORMAT binary)`));
+      let bytes = 0;
+      let chunks = 0;
+      const limit = options.maxBytesPerSecond;
+      const meter = new Transform({
+        transform(chunk: Buffer, _enc, cb: TransformCallback) {
+          bytes += chunk.length;
+          chunks++;
+          if (chunks === 1) crashPoint(`mid-copy:${t.table}`);
+          if (chunks % 64 === 0) options.onProgress?.({ table: t.table, rows: -1, bytes });
+          // --max-rate: hold the chunk until the average rate is back under the limit.
+          const wait = limit ? ((stats.bytes + bytes) / limit) * 1000 - (performance.now() - start) : 0;
+          if (wait > 0) setTimeout(() => cb(null, chunk), wait);
+          else cb(null, chunk);
+        },
+      });
+      await pipeline(reader, meter, writer);
+      const rows = Number((writer as unknown as { rowCount?: number }).rowCount ?? 0);
+      stats.tables[t.table] = { rows, bytes, ms: Math.round(performance.now() - t0) };
+      stats.rows += rows;
+      stats.bytes += bytes;
+      options.onProgress?.({ table: t.table, rows, bytes });
+      crashPoint(`after-copy:${t.table}`);
+    }
+    await advanceSequences(target, tables);
+    crashPoint('before-copy-commit');
+    await target.query('COMMIT');
+    await source.query('COMMIT');
+  } catch (e) {
+    await target.query('ROLLBACK').catch(() => undefined);
+    await source.query('ROLLBACK').catch(() => undefined);
+    throw e;
+  }
+  stats.ms = Math.round(performance.now() - start);
+  return stats;
+}
+
+/**
+ * Advances every sequence feeding a column of the tables past the largest value now in that column
+ * (all tenants), never backwards. Fails when a sequence cannot hold the value (its maximum is lower).
+ */
+export async function advanceSequences(client: PoolClient, tables: TenantTable[]): Promise<void> {
+  for (const t of tables) {
+    for (const s of t.sequences) {
+      const r = await client.query<{ maxv: string | null; last: string; maxseq: string; called: boolean }>(
+        `SELECT (SELECT max(${quoteIdent(s.column)})::text FROM ${quoteTable(t.table)}) AS maxv,
+                sq.last_value::text AS last, s.seqmax::text AS maxseq, sq.is_called AS called
+           FROM pg_sequence s, LATERAL (SELECT last_value, is_called FROM ${s.sequence}) sq
+          WHERE s.seqrelid = to_regclass($1)`,
+        [s.sequence],
+      );
+      const row = r.rows[0];
+      if (!row) throw new ShardctlError(`cannot advance sequence ${s.sequence} of ${t.table}.${s.column}: not found on the target`, { code: 'SEQUENCE' });
+      if (row.maxv === null) continue;
+      const max = BigInt(row.maxv);
+      if (max > BigInt(row.maxseq)) {
+        throw new ShardctlError(`sequence ${s.sequence} cannot go past ${max} (its maximum is ${row.maxseq}): copied rows would collide with new ones`, { code: 'SEQUENCE' });
+      }
+      const next = row.called ? BigInt(row.last) : BigInt(row.last) - 1n;
+      if (max > next) await client.query('SELECT setval($1::regclass, $2::int8, true)', [s.sequence, max.toString()]);
+    }
+  }
+}
+
+/** Row count and an order-independent checksum of one tenant's rows in a table, computed in SQL. */
+export async function tenantChecksums(client: PoolClient, tables: TenantTable[], tenant: string, key: { column: string; type: string }): Promise<Record<string, { rows: string; sum: string }>> {
+  const out: Record<string, { rows: string; sum: string }> = {};
+  await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+  try {
+    // The text form of values depends on session settings: fix them so both sides print alike.
+    await client.query("SET LOCAL TimeZone = 'UTC'; SET LOCAL DateStyle = 'ISO, YMD'; SET LOCAL IntervalStyle = 'postgres'; SET LOCAL extra_float_digits = 3; SET LOCAL bytea_output = 'hex'");
+    await bindTenant(client, tenant);
+    for (const t of tables) {
+      const cols = t.allColumns.map((c) => quoteIdent(c.name)).join(', ');
+      const r = await client.query<{ n: string; h: string }>(
+        `SELECT count(*)::text AS n,
+                coalesce(sum(('x' || substr(md5(ROW(${cols})::text), 1, 15))::bit(60)::int8::numeric), 0)::text AS h
+           FROM ${quoteTable(t.table)} WHERE ${tenantFilter(key.column, key.type)}`,
+      );
+      out[t.table] = { rows: r.rows[0]!.n, sum: r.rows[0]!.h };
+    }
+    await client.query('COMMIT');
+  } catch (e) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw e;
+  }
+  return out;
+}

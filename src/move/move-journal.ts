@@ -1,0 +1,128 @@
+import type { PoolClient } from 'pg';
+
+/** States of a move, in order; `failed` and `aborted` are off the main path. */
+export const MOVE_STATES = ['planned', 'fenced', 'copying', 'copied', 'verified', 'switched', 'cleaned', 'done', 'failed', 'aborted'] as const;
+
+/** One state of {@link MOVE_STATES}. */
+export type MoveState = (typeof MOVE_STATES)[number];
+
+/** States after which the tenant lives on the target: abort is no longer possible. */
+export const SWITCHED_STATES: MoveState[] = ['switched', 'cleaned', 'done'];
+
+/** The plan a move records: tables in copy order with their source row counts. */
+export interface MovePlanRecord {
+  tables: { table: string; rows: number; bytes: number }[];
+}
+
+/** A move as the journal holds it. */
+export interface MoveRecord {
+  id: number;
+  tenant: string;
+  source: string;
+  target: string;
+  state: MoveState;
+  mode: string;
+  keepSource: boolean;
+  plan: MovePlanRecord;
+  stats: Record<string, unknown>;
+  failedIn: MoveState | null;
+  error: string | null;
+  planId: number | null;
+  createdAt: string;
+  updatedAt: string;
+}
+
+interface Row {
+  id: string;
+  tenant: string;
+  source_shard: string;
+  target_shard: string;
+  state: MoveState;
+  mode: string;
+  keep_source: boolean;
+  plan: MovePlanRecord;
+  stats: Record<string, unknown>;
+  failed_in: MoveState | null;
+  error: string | null;
+  plan_id: string | null;
+  created_at: Date;
+  updated_at: Date;
+}
+
+function toRecord(r: Row): MoveRecord {
+  return {
+    id: Number(r.id),
+    tenant: r.tenant,
+    source: r.source_shard,
+    target: r.target_shard,
+    state: r.state,
+    mode: r.mode,
+    keepSource: r.keep_source,
+    plan: r.plan,
+    stats: r.stats,
+    failedIn: r.failed_in,
+    error: r.error,
+    planId: r.plan_id === null ? null : Number(r.plan_id),
+    createdAt: new Date(r.created_at).toISOString(),
+    updatedAt: new Date(r.updated_at).toISOString(),
+  };
+}
+
+/** Creates a move in state `planned`; fails with a unique violation when one of the tenant is in flight. */
+export async function createMove(
+  client: PoolClient,
+  m: { tenant: string; source: string; target: string; keepSource: boolean; plan: MovePlanRecord; planId?: number | null },
+): Promise<MoveRecord> {
+  const r = await client.query<Row>(
+    `INSERT INTO shardctl.moves (tenant, source_shard, target_shard, state, keep_source, plan, plan_id)
+     VALUES ($1, $2, $3, 'planned', $4, $5, $6) RETURNING *`,
+    [m.tenant, m.source, m.target, m.keepSource, JSON.stringify(m.plan), m.planId ?? null],
+  );
+  await client.query("INSERT INTO shardctl.move_events (move_id, state, message) VALUES ($1, 'planned', 'move planned')", [r.rows[0]!.id]);
+  return toRecord(r.rows[0]!);
+}
+
+/** Reads one move, or undefined. */
+export async function readMove(client: PoolClient, id: number): Promise<MoveRecord | undefined> {
+  const exists = await client.query<{ t: string | null }>("SELECT to_regclass('shardctl.moves')::text AS t");
+  if (!exists.rows[0]?.t) return undefined;
+  const r = await client.query<Row>('SELECT * FROM shardctl.moves WHERE id = $1', [id]);
+  return r.rows[0] ? toRecord(r.rows[0]) : undefined;
+}
+
+/** Lists moves, newest first; an empty list where the catalog has no journal. */
+export async function listMoves(client: PoolClient, options: { tenant?: string; limit?: number } = {}): Promise<MoveRecord[]> {
+  const exists = await client.query<{ t: string | null }>("SELECT to_regclass('shardctl.moves')::text AS t");
+  if (!exists.rows[0]?.t) return [];
+  const r = await client.query<Row>('SELECT * FROM shardctl.moves WHERE ($1::text IS NULL OR tenant = $1) ORDER BY id DESC LIMIT $2', [options.tenant ?? null, options.limit ?? 1000]);
+  return r.rows.map(toRecord);
+}
+
+/** The move of a tenant that is not done or aborted, if any. */
+export async function inFlightMove(client: PoolClient, tenant: string): Promise<MoveRecord | undefined> {
+  const exists = await client.query<{ t: string | null }>("SELECT to_regclass('shardctl.moves')::text AS t");
+  if (!exists.rows[0]?.t) return undefined;
+  const r = await client.query<Row>("SELECT * FROM shardctl.moves WHERE tenant = $1 AND state NOT IN ('done', 'aborted')", [tenant]);
+  return r.rows[0] ? toRecord(r.rows[0]) : undefined;
+}
+
+/**
+ * Records a transition (and an event) in one statement pair on the caller's client, so that it can
+ * share a transaction with the action it guards (the switch).
+ */
+export async function transition(
+  client: PoolClient,
+  id: number,
+  state: MoveState,
+  extra: { stats?: Record<string, unknown>; error?: string | null; failedIn?: MoveState | null; message?: string } = {},
+): Promise<void> {
+  await client.query(
+    `UPDATE shardctl.moves SET state = $2, updated_at = now(),
+            stats = stats || $3::jsonb,
+            error = CASE WHEN $4::boolean THEN $5 ELSE error END,
+            failed_in = CASE WHEN $6::boolean THEN $7 ELSE failed_in END
+      WHERE id = $1`,
+    [id, state, JSON.stringify(extra.stats ?? {}), extra.error !== undefined, extra.error ?? null, extra.failedIn !== undefined, extra.failedIn ?? null],
+  );
+  await client.query('INSERT INTO shardctl.move_events (move_id, state, message) VALUES ($1, $2, $3)', [id, state, extra.message ?? null]);
+}

@@ -1,0 +1,259 @@
+import type { ShardMap } from '../config/shard-map.js';
+import { ensureCatalogSchema } from '../catalog/catalog-schema.js';
+import { ShardPools } from '../db/shard-pools.js';
+import { ExitCode, fromDriverError, ShardctlError } from '../errors.js';
+import { listMoves } from '../move/move-journal.js';
+import { moveTenant, resumeMove, type MoveEvent } from '../move/move-tenant.js';
+import { compileRule } from '../placement/placement.js';
+import { parseTenant } from '../placement/tenant-key.js';
+import { createRouter } from '../router/create-router.js';
+import { pruneDirectory } from './freeze-placements.js';
+import { planRebalance, type PlannedMove, type RebalancePlan } from './plan-rebalance.js';
+import { ruleFingerprint } from './rule-state.js';
+import { measureTenantSizes } from './tenant-sizes.js';
+
+/** A plan as saved to a file (`rebalance --plan --json > plan.json`) and applied later. */
+export interface FleetPlan extends RebalancePlan {
+  version: 1;
+  createdAt: string;
+  /** Fingerprint of the placement rule the plan was made with. */
+  rule: string;
+  /** True when sizes came from sampling or statistics. */
+  estimated: boolean;
+}
+
+/** Options of {@link computeFleetPlan}. */
+export interface FleetPlanOptions {
+  threshold?: number;
+  maxMoves?: number;
+  maxBytes?: number;
+  exclude?: string[];
+  drain?: string[];
+  towardRule?: boolean;
+  timeoutMs?: number;
+}
+
+/**
+ * Measures the fleet and plans the moves that bring it within the threshold (see `planRebalance`).
+ * Every shard must be reachable: a plan that ignores one would be wrong. Reads only.
+ *
+ * @example
+ * const plan = await computeFleetPlan(map, { threshold: 0.1 });
+ */
+export async function computeFleetPlan(map: ShardMap, options: FleetPlanOptions = {}): Promise<FleetPlan> {
+  for (const d of options.drain ?? []) {
+    if (!map.shards.some((s) => s.name === d)) throw new ShardctlError(`unknown shard "${d}" to drain`, { code: 'UNKNOWN_SHARD', exitCode: ExitCode.Usage });
+  }
+  const sizes = await measureTenantSizes(map, options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {});
+  const failed = sizes.filter((s) => s.status === 'failed');
+  if (failed.length > 0) {
+    throw new ShardctlError(`cannot plan: ${failed.map((f) => (f.status === 'failed' ? f.error.message : '')).join('; ')}`, { code: 'UNREACHABLE', hint: 'every shard must be reachable to plan' });
+  }
+  const ok = sizes.flatMap((s) => (s.status === 'ok' ? [s.value] : []));
+  const rule = compileRule(map);
+  const plan = planRebalance({
+    shards: map.shards.map((s) => s.name),
+    tenants: ok.flatMap((s) => s.tenants.map((t) => ({ tenant: t.tenant, shard: s.shard, bytes: t.bytes, rows: t.rows }))),
+    ...(options.threshold !== undefined ? { threshold: options.threshold } : {}),
+    ...(options.maxMoves !== undefined ? { maxMoves: options.maxMoves } : {}),
+    ...(options.maxBytes !== undefined ? { maxBytes: options.maxBytes } : {}),
+    ...(options.exclude ? { exclude: options.exclude } : {}),
+    ...(options.drain ? { drain: options.drain } : {}),
+    ...(options.towardRule ? { towardRule: true, ruleShard: (t: string) => rule(parseTenant(t, map.shardKey.type)).shard.name } : {}),
+  });
+  return { version: 1, createdAt: new Date().toISOString(), rule: ruleFingerprint(map), estimated: ok.some((s) => s.estimated), ...plan };
+}
+
+/** Outcome of one planned move. */
+export interface AppliedMove extends PlannedMove {
+  status: 'done' | 'failed' | 'skipped';
+  moveId?: number;
+  error?: string;
+}
+
+/** Result of {@link applyFleetPlan}. */
+export interface ApplyReport {
+  planId: number;
+  state: 'done' | 'failed';
+  moves: AppliedMove[];
+  bytesMoved: number;
+  seconds: number;
+}
+
+/** Progress of a plan. */
+export interface PlanProgress {
+  planId: number;
+  done: number;
+  total: number;
+  bytesMoved: number;
+  totalBytes: number;
+  /** Bytes per second so far. */
+  rate: number;
+  etaSeconds?: number;
+  move?: MoveEvent;
+}
+
+/** Options of {@link applyFleetPlan}. */
+export interface ApplyOptions {
+  /** Moves at once, on disjoint shards. Default 1. */
+  parallel?: number;
+  /** Go on after a failed move (it is reported). Default false: the plan stops. */
+  continueOnError?: boolean;
+  /** Throttle every copy to this many bytes per second. */
+  maxBytesPerSecond?: number;
+  onProgress?: (p: PlanProgress) => void;
+  timeoutMs?: number;
+}
+
+/**
+ * Checks that a (possibly saved) plan still applies: every tenant still lives on the shard the plan
+ * moves it from. Returns the reasons it does not (empty when it applies).
+ */
+export async function planConflicts(map: ShardMap, plan: FleetPlan): Promise<string[]> {
+  const reasons: string[] = [];
+  if (plan.version !== 1) reasons.push(`unknown plan version ${String(plan.version)}`);
+  const names = new Set(map.shards.map((s) => s.name));
+  const router = await createRouter(map);
+  try {
+    for (const m of plan.moves) {
+      if (!names.has(m.to)) reasons.push(`tenant ${m.tenant}: target shard ${m.to} is not in the map`);
+      const at = router.locate(m.tenant).shard;
+      if (at !== m.from) reasons.push(`tenant ${m.tenant} now lives on ${at}, not ${m.from} as the plan says`);
+    }
+  } finally {
+    await router.close();
+  }
+  return reasons;
+}
+
+/**
+ * Carries out a plan with the crash-safe single-tenant move, one at a time by default, journaled as a
+ * whole (`shardctl.rebalance_plans`, each move pointing to it) so that {@link resumeFleetPlan} finishes it
+ * after a crash or Ctrl-C. Refuses a plan that no longer applies. Directory entries that agree with the
+ * map's rule are dropped first (after a freeze).
+ *
+ * @example
+ * const report = await applyFleetPlan(map, await computeFleetPlan(map));
+ */
+export async function applyFleetPlan(map: ShardMap, plan: FleetPlan, options: ApplyOptions = {}): Promise<ApplyReport> {
+  const reasons = await planConflicts(map, plan);
+  if (reasons.length > 0) {
+    throw new ShardctlError(`the plan no longer applies: ${reasons.slice(0, 10).join('; ')}${reasons.length > 10 ? `; and ${reasons.length - 10} more` : ''}`, {
+      code: 'PLAN_STALE',
+      hint: 'make a new plan with `shardctl rebalance --plan`',
+      details: reasons,
+    });
+  }
+  const pools = await ShardPools.open(map, { connectTimeoutMs: options.timeoutMs ?? 5000, maxPerShard: 2 });
+  let planId: number;
+  try {
+    await pruneDirectory(map, pools);
+    planId = await pools.withShard(map.catalog, async (c) => {
+      await ensureCatalogSchema(c);
+      const r = await c.query<{ id: string }>("INSERT INTO shardctl.rebalance_plans (state, plan) VALUES ('running', $1) RETURNING id", [JSON.stringify(plan)]);
+      return Number(r.rows[0]!.id);
+    });
+  } finally {
+    await pools.close();
+  }
+  return runPlan(map, planId, plan, options);
+}
+
+/**
+ * Finishes a fleet plan after a crash or a stop: moves already done are skipped, a move in flight is
+ * resumed, the rest run.
+ *
+ * @example
+ * await resumeFleetPlan(map, 3);
+ */
+export async function resumeFleetPlan(map: ShardMap, planId: number, options: ApplyOptions = {}): Promise<ApplyReport> {
+  const pools = await ShardPools.open(map, { connectTimeoutMs: options.timeoutMs ?? 5000, maxPerShard: 1 });
+  let plan: FleetPlan;
+  try {
+    const r = await pools.withShard(map.catalog, async (c) => {
+      const exists = await c.query<{ t: string | null }>("SELECT to_regclass('shardctl.rebalance_plans')::text AS t");
+      return exists.rows[0]?.t ? (await c.query<{ plan: FleetPlan }>('SELECT plan FROM shardctl.rebalance_plans WHERE id = $1', [planId])).rows[0] : undefined;
+    });
+    if (!r) throw new ShardctlError(`no rebalance plan ${planId} in the journal`, { code: 'UNKNOWN_PLAN', exitCode: ExitCode.Usage });
+    plan = r.plan;
+  } finally {
+    await pools.close();
+  }
+  return runPlan(map, planId, plan, options);
+}
+
+async function runPlan(map: ShardMap, planId: number, plan: FleetPlan, options: ApplyOptions): Promise<ApplyReport> {
+  const start = performance.now();
+  const pools = await ShardPools.open(map, { connectTimeoutMs: options.timeoutMs ?? 5000, maxPerShard: 2 });
+  const results: AppliedMove[] = plan.moves.map((m) => ({ ...m, status: 'skipped' }));
+  let bytesMoved = 0;
+  const totalBytes = plan.moves.reduce((a, m) => a + m.bytes, 0);
+  try {
+    const journal = await pools.withShard(map.catalog, (c) => listMoves(c));
+    const ofPlan = journal.filter((m) => m.planId === planId);
+    const busy = new Set<string>();
+    let next = 0;
+    let stop = false;
+    const report = (move?: MoveEvent) => {
+      const s = (performance.now() - start) / 1000;
+      const rate = bytesMoved / Math.max(s, 0.001);
+      options.onProgress?.({
+        planId,
+        done: results.filter((r) => r.status === 'done').length,
+        total: plan.moves.length,
+        bytesMoved,
+        totalBytes,
+        rate,
+        ...(rate > 0 ? { etaSeconds: (totalBytes - bytesMoved) / rate } : {}),
+        ...(move ? { move } : {}),
+      });
+    };
+    const runOne = async (i: number) => {
+      const m = plan.moves[i]!;
+      const previous = ofPlan.find((j) => j.tenant === m.tenant);
+      try {
+        let move;
+        if (previous?.state === 'done') move = previous;
+        else if (previous && previous.state !== 'aborted') move = (await resumeMove(map, previous.id, { onProgress: report, ...(options.timeoutMs ? { timeoutMs: options.timeoutMs } : {}) })).move;
+        else move = (await moveTenant(map, m.tenant, m.to, { planId, onProgress: report, ...(options.maxBytesPerSecond ? { maxBytesPerSecond: options.maxBytesPerSecond } : {}), ...(options.timeoutMs ? { timeoutMs: options.timeoutMs } : {}) })).move;
+        results[i] = { ...m, status: 'done', moveId: move.id };
+        bytesMoved += m.bytes;
+      } catch (e) {
+        results[i] = { ...m, status: 'failed', error: fromDriverError(e).message };
+        if (!options.continueOnError) stop = true;
+      }
+      report();
+    };
+    // A small scheduler: up to `parallel` moves whose shards are all idle.
+    const parallel = Math.max(1, options.parallel ?? 1);
+    const running = new Set<Promise<void>>();
+    const pending = plan.moves.map((_, i) => i);
+    while ((pending.length > 0 && !stop) || running.size > 0) {
+      let started = false;
+      for (let k = 0; k < pending.length && running.size < parallel && !stop; k++) {
+        const i = pending[k]!;
+        const m = plan.moves[i]!;
+        if (busy.has(m.from) || busy.has(m.to)) continue;
+        pending.splice(k, 1);
+        k--;
+        busy.add(m.from);
+        busy.add(m.to);
+        const p: Promise<void> = runOne(i).finally(() => {
+          busy.delete(m.from);
+          busy.delete(m.to);
+          running.delete(p);
+        });
+        running.add(p);
+        started = true;
+        next++;
+      }
+      if (running.size > 0) await Promise.race(running);
+      else if (!started) break;
+    }
+    const state = results.some((r) => r.status === 'failed') || results.some((r) => r.status === 'skipped') ? 'failed' : 'done';
+    await pools.withShard(map.catalog, (c) => c.query('UPDATE shardctl.rebalance_plans SET state = $2, updated_at = now() WHERE id = $1', [planId, state]));
+    return { planId, state, moves: results, bytesMoved, seconds: (performance.now() - start) / 1000 };
+  } finally {
+    await pools.close();
+  }
+}
