@@ -302,9 +302,14 @@ async function steps(map: ShardMap, pools: ShardPools, id: number, options: Move
         await transition(c, id, 'switched', { message: `tenant ${m.tenant} now lives on ${m.target}` });
       });
       crashPoint('after-state:switched');
-      // The fence stays as a tombstone: a writer with a stale map gets an error, not a lost row.
-      await pools.withShard(m.source, (c) => addFence(c, { tenant: m.tenant, moveId: id, target: m.target, reason: `tenant ${m.tenant} moved to ${m.target} by move ${id}` }));
       state = 'switched';
+    }
+    if (state === 'switched') {
+      // Idempotent, so it also runs on resume: the fence on the source stays as a tombstone (a writer
+      // with a stale map gets an error, not a lost row); a tombstone an earlier move left on the target
+      // goes, since the tenant lives there again.
+      await pools.withShard(m.source, (c) => addFence(c, { tenant: m.tenant, moveId: id, target: m.target, reason: `tenant ${m.tenant} moved to ${m.target} by move ${id}` }));
+      await pools.withShard(m.target, (c) => removeFence(c, m.tenant));
     }
     if (state === 'switched') {
       if (m.keepSource) {
