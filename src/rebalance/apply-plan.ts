@@ -2,6 +2,7 @@ import type { ShardMap } from '../config/shard-map.js';
 import { ensureCatalogSchema } from '../catalog/catalog-schema.js';
 import { ShardPools } from '../db/shard-pools.js';
 import { ExitCode, fromDriverError, ShardctlError } from '../errors.js';
+import { crashPoint } from '../move/copy-tenant.js';
 import { listMoves } from '../move/move-journal.js';
 import { moveTenant, resumeMove, type MoveEvent } from '../move/move-tenant.js';
 import { compileRule } from '../placement/placement.js';
@@ -218,6 +219,7 @@ async function runPlan(map: ShardMap, planId: number, plan: FleetPlan, options: 
         else move = (await moveTenant(map, m.tenant, m.to, { planId, onProgress: report, ...(options.maxBytesPerSecond ? { maxBytesPerSecond: options.maxBytesPerSecond } : {}), ...(options.timeoutMs ? { timeoutMs: options.timeoutMs } : {}) })).move;
         results[i] = { ...m, status: 'done', moveId: move.id };
         bytesMoved += m.bytes;
+        crashPoint(`plan-after-move:${results.filter((r) => r.status === 'done').length}`);
       } catch (e) {
         results[i] = { ...m, status: 'failed', error: fromDriverError(e).message };
         if (!options.continueOnError) stop = true;
