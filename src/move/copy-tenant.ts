@@ -44,7 +44,7 @@ export function crashPoint(name: string): void {
  */
 export async function deleteTenantRows(client: PoolClient, tables: TenantTable[], tenant: string, key: { column: string; type: string }, options: { batch?: number; onBatch?: (table: string, rows: number) => void } = {}): Promise<Record<string, number>> {
   const out: Record<string, number> = {};
-  const batch = options.batch ?? 10_000;
+  const batch = options.batch ?? 50_000;
   for (const t of [...tables].reverse()) {
     out[t.table] = 0;
     for (;;) {
@@ -52,8 +52,10 @@ export async function deleteTenantRows(client: PoolClient, tables: TenantTable[]
       try {
         await client.query("SELECT set_config('shardctl.fence_bypass', 'on', true)");
         await bindTenant(client, tenant);
+        // Batches walk the primary key, so a batch never rescans the dead rows of the ones before.
+        const pk = t.primaryKey.length > 0 ? t.primaryKey.map(quoteIdent).join(', ') : 'ctid';
         const r = await client.query(
-          `DELETE FROM ${quoteTable(t.table)} WHERE ctid = ANY(ARRAY(SELECT ctid FROM ${quoteTable(t.table)} WHERE ${tenantFilter(key.column, key.type)} LIMIT ${batch}))`,
+          `DELETE FROM ${quoteTable(t.table)} WHERE (${pk}) IN (SELECT ${pk} FROM ${quoteTable(t.table)} WHERE ${tenantFilter(key.column, key.type)} ORDER BY ${pk} LIMIT ${batch})`,
         );
         await client.query('COMMIT');
         const n = r.rowCount ?? 0;
@@ -95,7 +97,8 @@ export async function copyTenant(
     await bindTenant(target, tenant);
     // The target may hold a tombstone fence of this tenant from an earlier move away from it.
     await target.query("SELECT set_config('shardctl.fence_bypass', 'on', true)");
-    await target.query('SET CONSTRAINTS ALL DEFERRED');
+    // Parents are copied before children; only tables in a foreign-key cycle need deferred checks.
+    if (tables.some((t, i) => t.parents.some((p) => tables.findIndex((x) => x.table === p) >= i))) await target.query('SET CONSTRAINTS ALL DEFERRED');
     // A resumed copy starts from nothing: rows an earlier attempt committed are removed first.
     for (const t of [...tables].reverse()) await target.query(`DELETE FROM ${quoteTable(t.table)} WHERE ${tenantFilter(key.column, key.type)}`);
     for (const t of tables) {

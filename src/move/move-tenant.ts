@@ -52,7 +52,7 @@ export interface MoveOptions {
   timeoutMs?: number;
   /** How long to wait for transactions older than the fence, and for table locks, ms. Default 30000. */
   waitMs?: number;
-  /** Rows per delete batch in cleanup. Default 10000. */
+  /** Rows per delete batch in cleanup. Default 50000. */
   batch?: number;
   /** Fleet plan this move belongs to. */
   planId?: number;
@@ -378,7 +378,7 @@ async function fence(pools: ShardPools, map: ShardMap, m: MoveRecord, tables: Te
 async function cleanupSource(pools: ShardPools, map: ShardMap, m: MoveRecord, tables: TenantTable[], options: MoveOptions, emit: (e: Omit<MoveEvent, 'moveId'>) => void): Promise<void> {
   emit({ phase: 'cleanup', message: `deleting tenant ${m.tenant}'s rows from ${m.source}` });
   await pools.withShard(m.source, (c) =>
-    deleteTenantRows(c, tables, m.tenant, key(map), { batch: options.batch ?? 10_000, onBatch: (table, rows) => {
+    deleteTenantRows(c, tables, m.tenant, key(map), { batch: options.batch ?? 50_000, onBatch: (table, rows) => {
       emit({ phase: 'cleanup', table, rows });
       crashPoint('mid-cleanup');
     } }),
@@ -429,7 +429,7 @@ export async function abortMove(map: ShardMap, id: number, options: MoveOptions 
           }
           if (m.state === 'done') throw refuse(`move ${id} is done`, 'ALREADY_DONE', undefined, undefined, ExitCode.Usage);
           const tables = (await pools.withShard(m.target, (c) => readTenantTables(c, map))).filter((t) => m.plan.tables.some((p) => p.table === t.table));
-          await pools.withShard(m.target, (c) => deleteTenantRows(c, tables, m.tenant, key(map), { batch: options.batch ?? 10_000 }));
+          await pools.withShard(m.target, (c) => deleteTenantRows(c, tables, m.tenant, key(map), { batch: options.batch ?? 50_000 }));
           crashPoint('abort-after-delete');
           await pools.withShard(m.source, (c) => removeFence(c, m.tenant, id));
           await record(pools, map, id, 'aborted', { message: `aborted: ${m.target} rows removed, fence lifted, tenant stays on ${m.source}` });
