@@ -2,7 +2,6 @@
 // `npm run demo`: real embedded PostgreSQL shards, the example schema, tenants of skewed sizes, and
 // the commands an operator runs. Safe to run again: servers are reused and data is loaded once.
 import { spawnSync } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
 import { createRouter, loadShardMap } from '../dist/index.js';
@@ -37,22 +36,6 @@ const TENANTS = [
   [11, 'Tyrell', 'business', 700],
   [12, 'Wonka Industries', 'free', 10],
 ];
-
-async function applySchema(map) {
-  // Plain loop over the example migrations (shardctl migrate replaces it when available).
-  const files = readdirSync(map.migrations).filter((f) => f.endsWith('.sql')).sort();
-  for (const shard of map.shards) {
-    const c = new pg.Client({ connectionString: shard.url });
-    await c.connect();
-    try {
-      const exists = await c.query("SELECT to_regclass('public.invoice_lines') IS NOT NULL AS e");
-      if (exists.rows[0].e) continue;
-      for (const f of files) await c.query(readFileSync(path.join(map.migrations, f), 'utf8'));
-    } finally {
-      await c.end();
-    }
-  }
-}
 
 async function loadTenants(map) {
   const router = await createRouter(map);
@@ -115,9 +98,9 @@ const map = await loadShardMap(mapFile);
 step('Validate the shard map');
 shardctl('-c', mapFile, 'validate');
 
-step('Apply the example schema to every shard');
-await applySchema(map);
-console.log(`applied ${readdirSync(map.migrations).length} files from ${path.relative(root, map.migrations)} on ${map.shards.length} shards`);
+step('Apply the example schema to every shard: shardctl migrate (a ledger per shard)');
+shardctl('-c', mapFile, 'migrate');
+shardctl('-c', mapFile, 'migrate', 'status');
 
 step('Load 12 tenants of skewed sizes, each on the shard the placement rule names');
 await loadTenants(map);

@@ -9,9 +9,10 @@ import { registerVerify } from './commands/verify.js';
 import { registerRebalance } from './commands/rebalance.js';
 import { registerMoves } from './commands/moves.js';
 import { registerFences } from './commands/fences.js';
+import { registerMigrate } from './commands/migrate.js';
 
 /** Every command module registers itself here; each keeps its own options and rendering. */
-const COMMANDS: ((program: Command, ctx: CliContext) => void)[] = [registerValidate, registerShards, registerLocate, registerDev, registerVerify, registerRebalance, registerMoves, registerFences];
+const COMMANDS: ((program: Command, ctx: CliContext) => void)[] = [registerValidate, registerShards, registerLocate, registerDev, registerVerify, registerRebalance, registerMoves, registerFences, registerMigrate];
 
 /**
  * Builds the commander program. Global options are accepted before or after the command name.

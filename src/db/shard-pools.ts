@@ -205,7 +205,7 @@ export async function withAdvisoryLock<T>(client: PoolClient, key: number, fn: (
 /** The session holding shardctl's advisory lock `key`, if any. */
 export async function lockHolder(client: PoolClient, key: number): Promise<LockHolder | undefined> {
   const r = await client.query<{ pid: number; application_name: string; since: Date | null; client_addr: string | null }>(
-    `SELECT l.pid, a.application_name, coalesce(a.xact_start, a.backend_start) AS since, a.client_addr::text AS client_addr
+    `SELECT l.pid, a.application_name, coalesce(a.xact_start, a.backend_start) AS since, host(a.client_addr) AS client_addr
        FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
       WHERE l.locktype = 'advisory' AND l.granted AND l.classid = ($1::int4)::oid AND l.objid = ($2::int4)::oid AND l.objsubid = 2
       LIMIT 1`,
