@@ -62,3 +62,8 @@ export { migrationStatus, createMigration } from './migrate/migrate-status.js';
 export type { MigrationStatusReport, ShardMigrationStatus, MigrationCell } from './migrate/migrate-status.js';
 export { readMigrationFolder, lineColumn, nextMigrationName, compareIds, MIGRATION_NAME } from './migrate/migration-files.js';
 export type { MigrationFile } from './migrate/migration-files.js';
+export { runQuery } from './query/run-query.js';
+export type { QueryResult, QueryField, RunQueryOptions } from './query/run-query.js';
+export { planQuery } from './query/plan-query.js';
+export type { QueryPlan, PlanQueryInput, MergeKind } from './query/plan-query.js';
+export { loadSqlTools } from './query/sql-ast.js';

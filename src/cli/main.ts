@@ -10,9 +10,10 @@ import { registerRebalance } from './commands/rebalance.js';
 import { registerMoves } from './commands/moves.js';
 import { registerFences } from './commands/fences.js';
 import { registerMigrate } from './commands/migrate.js';
+import { registerQuery } from './commands/query.js';
 
 /** Every command module registers itself here; each keeps its own options and rendering. */
-const COMMANDS: ((program: Command, ctx: CliContext) => void)[] = [registerValidate, registerShards, registerLocate, registerDev, registerVerify, registerRebalance, registerMoves, registerFences, registerMigrate];
+const COMMANDS: ((program: Command, ctx: CliContext) => void)[] = [registerValidate, registerShards, registerLocate, registerDev, registerVerify, registerRebalance, registerMoves, registerFences, registerMigrate, registerQuery];
 
 /**
  * Builds the commander program. Global options are accepted before or after the command name.
