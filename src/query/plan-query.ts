@@ -264,11 +264,14 @@ function route(sel: any, rels: Rel[], input: PlanQueryInput): Routing {
   }
   const groups = new Set(dist.map(find));
   if (dist.some((r) => r.name === '(subquery)') || groups.size > 1) {
-    // Joined relations not tied by the shard key: only a single shard can answer exactly.
-    const pinnedAll = dist.every((r) => [...pinned.keys()].some((p) => find(p) === find(r)));
-    if (!pinnedAll || groups.size > 1) {
-      return { why: groups.size > 1 ? 'join not on the shard key' : 'subquery in FROM' };
+    // Relations not tied by the shard key: exact only when every one of them is pinned to tenants
+    // that all live on one shard (then that shard holds every row involved).
+    const all = dist.every((r) => pinned.has(r));
+    if (all && !dist.some((r) => r.name === '(subquery)')) {
+      const shards = [...new Set([...pinned.values()].flatMap((v) => [...v].map((t) => input.locate(t))))];
+      if (shards.length === 1) return { shards, why: `every relation pinned to tenants on ${shards[0]}` };
     }
+    return { why: groups.size > 1 ? 'join not on the shard key' : 'subquery in FROM' };
   }
   // Tenants pinned anywhere in the (single) group decide the shards.
   let values: Set<string> | undefined;
@@ -326,7 +329,7 @@ function multi(sel: any, input: PlanQueryInput, shards: string[], routing: strin
         s.limitOffset = undefined;
       }
       steps.push(`every shard returns its rows${limit !== undefined ? ` (LIMIT ${(offset ?? 0n) + limit})` : ''}`, `the client concatenates them${offset ? `, skips ${offset}` : ''}${limit !== undefined ? `, keeps ${limit}` : ''} (no ORDER BY: any order is a correct order)`);
-      return { kind: 'concat', shards, routing, shardSql: deparse({ SelectStmt: s }), params: input.params, visible: -1, ...(offset !== undefined ? { offset } : {}), ...(limit !== undefined ? { limit } : {}), steps };
+      return { kind: 'concat', shards, routing, ...shardQuery({ SelectStmt: s }, input.params), visible: -1, ...(offset !== undefined ? { offset } : {}), ...(limit !== undefined ? { limit } : {}), steps };
     }
     if (hasStar) throw refuse('SELECT * with ORDER BY', 'across shards: name the columns so the sort keys can travel with them');
     // Ordered rows: each shard sorts and cuts at offset+limit; the final query sorts all of them.
@@ -343,6 +346,8 @@ function multi(sel: any, input: PlanQueryInput, shards: string[], routing: strin
       finalSort.push({ SortBy: { ...sb.SortBy, node: columnRef(`__c${idx}`) } });
     });
     s.targetList = shardTargets;
+    // Shards sort by the hidden key columns: output names are what ORDER BY may use after the rename.
+    s.sortClause = finalSort.map((x) => clone(x));
     if (limit !== undefined) s.limitCount = intConst(Number((offset ?? 0n) + limit));
     s.limitOffset = undefined;
     const final = {
@@ -355,7 +360,7 @@ function multi(sel: any, input: PlanQueryInput, shards: string[], routing: strin
       },
     };
     steps.push(`every shard sorts its rows${limit !== undefined ? ` and returns the first ${(offset ?? 0n) + limit}` : ''}, with the sort keys and their collation as hidden columns`, 'PostgreSQL sorts all of them again in a final query over the returned rows (same types, NULL order and collation), then applies LIMIT/OFFSET; hidden columns are dropped');
-    return { kind: 'final', shards, routing, shardSql: deparse({ SelectStmt: s }), params: input.params, visible, final, collations, steps };
+    return { kind: 'final', shards, routing, ...shardQuery({ SelectStmt: s }, input.params), visible, final, collations, steps };
   }
   if (hasStar) throw refuse('SELECT * with GROUP BY or aggregates', 'across shards: name the columns');
   return grouping(s, input, shards, routing, targets, aggs, offset, limit, steps);
@@ -364,6 +369,22 @@ function multi(sel: any, input: PlanQueryInput, shards: string[], routing: strin
 /** The collation of an expression (through a text cast: pg_collation_for raises on non-collatable types). */
 function collationOf(expr: Node): Node {
   return funcCall('pg_collation_for', [typeCast(clone(expr), 'text')]);
+}
+
+/**
+ * Deparses a shard query and keeps only the parameters it still uses, renumbered (LIMIT $2 turned into
+ * a constant leaves $2 unused, and PostgreSQL cannot type an unused parameter).
+ */
+function shardQuery(stmt: Node, params: unknown[]): { shardSql: string; params: unknown[] } {
+  const used = new Set<number>();
+  walk(stmt, (n) => {
+    const p = as(n, 'ParamRef');
+    if (p) used.add(p.number);
+  });
+  const order = [...used].sort((a, b) => a - b);
+  const renumber = new Map(order.map((n, i) => [n, i + 1]));
+  const out = rewrite(stmt, (n) => (as(n, 'ParamRef') ? { ParamRef: { ...as(n, 'ParamRef'), number: renumber.get(as(n, 'ParamRef').number) } } : undefined));
+  return { shardSql: deparse(out), params: order.map((n) => params[n - 1]) };
 }
 
 function resTarget(val: Node, name: string): Node {
@@ -378,15 +399,17 @@ function outputName(val: Node, i: number): string {
   return i >= 0 ? '?column?' : '?column?';
 }
 
+let aggregateNames: Set<string> = new Set();
+
 function collectAgg(n: Node, out: any[]): 'skip' | void {
   const f = as(n, 'FuncCall');
   if (!f) return;
   const name = funcName(f);
-  if (!MERGEABLE_AGGS.has(name) && !f.agg_star && !isKnownNonAgg(name)) {
-    if (AGG_NAMES.has(name)) throw refuse(`aggregate ${name}()`, 'across shards cannot be merged exactly');
+  if (!MERGEABLE_AGGS.has(name)) {
+    // Any other aggregate (built in or user defined, as the shards' catalogs say) cannot be merged.
+    if (AGG_NAMES.has(name) || aggregateNames.has(name) || f.agg_star || f.agg_order || f.agg_filter || f.agg_distinct) throw refuse(`aggregate ${name}()`, 'across shards cannot be merged exactly');
     return;
   }
-  if (!MERGEABLE_AGGS.has(name)) return;
   if (f.agg_order) throw refuse(`aggregate ${name}() with ORDER BY`, 'across shards cannot be merged exactly');
   if (f.agg_distinct && name !== 'count') throw refuse(`${name}(DISTINCT ...)`, 'across shards cannot be merged exactly');
   if (f.agg_distinct && (f.args ?? []).length !== 1) throw refuse('count(DISTINCT with several arguments)', 'across shards cannot be merged exactly');
@@ -394,10 +417,21 @@ function collectAgg(n: Node, out: any[]): 'skip' | void {
   return 'skip';
 }
 
-const AGG_NAMES = new Set(['string_agg', 'array_agg', 'json_agg', 'jsonb_agg', 'json_object_agg', 'jsonb_object_agg', 'stddev', 'stddev_pop', 'stddev_samp', 'variance', 'var_pop', 'var_samp', 'percentile_cont', 'percentile_disc', 'mode', 'corr', 'covar_pop', 'covar_samp', 'regr_slope', 'bit_and', 'bit_or', 'xmlagg', 'any_value', 'range_agg', 'range_intersect_agg']);
+const AGG_NAMES = new Set(['string_agg', 'array_agg', 'json_agg', 'jsonb_agg', 'json_object_agg', 'jsonb_object_agg', 'stddev', 'stddev_pop', 'stddev_samp', 'variance', 'var_pop', 'var_samp', 'percentile_cont', 'percentile_disc', 'mode', 'corr', 'covar_pop', 'covar_samp', 'regr_slope', 'bit_and', 'bit_or', 'bit_xor', 'xmlagg', 'any_value', 'range_agg', 'range_intersect_agg', 'bool_xor']);
 
-function isKnownNonAgg(_name: string): boolean {
-  return true;
+/** Function names used by a query (to ask the shards which of them are aggregates). */
+export function functionNames(sql: string): string[] {
+  const names = new Set<string>();
+  for (const stmt of parseSql(sql)) walk(stmt, (n) => {
+    const f = as(n, 'FuncCall');
+    if (f) names.add(funcName(f));
+  });
+  return [...names];
+}
+
+/** Tells the planner which function names are aggregates in the shards' catalogs. */
+export function setAggregateNames(names: Iterable<string>): void {
+  aggregateNames = new Set(names);
 }
 
 function resolveSortExpr(node: Node, targets: { name: string | undefined; val: Node }[]): Node {
@@ -467,7 +501,8 @@ function grouping(s: any, input: PlanQueryInput, shards: string[], routing: stri
   // Shards group by the group expressions, plus distinct arguments, so rows stay few.
   const havingOrig = s.havingClause;
   const sortOrig: Node[] = s.sortClause ?? [];
-  s.groupClause = [...groupExprs.map(clone), ...distinctArgs.map((d) => clone((shardTargets[d.col] as any).ResTarget.val))];
+  const shardGroup = [...groupExprs.map(clone), ...distinctArgs.map((d) => clone((shardTargets[d.col] as any).ResTarget.val))];
+  s.groupClause = shardGroup.length > 0 ? shardGroup : undefined;
   s.targetList = shardTargets;
   s.havingClause = undefined;
   s.sortClause = undefined;
@@ -510,8 +545,7 @@ function grouping(s: any, input: PlanQueryInput, shards: string[], routing: stri
     kind: 'final',
     shards,
     routing,
-    shardSql: deparse({ SelectStmt: s }),
-    params: input.params,
+    ...shardQuery({ SelectStmt: s }, input.params),
     visible: targets.length,
     final,
     collations,

@@ -3,7 +3,7 @@ import type { PoolClient } from 'pg';
 import type { ShardMap } from '../config/shard-map.js';
 import { ExitCode, fromDriverError, ShardctlError } from '../errors.js';
 import { createRouter, type Router } from '../router/create-router.js';
-import { planQuery, type QueryPlan } from './plan-query.js';
+import { functionNames, planQuery, setAggregateNames, type QueryPlan } from './plan-query.js';
 import { as, columnRef, deparse, funcCall, parseSql, rewrite, type Node } from './sql-ast.js';
 import { loadSqlTools } from './sql-ast.js';
 
@@ -74,6 +74,20 @@ export async function runQuery(map: ShardMap, sql: string, params: unknown[], op
   await loadSqlTools();
   const router = options.router ?? (await createRouter(map, { pool: { connectTimeoutMs: options.timeoutMs ?? 5000, maxPerShard: 2, applicationName: 'shardctl query' } }));
   try {
+    // Which of the query's functions are aggregates is the catalog's business (user-defined ones too).
+    let names: string[] = [];
+    try {
+      names = functionNames(sql);
+    } catch {
+      // a syntax error is reported by the planner with its position
+    }
+    if (names.length > 0) {
+      const probe = options.shards?.[0] ?? map.catalog;
+      const aggs = await router.pools
+        .withShard(probe, async (c) => (await c.query<{ n: string }>("SELECT DISTINCT proname AS n FROM pg_proc WHERE prokind IN ('a', 'w') AND proname = ANY($1)", [names])).rows.map((r) => r.n))
+        .catch(() => [] as string[]);
+      setAggregateNames(aggs);
+    } else setAggregateNames([]);
     const plan = planQuery({
       sql,
       params,

@@ -1,0 +1,315 @@
+import fc from 'fast-check';
+import pg from 'pg';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadShardMap, runQuery, ShardctlError } from '../../src/index.js';
+import { createScratchDatabase, createTestCluster, type TestCluster } from '../harness/cluster.js';
+import { runCli } from '../harness/run-cli.js';
+
+// The same data in 4 shards (by the map) and in one database. Every query's answer through shardctl
+// must equal the single database's: in order where ORDER BY makes the order total, as a multiset otherwise.
+let cluster: TestCluster;
+let single: { url: string; drop(): Promise<void> };
+let db: pg.Client;
+
+const SCHEMA = [
+  "CREATE TABLE plans (plan text PRIMARY KEY, rank int NOT NULL)",
+  "INSERT INTO plans VALUES ('free', 0), ('team', 1), ('business', 2), ('enterprise', 3)",
+  'CREATE TABLE tenants (tenant_id bigint PRIMARY KEY, name text NOT NULL, plan text REFERENCES plans, region text)',
+  `CREATE TABLE orders (
+     tenant_id bigint NOT NULL REFERENCES tenants, id bigint NOT NULL, customer text, amount numeric(30, 6), qty int,
+     big bigint, score float8, created timestamptz, paid boolean, note text, PRIMARY KEY (tenant_id, id))`,
+  'CREATE TABLE solo (tenant_id bigint NOT NULL, n int NOT NULL, v numeric, PRIMARY KEY (tenant_id, n))',
+];
+const NAMES = ['Ärger GmbH', 'zeta', 'Zeta', 'alpha', 'Åsa', 'ümlaut', '日本語', 'emoji 🚀', '', 'beta', 'Beta', 'a b', 'a-b', 'ab'];
+const CUSTOMERS = ['anna', 'Bob', 'bob', 'Émile', 'zoë', null, 'Zed', '李', 'ann', 'anna '];
+
+function rows(): { tenants: unknown[][]; orders: unknown[][]; solo: unknown[][] } {
+  const tenants: unknown[][] = [];
+  const orders: unknown[][] = [];
+  const solo: unknown[][] = [];
+  // tenant ids never 3 mod 4: shard-3 stays empty
+  const ids = [1, 2, 4, 5, 6, 8, 9, 10, 12, 13, 14, 16, 17, 20, 21, 22, 24, 25];
+  const plans = ['free', 'team', 'business', 'enterprise'];
+  let seed = 7;
+  const rnd = () => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648;
+  for (const [k, t] of ids.entries()) {
+    tenants.push([t, NAMES[k % NAMES.length], plans[k % 4], k % 3 === 0 ? null : ['eu', 'us', 'asia'][k % 3]]);
+    const n = t === 4 ? 60 : 5 + (k % 7) * 3;
+    for (let i = 1; i <= n; i++) {
+      const r = rnd();
+      orders.push([
+        t,
+        i,
+        CUSTOMERS[Math.floor(r * CUSTOMERS.length)],
+        r < 0.1 ? null : r < 0.15 ? '99999999999999999999.999999' : (Math.floor(r * 1e8) / 1000).toFixed(3),
+        r < 0.05 ? null : Math.floor(r * 10),
+        r < 0.2 ? '9223372036854775000' : r < 0.25 ? '-9223372036854775000' : String(Math.floor(r * 1e6)),
+        r < 0.1 ? null : Math.round(r * 1e4) / 100,
+        r < 0.1 ? null : new Date(Date.UTC(2026, Math.floor(r * 12), 1 + Math.floor(r * 27), Math.floor(r * 24))).toISOString(),
+        r < 0.1 ? null : r < 0.6,
+        r < 0.3 ? null : NAMES[Math.floor(r * NAMES.length)],
+      ]);
+    }
+  }
+  for (const t of [1, 5, 9]) for (let i = 1; i <= 4; i++) solo.push([t, i, (i * 1.5).toString()]);
+  return { tenants, orders, solo };
+}
+
+async function load(client: pg.Client, data: ReturnType<typeof rows>, keep: (t: number) => boolean): Promise<void> {
+  for (const s of SCHEMA) await client.query(s);
+  for (const r of data.tenants) if (keep(r[0] as number)) await client.query('INSERT INTO tenants VALUES ($1, $2, $3, $4)', r);
+  for (const r of data.orders) if (keep(r[0] as number)) await client.query('INSERT INTO orders VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)', r);
+  for (const r of data.solo) if (keep(r[0] as number)) await client.query('INSERT INTO solo VALUES ($1, $2, $3)', r);
+}
+
+beforeAll(async () => {
+  cluster = await createTestCluster({ shards: 4, reference: ['plans'] });
+  single = await createScratchDatabase();
+  const data = rows();
+  db = new pg.Client({ connectionString: single.url });
+  await db.connect();
+  await load(db, data, () => true);
+  await db.query("SET TimeZone = 'UTC'");
+  await Promise.all(
+    cluster.urls.map(async (url, i) => {
+      const c = new pg.Client({ connectionString: url });
+      await c.connect();
+      await load(c, data, (t) => t % 4 === i);
+      await c.end();
+    }),
+  );
+});
+afterAll(async () => {
+  await db.end();
+  await single.drop();
+  await cluster.drop();
+});
+
+const RAW = { getTypeParser: () => (v: string) => v } as never;
+
+async function expected(sql: string, params: unknown[] = []): Promise<(string | null)[][]> {
+  const r = await db.query({ text: sql, values: params, rowMode: 'array', types: RAW } as never);
+  return (r as unknown as { rows: (string | null)[][] }).rows;
+}
+
+function multiset(rs: (string | null)[][]): string[] {
+  return rs.map((r) => JSON.stringify(r)).sort();
+}
+
+async function same(sql: string, ordered: boolean, params: unknown[] = []): Promise<void> {
+  const want = await expected(sql, params);
+  const got = await runQuery(cluster.map, sql, params);
+  if (ordered) expect(got.rows, sql).toEqual(want);
+  else expect(multiset(got.rows), sql).toEqual(multiset(want));
+  expect(got.fields.length, sql).toBe(want[0]?.length ?? got.fields.length);
+}
+
+// [sql, order is total]
+const CORPUS: [string, boolean][] = [
+  ['SELECT * FROM tenants', false],
+  ['SELECT tenant_id, id, customer FROM orders', false],
+  ['SELECT tenant_id, name FROM tenants ORDER BY tenant_id', true],
+  ['SELECT tenant_id, name FROM tenants ORDER BY name, tenant_id', true],
+  ['SELECT tenant_id, name FROM tenants ORDER BY name DESC, tenant_id', true],
+  ['SELECT tenant_id, id, customer FROM orders ORDER BY customer NULLS FIRST, tenant_id, id', true],
+  ['SELECT tenant_id, id, customer FROM orders ORDER BY customer DESC NULLS LAST, tenant_id DESC, id', true],
+  ['SELECT tenant_id, id, amount FROM orders ORDER BY amount, tenant_id, id', true],
+  ['SELECT tenant_id, id, amount FROM orders ORDER BY amount DESC, tenant_id, id LIMIT 7', true],
+  ['SELECT tenant_id, id, amount FROM orders ORDER BY amount DESC NULLS LAST, tenant_id, id LIMIT 7 OFFSET 5', true],
+  ['SELECT tenant_id, id, big FROM orders ORDER BY big, tenant_id, id LIMIT 10', true],
+  ['SELECT tenant_id, id FROM orders ORDER BY big DESC, score NULLS FIRST, tenant_id, id LIMIT 10', true],
+  ['SELECT tenant_id, id, created FROM orders ORDER BY created NULLS FIRST, tenant_id, id LIMIT 15', true],
+  ['SELECT tenant_id, id FROM orders ORDER BY created DESC, id, tenant_id LIMIT 5', true],
+  ['SELECT id, tenant_id FROM orders ORDER BY 2, 1 LIMIT 12', true],
+  ['SELECT id AS x, tenant_id AS t FROM orders ORDER BY t DESC, x LIMIT 12', true],
+  ['SELECT tenant_id, id, qty * 2 AS dbl FROM orders ORDER BY qty * 2, tenant_id, id LIMIT 9', true],
+  ['SELECT tenant_id, id FROM orders ORDER BY lower(customer), customer, tenant_id, id', true],
+  ['SELECT tenant_id, id FROM orders ORDER BY tenant_id, id LIMIT 5 OFFSET 1000', true],
+  ['SELECT tenant_id, id FROM orders ORDER BY tenant_id, id OFFSET 700', true],
+  ['SELECT tenant_id, id FROM orders LIMIT 0', true],
+  ['SELECT count(*) FROM orders', true],
+  ['SELECT count(*), count(customer), count(amount) FROM orders', true],
+  ['SELECT sum(amount), sum(qty), sum(big) FROM orders', true],
+  ['SELECT min(amount), max(amount), min(customer), max(customer), min(created), max(created) FROM orders', true],
+  ['SELECT avg(amount), avg(qty), avg(big) FROM orders', true],
+  ['SELECT bool_and(paid), bool_or(paid) FROM orders', true],
+  ['SELECT count(DISTINCT customer), count(DISTINCT qty) FROM orders', true],
+  ['SELECT sum(amount) / count(*) AS mean, sum(qty) + 1 FROM orders', true],
+  ['SELECT count(*) FROM orders WHERE paid', true],
+  ['SELECT count(*) FROM orders WHERE amount > 100', true],
+  ['SELECT customer, count(*) FROM orders GROUP BY customer', false],
+  ['SELECT customer, count(*) FROM orders GROUP BY customer ORDER BY customer', true],
+  ['SELECT customer, count(*) FROM orders GROUP BY customer ORDER BY customer DESC NULLS LAST', true],
+  ['SELECT customer, count(*) AS n FROM orders GROUP BY 1 ORDER BY n DESC, 1', true],
+  ['SELECT customer, sum(amount), avg(amount), min(qty), max(qty) FROM orders GROUP BY customer ORDER BY customer NULLS FIRST', true],
+  ['SELECT qty, count(*) FROM orders GROUP BY qty ORDER BY qty NULLS FIRST', true],
+  ['SELECT qty % 3 AS m, count(*) FROM orders GROUP BY qty % 3 ORDER BY 1', true],
+  ['SELECT paid, count(*), sum(big) FROM orders GROUP BY paid ORDER BY paid', true],
+  ['SELECT customer, count(*) FROM orders GROUP BY customer HAVING count(*) > 20 ORDER BY 1', true],
+  ['SELECT customer FROM orders GROUP BY customer HAVING sum(qty) > 50 ORDER BY 1', true],
+  ['SELECT customer, max(amount) FROM orders GROUP BY customer HAVING avg(qty) > 4 ORDER BY 1', true],
+  ['SELECT customer, count(DISTINCT tenant_id) FROM orders GROUP BY customer ORDER BY 1', true],
+  ['SELECT customer, sum(amount) / count(*) FROM orders GROUP BY customer ORDER BY 1', true],
+  ['SELECT customer, count(*) FROM orders GROUP BY customer ORDER BY count(*) DESC, customer LIMIT 3', true],
+  ['SELECT customer, count(*) FROM orders GROUP BY customer ORDER BY sum(qty), customer LIMIT 4 OFFSET 1', true],
+  ['SELECT DISTINCT customer FROM orders', false],
+  ['SELECT DISTINCT customer FROM orders ORDER BY customer', true],
+  ['SELECT DISTINCT qty, paid FROM orders ORDER BY qty, paid', true],
+  ['SELECT DISTINCT region FROM tenants ORDER BY region NULLS FIRST', true],
+  ['SELECT plan, count(*) FROM tenants GROUP BY plan ORDER BY plan', true],
+  ['SELECT t.plan, count(*), sum(o.amount) FROM orders o JOIN tenants t ON t.tenant_id = o.tenant_id GROUP BY t.plan ORDER BY 1', true],
+  ['SELECT t.plan, p.rank, count(*) FROM orders o JOIN tenants t USING (tenant_id) JOIN plans p ON p.plan = t.plan GROUP BY 1, 2 ORDER BY 2', true],
+  ['SELECT o.tenant_id, o.id, t.name FROM orders o JOIN tenants t ON o.tenant_id = t.tenant_id ORDER BY o.tenant_id, o.id LIMIT 20', true],
+  ['SELECT p.rank, count(*) FROM tenants t JOIN plans p ON p.plan = t.plan GROUP BY p.rank ORDER BY 1', true],
+  ['SELECT * FROM plans ORDER BY rank', true],
+  ['SELECT count(*) FROM plans', true],
+  ['SELECT * FROM orders WHERE tenant_id = 4 ORDER BY id', true],
+  ['SELECT count(*), sum(amount) FROM orders WHERE tenant_id IN (1, 2, 5)', true],
+  ['SELECT tenant_id, count(*) FROM orders WHERE tenant_id IN (1, 2, 5) GROUP BY 1 ORDER BY 1', true],
+  ['SELECT * FROM orders WHERE tenant_id = 3', true],
+  ['SELECT count(*) FROM orders WHERE tenant_id = 3', true],
+  ['SELECT tenant_id, id, sum(qty) OVER (PARTITION BY tenant_id ORDER BY id) FROM orders WHERE tenant_id = 4 ORDER BY id', true],
+  ['WITH x AS (SELECT * FROM orders WHERE tenant_id = 4) SELECT count(*) FROM x WHERE tenant_id = 4', true],
+  ['SELECT tenant_id, n, v FROM solo ORDER BY tenant_id, n', true],
+  ['SELECT sum(v), count(*), avg(v) FROM solo', true],
+  ['SELECT tenant_id, max(v) FROM solo GROUP BY tenant_id ORDER BY 1', true],
+  ['SELECT count(*) FROM solo WHERE tenant_id = 2', true],
+  ['SELECT max(big)::numeric - min(big) FROM orders', true],
+  ['SELECT sum(big) FROM orders WHERE big > 0', true],
+  ['SELECT avg(amount)::numeric(40, 20) FROM orders', true],
+  ['SELECT note, count(*) FROM orders GROUP BY note ORDER BY note NULLS FIRST', true],
+  ['SELECT name FROM tenants ORDER BY name COLLATE "C", tenant_id', true],
+  ['SELECT upper(name) AS u FROM tenants ORDER BY u, 1', false],
+  ['SELECT count(*) FILTER (WHERE paid), sum(qty) FILTER (WHERE qty > 5) FROM orders', true],
+  ['SELECT customer, count(*) FILTER (WHERE paid) FROM orders GROUP BY customer ORDER BY customer', true],
+  ['SELECT date_trunc(\'month\', created) AS m, count(*) FROM orders GROUP BY 1 ORDER BY 1 NULLS FIRST', true],
+  ['SELECT count(*) FROM orders WHERE created >= \'2026-06-01T00:00:00Z\'', true],
+  ['SELECT coalesce(customer, \'?\') AS c, count(*) FROM orders GROUP BY 1 ORDER BY 1', true],
+  ['SELECT tenant_id, id FROM orders WHERE note IS NULL ORDER BY tenant_id DESC, id DESC LIMIT 6', true],
+  ['SELECT min(score), max(score) FROM orders', true],
+  ['SELECT tenant_id, id, score FROM orders ORDER BY score DESC NULLS LAST, tenant_id, id LIMIT 8', true],
+];
+
+describe('differential: shardctl query equals one PostgreSQL', () => {
+  it(`answers a corpus of ${CORPUS.length} queries exactly`, async () => {
+    expect(CORPUS.length).toBeGreaterThanOrEqual(80);
+    const failures: string[] = [];
+    for (const [sql, ordered] of CORPUS) {
+      try {
+        await same(sql, ordered);
+      } catch (e) {
+        failures.push(`${sql}\n    ${String((e as Error).message).split('\n').slice(0, 6).join('\n    ')}`);
+      }
+    }
+    expect(failures, failures.join('\n')).toEqual([]);
+  });
+
+  it('binds parameters, and routes by them', async () => {
+    await same('SELECT count(*) FROM orders WHERE tenant_id = $1 AND qty > $2', true, ['4', '3']);
+    await same('SELECT tenant_id, id FROM orders WHERE qty = $1 ORDER BY tenant_id, id LIMIT $2', true, ['3', '5']);
+    const r = await runQuery(cluster.map, 'SELECT count(*) FROM orders WHERE tenant_id = $1', ['5'], { explain: true });
+    expect(r.plan.shards).toEqual(['shard-1']);
+    const ins = await runQuery(cluster.map, 'SELECT count(*) FROM orders WHERE tenant_id IN (4, 5)', [], { explain: true });
+    expect(ins.plan.shards).toEqual(['shard-0', 'shard-1']);
+  });
+
+  it('generated ORDER BY / LIMIT / GROUP BY combinations agree', async () => {
+    const cols = ['tenant_id', 'id', 'customer', 'amount', 'qty', 'big', 'created', 'paid', 'note'];
+    const groupable = ['customer', 'qty', 'paid', 'note', 'tenant_id'];
+    const sortKey = fc.record({ col: fc.constantFrom(...cols), desc: fc.boolean(), nulls: fc.constantFrom('', ' NULLS FIRST', ' NULLS LAST') });
+    const plain = fc.record({ keys: fc.array(sortKey, { minLength: 1, maxLength: 3 }), limit: fc.option(fc.integer({ min: 0, max: 30 })), offset: fc.option(fc.integer({ min: 0, max: 40 })) });
+    const grouped = fc.record({ g: fc.subarray(groupable, { minLength: 1, maxLength: 2 }), agg: fc.constantFrom('count(*)', 'sum(amount)', 'avg(qty)', 'max(created)', 'min(customer)', 'count(DISTINCT big)'), desc: fc.boolean(), limit: fc.option(fc.integer({ min: 1, max: 10 })) });
+    const samples = [
+      ...fc.sample(plain, 25).map((p) => {
+        // tenant_id, id last: a total order, so LIMIT picks the same rows
+        const order = [...p.keys.map((k) => `${k.col}${k.desc ? ' DESC' : ''}${k.nulls}`), 'tenant_id', 'id'].join(', ');
+        return `SELECT tenant_id, id, ${p.keys.map((k) => k.col).join(', ')} FROM orders ORDER BY ${order}${p.limit !== null ? ` LIMIT ${p.limit}` : ''}${p.offset !== null ? ` OFFSET ${p.offset}` : ''}`;
+      }),
+      ...fc.sample(grouped, 25).map((g) => `SELECT ${g.g.join(', ')}, ${g.agg} AS a FROM orders GROUP BY ${g.g.join(', ')} ORDER BY ${g.g.map((c) => `${c}${g.desc ? ' DESC' : ''}`).join(', ')}${g.limit !== null ? ` LIMIT ${g.limit}` : ''}`),
+    ];
+    const failures: string[] = [];
+    for (const sql of samples) {
+      try {
+        await same(sql, true);
+      } catch (e) {
+        failures.push(`${sql}\n    ${String((e as Error).message).split('\n').slice(0, 6).join('\n    ')}`);
+      }
+    }
+    expect(failures, failures.join('\n')).toEqual([]);
+  });
+});
+
+describe('refusals name the construct and return nothing', () => {
+  const refused: [string, RegExp][] = [
+    ['SELECT tenant_id, sum(qty) OVER (PARTITION BY tenant_id) FROM orders', /window function/],
+    ['SELECT o.id FROM orders o JOIN tenants t ON t.name = o.customer', /join not on the shard key/],
+    ['SELECT id FROM orders UNION SELECT tenant_id FROM tenants', /set operation UNION/],
+    ['SELECT DISTINCT ON (customer) customer, id FROM orders ORDER BY customer, id', /DISTINCT ON/],
+    ['SELECT string_agg(customer, \',\') FROM orders', /aggregate string_agg\(\)/],
+    ['SELECT array_agg(id ORDER BY id) FROM orders', /aggregate array_agg\(\)/],
+    ['SELECT sum(DISTINCT qty) FROM orders', /sum\(DISTINCT \.\.\.\)/],
+    ['SELECT count(*) FROM orders WHERE qty IN (SELECT qty FROM orders WHERE tenant_id = 1)', /sub-query/],
+    ['WITH x AS (SELECT * FROM orders) SELECT count(*) FROM x', /WITH \(CTE\)/],
+    ['SELECT * FROM orders FOR UPDATE', /FOR UPDATE/],
+    ["UPDATE orders SET qty = 0", /UPDATE is not a SELECT/],
+    ["INSERT INTO plans VALUES ('x', 9)", /INSERT is not a SELECT/],
+    ['DELETE FROM orders', /DELETE is not a SELECT/],
+    ['SELECT 1; SELECT 2', /2 statements/],
+    ['SELECT customer, stddev(qty) FROM orders GROUP BY 1', /aggregate stddev\(\)/],
+  ];
+  for (const [sql, why] of refused) {
+    it(sql, async () => {
+      const before = await expected('SELECT count(*), sum(qty) FROM orders');
+      let error: unknown;
+      try {
+        await runQuery(cluster.map, sql, []);
+      } catch (e) {
+        error = e;
+      }
+      expect(error).toBeInstanceOf(ShardctlError);
+      expect((error as ShardctlError).exitCode).toBe(7);
+      expect((error as ShardctlError).message).toMatch(why);
+      const cli = await runCli(['-c', cluster.mapFile, 'query', sql]);
+      expect(cli.code).toBe(7);
+      expect(cli.stdout).toBe('');
+      expect(cli.stderr).toMatch(/refused/);
+      // nothing written anywhere
+      const after = await runQuery(cluster.map, 'SELECT count(*), sum(qty) FROM orders', []);
+      expect(after.rows).toEqual(before);
+    });
+  }
+});
+
+describe('the CLI', () => {
+  it('prints ndjson with exact numbers, csv, json and tables; explains without running', async () => {
+    const nd = await runCli(['-c', cluster.mapFile, 'query', 'SELECT sum(big) AS s, count(*) AS n, max(customer) AS m FROM orders']);
+    expect(nd.code).toBe(0);
+    const [want] = await expected('SELECT sum(big), count(*), max(customer) FROM orders');
+    expect(nd.stdout.trim()).toBe(`{"s":${want![0]},"n":${want![1]},"m":${JSON.stringify(want![2])}}`);
+    const csv = await runCli(['-c', cluster.mapFile, 'query', 'SELECT tenant_id, name FROM tenants WHERE tenant_id IN (1, 2) ORDER BY 1', '--format', 'csv']);
+    expect(csv.stdout).toBe(`tenant_id,name\n1,Ärger GmbH\n2,zeta\n`);
+    const json = await runCli(['-c', cluster.mapFile, 'query', 'SELECT tenant_id FROM tenants WHERE tenant_id = $1', '-p', '4', '--format', 'json']);
+    expect(JSON.parse(json.stdout)).toEqual([{ tenant_id: 4 }]);
+    const explain = await runCli(['-c', cluster.mapFile, 'query', 'SELECT customer, avg(qty) FROM orders GROUP BY 1 ORDER BY 1', '--explain']);
+    expect(explain.stdout).toMatch(/shards: shard-0, shard-1, shard-2, shard-3/);
+    expect(explain.stdout).toMatch(/sum\(qty\) AS __c\d+, count\(qty\) AS __c\d+/);
+    const stdin = await runCli(['-c', cluster.mapFile, 'query', '--format', 'csv'], { input: 'SELECT count(*) AS n FROM plans' });
+    expect(stdin.stdout).toBe('n\n4\n');
+  });
+
+  it('names a shard that is down; with --allow-partial answers from the others and exits 5', async () => {
+    const broken = `${cluster.dir}/down.yaml`;
+    writeFileSync(broken, readFileSync(cluster.mapFile, 'utf8').replace(new URL(cluster.urls[2]!).port, '1'));
+    const map = await loadShardMap(broken);
+    expect(map.shards).toHaveLength(4);
+    const down = await runCli(['-c', broken, 'query', 'SELECT count(*) AS n FROM orders']);
+    expect(down.code).toBe(1);
+    expect(down.stderr).toMatch(/shard shard-2: cannot connect: connection refused/);
+    const partial = await runCli(['-c', broken, 'query', 'SELECT count(*) AS n FROM orders', '--allow-partial']);
+    expect(partial.code).toBe(5);
+    expect(partial.stderr).toMatch(/warning: shard-2 did not answer/);
+    const [all] = await expected('SELECT count(*) FROM orders WHERE tenant_id % 4 <> 2');
+    expect(JSON.parse(partial.stdout).n).toBe(Number(all![0]));
+  });
+});
