@@ -51,6 +51,12 @@ export interface Router {
   shard<DB>(name: string): Kysely<DB>;
   /** The connection pools behind `db()` and `shard()`. */
   readonly pools: ShardPools;
+  /**
+   * Asks every shard one SELECT and yields the merged rows as objects of PostgreSQL text values
+   * (int8 and numeric stay exact strings), the same engine as `shardctl query`; refuses what cannot be
+   * answered exactly.
+   */
+  scatter(sql: string, params?: unknown[], options?: { tenant?: string; shards?: string[]; statementTimeoutMs?: number; maxRows?: number }): AsyncIterableIterator<Record<string, string | null>>;
   /** Checks the directory version now and re-reads the directory if it changed. */
   refresh(): Promise<void>;
   /** Closes every connection. */
@@ -174,6 +180,15 @@ export async function createRouter(mapOrPath: ShardMap | string, options: Router
     get pools() {
       if (!pools) throw new ShardctlError('this router was created offline: it has no pools', { code: 'OFFLINE', exitCode: ExitCode.Usage });
       return pools;
+    },
+    async *scatter(sql, params = [], options = {}) {
+      const { runQuery } = await import('../query/run-query.js');
+      const result = await runQuery(map, sql, params, { ...options, router });
+      for (const row of result.rows) {
+        const out: Record<string, string | null> = {};
+        result.fields.forEach((f, i) => (out[f.name] = row[i] ?? null));
+        yield out;
+      }
     },
     refresh,
     async close() {

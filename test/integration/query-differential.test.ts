@@ -313,3 +313,21 @@ describe('the CLI', () => {
     expect(JSON.parse(partial.stdout).n).toBe(Number(all![0]));
   });
 });
+
+describe('the library', () => {
+  it('router.scatter yields the merged rows from the same engine', async () => {
+    const { createRouter } = await import('../../src/index.js');
+    const router = await createRouter(cluster.map);
+    try {
+      const got: Record<string, string | null>[] = [];
+      for await (const row of router.scatter('SELECT customer, count(*) AS n FROM orders GROUP BY 1 ORDER BY 1 NULLS FIRST LIMIT 3')) got.push(row);
+      const want = await expected('SELECT customer, count(*) AS n FROM orders GROUP BY 1 ORDER BY 1 NULLS FIRST LIMIT 3');
+      expect(got).toEqual(want.map(([customer, n]) => ({ customer, n })));
+      await expect(async () => {
+        for await (const _ of router.scatter('SELECT string_agg(customer, \',\') FROM orders')) void _;
+      }).rejects.toThrow(/refused: aggregate string_agg/);
+    } finally {
+      await router.close();
+    }
+  });
+});
