@@ -67,3 +67,5 @@ export type { QueryResult, QueryField, RunQueryOptions } from './query/run-query
 export { planQuery } from './query/plan-query.js';
 export type { QueryPlan, PlanQueryInput, MergeKind } from './query/plan-query.js';
 export { loadSqlTools } from './query/sql-ast.js';
+export { streamQuery } from './query/stream-query.js';
+export type { QueryStream } from './query/stream-query.js';

@@ -25,6 +25,8 @@ export interface QueryPlan {
   final?: Node;
   /** Shard-result columns whose collation (pg_collation_for) decides how the final query orders them: column index -> collation column index. */
   collations?: Record<number, number>;
+  /** Plain ordered queries: the sort keys (shard column, direction, NULL order) for a streaming merge. */
+  sortKeys?: { col: number; desc: boolean; nullsFirst: boolean }[];
   /** Merge steps, for --explain. */
   steps: string[];
 }
@@ -337,12 +339,16 @@ function multi(sel: any, input: PlanQueryInput, shards: string[], routing: strin
     const shardTargets = targets.map((t, i) => resTarget(t.val, `__c${i}`));
     const finalSort: Node[] = [];
     const collations: Record<number, number> = {};
+    const sortKeys: { col: number; desc: boolean; nullsFirst: boolean }[] = [];
     s.sortClause.forEach((sb: any) => {
       const expr = resolveSortExpr(sb.SortBy.node, targets);
       const idx = shardTargets.length;
       shardTargets.push(resTarget(expr, `__c${idx}`));
       shardTargets.push(resTarget(collationOf(expr), `__c${idx + 1}`));
       collations[idx] = idx + 1;
+      if (sb.SortBy.useOp) throw refuse('ORDER BY ... USING', 'across shards cannot be merged exactly');
+      const desc = sb.SortBy.sortby_dir === 'SORTBY_DESC';
+      sortKeys.push({ col: idx, desc, nullsFirst: sb.SortBy.sortby_nulls === 'SORTBY_NULLS_FIRST' || (sb.SortBy.sortby_nulls !== 'SORTBY_NULLS_LAST' && desc) });
       finalSort.push({ SortBy: { ...sb.SortBy, node: columnRef(`__c${idx}`) } });
     });
     s.targetList = shardTargets;
@@ -359,8 +365,12 @@ function multi(sel: any, input: PlanQueryInput, shards: string[], routing: strin
         op: 'SETOP_NONE',
       },
     };
-    steps.push(`every shard sorts its rows${limit !== undefined ? ` and returns the first ${(offset ?? 0n) + limit}` : ''}, with the sort keys and their collation as hidden columns`, 'PostgreSQL sorts all of them again in a final query over the returned rows (same types, NULL order and collation), then applies LIMIT/OFFSET; hidden columns are dropped');
-    return { kind: 'final', shards, routing, ...shardQuery({ SelectStmt: s }, input.params), visible, final, collations, steps };
+    if (limit !== undefined) {
+      steps.push(`every shard sorts its rows and returns the first ${(offset ?? 0n) + limit}, with the sort keys and their collation as hidden columns`, 'PostgreSQL sorts all of them again in a final query over the returned rows (same types, NULL order and collation), then applies LIMIT/OFFSET; hidden columns are dropped');
+    } else {
+      steps.push('every shard sorts its rows and streams them through a cursor, with the sort keys and their collation as hidden columns', `the client merges the sorted streams (k-way), comparing keys as PostgreSQL does (types, NULL order; text only under byte-order collations, else refused)${offset ? `, skips ${offset}` : ''}; hidden columns are dropped`);
+    }
+    return { kind: 'final', shards, routing, ...shardQuery({ SelectStmt: s }, input.params), visible, final, collations, ...(limit === undefined ? { sortKeys } : {}), ...(offset !== undefined ? { offset } : {}), steps };
   }
   if (hasStar) throw refuse('SELECT * with GROUP BY or aggregates', 'across shards: name the columns');
   return grouping(s, input, shards, routing, targets, aggs, offset, limit, steps);

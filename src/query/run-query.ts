@@ -97,6 +97,18 @@ export async function runQuery(map: ShardMap, sql: string, params: unknown[], op
       ...(options.tenant !== undefined ? { tenant: options.tenant } : {}),
     });
     if (options.explain) return { fields: [], rows: [], plan, missing: [] };
+    if (plan.kind === 'final' && plan.sortKeys) {
+      // Ordered without LIMIT: the streaming k-way merge, collected.
+      const { streamQuery } = await import('./stream-query.js');
+      const stream = await streamQuery(map, sql, params, { ...options, router });
+      const rows: (string | null)[][] = [];
+      const maxRows = options.maxRows ?? 1_000_000;
+      for await (const r of stream.rows) {
+        rows.push(r);
+        if (rows.length > maxRows) throw new ShardctlError(`the answer has more than --max-rows ${maxRows} rows`, { code: 'MAX_ROWS', hint: 'stream it with shardctl query --format ndjson, add a LIMIT, or raise --max-rows' });
+      }
+      return { fields: stream.fields, rows, plan, missing: stream.missing };
+    }
     const maxRows = options.maxRows ?? 1_000_000;
     const missing: QueryResult['missing'] = [];
     const results = await Promise.all(

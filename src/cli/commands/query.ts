@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
-import { ExitCode, runQuery, ShardctlError, type QueryField } from '../../index.js';
+import { ExitCode, streamQuery, ShardctlError, type QueryField } from '../../index.js';
 import { err, globals, mapOf, out, outTable, timeoutOf, type CliContext } from '../context.js';
 
 const NUMERIC = new Set([20, 21, 23, 26, 700, 701, 1700]);
@@ -55,7 +55,7 @@ export function registerQuery(program: Command, ctx: CliContext): void {
       for (const [flag, v] of [['--max-rows', opts.maxRows], ['--statement-timeout', opts.statementTimeout]] as const) {
         if (v !== undefined && !/^\d+$/.test(v)) throw new ShardctlError(`${flag} must be a whole number, got "${v}"`, { code: 'USAGE', exitCode: ExitCode.Usage });
       }
-      const result = await runQuery(map, sql, opts.param ?? [], {
+      const result = await streamQuery(map, sql, opts.param ?? [], {
         ...(opts.tenant !== undefined ? { tenant: opts.tenant } : {}),
         ...(opts.shard ? { shards: opts.shard } : {}),
         ...(opts.statementTimeout ? { statementTimeoutMs: Number(opts.statementTimeout) } : {}),
@@ -78,18 +78,31 @@ export function registerQuery(program: Command, ctx: CliContext): void {
       }
       for (const m of result.missing) err(ctx, `warning: ${m.shard} did not answer (${m.error}): the result lacks its rows`);
       if (result.missing.length > 0) ctx.exitCode = ExitCode.Partial;
+
       const { fields, rows } = result;
+      let count = 0;
       if (format === 'ndjson') {
-        for (const r of rows) ctx.stdout.write(jsonRow(r, fields) + '\n');
-      } else if (format === 'json') {
-        ctx.stdout.write(`[${rows.map((r) => jsonRow(r, fields)).join(',\n')}]\n`);
+        for await (const r of rows) {
+          count++;
+          if (!ctx.stdout.write(jsonRow(r, fields) + '\n')) await new Promise((res) => ctx.stdout.once('drain', res));
+        }
       } else if (format === 'csv') {
         ctx.stdout.write(fields.map((f) => csvCell(f.name)).join(',') + '\n');
-        for (const r of rows) ctx.stdout.write(r.map(csvCell).join(',') + '\n');
+        for await (const r of rows) {
+          count++;
+          if (!ctx.stdout.write(r.map(csvCell).join(',') + '\n')) await new Promise((res) => ctx.stdout.once('drain', res));
+        }
       } else {
-        const width = Math.max(20, Math.floor(((ctx.stdout as { columns?: number }).columns ?? 160) / Math.max(1, fields.length)) - 3);
-        await outTable(ctx, fields.map((f) => f.name), rows.map((r) => r.map((v) => (v === null ? 'NULL' : v.length > width && ctx.stdout.isTTY ? `${v.slice(0, width - 1)}…` : v))));
-        out(ctx, `(${rows.length} row${rows.length === 1 ? '' : 's'} from ${result.plan.shards.length} shard${result.plan.shards.length === 1 ? '' : 's'})`);
+        const all: (string | null)[][] = [];
+        for await (const r of rows) all.push(r);
+        count = all.length;
+        if (format === 'json') {
+          ctx.stdout.write(`[${all.map((r) => jsonRow(r, fields)).join(',\n')}]\n`);
+        } else {
+          const width = Math.max(20, Math.floor(((ctx.stdout as { columns?: number }).columns ?? 160) / Math.max(1, fields.length)) - 3);
+          await outTable(ctx, fields.map((f) => f.name), all.map((r) => r.map((v) => (v === null ? 'NULL' : v.length > width && ctx.stdout.isTTY ? `${v.slice(0, width - 1)}…` : v))));
+          out(ctx, `(${count} row${count === 1 ? '' : 's'} from ${result.plan.shards.length} shard${result.plan.shards.length === 1 ? '' : 's'})`);
+        }
       }
     });
 }
