@@ -9,7 +9,10 @@ import { runQuery, type QueryField, type QueryResult, type RunQueryOptions } fro
 /** A query answer whose rows arrive as they are merged (bounded memory for plain and ordered queries). */
 export interface QueryStream {
   fields: QueryField[];
+  /** The rows one by one. Consume either `rows` or `batches`, not both. */
   rows: AsyncGenerator<(string | null)[]>;
+  /** The same rows in batches (cheaper for exports). */
+  batches: AsyncGenerator<(string | null)[][]>;
   plan: QueryPlan;
   missing: QueryResult['missing'];
 }
@@ -76,14 +79,6 @@ async function openCursor(router: Router, shard: string, sql: string, params: un
   };
   await cursor.next();
   return cursor;
-}
-
-async function* drain(c: Cursor): AsyncGenerator<(string | null)[]> {
-  for (;;) {
-    while (c.pos < c.buffer.length) yield c.buffer[c.pos++]!;
-    if (c.done) return;
-    await c.next();
-  }
 }
 
 const INT = new Set([20, 21, 23, 26]);
@@ -192,14 +187,18 @@ export async function streamQuery(map: ShardMap, sql: string, params: unknown[],
     const streaming = plan.kind === 'single' || plan.kind === 'concat' || (plan.kind === 'final' && plan.sortKeys !== undefined);
     if (options.explain || !streaming || plan.shards.length === 0) {
       const result = options.explain || plan.shards.length === 0 ? planned : await runQuery(map, sql, params, { ...options, router });
-      async function* rows() {
+      async function* batches() {
         try {
-          for (const r of result.rows) yield r;
+          if (result.rows.length > 0) yield result.rows;
         } finally {
           await finish();
         }
       }
-      return { fields: result.fields, rows: rows(), plan, missing: result.missing };
+      const source = batches();
+      async function* rows() {
+        for await (const b of source) for (const r of b) yield r;
+      }
+      return { fields: result.fields, rows: rows(), batches: source, plan, missing: result.missing };
     }
     const missing: QueryResult['missing'] = [];
     const cursors: Cursor[] = [];
@@ -249,50 +248,71 @@ export async function streamQuery(map: ShardMap, sql: string, params: unknown[],
         return 0;
       };
     }
-    async function* rows(): AsyncGenerator<(string | null)[]> {
+    // Rows travel in batches: one promise per batch, not per row, on the hot path of an export.
+    async function* batches(): AsyncGenerator<(string | null)[][]> {
       let skip = Number(plan.offset ?? 0n);
       let left = plan.kind === 'concat' && plan.limit !== undefined ? Number(plan.limit) : Infinity;
       try {
         if (!compare) {
           for (const c of cursors) {
-            for await (const r of drain(c)) {
-              if (left <= 0) return;
+            for (;;) {
+              let rows = c.buffer.slice(c.pos);
+              c.pos = c.buffer.length;
               if (skip > 0) {
-                skip--;
-                continue;
+                const n = Math.min(skip, rows.length);
+                skip -= n;
+                rows = rows.slice(n);
               }
-              left--;
-              yield r;
+              if (rows.length > left) rows = rows.slice(0, left);
+              left -= rows.length;
+              if (rows.length > 0) yield rows;
+              if (left <= 0 || c.done) break;
+              await c.next();
             }
+            if (left <= 0) return;
           }
           return;
         }
-        const heads = cursors.map((c) => drain(c));
-        const current: ((string | null)[] | undefined)[] = await Promise.all(heads.map(async (h) => (await h.next()).value ?? undefined));
+        const live = cursors.filter((c) => c.buffer.length > 0 || !c.done);
+        for (const c of live) if (c.pos >= c.buffer.length && !c.done) await c.next();
+        let out: (string | null)[][] = [];
         for (;;) {
-          let best = -1;
-          for (let i = 0; i < current.length; i++) {
-            const r = current[i];
-            if (r === undefined) continue;
+          let best: Cursor | undefined;
+          for (const c of live) {
+            if (c.pos >= c.buffer.length) continue;
             // Ties keep shard order: any order of equal keys is a correct order.
-            if (best < 0 || compare(r, current[best]!) < 0) best = i;
+            if (!best || compare(c.buffer[c.pos]!, best.buffer[best.pos]!) < 0) best = c;
           }
-          if (best < 0) return;
-          const row = current[best]!;
-          const n = await heads[best]!.next();
-          current[best] = n.done ? undefined : n.value;
+          if (!best) break;
+          const row = best.buffer[best.pos++]!;
+          if (best.pos >= best.buffer.length && !best.done) {
+            if (out.length > 0) {
+              yield out;
+              out = [];
+            }
+            await best.next();
+          }
           if (skip > 0) {
             skip--;
             continue;
           }
-          yield row.slice(0, visible);
+          out.push(row.length > visible ? row.slice(0, visible) : row);
+          if (out.length >= BATCH) {
+            yield out;
+            out = [];
+          }
         }
+        if (out.length > 0) yield out;
       } finally {
         await Promise.all(cursors.map((c) => c.close()));
         await finish();
       }
     }
-    return { fields, rows: rows(), plan, missing };
+    const source = batches();
+    async function* rows(): AsyncGenerator<(string | null)[]> {
+      for await (const b of source) for (const r of b) yield r;
+    }
+    return { fields, rows: rows(), batches: source, plan, missing };
   } catch (e) {
     await finish();
     throw e;

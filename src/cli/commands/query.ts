@@ -79,22 +79,18 @@ export function registerQuery(program: Command, ctx: CliContext): void {
       for (const m of result.missing) err(ctx, `warning: ${m.shard} did not answer (${m.error}): the result lacks its rows`);
       if (result.missing.length > 0) ctx.exitCode = ExitCode.Partial;
 
-      const { fields, rows } = result;
+      const { fields, batches } = result;
       let count = 0;
-      if (format === 'ndjson') {
-        for await (const r of rows) {
-          count++;
-          if (!ctx.stdout.write(jsonRow(r, fields) + '\n')) await new Promise((res) => ctx.stdout.once('drain', res));
-        }
-      } else if (format === 'csv') {
-        ctx.stdout.write(fields.map((f) => csvCell(f.name)).join(',') + '\n');
-        for await (const r of rows) {
-          count++;
-          if (!ctx.stdout.write(r.map(csvCell).join(',') + '\n')) await new Promise((res) => ctx.stdout.once('drain', res));
+      if (format === 'ndjson' || format === 'csv') {
+        const line = format === 'ndjson' ? (r: (string | null)[]) => jsonRow(r, fields) : (r: (string | null)[]) => r.map(csvCell).join(',');
+        if (format === 'csv') ctx.stdout.write(fields.map((f) => csvCell(f.name)).join(',') + '\n');
+        for await (const batch of batches) {
+          count += batch.length;
+          if (!ctx.stdout.write(batch.map(line).join('\n') + '\n')) await new Promise((res) => ctx.stdout.once('drain', res));
         }
       } else {
         const all: (string | null)[][] = [];
-        for await (const r of rows) all.push(r);
+        for await (const batch of batches) all.push(...batch);
         count = all.length;
         if (format === 'json') {
           ctx.stdout.write(`[${all.map((r) => jsonRow(r, fields)).join(',\n')}]\n`);
