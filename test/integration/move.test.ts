@@ -125,6 +125,33 @@ describe('moving a tenant', () => {
     expect((await refusal(abortMove(cluster.map, done.id))).message).toMatch(/already switched tenant 4 to shard-2: it cannot be aborted/);
   });
 
+  it('refuses a second process on the same move, and verify flags a fence no move explains', async () => {
+    const crashed = await runCli(['-c', cluster.mapFile, 'rebalance', '--tenant', '6', '--to', 'shard-1', '--yes'], { env: { SHARDCTL_TEST_CRASH_AT: 'after-state:copying' } });
+    expect(crashed.code).not.toBe(0);
+    const [m] = await movesOf(cluster.map, { tenant: '6' });
+    // hold the move's lock as a running process would
+    const { ShardPools, ADVISORY_NAMESPACE } = await import('../../src/index.js');
+    const pools = await ShardPools.open(cluster.map);
+    const holder = await pools.pool('shard-0').connect();
+    await holder.query('SELECT pg_advisory_lock($1::int4, $2::int4)', [ADVISORY_NAMESPACE, 100_000 + m!.id]);
+    try {
+      const second = await runCli(['-c', cluster.mapFile, 'rebalance', '--resume', String(m!.id)]);
+      expect(second.code).toBe(6);
+      expect(second.stderr).toMatch(new RegExp(`move ${m!.id} is locked: held by pid \\d+`));
+    } finally {
+      holder.release(true);
+      await pools.close();
+    }
+    expect((await resumeMove(cluster.map, m!.id)).move.state).toBe('done');
+    // a fence row without a move: writes of tenant 2 rejected on shard-2 for no reason anyone knows
+    await cluster.sql(2, "INSERT INTO shardctl.fences (tenant, move_id, target, reason) VALUES ('2', NULL, NULL, 'left by hand')");
+    const report = await verifyCluster(cluster.map);
+    expect(report.findings).toEqual([expect.objectContaining({ kind: 'orphan-fence', shard: 'shard-2', tenant: '2' })]);
+    const removed = await runCli(['-c', cluster.mapFile, 'fences', 'remove', '--tenant', '2', '--shard', 'shard-2', '--yes']);
+    expect(removed.stdout).toMatch(/fence of tenant 2 on shard-2 removed/);
+    expect((await verifyCluster(cluster.map)).findings).toEqual([]);
+  });
+
   it('keeps the source with --keep-source until moves cleanup', async () => {
     const r = await runCli(['-c', cluster.mapFile, 'rebalance', '--tenant', '1', '--to', 'shard-0', '--yes', '--keep-source', '--json']);
     expect(r.code).toBe(0);
