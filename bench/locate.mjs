@@ -24,7 +24,7 @@ export default async function bench(args) {
   const offlineMap = path.join(os.tmpdir(), 'shardctl-bench-locate.yaml');
   writeFileSync(
     offlineMap,
-    'version: 1\nshardKey: { column: tenant_id, type: bigint }\nplacement: { strategy: modulo }\nshards:\n  - name: shard-0\n    url: postgres://u:p@127.0.0.1:1/d\n  - name: shard-1\n    url: postgres://u:p@127.0.0.1:2/d\n',
+    'version: 1\nshardKey: { column: tenant_id, type: bigint }\nplacement: { strategy: modulo }\nshards:\n  - name: shard-0\n    url: postgres://u@127.0.0.1:1/d\n  - name: shard-1\n    url: postgres://u@127.0.0.1:2/d\n',
   );
   const node = [];
   const cli = [];

@@ -11,7 +11,7 @@ export interface Interpolated {
  * reported in `missing` rather than silently replaced by an empty string.
  *
  * @example
- * interpolateEnv('postgres://app:${PW}@db/app', { PW: 'x' }).value // 'postgres://app:x@db/app'
+ * interpolateEnv('${HOST}:5432', { HOST: 'db0' }).value // 'db0:5432'
  */
 export function interpolateEnv(text: string, env: Record<string, string | undefined>): Interpolated {
   const missing: string[] = [];

@@ -264,7 +264,7 @@ class Validator {
           registerSecret(parsed.password);
         } catch {
           parsed = undefined;
-          this.problem([...sp, 'url'], 'is not a PostgreSQL URL (postgres://user:password@host:port/database)');
+          this.problem([...sp, 'url'], 'is not a PostgreSQL URL (postgres://USER:${PASSWORD_VAR}@HOST:PORT/DATABASE)');
         }
       }
       if (parsed) {

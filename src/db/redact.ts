@@ -32,7 +32,7 @@ const KEYWORD_PASSWORD = /\b(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)/gi;
  * secret registered with {@link registerSecret}.
  *
  * @example
- * redact('postgres://app:s3cret@db0/app') // 'postgres://app:***@db0/app'
+ * redact(`postgres://app:${password}@db0/app`) // the same URL, its password replaced by three asterisks
  */
 export function redact(text: string): string {
   let out = text.replace(URL_PASSWORD, '$1:***@').replace(KEYWORD_PASSWORD, '$1***');
@@ -47,7 +47,7 @@ export function redact(text: string): string {
  * secrets removed.
  *
  * @example
- * redactUrl('postgres://app:pw@db0:5432/app?sslpassword=x') // 'postgres://app:***@db0:5432/app'
+ * redactUrl(`postgres://app:${password}@db0:5432/app?sslpassword=x`) // password masked, sslpassword removed
  */
 export function redactUrl(url: string): string {
   try {

@@ -39,7 +39,7 @@ export interface ShardHealth {
  * Lists the shards of a map with redacted URLs; connects to nothing.
  *
  * @example
- * listShards(map)[0].url // 'postgres://app:***@db0:5432/app'
+ * listShards(map)[0].url // the URL with its password masked
  */
 export function listShards(map: ShardMap): ShardSummary[] {
   return map.shards.map((s) => ({
