@@ -54,7 +54,8 @@ describe('fleet rebalancing', () => {
     expect(plan.moves.length).toBeGreaterThan(0);
     expect(plan.moves.some((m) => m.to === 'shard-3')).toBe(true);
     expect(plan.bytesMoved).toBeGreaterThanOrEqual(plan.lowerBound.band);
-    const report = await applyFleetPlan(map, plan);
+    // two at a time on disjoint shards, throttled: the scheduler and the throttle on the real path
+    const report = await applyFleetPlan(map, plan, { parallel: 2, maxBytesPerSecond: 50_000_000 });
     expect(report.state).toBe('done');
     expect(report.moves.map((m) => m.status)).toEqual(plan.moves.map(() => 'done'));
     const after = await everything();
