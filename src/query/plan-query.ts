@@ -364,7 +364,11 @@ function grouping(s: any, input: PlanQueryInput, shards: string[], routing: stri
       const cnt = partial('count', f.args);
       fin = { __avg: [sumCol, cnt] };
     } else {
-      fin = funcCall(name === 'every' ? 'bool_and' : name, [ref(partial(name === 'every' ? 'bool_and' : name, f.args))]);
+      const fn = name === 'every' ? 'bool_and' : name;
+      const p = partial(fn, f.args);
+      // min/max of text: the final min/max must compare under the column's collation, as the shards did.
+      if (fn === 'min' || fn === 'max') collations[p] = col(collationOf((shardTargets[p] as any).ResTarget.val));
+      fin = funcCall(fn, [ref(p)]);
     }
     finalAgg.set(key, fin);
   }

@@ -41,6 +41,8 @@ export interface RunQueryOptions {
   explain?: boolean;
   /** An open router to reuse (the library's `router.scatter`). */
   router?: Router;
+  /** Internal: sort in a final PostgreSQL query instead of the streaming merge. */
+  finalSort?: boolean;
 }
 
 // Every value stays PostgreSQL's text: int8 and numeric never pass through JavaScript numbers.
@@ -97,7 +99,7 @@ export async function runQuery(map: ShardMap, sql: string, params: unknown[], op
       ...(options.tenant !== undefined ? { tenant: options.tenant } : {}),
     });
     if (options.explain) return { fields: [], rows: [], plan, missing: [] };
-    if (plan.kind === 'final' && plan.sortKeys) {
+    if (plan.kind === 'final' && plan.sortKeys && !options.finalSort) {
       // Ordered without LIMIT: the streaming k-way merge, collected.
       const { streamQuery } = await import('./stream-query.js');
       const stream = await streamQuery(map, sql, params, { ...options, router });

@@ -145,16 +145,21 @@ function comparatorFor(typeOid: number, collation: string | undefined, defaultBy
   if (typeOid === NUM) return compareNumeric;
   if (FLOAT.has(typeOid)) return compareFloat;
   if (TIME.has(typeOid)) {
-    if (values.some((v) => v !== null && / BC$/.test(v))) throw refuseOrder('dates before Christ');
+    if (values.some((v) => v !== null && / BC$/.test(v))) throw needsFinal('dates before Christ');
     return compareTime;
   }
   if (ORDERED_AS_TEXT.has(typeOid)) return (a, b) => (a < b ? -1 : a > b ? 1 : 0);
   if (TEXT.has(typeOid)) {
     const byteOrder = collation === undefined || BYTE_ORDER_COLLATIONS.has(collation) || (collation === '"default"' && defaultByteOrder);
-    if (!byteOrder) throw refuseOrder(`text under collation ${collation}`);
+    if (!byteOrder) throw needsFinal(`text under collation ${collation}`);
     return compareBytes;
   }
-  throw refuseOrder(`type oid ${typeOid}`);
+  throw needsFinal(`type oid ${typeOid}`);
+}
+
+/** The client cannot compare these keys as PostgreSQL does: the final sort must run in PostgreSQL. */
+function needsFinal(what: string): ShardctlError {
+  return new ShardctlError(`ORDER BY on ${what} is merged by PostgreSQL, not streamed`, { code: 'STREAM_ORDER' });
 }
 
 function refuseOrder(what: string): ShardctlError {
@@ -227,15 +232,37 @@ export async function streamQuery(map: ShardMap, sql: string, params: unknown[],
           return (d.p === 'c' && ['C', 'POSIX'].includes(d.c)) || (d.p === 'b' && ['C', 'C.UTF-8'].includes(d.l ?? ''));
         })),
       );
-      const keyCmp = plan.sortKeys!.map((k) => {
+      let keyCmp;
+      try {
+        keyCmp = plan.sortKeys!.map((k) => {
         const collCol = plan.collations?.[k.col];
         const colls = new Set(cursors.flatMap((c) => c.buffer.slice(0, 1).map((r) => (collCol !== undefined ? r[collCol] : null)).filter((v): v is string => v !== null)));
         if (colls.size > 1) throw refuseOrder(`text whose collation differs between shards (${[...colls].join(', ')})`);
         const cmp = comparatorFor(first.fields[k.col]!.dataTypeID, [...colls][0], defaults.every(Boolean), cursors.flatMap((c) => c.buffer.map((r) => r[k.col] ?? null)));
         return { ...k, cmp };
-      });
+        });
+      } catch (e) {
+        if ((e as ShardctlError).code !== 'STREAM_ORDER') throw e;
+        // Keys the client cannot order as PostgreSQL does: PostgreSQL sorts them in a final query
+        // (memory bounded by --max-rows instead of streaming).
+        await Promise.all(cursors.map((c) => c.close()));
+        const result = await runQuery(map, sql, params, { ...options, router, finalSort: true });
+        async function* batchesOf() {
+          try {
+            if (result.rows.length > 0) yield result.rows;
+          } finally {
+            await finish();
+          }
+        }
+        const source = batchesOf();
+        async function* rowsOf() {
+          for await (const b of source) for (const r of b) yield r;
+        }
+        return { fields: result.fields, rows: rowsOf(), batches: source, plan, missing: result.missing };
+      }
+      const sorted = keyCmp;
       compare = (a, b) => {
-        for (const k of keyCmp) {
+        for (const k of sorted) {
           const x = a[k.col] ?? null;
           const y = b[k.col] ?? null;
           if (x === null || y === null) {

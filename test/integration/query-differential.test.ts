@@ -20,6 +20,9 @@ const SCHEMA = [
      tenant_id bigint NOT NULL REFERENCES tenants, id bigint NOT NULL, customer text, amount numeric(30, 6), qty int,
      big bigint, score float8, created timestamptz, paid boolean, note text, PRIMARY KEY (tenant_id, id))`,
   'CREATE TABLE solo (tenant_id bigint NOT NULL, n int NOT NULL, v numeric, PRIMARY KEY (tenant_id, n))',
+  // a column under a linguistic (ICU) collation: its order is not byte order
+  'ALTER TABLE tenants ADD COLUMN label text COLLATE "en-x-icu"',
+  "UPDATE tenants SET label = name",
 ];
 const NAMES = ['Ärger GmbH', 'zeta', 'Zeta', 'alpha', 'Åsa', 'ümlaut', '日本語', 'emoji 🚀', '', 'beta', 'Beta', 'a b', 'a-b', 'ab'];
 const CUSTOMERS = ['anna', 'Bob', 'bob', 'Émile', 'zoë', null, 'Zed', '李', 'ann', 'anna '];
@@ -189,6 +192,11 @@ const CORPUS: [string, boolean][] = [
   ['SELECT tenant_id, id FROM orders WHERE note IS NULL ORDER BY tenant_id DESC, id DESC LIMIT 6', true],
   ['SELECT min(score), max(score) FROM orders', true],
   ['SELECT tenant_id, id, score FROM orders ORDER BY score DESC NULLS LAST, tenant_id, id LIMIT 8', true],
+  ['SELECT tenant_id, label FROM tenants ORDER BY label, tenant_id', true],
+  ['SELECT tenant_id, label FROM tenants ORDER BY label DESC, tenant_id LIMIT 5', true],
+  ['SELECT min(label), max(label) FROM tenants', true],
+  ['SELECT plan, min(label), max(label) FROM tenants GROUP BY plan ORDER BY plan', true],
+  ['SELECT label, count(*) FROM tenants GROUP BY label ORDER BY label', true],
 ];
 
 describe('differential: shardctl query equals one PostgreSQL', () => {
