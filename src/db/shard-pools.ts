@@ -79,6 +79,8 @@ export class ShardPools {
         connectionTimeoutMillis: this.options.connectTimeoutMs ?? 5000,
         application_name: this.options.applicationName ?? 'shardctl',
         idleTimeoutMillis: 10_000,
+        // An idle pool never keeps a finished command's process alive.
+        allowExitOnIdle: true,
         ...(this.options.statementTimeoutMs ? { statement_timeout: this.options.statementTimeoutMs } : {}),
         ...(this.options.readOnly ? { options: '-c default_transaction_read_only=on' } : {}),
       };

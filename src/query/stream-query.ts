@@ -192,6 +192,7 @@ export async function streamQuery(map: ShardMap, sql: string, params: unknown[],
     const streaming = plan.kind === 'single' || plan.kind === 'concat' || (plan.kind === 'final' && plan.sortKeys !== undefined);
     if (options.explain || !streaming || plan.shards.length === 0) {
       const result = options.explain || plan.shards.length === 0 ? planned : await runQuery(map, sql, params, { ...options, router });
+      if (options.explain) await finish();
       async function* batches() {
         try {
           if (result.rows.length > 0) yield result.rows;
