@@ -210,6 +210,7 @@ export async function lockHolder(client: PoolClient, key: number): Promise<LockH
     `SELECT l.pid, a.application_name, coalesce(a.xact_start, a.backend_start) AS since, host(a.client_addr) AS client_addr
        FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
       WHERE l.locktype = 'advisory' AND l.granted AND l.classid = ($1::int4)::oid AND l.objid = ($2::int4)::oid AND l.objsubid = 2
+        AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
       LIMIT 1`,
     [ADVISORY_NAMESPACE, key],
   );

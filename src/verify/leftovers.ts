@@ -32,7 +32,9 @@ export async function replicationLeftovers(client: PoolClient): Promise<Replicat
     `SELECT slot_name AS name, active,
             CASE WHEN restart_lsn IS NULL THEN NULL
                  ELSE pg_wal_lsn_diff(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn() ELSE pg_current_wal_lsn() END, restart_lsn)::int8::text END AS retained
-       FROM pg_replication_slots WHERE slot_name LIKE 'shardctl\\_%' ORDER BY 1`,
+       FROM pg_replication_slots
+      -- Logical slots belong to one database: another database on the same server is another shard.
+      WHERE slot_name LIKE 'shardctl\\_%' AND (database IS NULL OR database = current_database()) ORDER BY 1`,
   );
   for (const s of slots.rows) out.push({ kind: 'replication-slot', name: s.name, active: s.active, retainedWalBytes: Number(s.retained ?? 0) });
   const pubs = await client.query<{ name: string }>(`SELECT pubname AS name FROM pg_publication WHERE pubname LIKE 'shardctl\\_%' ORDER BY 1`);
@@ -60,7 +62,7 @@ export async function replicationLeftovers(client: PoolClient): Promise<Replicat
 export async function invalidIndexes(client: PoolClient): Promise<InvalidIndex[]> {
   const r = await client.query<{ index: string; table: string; building: boolean }>(
     `SELECT n.nspname || '.' || i.relname AS index, tn.nspname || '.' || t.relname AS table,
-            EXISTS (SELECT 1 FROM pg_stat_progress_create_index p WHERE p.relid = t.oid) AS building
+            EXISTS (SELECT 1 FROM pg_stat_progress_create_index p WHERE p.relid = t.oid AND p.datname = current_database()) AS building
        FROM pg_index x
        JOIN pg_class i ON i.oid = x.indexrelid
        JOIN pg_namespace n ON n.oid = i.relnamespace
