@@ -96,12 +96,20 @@ describe('shardctl migrate', () => {
 
   it('two runs at once: nothing is applied twice, the second reports who holds the lock', async () => {
     const c = await setup(2, { ...BASE, '0004_slow.sql': 'SELECT pg_sleep(3);\n' });
-    const first = runCli(['-c', c.mapFile, 'migrate']);
-    await new Promise((r) => setTimeout(r, 1200));
+    const child = spawn(process.execPath, [BIN, '-c', c.mapFile, 'migrate'], { env: { ...process.env, CI: '1' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let log = '';
+    child.stderr.on('data', (d: Buffer) => (log += d.toString()));
+    const first = new Promise<number | null>((resolve) => child.on('close', resolve));
+    // the first run holds both shards' locks once it applies the slow file on both
+    const t0 = Date.now();
+    while ((log.match(/applying 0004_slow\.sql/g) ?? []).length < 2) {
+      if (Date.now() - t0 > 20_000) throw new Error(`first run never reached 0004: ${log}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
     const second = await runCli(['-c', c.mapFile, 'migrate', '--lock-timeout', '500']);
     expect(second.code).toBe(6);
     expect(second.stderr).toMatch(/shard shard-0: migrate is locked: held by pid \d+ \(shardctl migrate from 127\.0\.0\.1\) since/);
-    expect((await first).code).toBe(0);
+    expect(await first).toBe(0);
     for (let i = 0; i < 2; i++) expect(await ledger(c, i)).toEqual(['0001', '0002', '0003', '0004']);
   });
 
