@@ -116,22 +116,16 @@ export const CATALOG_STEPS: CatalogStep[] = [
         IF current_setting('shardctl.fence_bypass', true) = 'on' THEN
           RETURN CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
         END IF;
-        IF TG_OP <> 'INSERT' THEN
-          k := to_jsonb(OLD) ->> TG_ARGV[0];
+        -- The old row's tenant (UPDATE, DELETE) and the new row's (INSERT, UPDATE).
+        FOREACH k IN ARRAY ARRAY[CASE WHEN TG_OP <> 'INSERT' THEN to_jsonb(OLD) ->> TG_ARGV[0] END,
+                                 CASE WHEN TG_OP <> 'DELETE' THEN to_jsonb(NEW) ->> TG_ARGV[0] END] LOOP
+          CONTINUE WHEN k IS NULL;
           SELECT * INTO f FROM shardctl.fences WHERE tenant = k;
           IF FOUND THEN
             RAISE EXCEPTION 'shardctl: tenant % is fenced on this shard: %', k, f.reason
               USING ERRCODE = 'P0001', HINT = 'the tenant ' || CASE WHEN f.target IS NOT NULL THEN 'moves or moved to ' || f.target ELSE 'is fenced' END || '; route through the current shard map (shardctl locate ' || k || ')';
           END IF;
-        END IF;
-        IF TG_OP <> 'DELETE' THEN
-          k := to_jsonb(NEW) ->> TG_ARGV[0];
-          SELECT * INTO f FROM shardctl.fences WHERE tenant = k;
-          IF FOUND THEN
-            RAISE EXCEPTION 'shardctl: tenant % is fenced on this shard: %', k, f.reason
-              USING ERRCODE = 'P0001', HINT = 'the tenant ' || CASE WHEN f.target IS NOT NULL THEN 'moves or moved to ' || f.target ELSE 'is fenced' END || '; route through the current shard map (shardctl locate ' || k || ')';
-          END IF;
-        END IF;
+        END LOOP;
         RETURN CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
       END $$;
       CREATE FUNCTION shardctl.fence_truncate_guard() RETURNS trigger LANGUAGE plpgsql AS $$
