@@ -170,6 +170,22 @@ function refuseOrder(what: string): ShardctlError {
   });
 }
 
+/** A stream over an answer already in memory; `finish` runs once it is consumed or abandoned. */
+function collected(result: QueryResult, finish: () => Promise<void>): QueryStream {
+  async function* batches(): AsyncGenerator<(string | null)[][]> {
+    try {
+      if (result.rows.length > 0) yield result.rows;
+    } finally {
+      await finish();
+    }
+  }
+  const source = batches();
+  async function* rows(): AsyncGenerator<(string | null)[]> {
+    for await (const b of source) for (const r of b) yield r;
+  }
+  return { fields: result.fields, rows: rows(), batches: source, plan: result.plan, missing: result.missing };
+}
+
 /**
  * Like `runQuery`, but the rows arrive as an async generator: plain queries read each shard through a
  * cursor, ordered queries without LIMIT merge the shards' sorted cursors (k-way) with PostgreSQL's
@@ -193,18 +209,7 @@ export async function streamQuery(map: ShardMap, sql: string, params: unknown[],
     if (options.explain || !streaming || plan.shards.length === 0) {
       const result = options.explain || plan.shards.length === 0 ? planned : await runQuery(map, sql, params, { ...options, router });
       if (options.explain) await finish();
-      async function* batches() {
-        try {
-          if (result.rows.length > 0) yield result.rows;
-        } finally {
-          await finish();
-        }
-      }
-      const source = batches();
-      async function* rows() {
-        for await (const b of source) for (const r of b) yield r;
-      }
-      return { fields: result.fields, rows: rows(), batches: source, plan, missing: result.missing };
+      return collected(result, finish);
     }
     const missing: QueryResult['missing'] = [];
     const cursors: Cursor[] = [];
@@ -247,19 +252,7 @@ export async function streamQuery(map: ShardMap, sql: string, params: unknown[],
         // Keys the client cannot order as PostgreSQL does: PostgreSQL sorts them in a final query
         // (memory bounded by --max-rows instead of streaming).
         await Promise.all(cursors.map((c) => c.close()));
-        const result = await runQuery(map, sql, params, { ...options, router, finalSort: true });
-        async function* batchesOf() {
-          try {
-            if (result.rows.length > 0) yield result.rows;
-          } finally {
-            await finish();
-          }
-        }
-        const source = batchesOf();
-        async function* rowsOf() {
-          for await (const b of source) for (const r of b) yield r;
-        }
-        return { fields: result.fields, rows: rowsOf(), batches: source, plan, missing: result.missing };
+        return collected(await runQuery(map, sql, params, { ...options, router, finalSort: true }), finish);
       }
       const sorted = keyCmp;
       compare = (a, b) => {
