@@ -165,6 +165,56 @@ export const CATALOG_STEPS: CatalogStep[] = [
       );
     `,
   },
+  {
+    version: 7,
+    description: 'online moves',
+    sql: `
+      -- Online moves add two states before the fence: syncing (slot, snapshot copy, subscription) and
+      -- replicating (the subscription applies the tenant's changes while writes continue).
+      ALTER TABLE shardctl.moves DROP CONSTRAINT IF EXISTS moves_state_check;
+      ALTER TABLE shardctl.moves ADD CONSTRAINT moves_state_check
+        CHECK (state IN ('planned', 'syncing', 'replicating', 'fenced', 'copying', 'copied', 'verified', 'switched', 'cleaned', 'done', 'failed', 'aborted'));
+      -- Source shards: primary keys of the moving tenant's rows written after the copy's snapshot,
+      -- recorded in the writing transaction, so that the final check under the fence compares only
+      -- those rows (pk NULL: a TRUNCATE, which logical replication does not filter by tenant).
+      CREATE TABLE shardctl.move_changes (
+        id      bigserial PRIMARY KEY,
+        move_id bigint NOT NULL,
+        tbl     text NOT NULL,
+        pk      jsonb
+      );
+      CREATE INDEX move_changes_move ON shardctl.move_changes (move_id, id);
+      -- Replicated with the tenant's rows: a mark seen on the target proves that every change
+      -- committed on the source before it has been applied there (replication keeps commit order).
+      CREATE TABLE shardctl.move_marks (
+        move_id bigint NOT NULL,
+        mark    bigint NOT NULL,
+        at      timestamptz NOT NULL DEFAULT clock_timestamp(),
+        PRIMARY KEY (move_id, mark)
+      );
+      -- TG_ARGV[0]: move id; TG_ARGV[1]: primary-key columns as a text[] literal. The triggers that
+      -- call it carry a WHEN clause on the tenant, so other tenants' writes never reach it.
+      CREATE FUNCTION shardctl.track_change() RETURNS trigger LANGUAGE plpgsql AS $$
+      DECLARE
+        cols text[] := TG_ARGV[1]::text[];
+        tbl text := TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME;
+      BEGIN
+        IF TG_OP = 'TRUNCATE' THEN
+          INSERT INTO shardctl.move_changes (move_id, tbl, pk) VALUES (TG_ARGV[0]::bigint, tbl, NULL);
+          RETURN NULL;
+        END IF;
+        IF TG_OP <> 'INSERT' THEN
+          INSERT INTO shardctl.move_changes (move_id, tbl, pk)
+            SELECT TG_ARGV[0]::bigint, tbl, jsonb_object_agg(c, to_jsonb(OLD) -> c) FROM unnest(cols) c;
+        END IF;
+        IF TG_OP <> 'DELETE' THEN
+          INSERT INTO shardctl.move_changes (move_id, tbl, pk)
+            SELECT TG_ARGV[0]::bigint, tbl, jsonb_object_agg(c, to_jsonb(NEW) -> c) FROM unnest(cols) c;
+        END IF;
+        RETURN NULL;
+      END $$;
+    `,
+  },
 ];
 
 /** The internal schema version this shardctl writes. */

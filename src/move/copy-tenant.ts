@@ -2,7 +2,7 @@ import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { PoolClient } from 'pg';
 import { ShardctlError } from '../errors.js';
-import { quoteIdent, quoteTable } from '../verify/misplaced-sql.js';
+import { quoteIdent, quoteLiteral, quoteTable } from '../verify/misplaced-sql.js';
 import { bindTenant, tenantFilter } from './fence.js';
 import type { TenantTable } from './tenant-tables.js';
 
@@ -84,7 +84,7 @@ export async function copyTenant(
   tables: TenantTable[],
   tenant: string,
   key: { column: string; type: string },
-  options: { onProgress?: (p: CopyProgress) => void; maxBytesPerSecond?: number } = {},
+  options: { onProgress?: (p: CopyProgress) => void; maxBytesPerSecond?: number; snapshot?: string } = {},
 ): Promise<CopyStats> {
   // pg-copy-streams: `to` reads COPY ... TO STDOUT, `from` writes COPY ... FROM STDIN.
   const { to: copyTo, from: copyFrom } = await streams();
@@ -93,6 +93,8 @@ export async function copyTenant(
   await source.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
   await target.query('BEGIN');
   try {
+    // An online move copies in the snapshot its replication slot starts from.
+    if (options.snapshot) await source.query(`SET TRANSACTION SNAPSHOT ${quoteLiteral(options.snapshot)}`);
     await bindTenant(source, tenant);
     await bindTenant(target, tenant);
     // The target may hold a tombstone fence of this tenant from an earlier move away from it.
@@ -171,10 +173,11 @@ export async function advanceSequences(client: PoolClient, tables: TenantTable[]
 }
 
 /** Row count and an order-independent checksum of one tenant's rows in a table, computed in SQL. */
-export async function tenantChecksums(client: PoolClient, tables: TenantTable[], tenant: string, key: { column: string; type: string }): Promise<Record<string, { rows: string; sum: string }>> {
+export async function tenantChecksums(client: PoolClient, tables: TenantTable[], tenant: string, key: { column: string; type: string }, options: { snapshot?: string } = {}): Promise<Record<string, { rows: string; sum: string }>> {
   const out: Record<string, { rows: string; sum: string }> = {};
   await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
   try {
+    if (options.snapshot) await client.query(`SET TRANSACTION SNAPSHOT ${quoteLiteral(options.snapshot)}`);
     // The text form of values depends on session settings: fix them so both sides print alike.
     await client.query("SET LOCAL TimeZone = 'UTC'; SET LOCAL DateStyle = 'ISO, YMD'; SET LOCAL IntervalStyle = 'postgres'; SET LOCAL extra_float_digits = 3; SET LOCAL bytea_output = 'hex'");
     await bindTenant(client, tenant);

@@ -1,4 +1,6 @@
 import type { PoolClient } from 'pg';
+import { ensureCatalogSchema } from '../catalog/catalog-schema.js';
+import { ShardctlError } from '../errors.js';
 import { quoteIdent, quoteLiteral, quoteTable } from '../verify/misplaced-sql.js';
 
 /** A fence: writes of this tenant are rejected on this shard. */
@@ -61,4 +63,73 @@ export function tenantFilter(keyColumn: string, keyType: string): string {
 /** Binds the tenant for {@link tenantFilter} in the current transaction, as a parameter. */
 export async function bindTenant(client: PoolClient, tenant: string): Promise<void> {
   await client.query("SELECT set_config('shardctl.move_tenant', $1, true)", [tenant]);
+}
+
+/**
+ * Fences a tenant on its source shard and waits until no transaction can still write its rows
+ * unseen by the fence: transactions holding an xid older than the fence, and sessions whose snapshot
+ * predates it (a REPEATABLE READ or SERIALIZABLE transaction would not see the fence row). Installs the
+ * fence triggers where missing. Fails with `OLD_TRANSACTIONS` after `waitMs` (the fence stays: the
+ * caller lifts it or reports it).
+ *
+ * @example
+ * await fenceTenant(client, { tenant: '7', moveId: 3, target: 'shard-2', tables: ['public.users'], keyColumn: 'tenant_id', waitMs: 30_000 });
+ */
+export async function fenceTenant(
+  client: PoolClient,
+  f: { tenant: string; moveId: number; target: string; tables: string[]; keyColumn: string; waitMs: number; shard?: string },
+): Promise<void> {
+  await ensureCatalogSchema(client);
+  // Creating a trigger waits for running writers of the table: bounded, never queued forever, and one
+  // table per transaction (holding one table while waiting for another could deadlock with a writer).
+  for (const table of f.tables) {
+    await client.query('BEGIN');
+    try {
+      await client.query(`SET LOCAL lock_timeout = ${Math.max(1, Math.floor(f.waitMs))}`);
+      await installFenceTriggers(client, [table], f.keyColumn);
+      await client.query('COMMIT');
+    } catch (e) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw e;
+    }
+  }
+  await client.query('BEGIN');
+  let fenceXid: string;
+  try {
+    await addFence(client, { tenant: f.tenant, moveId: f.moveId, target: f.target, reason: `move ${f.moveId} of tenant ${f.tenant} to ${f.target} in progress` });
+    fenceXid = (await client.query<{ x: string }>('SELECT pg_current_xact_id()::text AS x')).rows[0]!.x;
+    await client.query('COMMIT');
+  } catch (e) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw e;
+  }
+  await waitForOlderWriters(client, fenceXid, f.waitMs, f.shard ?? 'the source');
+}
+
+/**
+ * Waits until every transaction and snapshot of the current database that started before `xid`
+ * committed has ended. Client backends only: autovacuum and walsenders never write tenant rows.
+ */
+export async function waitForOlderWriters(client: PoolClient, xid: string, waitMs: number, shard: string): Promise<void> {
+  const deadline = Date.now() + waitMs;
+  for (;;) {
+    const r = await client.query<{ done: boolean; pids: number[] | null }>(
+      `WITH older AS (
+         SELECT pid FROM pg_stat_activity
+          WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'
+            AND (age(backend_xid) >= age(($1::xid8::text::numeric % 4294967296)::text::xid)
+                 OR age(backend_xmin) >= age(($1::xid8::text::numeric % 4294967296)::text::xid)))
+       SELECT pg_snapshot_xmin(pg_current_snapshot()) > $1::xid8 AND NOT EXISTS (SELECT 1 FROM older) AS done,
+              (SELECT array_agg(pid) FROM older) AS pids`,
+      [xid],
+    );
+    if (r.rows[0]?.done) return;
+    if (Date.now() > deadline) {
+      throw new ShardctlError(`transactions or snapshots older than the fence are still open on ${shard} after ${waitMs} ms${r.rows[0]?.pids?.length ? ` (backend pids ${r.rows[0].pids.join(', ')})` : ''}`, {
+        code: 'OLD_TRANSACTIONS',
+        hint: 'find them in pg_stat_activity (xact_start, backend_xmin) and end them, then resume',
+      });
+    }
+    await new Promise((r2) => setTimeout(r2, 20));
+  }
 }

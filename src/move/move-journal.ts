@@ -1,7 +1,11 @@
 import type { PoolClient } from 'pg';
 
-/** States of a move, in order; `failed` and `aborted` are off the main path. */
-export const MOVE_STATES = ['planned', 'fenced', 'copying', 'copied', 'verified', 'switched', 'cleaned', 'done', 'failed', 'aborted'] as const;
+/**
+ * States of a move, in order; `failed` and `aborted` are off the main path. A fenced move goes
+ * planned, fenced, copying, copied, verified; an online move goes planned, syncing, replicating,
+ * fenced (the write pause), verified; both then switched, cleaned, done.
+ */
+export const MOVE_STATES = ['planned', 'syncing', 'replicating', 'fenced', 'copying', 'copied', 'verified', 'switched', 'cleaned', 'done', 'failed', 'aborted'] as const;
 
 /** One state of {@link MOVE_STATES}. */
 export type MoveState = (typeof MOVE_STATES)[number];
@@ -9,9 +13,14 @@ export type MoveState = (typeof MOVE_STATES)[number];
 /** States after which the tenant lives on the target: abort is no longer possible. */
 export const SWITCHED_STATES: MoveState[] = ['switched', 'cleaned', 'done'];
 
+/** How a move copies: `fenced` rejects the tenant's writes for the whole copy; `online` only for the switch. */
+export type MoveMode = 'fenced' | 'online';
+
 /** The plan a move records: tables in copy order with their source row counts. */
 export interface MovePlanRecord {
   tables: { table: string; rows: number; bytes: number }[];
+  /** Online moves: name of the publication, slot and subscription (unique per server, set before any is created). */
+  replication?: string;
 }
 
 /** A move as the journal holds it. */
@@ -21,7 +30,7 @@ export interface MoveRecord {
   source: string;
   target: string;
   state: MoveState;
-  mode: string;
+  mode: MoveMode;
   keepSource: boolean;
   plan: MovePlanRecord;
   stats: Record<string, unknown>;
@@ -38,7 +47,7 @@ interface Row {
   source_shard: string;
   target_shard: string;
   state: MoveState;
-  mode: string;
+  mode: MoveMode;
   keep_source: boolean;
   plan: MovePlanRecord;
   stats: Record<string, unknown>;
@@ -71,12 +80,12 @@ function toRecord(r: Row): MoveRecord {
 /** Creates a move in state `planned`; fails with a unique violation when one of the tenant is in flight. */
 export async function createMove(
   client: PoolClient,
-  m: { tenant: string; source: string; target: string; keepSource: boolean; plan: MovePlanRecord; planId?: number | null },
+  m: { tenant: string; source: string; target: string; keepSource: boolean; plan: MovePlanRecord; planId?: number | null; mode?: MoveMode },
 ): Promise<MoveRecord> {
   const r = await client.query<Row>(
-    `INSERT INTO shardctl.moves (tenant, source_shard, target_shard, state, keep_source, plan, plan_id)
-     VALUES ($1, $2, $3, 'planned', $4, $5, $6) RETURNING *`,
-    [m.tenant, m.source, m.target, m.keepSource, JSON.stringify(m.plan), m.planId ?? null],
+    `INSERT INTO shardctl.moves (tenant, source_shard, target_shard, state, keep_source, plan, plan_id, mode)
+     VALUES ($1, $2, $3, 'planned', $4, $5, $6, $7) RETURNING *`,
+    [m.tenant, m.source, m.target, m.keepSource, JSON.stringify(m.plan), m.planId ?? null, m.mode ?? 'fenced'],
   );
   await client.query("INSERT INTO shardctl.move_events (move_id, state, message) VALUES ($1, 'planned', 'move planned')", [r.rows[0]!.id]);
   return toRecord(r.rows[0]!);

@@ -1,3 +1,4 @@
+import type { MoveOptions } from '../move/plan-move.js';
 import type { ShardMap } from '../config/shard-map.js';
 import { ensureCatalogSchema } from '../catalog/catalog-schema.js';
 import { ShardPools } from '../db/shard-pools.js';
@@ -104,6 +105,8 @@ export interface ApplyOptions {
   maxBytesPerSecond?: number;
   onProgress?: (p: PlanProgress) => void;
   timeoutMs?: number;
+  /** How each move runs (online by default) and its pause budget; see {@link MoveOptions}. */
+  move?: Pick<MoveOptions, 'mode' | 'allowOffline' | 'maxPauseMs' | 'switchAttempts'>;
 }
 
 /**
@@ -215,8 +218,8 @@ async function runPlan(map: ShardMap, planId: number, plan: FleetPlan, options: 
       try {
         let move;
         if (previous?.state === 'done') move = previous;
-        else if (previous && previous.state !== 'aborted') move = (await resumeMove(map, previous.id, { onProgress: report, ...(options.timeoutMs ? { timeoutMs: options.timeoutMs } : {}) })).move;
-        else move = (await moveTenant(map, m.tenant, m.to, { planId, onProgress: report, ...(options.maxBytesPerSecond ? { maxBytesPerSecond: options.maxBytesPerSecond } : {}), ...(options.timeoutMs ? { timeoutMs: options.timeoutMs } : {}) })).move;
+        else if (previous && previous.state !== 'aborted') move = (await resumeMove(map, previous.id, { ...options.move, onProgress: report, ...(options.timeoutMs ? { timeoutMs: options.timeoutMs } : {}) })).move;
+        else move = (await moveTenant(map, m.tenant, m.to, { ...options.move, planId, onProgress: report, ...(options.maxBytesPerSecond ? { maxBytesPerSecond: options.maxBytesPerSecond } : {}), ...(options.timeoutMs ? { timeoutMs: options.timeoutMs } : {}) })).move;
         results[i] = { ...m, status: 'done', moveId: move.id };
         bytesMoved += m.bytes;
         crashPoint(`plan-after-move:${results.filter((r) => r.status === 'done').length}`);

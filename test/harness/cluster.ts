@@ -106,6 +106,33 @@ export async function createTestCluster(options: TestClusterOptions = {}): Promi
     sql: async <R extends pg.QueryResultRow>(shard: number, text: string, params?: unknown[]) =>
       admin(urls[shard]!, async (c) => (await c.query<R>(text, params)).rows),
     drop: async () => {
+      // A database with a subscription or a logical slot cannot be dropped: a failed online move's leftovers go first.
+      await Promise.all(
+        urls.map((url) =>
+          admin(url, async (c) => {
+            for (const r of (await c.query<{ n: string }>("SELECT subname AS n FROM pg_subscription WHERE subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())")).rows) {
+              await c.query(`ALTER SUBSCRIPTION "${r.n}" DISABLE`);
+              await c.query(`ALTER SUBSCRIPTION "${r.n}" SET (slot_name = NONE)`);
+              await c.query(`DROP SUBSCRIPTION "${r.n}"`);
+            }
+          }).catch(() => undefined),
+        ),
+      );
+      await Promise.all(
+        names.map((db, i) =>
+          admin(servers[i % servers.length]!, async (c) => {
+            for (let k = 0; k < 50; k++) {
+              const r = await c.query<{ n: string; pid: number | null }>('SELECT slot_name AS n, active_pid AS pid FROM pg_replication_slots WHERE database = $1', [db]);
+              if (r.rows.length === 0) break;
+              for (const s of r.rows) {
+                if (s.pid !== null) await c.query('SELECT pg_terminate_backend($1)', [s.pid]);
+                else await c.query('SELECT pg_drop_replication_slot($1)', [s.n]).catch(() => undefined);
+              }
+              await new Promise((res) => setTimeout(res, 100));
+            }
+          }).catch(() => undefined),
+        ),
+      );
       await Promise.all(
         names.map((db, i) => admin(servers[i % servers.length]!, (c) => c.query(`DROP DATABASE IF EXISTS "${db}" WITH (FORCE)`)).catch(() => undefined)),
       );

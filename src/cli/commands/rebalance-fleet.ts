@@ -1,3 +1,4 @@
+import { modeOptions, type ModeOptions } from './rebalance.js';
 import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { applyFleetPlan, computeFleetPlan, ExitCode, freezePlacements, resumeFleetPlan, ShardctlError, type FleetPlan, type ShardMap } from '../../index.js';
@@ -7,7 +8,7 @@ import { createProgress } from '../progress.js';
 import { bar } from './shards.js';
 
 /** Fleet options of `shardctl rebalance`. */
-export interface FleetOptions {
+export interface FleetOptions extends ModeOptions {
   plan?: boolean;
   apply?: string | boolean;
   drain?: string[];
@@ -110,6 +111,7 @@ export async function runFleet(map: ShardMap, o: FleetOptions, cmd: Command, ctx
     ...(o.parallel ? { parallel: int(o.parallel, '--parallel')! } : {}),
     ...(o.continueOnError ? { continueOnError: true } : {}),
     ...(o.maxRate ? { maxBytesPerSecond: parseSize(o.maxRate, '--max-rate') } : {}),
+    move: modeOptions(o),
     onProgress: (p: { planId: number; done: number; total: number; bytesMoved: number; rate: number; etaSeconds?: number; move?: { phase: string; table?: string } }) =>
       progress.update(
         `plan ${p.planId}: ${p.done}/${p.total} moves, ${formatBytes(p.bytesMoved)} moved (${formatBytes(p.rate)}/s${p.etaSeconds !== undefined ? `, ETA ${p.etaSeconds.toFixed(0)} s` : ''})${p.move ? `; ${p.move.phase}${p.move.table ? ` ${p.move.table}` : ''}` : ''}`,

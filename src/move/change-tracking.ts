@@ -1,0 +1,149 @@
+import type { PoolClient } from 'pg';
+import { quoteIdent, quoteLiteral, quoteTable } from '../verify/misplaced-sql.js';
+import { tenantLiteral } from './replication.js';
+import type { TenantTable } from './tenant-tables.js';
+
+/** Name of a move's change-tracking triggers (one per operation and table). */
+function triggerName(moveId: number, op: 'i' | 'u' | 'd' | 't'): string {
+  return `shardctl_track_${moveId}_${op}`;
+}
+
+/**
+ * Installs a move's change log on the source: triggers that record, in the writing transaction, the
+ * primary key of every row of the tenant inserted, updated or deleted, and every TRUNCATE. `ENABLE
+ * ALWAYS`, so that they fire in sessions with `session_replication_role = replica` too. Their `WHEN`
+ * clause tests the tenant in C, so other tenants' writes pay almost nothing. All tables in one
+ * transaction, bounded by `lock_timeout` (creating a trigger waits for running writers of the table).
+ */
+export async function installChangeTracking(client: PoolClient, moveId: number, tables: TenantTable[], key: { column: string; type: string }, tenant: string, waitMs: number): Promise<void> {
+  const col = quoteIdent(key.column);
+  const lit = tenantLiteral(tenant, key.type);
+  // One table per transaction: holding one table's lock while waiting for another's could deadlock
+  // with a writer that touches both (a foreign-key check locks the parent).
+  for (const t of tables) {
+    await lockedTx(client, waitMs, async () => {
+      await dropTriggers(client, moveId, t.table);
+      const args = `${quoteLiteral(String(moveId))}, ${quoteLiteral(`{${t.primaryKey.map((c) => `"${c.replace(/(["\\])/g, '\\$1')}"`).join(',')}}`)}`;
+      const fn = `EXECUTE FUNCTION shardctl.track_change(${args})`;
+      const defs: [string, string][] = [
+        [triggerName(moveId, 'i'), `AFTER INSERT ON ${quoteTable(t.table)} FOR EACH ROW WHEN (NEW.${col} = ${lit}) ${fn}`],
+        [triggerName(moveId, 'u'), `AFTER UPDATE ON ${quoteTable(t.table)} FOR EACH ROW WHEN (OLD.${col} = ${lit} OR NEW.${col} = ${lit}) ${fn}`],
+        [triggerName(moveId, 'd'), `AFTER DELETE ON ${quoteTable(t.table)} FOR EACH ROW WHEN (OLD.${col} = ${lit}) ${fn}`],
+        [triggerName(moveId, 't'), `AFTER TRUNCATE ON ${quoteTable(t.table)} FOR EACH STATEMENT ${fn}`],
+      ];
+      for (const [name, def] of defs) {
+        await client.query(`CREATE TRIGGER ${quoteIdent(name)} ${def}`);
+        await client.query(`ALTER TABLE ${quoteTable(t.table)} ENABLE ALWAYS TRIGGER ${quoteIdent(name)}`);
+      }
+    });
+  }
+  await client.query('DELETE FROM shardctl.move_changes WHERE move_id = $1', [moveId]);
+}
+
+/** Runs `fn` in a transaction whose lock waits end after `waitMs`. */
+export async function lockedTx(client: PoolClient, waitMs: number, fn: () => Promise<void>): Promise<void> {
+  await client.query('BEGIN');
+  try {
+    await client.query(`SET LOCAL lock_timeout = ${Math.max(1, Math.floor(waitMs))}`);
+    await fn();
+    await client.query('COMMIT');
+  } catch (e) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw e;
+  }
+}
+
+async function dropTriggers(client: PoolClient, moveId: number, table: string): Promise<void> {
+  for (const op of ['i', 'u', 'd', 't'] as const) {
+    const exists = await client.query('SELECT 1 FROM pg_trigger WHERE tgrelid = to_regclass($1) AND tgname = $2', [quoteTable(table), triggerName(moveId, op)]);
+    if (exists.rowCount) await client.query(`DROP TRIGGER ${quoteIdent(triggerName(moveId, op))} ON ${quoteTable(table)}`);
+  }
+}
+
+/**
+ * Removes a move's change-tracking triggers from every table that has them and forgets its change
+ * log. Idempotent; a shard without the catalog schema has nothing to remove.
+ */
+export async function removeChangeTracking(client: PoolClient, moveId: number, waitMs = 30_000): Promise<void> {
+  const tables = await client.query<{ t: string }>(
+    `SELECT DISTINCT n.nspname || '.' || c.relname AS t FROM pg_trigger g JOIN pg_class c ON c.oid = g.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE g.tgname LIKE $1`,
+    [`shardctl\\_track\\_${moveId}\\_%`],
+  );
+  const hasLog = (await client.query<{ t: string | null }>("SELECT to_regclass('shardctl.move_changes')::text AS t")).rows[0]?.t;
+  if (tables.rows.length === 0 && !hasLog) return;
+  for (const t of tables.rows) await lockedTx(client, waitMs, () => dropTriggers(client, moveId, t.t));
+  if (hasLog) await client.query('DELETE FROM shardctl.move_changes WHERE move_id = $1', [moveId]);
+}
+
+/** Keys the change log holds for a move, per table, after a log position; `truncated` names tables truncated. */
+export interface ChangedKeys {
+  /** Largest log id read (pass it as `after` next time). */
+  upTo: number;
+  keys: Map<string, Set<string>>;
+  truncated: string[];
+}
+
+/** Reads the distinct changed keys of a move with log id in (after, upTo]. */
+export async function readChangedKeys(client: PoolClient, moveId: number, after: number): Promise<ChangedKeys> {
+  const top = await client.query<{ m: string | null }>('SELECT max(id)::text AS m FROM shardctl.move_changes WHERE move_id = $1', [moveId]);
+  const upTo = Math.max(after, Number(top.rows[0]?.m ?? after));
+  const r = await client.query<{ tbl: string; pk: string | null }>(
+    'SELECT DISTINCT tbl, pk::text AS pk FROM shardctl.move_changes WHERE move_id = $1 AND id > $2 AND id <= $3',
+    [moveId, after, upTo],
+  );
+  const keys = new Map<string, Set<string>>();
+  const truncated = new Set<string>();
+  for (const x of r.rows) {
+    if (x.pk === null) truncated.add(x.tbl);
+    else {
+      if (!keys.has(x.tbl)) keys.set(x.tbl, new Set());
+      keys.get(x.tbl)!.add(x.pk);
+    }
+  }
+  return { upTo, keys, truncated: [...truncated] };
+}
+
+/**
+ * Hashes the rows with the given primary keys (jsonb objects as text) on one shard: key -> md5 of the
+ * row's text, absent for a key without a row. Session formatting is fixed, so both shards print alike.
+ */
+export async function hashRowsByKey(client: PoolClient, t: TenantTable, keys: string[]): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  if (keys.length === 0) return out;
+  const cols = t.allColumns.map((c) => `x.${quoteIdent(c.name)}`).join(', ');
+  const join = t.primaryKey.map((c) => `x.${quoteIdent(c)} = r.${quoteIdent(c)}`).join(' AND ');
+  await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+  try {
+    await client.query("SET LOCAL TimeZone = 'UTC'; SET LOCAL DateStyle = 'ISO, YMD'; SET LOCAL IntervalStyle = 'postgres'; SET LOCAL extra_float_digits = 3; SET LOCAL bytea_output = 'hex'");
+    const r = await client.query<{ k: string; h: string | null }>(
+      `SELECT k.pk AS k, y.h
+         FROM unnest($1::text[]) AS k(pk)
+         CROSS JOIN LATERAL jsonb_populate_record(NULL::${quoteTable(t.table)}, k.pk::jsonb) AS r
+         LEFT JOIN LATERAL (SELECT md5(ROW(${cols})::text) AS h FROM ${quoteTable(t.table)} x WHERE ${join}) y ON true`,
+      [keys],
+    );
+    await client.query('COMMIT');
+    for (const x of r.rows) if (x.h !== null) out.set(x.k, x.h);
+  } catch (e) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw e;
+  }
+  return out;
+}
+
+/**
+ * Compares the rows of the given keys on source and target; returns the keys that differ per table
+ * (a row on one side only, or different contents).
+ */
+export async function compareKeys(source: PoolClient, target: PoolClient, tables: TenantTable[], keys: Map<string, Set<string>>): Promise<Map<string, string[]>> {
+  const bad = new Map<string, string[]>();
+  for (const t of tables) {
+    const ks = [...(keys.get(t.table) ?? [])];
+    if (ks.length === 0) continue;
+    const [a, b] = await Promise.all([hashRowsByKey(source, t, ks), hashRowsByKey(target, t, ks)]);
+    const diff = ks.filter((k) => a.get(k) !== b.get(k));
+    if (diff.length > 0) bad.set(t.table, diff);
+  }
+  return bad;
+}

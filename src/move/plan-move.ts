@@ -1,0 +1,191 @@
+import type { PoolClient } from 'pg';
+import type { ShardMap } from '../config/shard-map.js';
+import { ExitCode, ShardctlError } from '../errors.js';
+import { parseTenant, tenantText } from '../placement/tenant-key.js';
+import { createRouter } from '../router/create-router.js';
+import { readLedger } from '../verify/ledger-files.js';
+import { quoteIdent, quoteTable } from '../verify/misplaced-sql.js';
+import type { OnlineEvent, OnlineOptions } from './online-move.js';
+import { inFlightMove, type MoveMode, type MoveRecord, type MoveState } from './move-journal.js';
+import { onlineProblems } from './replication.js';
+import { readTenantTables, type TenantTable } from './tenant-tables.js';
+
+/** What a move will do, shown before anything changes (`--dry-run` prints it and stops). */
+export interface MovePreview {
+  tenant: string;
+  source: string;
+  target: string;
+  /** Tenant tables in copy order (parents first) with the tenant's rows and bytes. */
+  tables: { table: string; rows: number; bytes: number }[];
+  rows: number;
+  bytes: number;
+  /** Rough duration in seconds (copy, verify, cleanup), from rows and bytes. */
+  estimateSeconds: number;
+  /** How the move will run: `online` (writes pause only for the switch) or `fenced`. */
+  mode: MoveMode;
+  /** Why an online move is impossible between these servers (set when an online move fell back to fenced). */
+  onlineProblems?: string[];
+}
+
+/** A progress event of a move. */
+export interface MoveEvent extends Omit<OnlineEvent, 'phase'> {
+  moveId: number;
+  phase: MoveState | 'cleanup' | 'waiting';
+  message?: string;
+  table?: string;
+  rows?: number;
+  bytes?: number;
+  totalRows?: number;
+  totalBytes?: number;
+}
+
+/** Options of {@link moveTenant}, {@link resumeMove} and {@link abortMove}. */
+export interface MoveOptions extends OnlineOptions {
+  /**
+   * `online` (default): copy while writes continue, replicate the changes, pause writes only to drain
+   * and switch. `fenced`: reject the tenant's writes for the whole copy.
+   */
+  mode?: MoveMode;
+  /** Where the servers cannot move online, move fenced instead of refusing. Default false. */
+  allowOffline?: boolean;
+  /** Keep the source rows after the switch until `moves cleanup`. Default false. */
+  keepSource?: boolean;
+  /** Called with progress events. */
+  onProgress?: (e: MoveEvent) => void;
+  /** Asked with the preview before anything changes; a false answer stops (nothing changed). Default: go. */
+  confirm?: (preview: MovePreview) => Promise<boolean>;
+  /** Connection timeout, ms. Default 5000. */
+  timeoutMs?: number;
+  /** How long to wait for transactions older than the fence, and for table locks, ms. Default 30000. */
+  waitMs?: number;
+  /** Rows per delete batch in cleanup. Default 50000. */
+  batch?: number;
+  /** Fleet plan this move belongs to. */
+  planId?: number;
+  /** Throttle the copy to this many bytes per second (`--max-rate`). Default: no limit. */
+  maxBytesPerSecond?: number;
+}
+
+/** Result of a move command. */
+export interface MoveResult {
+  move: MoveRecord;
+  preview?: MovePreview;
+}
+
+async function tenantStats(c: PoolClient, tables: TenantTable[], tenant: string, map: ShardMap): Promise<{ table: string; rows: number; bytes: number }[]> {
+  const out = [];
+  for (const t of tables) {
+    const r = await c.query<{ n: string; b: string }>(
+      `SELECT count(*)::text AS n, coalesce(sum(pg_column_size(x.*)), 0)::text AS b FROM ${quoteTable(t.table)} x WHERE ${quoteIdent(map.shardKey.column)} = $1`,
+      [tenant],
+    );
+    out.push({ table: t.table, rows: Number(r.rows[0]!.n), bytes: Number(r.rows[0]!.b) });
+  }
+  return out;
+}
+
+/** A ShardctlError with code, hint, details and exit code. */
+export function refuse(message: string, code: string, hint?: string, details?: unknown, exitCode: (typeof ExitCode)[keyof typeof ExitCode] = ExitCode.Failed): ShardctlError {
+  return new ShardctlError(message, { code, exitCode, ...(hint ? { hint } : {}), ...(details !== undefined ? { details } : {}) });
+}
+
+/**
+ * Plans a move and runs every preflight check, changing nothing: unknown tenant or shard, target equal
+ * to source, no rows, different migration ledgers or columns, a table without primary key, primary keys
+ * already on the target (listed), a move of the tenant in flight; for an online move (the default),
+ * what the servers need for it (refused with the fixes, or fenced with `allowOffline`).
+ *
+ * @example
+ * const preview = await planMove(map, 123, 'shard-2');
+ */
+export async function planMove(map: ShardMap, tenantValue: unknown, to: string, options: { timeoutMs?: number; mode?: MoveMode; allowOffline?: boolean } = {}): Promise<MovePreview> {
+  const tenant = tenantText(parseTenant(tenantValue, map.shardKey.type));
+  if (!map.shards.some((s) => s.name === to)) {
+    throw refuse(`unknown target shard "${to}"; the map has ${map.shards.map((s) => s.name).join(', ')}`, 'UNKNOWN_SHARD', undefined, undefined, ExitCode.Usage);
+  }
+  const router = await createRouter(map, { pool: { connectTimeoutMs: options.timeoutMs ?? 5000, maxPerShard: 2 } });
+  try {
+    const source = router.locate(tenant).shard;
+    if (source === to) throw refuse(`tenant ${tenant} already lives on ${to}`, 'SAME_SHARD', 'pick another --to shard', undefined, ExitCode.Usage);
+    const pools = router.pools;
+    const inflight = await pools.withShard(map.catalog, (c) => inFlightMove(c, tenant));
+    if (inflight) {
+      throw refuse(`a move of tenant ${tenant} is already in flight: move ${inflight.id} (${inflight.source} -> ${inflight.target}) is ${inflight.state}`, 'MOVE_IN_FLIGHT', `resume it with \`shardctl rebalance --resume ${inflight.id}\` or abort it with \`shardctl rebalance --abort ${inflight.id}\``);
+    }
+    const [srcTables, dstTables] = await Promise.all([pools.withShard(source, (c) => readTenantTables(c, map)), pools.withShard(to, (c) => readTenantTables(c, map))]);
+    if (srcTables.length === 0) throw refuse(`shard ${source} has no tenant tables (no table has column ${map.shardKey.column})`, 'NO_TABLES');
+    const noPk = srcTables.filter((t) => t.primaryKey.length === 0).map((t) => t.table);
+    if (noPk.length > 0) throw refuse(`tenant table(s) without a primary key: ${noPk.join(', ')}: a move cannot prove what it copied`, 'NO_PRIMARY_KEY', 'add a primary key, or list only keyed tables in the map\'s tables:');
+    // Schemas must match: by migration ledger where either shard has one, and by columns always.
+    const [srcLedger, dstLedger] = await Promise.all([pools.withShard(source, readLedger), pools.withShard(to, readLedger)]);
+    if (srcLedger !== null || dstLedger !== null) {
+      const sig = (l: typeof srcLedger) => (l ?? []).map((e) => `${e.id}:${e.checksum}`).join(',');
+      if (sig(srcLedger) !== sig(dstLedger)) {
+        const at = (l: typeof srcLedger) => (l && l.length ? `${l[l.length - 1]!.id} (${l.length} applied)` : 'no migrations');
+        throw refuse(`${source} is at ${at(srcLedger)} but ${to} is at ${at(dstLedger)}: their schemas may differ`, 'MIGRATION_MISMATCH', 'run `shardctl migrate` so both are at the same migration');
+      }
+    }
+    const dstByName = new Map(dstTables.map((t) => [t.table, t]));
+    const colDiffs: string[] = [];
+    for (const t of srcTables) {
+      const d = dstByName.get(t.table);
+      if (!d) {
+        colDiffs.push(`${t.table} is missing on ${to}`);
+        continue;
+      }
+      const sig = (x: TenantTable) => x.allColumns.map((c) => `${c.name} ${c.type}${c.generated ? ' generated' : ''}`).join(', ');
+      if (sig(t) !== sig(d)) colDiffs.push(`${t.table}: ${source} has (${sig(t)}), ${to} has (${sig(d)})`);
+    }
+    if (colDiffs.length > 0) throw refuse(`tenant tables differ between ${source} and ${to}: ${colDiffs.join('; ')}`, 'SCHEMA_MISMATCH', 'bring both shards to the same schema first (shardctl verify shows the drift)');
+    const stats = await pools.withShard(source, (c) => tenantStats(c, srcTables, tenant, map));
+    const rows = stats.reduce((a, s) => a + s.rows, 0);
+    if (rows === 0) throw refuse(`tenant ${tenant} has no rows on ${source}`, 'NO_ROWS', 'check the tenant id with `shardctl locate`');
+    const conflicts = await pools.withShard(to, (c) => existingKeys(c, srcTables, tenant, map));
+    if (conflicts.length > 0) {
+      throw refuse(
+        `tenant ${tenant} already has rows on ${to}: ${conflicts.map((c) => `${c.table} (${c.keys.join(', ')}${c.more ? ', ...' : ''})`).join('; ')}; nothing was copied`,
+        'TARGET_HAS_ROWS',
+        'find out where these rows come from (shardctl verify --tenant ' + tenant + ') and remove them before moving',
+        conflicts,
+      );
+    }
+    const bytes = stats.reduce((a, s) => a + s.bytes, 0);
+    let mode: MoveMode = options.mode ?? 'online';
+    let problems: string[] | undefined;
+    if (mode === 'online') {
+      problems = await pools.withShard(source, (s) => pools.withShard(to, (t) => onlineProblems(s, t, srcTables, map.shardKey.column, { source, target: to })));
+      if (problems.length > 0 && !options.allowOffline) {
+        throw refuse(
+          `tenant ${tenant} cannot move online from ${source} to ${to}: ${problems.join('; ')}`,
+          'ONLINE_UNSUPPORTED',
+          'fix the above, or pass --allow-offline (or --offline) to move fenced: the tenant\'s writes are then rejected for the whole copy',
+          problems,
+          ExitCode.Refused,
+        );
+      }
+      if (problems.length > 0) mode = 'fenced';
+    }
+    return {
+      tenant, source, target: to, tables: stats, rows, bytes,
+      estimateSeconds: Math.ceil(rows / 150_000 + bytes / 40_000_000 + 1),
+      mode,
+      ...(problems && problems.length > 0 ? { onlineProblems: problems } : {}),
+    };
+  } finally {
+    await router.close();
+  }
+}
+
+async function existingKeys(c: PoolClient, tables: TenantTable[], tenant: string, map: ShardMap): Promise<{ table: string; keys: string[]; more: boolean }[]> {
+  const out = [];
+  for (const t of tables) {
+    const pk = t.primaryKey.map(quoteIdent);
+    const r = await c.query<{ k: string }>(
+      `SELECT ROW(${pk.join(', ')})::text AS k FROM ${quoteTable(t.table)} WHERE ${quoteIdent(map.shardKey.column)} = $1 ORDER BY ${pk.join(', ')} LIMIT 21`,
+      [tenant],
+    );
+    if (r.rows.length > 0) out.push({ table: t.table, keys: r.rows.slice(0, 20).map((x) => x.k), more: r.rows.length > 20 });
+  }
+  return out;
+}
+

@@ -1,0 +1,142 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createRouter, moveTenant, movesOf, planMove, resumeMove, verifyCluster, ShardctlError, type MoveEvent } from '../../src/index.js';
+import { createTestCluster, type TestCluster } from '../harness/cluster.js';
+import { applyMoveSchema, loadMoveTenant, tenantRowCount, tenantRows } from '../harness/move-fixture.js';
+import { replicationObjects, writerMismatches } from '../harness/online.js';
+import { runCli } from '../harness/run-cli.js';
+import { startWriter } from '../harness/writer.js';
+
+let cluster: TestCluster;
+// modulo over 2 shards: tenant t on shard t % 2
+beforeAll(async () => {
+  cluster = await createTestCluster({ shards: 2, reference: ['plans'] });
+  await applyMoveSchema(cluster);
+  for (const t of [1, 2, 3, 4, 5]) await loadMoveTenant(cluster, t % 2, t, t === 3 ? 400 : 5);
+});
+afterAll(() => cluster.drop());
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function refusal(p: Promise<unknown>): Promise<ShardctlError> {
+  try {
+    await p;
+  } catch (e) {
+    return e as ShardctlError;
+  }
+  throw new Error('expected a refusal');
+}
+
+/** Rows of a tenant in every table but `users` (the writer's table). */
+async function fixedRows(shard: number, tenant: number) {
+  const { users: _users, ...rest } = await tenantRows(cluster, shard, tenant);
+  return rest;
+}
+
+describe('online tenant moves', () => {
+  it('keeps every acknowledged write of a concurrent writer; its only errors are fence rejections during the pause', async () => {
+    const before = await fixedRows(1, 3);
+    const router = await createRouter(cluster.map, { directoryTtlMs: 60_000 });
+    const writer = startWriter(router, [3, 1, 2], { concurrency: 3 });
+    const events: MoveEvent[] = [];
+    try {
+      await sleep(300);
+      const { move } = await moveTenant(cluster.map, 3, 'shard-0', { onProgress: (e) => events.push(e) });
+      expect(move).toMatchObject({ state: 'done', mode: 'online' });
+      await sleep(300);
+    } finally {
+      var report = await writer.stop();
+      await router.close();
+    }
+    expect(report.otherErrors).toEqual([]);
+    expect(report.writes).toBeGreaterThan(100);
+    // Writes of the moving tenant went on after the switch, on the new shard.
+    const where = (t: number) => (t === 3 ? 0 : t % 2);
+    expect(await writerMismatches(cluster, report, where)).toEqual([]);
+    expect(await fixedRows(0, 3)).toEqual(before);
+    expect(await tenantRowCount(cluster, 1, 3)).toBe(0);
+    expect([...report.model.keys()].filter((k) => k.startsWith('3:')).length).toBeGreaterThan(5);
+    expect(await replicationObjects(cluster, 0)).toEqual([]);
+    expect(await replicationObjects(cluster, 1)).toEqual([]);
+    // Phases reported in order, with the lag while replicating.
+    const phases = [...new Set(events.map((e) => e.phase))];
+    expect(phases.slice(0, 2)).toEqual(['syncing', 'replicating']);
+    expect(events.some((e) => e.phase === 'replicating' && typeof e.lagBytes === 'number')).toBe(true);
+    const [m] = await movesOf(cluster.map, { tenant: '3' });
+    expect((m!.stats as { online?: { pauses: unknown[] } }).online?.pauses.length).toBeGreaterThanOrEqual(1);
+    expect((await verifyCluster(cluster.map)).findings).toEqual([]);
+  });
+
+  it('lifts the fence when the drain does not fit the pause budget, loses no write, and switches on resume', async () => {
+    const router = await createRouter(cluster.map, { directoryTtlMs: 60_000 });
+    const writer = startWriter(router, [5, 4], { concurrency: 2 });
+    let failure: ShardctlError | undefined;
+    try {
+      await sleep(200);
+      failure = await refusal(moveTenant(cluster.map, 5, 'shard-0', { maxPauseMs: 1, switchAttempts: 2, retryDelayMs: 50 }));
+      // The tenant stays on its shard, unfenced: the writer keeps writing there.
+      const writesAtFailure = (await cluster.sql<{ n: string }>(1, 'SELECT count(*)::text AS n FROM users WHERE tenant_id = 5')).map((r) => r.n)[0];
+      await sleep(300);
+      const later = (await cluster.sql<{ n: string }>(1, 'SELECT count(*)::text AS n FROM users WHERE tenant_id = 5')).map((r) => r.n)[0];
+      expect(later).not.toBe(writesAtFailure);
+      expect(failure.code).toBe('PAUSE_BUDGET');
+      expect(failure.message).toMatch(/pause budget of 1 ms/);
+      const [m] = await movesOf(cluster.map, { tenant: '5' });
+      expect(m).toMatchObject({ state: 'failed', failedIn: 'replicating', mode: 'online' });
+      // replication keeps running while the move waits for its resume
+      expect((await replicationObjects(cluster, 1)).some((o) => o.startsWith('slot '))).toBe(true);
+      const { move } = await resumeMove(cluster.map, m!.id);
+      expect(move.state).toBe('done');
+      await sleep(200);
+    } finally {
+      var report = await writer.stop();
+      await router.close();
+    }
+    expect(report.otherErrors).toEqual([]);
+    expect(await writerMismatches(cluster, report, (t) => (t === 5 ? 0 : t % 2))).toEqual([]);
+    expect(await tenantRowCount(cluster, 1, 5)).toBe(0);
+    expect(await replicationObjects(cluster, 0)).toEqual([]);
+    expect(await replicationObjects(cluster, 1)).toEqual([]);
+  });
+});
+
+describe('online moves refused', () => {
+  let c2: TestCluster;
+  beforeAll(async () => {
+    c2 = await createTestCluster({ shards: 2 });
+    for (const i of [0, 1]) {
+      await c2.sql(i, 'CREATE TABLE notes (id bigint PRIMARY KEY, tenant_id bigint NOT NULL, body text)');
+      await c2.sql(i, 'CREATE TABLE tags (tenant_id bigint NOT NULL, id bigint NOT NULL, PRIMARY KEY (tenant_id, id))');
+    }
+    await c2.sql(1, "INSERT INTO notes SELECT g, 1, 'n' || g FROM generate_series(1, 20) g");
+    await c2.sql(1, 'INSERT INTO tags SELECT 1, g FROM generate_series(1, 5) g');
+    await c2.sql(1, "INSERT INTO notes SELECT g, 3, 'n' || g FROM generate_series(21, 30) g");
+  });
+  afterAll(() => c2.drop());
+
+  it('names a table whose replica identity lacks the shard key and the fix; --allow-offline moves fenced', async () => {
+    const e = await refusal(planMove(c2.map, 1, 'shard-0'));
+    expect(e.code).toBe('ONLINE_UNSUPPORTED');
+    expect(e.exitCode).toBe(7);
+    expect(e.message).toMatch(/public\.notes does not contain tenant_id/);
+    expect(e.message).toMatch(/REPLICA IDENTITY FULL/);
+    expect(e.message).not.toMatch(/tags/);
+    const cli = await runCli(['-c', c2.mapFile, 'rebalance', '--tenant', '1', '--to', 'shard-0', '--yes']);
+    expect(cli.code).toBe(7);
+    expect(cli.stderr).toMatch(/cannot move online/);
+    expect(cli.stderr).toMatch(/--allow-offline/);
+    expect(cli.stderr).not.toMatch(/\n\s+at /);
+    expect(await replicationObjects(c2, 1)).toEqual([]);
+    const off = await runCli(['-c', c2.mapFile, 'rebalance', '--tenant', '1', '--to', 'shard-0', '--yes', '--allow-offline', '--json']);
+    expect(off.code, off.stderr).toBe(0);
+    expect(JSON.parse(off.stdout).move).toMatchObject({ state: 'done', mode: 'fenced' });
+    expect(await c2.sql(0, 'SELECT count(*)::int AS n FROM notes WHERE tenant_id = 1')).toEqual([{ n: 20 }]);
+  });
+
+  it('moves online once the replica identity covers the key (REPLICA IDENTITY FULL)', async () => {
+    for (const i of [0, 1]) await c2.sql(i, 'ALTER TABLE notes REPLICA IDENTITY FULL');
+    const { move } = await moveTenant(c2.map, 3, 'shard-0');
+    expect(move).toMatchObject({ state: 'done', mode: 'online' });
+    expect(await c2.sql(0, 'SELECT count(*)::int AS n FROM notes WHERE tenant_id = 3')).toEqual([{ n: 10 }]);
+    expect(await c2.sql(1, 'SELECT count(*)::int AS n FROM notes WHERE tenant_id = 3')).toEqual([{ n: 0 }]);
+  });
+});
