@@ -4,6 +4,7 @@ import { ShardPools } from '../db/shard-pools.js';
 import { ExitCode, ShardctlError } from '../errors.js';
 import { parseTenant, tenantText } from '../placement/tenant-key.js';
 import { listFences, removeFence, type Fence } from './fence.js';
+import { replicationLeftovers, type ReplicationLeftover } from '../verify/leftovers.js';
 import { listMoves, type MoveRecord } from './move-journal.js';
 
 /**
@@ -58,6 +59,22 @@ export async function movesOf(map: ShardMap, options: { timeoutMs?: number; tena
   const pools = await ShardPools.open(map, { connectTimeoutMs: options.timeoutMs ?? 5000, maxPerShard: 1, readOnly: true });
   try {
     return await pools.withShard(map.catalog, (c) => listMoves(c, options.tenant !== undefined ? { tenant: options.tenant } : {}));
+  } finally {
+    await pools.close();
+  }
+}
+
+/**
+ * shardctl's replication slots on every shard, with the WAL each keeps on disk: an online move's
+ * slot while it runs, or one a crash left (it fills the source's disk until dropped). Reads only.
+ *
+ * @example
+ * (await moveSlotsOf(map)).flatMap((r) => (r.status === 'ok' ? r.value : []))
+ */
+export async function moveSlotsOf(map: ShardMap, options: { timeoutMs?: number } = {}): Promise<ShardResult<ReplicationLeftover[]>[]> {
+  const pools = await ShardPools.open(map, { connectTimeoutMs: options.timeoutMs ?? 5000, maxPerShard: 1, readOnly: true });
+  try {
+    return await forEachShard(map.shards, (s) => pools.withShard(s.name, async (c) => (await replicationLeftovers(c)).filter((r) => r.kind === 'replication-slot')));
   } finally {
     await pools.close();
   }

@@ -105,7 +105,7 @@ async function steps(map: ShardMap, pools: ShardPools, id: number, options: Move
   let tables: TenantTable[] | undefined;
   const tenantTables = async () => (tables ??= (await pools.withShard(m.source, (c) => readTenantTables(c, map))).filter((t) => m.plan.tables.some((p) => p.table === t.table)));
   try {
-    if (m.mode === 'online') {
+    if (m.mode === 'online' && !SWITCHED_STATES.includes(state)) {
       state = await runOnlinePhases(
         { map, pools, move: m, options, emit: (e) => emit(e), record: async (s2, extra) => {
           await record(pools, map, id, s2, extra ?? {});

@@ -42,7 +42,8 @@ export function judgeMoves(journal: MoveRecord[], fences: Fence[]): MoveLeftover
       tenant: m.tenant,
       message: `move ${m.id} of tenant ${m.tenant} (${m.source} -> ${m.target}) ${what} since ${m.updatedAt}: ${fix}`,
       details: { id: m.id, state: m.state, source: m.source, target: m.target },
-      objects: [`shardctl_move_${m.id}`, `shardctl_move_${m.id}_pub`, `shardctl_move_${m.id}_sub`],
+      // An online move's publication, slot and subscription share one name.
+      objects: m.plan.replication ? [m.plan.replication] : [],
     });
   }
   const byId = new Map(journal.map((m) => [m.id, m]));

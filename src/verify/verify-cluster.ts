@@ -393,7 +393,9 @@ function leftoverFindings(facts: Map<string, ShardFacts>, map: ShardMap): Findin
   for (const [shard, f] of facts) {
     for (const r of f.replication) {
       const owned = activeMoveObjects.has(r.name);
-      const sql = r.kind === 'replication-slot' ? `SELECT pg_drop_replication_slot('${r.name.replace(/'/g, "''")}')` : r.kind === 'publication' ? `DROP PUBLICATION IF EXISTS ${quoteIdent(r.name)}` : `DROP SUBSCRIPTION IF EXISTS ${quoteIdent(r.name)}`;
+      const sql = r.kind === 'replication-slot' ? `SELECT pg_drop_replication_slot('${r.name.replace(/'/g, "''")}')` : r.kind === 'publication' ? `DROP PUBLICATION IF EXISTS ${quoteIdent(r.name)}` 
+          // Detached from its slot first: dropping it then never needs the publisher.
+          : `ALTER SUBSCRIPTION ${quoteIdent(r.name)} DISABLE; ALTER SUBSCRIPTION ${quoteIdent(r.name)} SET (slot_name = NONE); DROP SUBSCRIPTION ${quoteIdent(r.name)}`;
       out.push({
         kind: 'replication-leftover',
         shard,

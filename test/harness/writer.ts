@@ -1,4 +1,4 @@
-import type { Router } from '../../src/index.js';
+import { isFenceError, type Router } from '../../src/index.js';
 
 /** What a concurrent writer saw: its model of acknowledged rows, and its errors. */
 export interface WriterReport {
@@ -46,9 +46,8 @@ export function startWriter(router: Router, tenants: number[], options: { ratePe
         report.writes++;
         return;
       } catch (e) {
-        const msg = (e as Error).message;
-        if (!/is fenced on this shard/.test(msg)) {
-          report.otherErrors.push(`${shard}: ${msg}`);
+        if (!isFenceError(e)) {
+          report.otherErrors.push(`${shard}: ${(e as Error).message}`);
           return;
         }
         report.fenceRejections++;

@@ -85,9 +85,9 @@ describe('moving a tenant', () => {
     expect(await tenantRowCount(cluster, 0, 5)).toBe(0);
   });
 
-  it('fences the tenant during the move, refuses a second move, and resumes after a crash', async () => {
+  it('fenced (--offline): fences the tenant during the whole move, refuses a second move, and resumes after a crash', async () => {
     const before = await tenantRows(cluster, 2, 5);
-    const crashed = await runCli(['-c', cluster.mapFile, 'rebalance', '--tenant', '5', '--to', 'shard-0', '--yes'], { env: { SHARDCTL_TEST_CRASH_AT: 'after-fence' } });
+    const crashed = await runCli(['-c', cluster.mapFile, 'rebalance', '--tenant', '5', '--to', 'shard-0', '--yes', '--offline'], { env: { SHARDCTL_TEST_CRASH_AT: 'after-fence' } });
     expect(crashed.code).not.toBe(0);
     // fenced: the tenant's writes are rejected by the database, other tenants write on
     await expect(cluster.sql(2, "UPDATE users SET name = 'x' WHERE tenant_id = 5")).rejects.toThrow(/tenant 5 is fenced on this shard: move \d+ of tenant 5 to shard-0 in progress/);
@@ -126,7 +126,7 @@ describe('moving a tenant', () => {
   });
 
   it('refuses a second process on the same move, and verify flags a fence no move explains', async () => {
-    const crashed = await runCli(['-c', cluster.mapFile, 'rebalance', '--tenant', '6', '--to', 'shard-1', '--yes'], { env: { SHARDCTL_TEST_CRASH_AT: 'after-state:copying' } });
+    const crashed = await runCli(['-c', cluster.mapFile, 'rebalance', '--tenant', '6', '--to', 'shard-1', '--yes', '--offline'], { env: { SHARDCTL_TEST_CRASH_AT: 'after-state:copying' } });
     expect(crashed.code).not.toBe(0);
     const [m] = await movesOf(cluster.map, { tenant: '6' });
     // hold the move's lock as a running process would

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
-import { cleanupMove, ExitCode, movesOf, ShardctlError } from '../../index.js';
-import { globals, mapOf, out, outJson, outTable, timeoutOf, type CliContext } from '../context.js';
+import { cleanupMove, ExitCode, moveSlotsOf, movesOf, ShardctlError } from '../../index.js';
+import { formatBytes, globals, mapOf, out, outJson, outTable, timeoutOf, type CliContext } from '../context.js';
 
 /** `shardctl moves`: the move journal; `moves cleanup ID` removes kept source rows. */
 export function registerMoves(program: Command, ctx: CliContext): void {
@@ -10,23 +10,41 @@ export function registerMoves(program: Command, ctx: CliContext): void {
     .option('--tenant <id>', 'only moves of this tenant')
     .action(async (opts: { tenant?: string }, cmd: Command) => {
       const map = await mapOf(cmd, ctx);
-      const list = await movesOf(map, { timeoutMs: timeoutOf(cmd), ...(opts.tenant !== undefined ? { tenant: opts.tenant } : {}) });
-      if (globals(cmd).json) return outJson(ctx, { moves: list });
-      if (list.length === 0) return out(ctx, 'no moves');
+      const [list, slotResults] = await Promise.all([
+        movesOf(map, { timeoutMs: timeoutOf(cmd), ...(opts.tenant !== undefined ? { tenant: opts.tenant } : {}) }),
+        moveSlotsOf(map, { timeoutMs: timeoutOf(cmd) }),
+      ]);
+      // A slot keeps WAL on its server until dropped: shown with every listing, whatever the filter.
+      const slots = slotResults.flatMap((r) => (r.status === 'ok' ? r.value.map((s) => ({ shard: r.shard, ...s })) : []));
+      const unreachable = slotResults.filter((r) => r.status === 'failed').map((r) => r.shard);
+      if (globals(cmd).json) return outJson(ctx, { moves: list, replicationSlots: slots, ...(unreachable.length ? { unreachable } : {}) });
+      const showSlots = () => {
+        for (const s of slots) {
+          const owner = list.find((m) => m.plan.replication === s.name);
+          out(ctx, `replication slot ${s.shard}: ${s.name} retains ${formatBytes(s.retainedWalBytes ?? 0)} of WAL${s.active ? ' (streaming)' : ' (inactive)'}${owner ? ` (move ${owner.id}, ${owner.state})` : ''}`);
+        }
+        for (const u of unreachable) out(ctx, `${u}: unreachable, its replication slots are unknown`);
+      };
+      if (list.length === 0) {
+        out(ctx, 'no moves');
+        return showSlots();
+      }
       await outTable(
         ctx,
-        ['id', 'tenant', 'from', 'to', 'state', 'rows', 'duration', 'error'],
+        ['id', 'tenant', 'from', 'to', 'mode', 'state', 'rows', 'duration', 'error'],
         list.map((m) => [
           m.id,
           m.tenant,
           m.source,
           m.target,
+          m.mode,
           m.state === 'failed' ? `failed in ${m.failedIn}` : m.state,
           m.plan.tables.reduce((a, t) => a + t.rows, 0).toLocaleString('en-US'),
           `${((new Date(m.updatedAt).getTime() - new Date(m.createdAt).getTime()) / 1000).toFixed(1)} s`,
           m.error ?? '',
         ]),
       );
+      showSlots();
     });
   moves
     .command('cleanup')
