@@ -34,7 +34,7 @@ beforeAll(async () => {
 });
 afterAll(() => cluster.drop());
 
-describe('crash safety of tenant moves', () => {
+describe('crash safety of fenced tenant moves (--offline)', () => {
   it(`ends fully moved or fully unmoved after a SIGKILL at any of ${POINTS.length} points`, async () => {
     expect(POINTS.length).toBeGreaterThanOrEqual(20);
     const expected = await tenantRows(cluster, 1, TENANT);
@@ -42,7 +42,7 @@ describe('crash safety of tenant moves', () => {
     let where = 1;
     for (const [i, point] of POINTS.entries()) {
       const to = 1 - where;
-      const run = await runCli(['-c', cluster.mapFile, 'rebalance', '--tenant', String(TENANT), '--to', `shard-${to}`, '--yes'], { env: { SHARDCTL_TEST_CRASH_AT: point } });
+      const run = await runCli(['-c', cluster.mapFile, 'rebalance', '--tenant', String(TENANT), '--to', `shard-${to}`, '--yes', '--offline'], { env: { SHARDCTL_TEST_CRASH_AT: point } });
       expect(run.code, `${point}: the process should have been killed (${run.stderr})`).not.toBe(0);
       const [m] = await movesOf(cluster.map, { tenant: String(TENANT) });
       // Alternate between finishing and undoing; a switched move can only be finished.
