@@ -179,7 +179,8 @@ async function sync(ctx: OnlineContext): Promise<CopyStats> {
 async function waitConfirmed(ctx: OnlineContext, src: PoolClient, dst: PoolClient, mark: number, deadline: number, pollMs: number): Promise<boolean> {
   const m = ctx.move;
   const name = m.plan.replication!;
-  let lastReport = 0;
+  // The first report after 500 ms: a pause's short drain never spends time on it.
+  let lastReport = Date.now();
   let inactiveSince: number | undefined;
   for (;;) {
     if ((await markApplied(dst, m.id)) >= mark) return true;
@@ -236,12 +237,15 @@ async function cutover(ctx: OnlineContext): Promise<void> {
       // Catch up and check the rows changed so far, writes flowing.
       const changed = await readChangedKeys(src, m.id, verifiedUpTo);
       if (changed.truncated.length > 0) throw fail(`${changed.truncated.join(', ')} was truncated on ${m.source} during the move: the copy no longer stands`, 'TRUNCATED', 'resume copies again', 'syncing');
+      const slot = await readSlot(src, m.plan.replication!);
+      const markedAt = performance.now();
       const mark = await writeMark(src, m.id);
-      await waitConfirmed(ctx, src, dst, mark, Number.POSITIVE_INFINITY, 20);
+      await waitConfirmed(ctx, src, dst, mark, Number.POSITIVE_INFINITY, 5);
+      // The lag as a write sees it: how long a mark took to be applied on the target.
+      const lagSeconds = (performance.now() - markedAt) / 1000;
       merge(recheck, await compareKeys(src, dst, tables, changed.keys));
       verifiedUpTo = changed.upTo;
-      const slot = await readSlot(src, m.plan.replication!);
-      ctx.emit({ phase: 'replicating', message: `caught up; pausing writes (attempt ${attempt} of ${attempts}, budget ${maxPause} ms)`, lagBytes: slot.lagBytes, lagSeconds: slot.lagSeconds });
+      ctx.emit({ phase: 'replicating', message: `caught up; pausing writes (attempt ${attempt} of ${attempts}, budget ${maxPause} ms)`, lagBytes: slot.lagBytes, lagSeconds });
 
       await ctx.record('fenced', { message: `write pause, attempt ${attempt}` });
       const t0 = performance.now();

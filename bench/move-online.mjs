@@ -1,0 +1,157 @@
+// npm run bench -- move-online [rows] [moves]
+// A tenant of about 1,000,000 rows (the example schema) with a writer at about 500 writes per second
+// on it (inserts, updates, deletes of its users, through a router that follows the move). In the
+// same run: 5 online moves back and forth, then one fenced move of the same tenant as the baseline.
+// Reported per online move: total time, replication lag when the pause began, and the write pause
+// the writer saw (first rejected write to the first write accepted on the new shard).
+// Targets: pause under 1 s median and under 2 s maximum; total time at most 1.5x the fenced move.
+import { readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import pg from 'pg';
+import { createRouter, isFenceError, moveTenant } from '../dist/index.js';
+import { startBenchCluster } from './_cluster.mjs';
+
+const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
+const TABLES = ['tenants', 'users', 'projects', 'invoices', 'invoice_lines'];
+
+async function client(url) {
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  return c;
+}
+
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+
+/** ~rate writes/s on tenant 1's users through the router; measures pauses across shard changes. */
+function startWriter(router, rate) {
+  const state = { running: true, writes: 0, rejections: 0, errors: [], pauses: [], lifted: [] };
+  const ids = [];
+  let n = 0;
+  const loops = 5;
+  const loop = async () => {
+    while (state.running) {
+      const started = performance.now();
+      const r = Math.random();
+      let sql;
+      let params;
+      if (ids.length < 50 || r < 0.5) {
+        sql = 'INSERT INTO users (tenant_id, email, name) VALUES (1, $1, $2) RETURNING id';
+        params = [`w${++n}-${Date.now()}@bench`, 'writer'];
+      } else if (r < 0.85) {
+        sql = 'UPDATE users SET name = $2 WHERE tenant_id = 1 AND id = $1';
+        params = [ids[Math.floor(Math.random() * ids.length)], `v${++n}`];
+      } else {
+        sql = 'DELETE FROM users WHERE tenant_id = 1 AND id = $1';
+        params = [ids.splice(Math.floor(Math.random() * ids.length), 1)[0]];
+      }
+      let rejectedAt;
+      let rejectedOn;
+      for (;;) {
+        const shard = router.locate(1).shard;
+        try {
+          const res = await router.pools.pool(shard).query(sql, params);
+          if (res.rows[0]?.id) ids.push(res.rows[0].id);
+          state.writes++;
+          if (rejectedAt !== undefined) (shard !== rejectedOn ? state.pauses : state.lifted).push(performance.now() - rejectedAt);
+          break;
+        } catch (e) {
+          if (!isFenceError(e)) {
+            state.errors.push(e.message);
+            break;
+          }
+          state.rejections++;
+          if (rejectedAt === undefined) {
+            rejectedAt = performance.now();
+            rejectedOn = shard;
+          }
+          await router.refresh();
+          await new Promise((res) => setTimeout(res, 5));
+        }
+      }
+      const wait = (1000 * loops) / rate - (performance.now() - started);
+      if (wait > 0) await new Promise((res) => setTimeout(res, wait));
+    }
+  };
+  const running = Array.from({ length: loops }, loop);
+  return { state, stop: async () => { state.running = false; await Promise.all(running); } };
+}
+
+export default async function bench(args) {
+  const target = Number(args[0] ?? 1_000_000);
+  const moves = Number(args[1] ?? 5);
+  const cluster = await startBenchCluster({ shards: 2, migrations: path.join(root, 'migrations') });
+  try {
+    const files = readdirSync(path.join(root, 'migrations')).filter((f) => f.endsWith('.sql')).sort();
+    for (const url of cluster.urls) {
+      const c = await client(url);
+      for (const f of files) await c.query(readFileSync(path.join(root, 'migrations', f), 'utf8'));
+      await c.end();
+    }
+    // tenant 1 lives on shard-1 (1 mod 2)
+    const invoices = Math.round(target / 4);
+    const src = await client(cluster.urls[1]);
+    console.log(`loading tenant 1 with about ${target.toLocaleString('en-US')} rows...`);
+    await src.query("INSERT INTO tenants (tenant_id, name, plan_id) VALUES (1, 'Big Corp', 'enterprise')");
+    await src.query("INSERT INTO users (tenant_id, email) SELECT 1, 'u' || g || '@big' FROM generate_series(1, 1000) g");
+    await src.query("INSERT INTO projects (tenant_id, owner_id, name) SELECT 1, 1, 'p' || g FROM generate_series(1, 100) g");
+    await src.query(`INSERT INTO invoices (tenant_id, project_id, number, status, issued_at, total, metadata)
+                     SELECT 1, 1 + g % 100, 'N' || g, 'paid', now() - g * interval '1 minute', g * 1.25, jsonb_build_object('g', g) FROM generate_series(1, $1::int) g`, [invoices]);
+    await src.query(`INSERT INTO invoice_lines (tenant_id, invoice_id, line_no, description, quantity, unit_price)
+                     SELECT 1, i, l, 'item ' || l, l, 9.99 FROM generate_series(1, $1::int) i, generate_series(1, 3) l`, [invoices]);
+    await src.query('VACUUM ANALYZE');
+    const { rows } = await src.query(`SELECT sum(n)::int AS n FROM (${TABLES.map((t) => `SELECT count(*) AS n FROM ${t} WHERE tenant_id = 1`).join(' UNION ALL ')}) x`);
+    await src.end();
+    console.log(`tenant rows: ${rows[0].n.toLocaleString('en-US')} in ${TABLES.length} tables; writer at about 500 writes/s on the tenant`);
+
+    const router = await createRouter(cluster.map, { directoryTtlMs: 60_000 });
+    const writer = startWriter(router, 500);
+    const results = [];
+    try {
+      let where = 1;
+      for (let i = 0; i < moves; i++) {
+        const to = 1 - where;
+        let lag = { bytes: 0, seconds: 0 };
+        const pausesBefore = writer.state.pauses.length;
+        const writesBefore = writer.state.writes;
+        const t0 = performance.now();
+        const { move } = await moveTenant(cluster.map, 1, `shard-${to}`, {
+          onProgress: (e) => {
+            if (e.phase === 'replicating' && e.lagBytes !== undefined && e.message?.startsWith('caught up')) lag = { bytes: e.lagBytes, seconds: e.lagSeconds ?? 0 };
+          },
+        });
+        const seconds = (performance.now() - t0) / 1000;
+        if (move.state !== 'done' || move.mode !== 'online') throw new Error(`move ended ${move.state} (${move.mode})`);
+        await new Promise((res) => setTimeout(res, 1000));
+        const pause = writer.state.pauses.slice(pausesBefore);
+        const writes = writer.state.writes - writesBefore;
+        results.push({ seconds, lag, pauseMs: pause.length ? Math.max(...pause) : 0, attempts: move.stats.online?.pauses?.length ?? 0, serverPauseMs: move.stats.online?.pauses?.at(-1)?.ms ?? 0, rate: writes / (seconds + 1) });
+        const r = results.at(-1);
+        console.log(`  online move ${i + 1}: shard-${where} -> shard-${to} in ${seconds.toFixed(1)} s; lag at the pause ${lag.bytes} bytes (${lag.seconds.toFixed(3)} s); write pause seen by the writer ${r.pauseMs.toFixed(0)} ms (fenced on the server ${r.serverPauseMs} ms, ${r.attempts} attempt(s)); writer ${r.rate.toFixed(0)} writes/s`);
+        where = to;
+      }
+      const t1 = performance.now();
+      const fencedBefore = writer.state.pauses.length;
+      const { move } = await moveTenant(cluster.map, 1, `shard-${1 - where}`, { mode: 'fenced' });
+      const fenced = (performance.now() - t1) / 1000;
+      await new Promise((res) => setTimeout(res, 1000));
+      const fencedPause = writer.state.pauses.slice(fencedBefore);
+      if (move.state !== 'done') throw new Error(`fenced move ended ${move.state}`);
+      await writer.stop();
+      const secs = results.map((r) => r.seconds);
+      const pauses = results.map((r) => r.pauseMs);
+      console.log(`  fenced move (baseline): ${fenced.toFixed(1)} s; write pause ${(Math.max(0, ...fencedPause) / 1000).toFixed(1)} s`);
+      console.log(`online moves (${results.length}): total time median ${median(secs).toFixed(1)} s, max ${Math.max(...secs).toFixed(1)} s -> ${(median(secs) / fenced).toFixed(2)}x the fenced move (target <= 1.5x)`);
+      console.log(`  write pause median ${median(pauses).toFixed(0)} ms, max ${Math.max(...pauses).toFixed(0)} ms (targets < 1000 ms, < 2000 ms)`);
+      console.log(`  lag at the pause: median ${median(results.map((r) => r.lag.bytes))} bytes, ${median(results.map((r) => r.lag.seconds)).toFixed(3)} s`);
+      console.log(`  writer: ${writer.state.writes} writes, ${writer.state.rejections} fence rejections, ${writer.state.lifted.length} pauses ended by a lifted fence, ${writer.state.errors.length} other errors${writer.state.errors.length ? `: ${writer.state.errors.slice(0, 3).join('; ')}` : ''}`);
+    } finally {
+      writer.state.running = false;
+      await router.close();
+    }
+  } finally {
+    await cluster.stop();
+  }
+}
