@@ -172,17 +172,18 @@ async function steps(map: ShardMap, pools: ShardPools, id: number, options: Move
       crashPoint('after-state:switched');
       state = 'switched';
     }
-    if (state === 'switched' && m.mode === 'online') {
-      // Before anything else: the source's cleanup must never replicate to the target.
-      emit({ phase: 'switched', message: 'removing the subscription, slot, publication and change log' });
-      await teardownOnline(pools, m);
-    }
     if (state === 'switched') {
       // Idempotent, so it also runs on resume: the fence on the source stays as a tombstone (a writer
       // with a stale map gets an error, not a lost row); a tombstone an earlier move left on the target
       // goes, since the tenant lives there again.
-      await pools.withShard(m.source, (c) => addFence(c, { tenant: m.tenant, moveId: id, target: m.target, reason: `tenant ${m.tenant} moved to ${m.target} by move ${id}` }));
       await pools.withShard(m.target, (c) => removeFence(c, m.tenant));
+      await pools.withShard(m.source, (c) => addFence(c, { tenant: m.tenant, moveId: id, target: m.target, reason: `tenant ${m.tenant} moved to ${m.target} by move ${id}` }));
+    }
+    if (state === 'switched' && m.mode === 'online') {
+      // Before the cleanup, which must never replicate to the target; after the tombstones, so that
+      // the tenant's writes reach the target while this runs.
+      emit({ phase: 'switched', message: 'removing the subscription, slot, publication and change log' });
+      await teardownOnline(pools, m);
     }
     if (state === 'switched') {
       if (m.keepSource) {

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createRouter, moveTenant, movesOf, planMove, resumeMove, verifyCluster, ShardctlError, type MoveEvent } from '../../src/index.js';
+import { readFile, writeFile } from 'node:fs/promises';
+import { abortMove, createRouter, loadShardMap, moveTenant, movesOf, planMove, resumeMove, verifyCluster, ShardctlError, type MoveEvent } from '../../src/index.js';
 import { createTestCluster, type TestCluster } from '../harness/cluster.js';
 import { applyMoveSchema, loadMoveTenant, tenantRowCount, tenantRows } from '../harness/move-fixture.js';
 import { replicationObjects, writerMismatches } from '../harness/online.js';
@@ -130,6 +131,29 @@ describe('online moves refused', () => {
     expect(off.code, off.stderr).toBe(0);
     expect(JSON.parse(off.stdout).move).toMatchObject({ state: 'done', mode: 'fenced' });
     expect(await c2.sql(0, 'SELECT count(*)::int AS n FROM notes WHERE tenant_id = 1')).toEqual([{ n: 20 }]);
+  });
+
+  it('a target that cannot reach the source (bad replicationUrl) fails the move with the cause; abort leaves nothing', async () => {
+    for (const i of [0, 1]) await c2.sql(i, 'ALTER TABLE notes REPLICA IDENTITY FULL');
+    const text = await readFile(c2.mapFile, 'utf8');
+    const bad = new URL(c2.urls[1]!);
+    bad.port = '1';
+    bad.password = 'secret-in-replication-url';
+    const file = c2.mapFile.replace(/\.yaml$/, '-bad-repl.yaml');
+    await writeFile(file, text.replace(`    url: ${c2.urls[1]}\n`, `    url: ${c2.urls[1]}\n    replicationUrl: ${bad.toString()}\n`));
+    const map = await loadShardMap(file);
+    expect(map.shards[1]!.replicationUrl).toBeDefined();
+    const e = await refusal(moveTenant(map, 3, 'shard-0', { connectWaitMs: 1500 }));
+    expect(e.message).toMatch(/publisher|connect/);
+    expect(e.message).not.toMatch(/secret-in-replication-url/);
+    expect(e.hint ?? '').not.toMatch(/secret-in-replication-url/);
+    const [m] = await movesOf(map, { tenant: '3' });
+    expect(m).toMatchObject({ state: 'failed', mode: 'online' });
+    expect((await abortMove(map, m!.id)).move.state).toBe('aborted');
+    expect(await replicationObjects(c2, 0)).toEqual([]);
+    expect(await replicationObjects(c2, 1)).toEqual([]);
+    expect(await c2.sql(0, 'SELECT count(*)::int AS n FROM notes WHERE tenant_id = 3')).toEqual([{ n: 0 }]);
+    expect(await c2.sql(1, 'SELECT count(*)::int AS n FROM notes WHERE tenant_id = 3')).toEqual([{ n: 10 }]);
   });
 
   it('moves online once the replica identity covers the key (REPLICA IDENTITY FULL)', async () => {
