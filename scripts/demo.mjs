@@ -125,7 +125,7 @@ shardctl('-c', mapFile, 'query', report, '-p', 'paid', '--format', 'table');
 step('Top invoices across all shards');
 shardctl('-c', mapFile, 'query', 'SELECT tenant_id, number, total FROM invoices ORDER BY total DESC, number LIMIT 5', '--format', 'table');
 
-step('Move tenant 3 to another shard: fenced, copied, verified, switched');
+step('Move tenant 3 to another shard online: copied while writes go on, replicated, paused under a second to switch');
 shardctl('-c', mapFile, 'locate', '3');
 shardctl('-c', mapFile, 'rebalance', '--tenant', '3', '--to', 'shard-2', '--yes');
 shardctl('-c', mapFile, 'locate', '3');

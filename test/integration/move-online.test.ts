@@ -100,6 +100,27 @@ describe('online tenant moves', () => {
   });
 });
 
+describe('online moves and TRUNCATE', () => {
+  it('a TRUNCATE of a tenant table during the move (not replicated) stops the switch; the resume copies again', async () => {
+    const crashed = await runCli(['-c', cluster.mapFile, 'rebalance', '--tenant', '1', '--to', 'shard-0', '--yes'], { env: { SHARDCTL_TEST_CRASH_AT: 'after-state:replicating' } });
+    expect(crashed.code).not.toBe(0);
+    // Tombstones on shard-1 make the fence's TRUNCATE guard refuse; an operator bypassing it is still seen.
+    await cluster.sql(1, "BEGIN; SET LOCAL shardctl.fence_bypass = 'on'; TRUNCATE attachments; COMMIT");
+    const [m] = await movesOf(cluster.map, { tenant: '1' });
+    const e = await refusal(resumeMove(cluster.map, m!.id));
+    expect(e.code).toBe('TRUNCATED');
+    expect(e.message).toMatch(/public\.attachments was truncated on shard-1 during the move/);
+    expect((await movesOf(cluster.map, { tenant: '1' }))[0]).toMatchObject({ state: 'failed', failedIn: 'syncing' });
+    const before = await tenantRows(cluster, 1, 1);
+    const { move } = await resumeMove(cluster.map, m!.id);
+    expect(move.state).toBe('done');
+    expect(await tenantRows(cluster, 0, 1)).toEqual(before);
+    expect(before.attachments).toEqual([]);
+    expect(await replicationObjects(cluster, 0)).toEqual([]);
+    expect(await replicationObjects(cluster, 1)).toEqual([]);
+  });
+});
+
 describe('online moves refused', () => {
   let c2: TestCluster;
   beforeAll(async () => {
