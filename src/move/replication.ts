@@ -105,7 +105,7 @@ export async function replicaIdentityProblems(client: PoolClient, tables: Tenant
  */
 export async function createTenantPublication(client: PoolClient, name: string, moveId: number, tables: TenantTable[], key: { column: string; type: string }, tenant: string): Promise<void> {
   const filter = `(${quoteIdent(key.column)} = ${tenantLiteral(tenant, key.type)})`;
-  await client.query(`DROP PUBLICATION IF EXISTS ${quoteIdent(name)}`);
+  await dropPublication(client, name);
   await client.query(
     `CREATE PUBLICATION ${quoteIdent(name)} FOR TABLE ${tables.map((t) => `${quoteTable(t.table)} WHERE ${filter}`).join(', ')}, shardctl.move_marks WHERE (move_id = ${Number(moveId)})
        WITH (publish = 'insert, update, delete')`,
@@ -257,6 +257,23 @@ export async function dropMoveReplication(source: PoolClient | undefined, target
       await new Promise((r2) => setTimeout(r2, 50));
       if (Date.now() > deadline + 10_000) throw new ShardctlError(`replication slot ${name} stays in use by backend ${pid}`, { code: 'SLOT_BUSY', hint: `drop it with SELECT pg_drop_replication_slot('${name}') once its walsender is gone` });
     }
-    await source.query(`DROP PUBLICATION IF EXISTS ${quoteIdent(name)}`);
+    await dropPublication(source, name);
   }
+}
+
+/**
+ * Drops a publication without failing concurrent writers: a writer building a table's publication
+ * list can meet a publication dropped between two catalog reads ("cache lookup failed for
+ * publication"). The tables leave the publication first; the publication goes once writers have
+ * rebuilt their lists.
+ */
+export async function dropPublication(client: PoolClient, name: string, settleMs = 250): Promise<void> {
+  const tables = await client.query<{ t: string }>('SELECT quote_ident(schemaname) || \'.\' || quote_ident(tablename) AS t FROM pg_publication_tables WHERE pubname = $1', [name]);
+  const exists = await client.query('SELECT 1 FROM pg_publication WHERE pubname = $1', [name]);
+  if (exists.rowCount === 0) return;
+  if (tables.rows.length > 0) {
+    await client.query(`ALTER PUBLICATION ${quoteIdent(name)} DROP TABLE ${tables.rows.map((r) => r.t).join(', ')}`);
+    await new Promise((r) => setTimeout(r, settleMs));
+  }
+  await client.query(`DROP PUBLICATION IF EXISTS ${quoteIdent(name)}`);
 }
