@@ -65,7 +65,9 @@ function describe(m: MoveRecord): string {
 
 function progressText(e: MoveEvent, started: number): string {
   if (e.phase === 'replicating' && e.lagBytes !== undefined) {
-    return `move ${e.moveId}: replicating, lag ${formatBytes(e.lagBytes)}${e.lagSeconds ? ` (${e.lagSeconds.toFixed(1)} s)` : ''}${e.message ? `: ${e.message}` : ''}`;
+    const secs = e.lagSeconds ?? 0;
+    const lag = secs >= 1 ? `${secs.toFixed(1)} s` : `${Math.round(secs * 1000)} ms`;
+    return `move ${e.moveId}: replicating, ${formatBytes(e.lagBytes)} of WAL unconfirmed, lag ${lag}${e.message ? `: ${e.message}` : ''}`;
   }
   if ((e.phase === 'copying' || e.phase === 'syncing') && e.bytes !== undefined) {
     const s = (performance.now() - started) / 1000;
