@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readFile, writeFile } from 'node:fs/promises';
-import { abortMove, createRouter, loadShardMap, moveTenant, movesOf, planMove, resumeMove, verifyCluster, ShardctlError, type MoveEvent } from '../../src/index.js';
+import { abortMove, createRouter, isFenceError, loadShardMap, moveTenant, movesOf, planMove, resumeMove, verifyCluster, ShardctlError, type MoveEvent } from '../../src/index.js';
 import { createTestCluster, type TestCluster } from '../harness/cluster.js';
 import { applyMoveSchema, loadMoveTenant, tenantRowCount, tenantRows } from '../harness/move-fixture.js';
 import { replicationObjects, writerMismatches } from '../harness/online.js';
@@ -183,5 +183,66 @@ describe('online moves refused', () => {
     expect(move).toMatchObject({ state: 'done', mode: 'online' });
     expect(await c2.sql(0, 'SELECT count(*)::int AS n FROM notes WHERE tenant_id = 3')).toEqual([{ n: 10 }]);
     expect(await c2.sql(1, 'SELECT count(*)::int AS n FROM notes WHERE tenant_id = 3')).toEqual([{ n: 0 }]);
+  });
+});
+
+describe('online moves with a text shard key and awkward names', () => {
+  let c3: TestCluster;
+  beforeAll(async () => {
+    c3 = await createTestCluster({ shards: 2, strategy: 'hash', keyType: 'text', buckets: 16 });
+    for (const i of [0, 1]) {
+      await c3.sql(i, 'CREATE TABLE docs (tenant_id text NOT NULL, id int NOT NULL, body text, PRIMARY KEY (tenant_id, id))');
+      await c3.sql(i, 'CREATE SCHEMA "Odd Schema"');
+      await c3.sql(i, 'CREATE TABLE "Odd Schema"."Notes ""x""" ("Tenant Key" text, tenant_id text NOT NULL, "Id" uuid NOT NULL, at timestamptz NOT NULL, "Body" jsonb, PRIMARY KEY (tenant_id, "Id", at))');
+    }
+  });
+  afterAll(() => c3.drop());
+
+  it("moves tenant o'hara with writes during the move, row for row", async () => {
+    const tenant = "o'hara";
+    const router = await createRouter(c3.map);
+    const from = Number(router.locate(tenant).shard.slice(-1));
+    // a bystander tenant on the same shard
+    const other = ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'].find((t) => router.locate(t).shard === `shard-${from}`)!;
+    await router.close();
+    const to = 1 - from;
+    await c3.sql(from, "INSERT INTO docs SELECT $1, g, 'b' || g FROM generate_series(1, 200) g", [tenant]);
+    await c3.sql(from, "INSERT INTO docs SELECT $1, g, 'o' || g FROM generate_series(1, 20) g", [other]);
+    await c3.sql(from, `INSERT INTO "Odd Schema"."Notes ""x""" SELECT 'k', $1, gen_random_uuid(), timestamptz '2026-01-01 10:00:00.123456+05' + g * interval '1 day', jsonb_build_object('g', g) FROM generate_series(1, 50) g`, [tenant]);
+    let writing = true;
+    let n = 0;
+    // id -> body of every acknowledged update (writes rejected by the fence are not acknowledged)
+    const acknowledged = new Map<number, string>();
+    const writes = (async () => {
+      while (writing) {
+        n++;
+        const id = 1 + (n % 200);
+        await c3.sql(from, 'UPDATE docs SET body = $2 WHERE tenant_id = $1 AND id = $3', [tenant, `w${n}`, id]).then(
+          () => acknowledged.set(id, `w${n}`),
+          (e) => expect(isFenceError(e)).toBe(true),
+        );
+        await c3.sql(from, `UPDATE "Odd Schema"."Notes ""x""" SET "Body" = jsonb_build_object('n', $2::int) WHERE tenant_id = $1 AND at = (SELECT min(at) FROM "Odd Schema"."Notes ""x""" WHERE tenant_id = $1)`, [tenant, n]).catch(() => undefined);
+      }
+    })();
+    const { move } = await moveTenant(c3.map, tenant, `shard-${to}`);
+    writing = false;
+    await writes;
+    expect(move).toMatchObject({ state: 'done', mode: 'online' });
+    expect(n).toBeGreaterThan(0);
+    const rows = async (i: number) => ({
+      docs: (await c3.sql<{ r: string }>(i, 'SELECT x::text AS r FROM docs x WHERE tenant_id = $1 ORDER BY id', [tenant])).map((r) => r.r),
+      notes: (await c3.sql<{ r: string }>(i, `SELECT x::text AS r FROM "Odd Schema"."Notes ""x""" x WHERE tenant_id = $1 ORDER BY at`, [tenant])).map((r) => r.r),
+    });
+    const moved = await rows(to);
+    expect(moved.docs).toHaveLength(200);
+    expect(acknowledged.size).toBeGreaterThan(0);
+    const bodies = new Map((await c3.sql<{ id: number; body: string }>(to, 'SELECT id, body FROM docs WHERE tenant_id = $1', [tenant])).map((r) => [r.id, r.body]));
+    for (let id = 1; id <= 200; id++) expect(bodies.get(id), `doc ${id}`).toBe(acknowledged.get(id) ?? `b${id}`);
+    expect(moved.notes).toHaveLength(50);
+    expect(await rows(from)).toEqual({ docs: [], notes: [] });
+    expect(await c3.sql(from, 'SELECT count(*)::int AS n FROM docs WHERE tenant_id = $1', [other])).toEqual([{ n: 20 }]);
+    expect(await replicationObjects(c3, 0)).toEqual([]);
+    expect(await replicationObjects(c3, 1)).toEqual([]);
+    expect((await verifyCluster(c3.map)).findings).toEqual([]);
   });
 });
