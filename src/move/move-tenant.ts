@@ -190,6 +190,12 @@ async function steps(map: ShardMap, pools: ShardPools, id: number, options: Move
         emit({ phase: 'switched', message: `source rows kept on ${m.source}: remove them with \`shardctl moves cleanup ${id}\`` });
         return loadMove(pools, map, id);
       }
+      const switchedAt = await pools.withShard(map.catalog, (c) => switchTime(c, id));
+      const wait = switchedAt + (options.cleanupGraceMs ?? 2500) - Date.now();
+      if (wait > 0) {
+        emit({ phase: 'cleanup', message: `waiting ${Math.ceil(wait / 100) / 10} s for routers to see the switch before deleting the source rows` });
+        await new Promise((r) => setTimeout(r, wait));
+      }
       await cleanupSource(pools, map, m, await tenantTables(), options, emit);
       await record(pools, map, id, 'cleaned', { message: `source rows of tenant ${m.tenant} deleted from ${m.source}` });
       state = 'cleaned';
@@ -290,4 +296,13 @@ export async function abortMove(map: ShardMap, id: number, options: MoveOptions 
   } finally {
     await pools.close();
   }
+}
+
+/** When the move switched (ms since the epoch, by the catalog's clock compared to ours: now minus the age). */
+async function switchTime(c: import('pg').PoolClient, id: number): Promise<number> {
+  const r = await c.query<{ age: number | null }>(
+    "SELECT extract(epoch FROM clock_timestamp() - max(at)) * 1000 AS age FROM shardctl.move_events WHERE move_id = $1 AND state = 'switched'",
+    [id],
+  );
+  return Date.now() - Number(r.rows[0]?.age ?? Number.POSITIVE_INFINITY);
 }

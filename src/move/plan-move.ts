@@ -60,6 +60,13 @@ export interface MoveOptions extends OnlineOptions {
   waitMs?: number;
   /** Rows per delete batch in cleanup. Default 50000. */
   batch?: number;
+  /**
+   * Time between the switch and the deletion of the source rows, ms, so that routers re-read the
+   * directory first: an UPDATE or DELETE a stale router sends to the old shard is rejected by the
+   * tombstone while the rows are there, but would match nothing once they are gone. Default 2500
+   * (routers check the directory every 2000 ms by default).
+   */
+  cleanupGraceMs?: number;
   /** Fleet plan this move belongs to. */
   planId?: number;
   /** Throttle the copy to this many bytes per second (`--max-rate`). Default: no limit. */
