@@ -206,7 +206,20 @@ async function steps(map: ShardMap, pools: ShardPools, id: number, options: Move
     return loadMove(pools, map, id);
   } catch (e) {
     const err = fromDriverError(e);
-    if (!SWITCHED_STATES.includes(state) && err.code !== 'VERIFY_FAILED') {
+    if (m.mode === 'online' && state === 'verified') {
+      // The switch failed: an online move never holds writes past its pause, so the fence goes, but
+      // only when the journal proves the switch did not commit (a lost reply to a COMMIT that went
+      // through must not open the old shard to writes).
+      const now = await pools.withShard(map.catalog, (c) => readMove(c, id)).catch(() => undefined);
+      if (now?.state === 'verified') {
+        const lifted = await pools.withShard(m.source, (c) => removeFence(c, m.tenant, id)).catch(() => false);
+        if (lifted) state = 'replicating';
+      } else if (now && SWITCHED_STATES.includes(now.state)) {
+        state = now.state;
+      }
+    }
+    // A fenced move's verification failure is journaled where it is found.
+    if (!SWITCHED_STATES.includes(state) && !(err.code === 'VERIFY_FAILED' && m.mode !== 'online')) {
       // Some failures invalidate the copy: the move then resumes from an earlier step.
       const restartFrom = (err.details as { restartFrom?: MoveState } | undefined)?.restartFrom ?? state;
       await pools

@@ -121,6 +121,28 @@ describe('online moves and TRUNCATE', () => {
   });
 });
 
+describe('online moves: a failed switch', () => {
+  it('lifts the fence when the directory cannot be written, and the resume switches', async () => {
+    // Fault injection on the catalog: the directory refuses the switch once.
+    await cluster.sql(0, `CREATE FUNCTION public.refuse_switch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'directory unavailable'; END $$`);
+    await cluster.sql(0, 'CREATE TRIGGER refuse_switch BEFORE INSERT OR UPDATE ON shardctl.placements FOR EACH ROW EXECUTE FUNCTION public.refuse_switch()');
+    const before = await fixedRows(0, 2);
+    const e = await refusal(moveTenant(cluster.map, 2, 'shard-1'));
+    expect(e.message).toMatch(/directory unavailable/);
+    const [m] = await movesOf(cluster.map, { tenant: '2' });
+    expect(m).toMatchObject({ state: 'failed', failedIn: 'replicating', mode: 'online' });
+    // not fenced: the tenant's writes are accepted where it lives
+    await cluster.sql(0, "UPDATE users SET name = 'after failed switch' WHERE tenant_id = 2 AND id = 1");
+    await cluster.sql(0, 'DROP TRIGGER refuse_switch ON shardctl.placements');
+    const { move } = await resumeMove(cluster.map, m!.id);
+    expect(move.state).toBe('done');
+    expect(await fixedRows(1, 2)).toEqual(before);
+    expect(await cluster.sql(1, 'SELECT name FROM users WHERE tenant_id = 2 AND id = 1')).toEqual([{ name: 'after failed switch' }]);
+    expect(await replicationObjects(cluster, 0)).toEqual([]);
+    expect(await replicationObjects(cluster, 1)).toEqual([]);
+  });
+});
+
 describe('online moves refused', () => {
   let c2: TestCluster;
   beforeAll(async () => {
