@@ -85,6 +85,12 @@ describe('online tenant moves', () => {
       expect(m).toMatchObject({ state: 'failed', failedIn: 'replicating', mode: 'online' });
       // replication keeps running while the move waits for its resume
       expect((await replicationObjects(cluster, 1)).some((o) => o.startsWith('slot '))).toBe(true);
+      // the operator sees the slot, the WAL it keeps and its move
+      const listed = await runCli(['-c', cluster.mapFile, 'moves']);
+      expect(listed.code).toBe(0);
+      expect(listed.stdout).toMatch(new RegExp(`replication slot shard-1: shardctl_move_${m!.id}_[0-9a-f]{8} retains [0-9.]+ [kMG]?B of WAL \\(streaming\\) \\(move ${m!.id}, failed\\)`));
+      const checked = await runCli(['-c', cluster.mapFile, 'shards', '--check']);
+      expect(checked.stdout).toMatch(new RegExp(`replication slot shard-1: shardctl_move_${m!.id}_[0-9a-f]{8} retains`));
       const { move } = await resumeMove(cluster.map, m!.id);
       expect(move.state).toBe('done');
       await sleep(200);
@@ -170,6 +176,10 @@ describe('online moves refused', () => {
     expect(cli.stderr).toMatch(/--allow-offline/);
     expect(cli.stderr).not.toMatch(/\n\s+at /);
     expect(await replicationObjects(c2, 1)).toEqual([]);
+    const dry = await runCli(['-c', c2.mapFile, 'rebalance', '--tenant', '1', '--to', 'shard-0', '--dry-run', '--allow-offline']);
+    expect(dry.code, dry.stderr).toBe(0);
+    expect(dry.stdout).toMatch(/fenced: the tenant's writes are rejected until the switch/);
+    expect(dry.stdout).toMatch(/not online because: shard-1: the replica identity of public\.notes does not contain tenant_id/);
     const off = await runCli(['-c', c2.mapFile, 'rebalance', '--tenant', '1', '--to', 'shard-0', '--yes', '--allow-offline', '--json']);
     expect(off.code, off.stderr).toBe(0);
     expect(JSON.parse(off.stdout).move).toMatchObject({ state: 'done', mode: 'fenced' });
