@@ -6,7 +6,7 @@ import type { ShardPools } from '../db/shard-pools.js';
 import { fromDriverError, ShardctlError } from '../errors.js';
 import { compareKeys, installChangeTracking, lockedTx, readChangedKeys, removeChangeTracking } from './change-tracking.js';
 import { copyTenant, crashPoint, tenantChecksums, type CopyProgress, type CopyStats } from './copy-tenant.js';
-import { fenceTenant, installFenceTriggers, removeFence } from './fence.js';
+import { fenceTenant, installFenceTriggers, removeFence, waitForOlderWriters } from './fence.js';
 import type { MoveRecord, MoveState } from './move-journal.js';
 import {
   createSlotWithSnapshot,
@@ -247,6 +247,10 @@ async function cutover(ctx: OnlineContext): Promise<void> {
       verifiedUpTo = changed.upTo;
       ctx.emit({ phase: 'replicating', message: `caught up; pausing writes (attempt ${attempt} of ${attempts}, budget ${maxPause} ms)`, lagBytes: slot.lagBytes, lagSeconds });
 
+      // Sessions already running with an older snapshot would hold the pause open: let them end first,
+      // writes flowing, so that the pause only waits for what starts in the next milliseconds.
+      const now = (await src.query<{ x: string }>('SELECT pg_current_xact_id()::text AS x')).rows[0]!.x;
+      await waitForOlderWriters(src, now, ctx.options.waitMs ?? 30_000, m.source);
       await ctx.record('fenced', { message: `write pause, attempt ${attempt}` });
       const t0 = performance.now();
       const deadline = Date.now() + maxPause;

@@ -149,6 +149,31 @@ describe('online moves: a failed switch', () => {
   });
 });
 
+describe('online moves and old snapshots', () => {
+  it('waits for a REPEATABLE READ transaction older than the pause (it would not see the fence), names it, and resumes once it ends', async () => {
+    const { default: pg } = await import('pg');
+    const holder = new pg.Client({ connectionString: cluster.urls[0] });
+    await holder.connect();
+    try {
+      await holder.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
+      await holder.query('SELECT count(*) FROM users');
+      const pid = (await holder.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
+      const e = await refusal(moveTenant(cluster.map, 4, 'shard-1', { waitMs: 800 }));
+      expect(e.code).toBe('OLD_TRANSACTIONS');
+      expect(e.message).toMatch(new RegExp(`older than the fence are still open on shard-0 after 800 ms \\(backend pids ${pid}\\)`));
+      // no pause was held: the tenant writes on
+      await cluster.sql(0, "UPDATE users SET name = 'still writable' WHERE tenant_id = 4 AND id = 1");
+    } finally {
+      await holder.query('ROLLBACK').catch(() => undefined);
+      await holder.end();
+    }
+    const [m] = await movesOf(cluster.map, { tenant: '4' });
+    expect(m).toMatchObject({ state: 'failed', failedIn: 'replicating' });
+    expect((await resumeMove(cluster.map, m!.id)).move.state).toBe('done');
+    expect(await cluster.sql(1, 'SELECT name FROM users WHERE tenant_id = 4 AND id = 1')).toEqual([{ name: 'still writable' }]);
+  });
+});
+
 describe('online moves refused', () => {
   let c2: TestCluster;
   beforeAll(async () => {
