@@ -5,7 +5,7 @@ import { ShardPools } from '../db/shard-pools.js';
 import { ExitCode, fromDriverError, ShardctlError } from '../errors.js';
 import { crashPoint } from '../move/copy-tenant.js';
 import { listMoves } from '../move/move-journal.js';
-import { moveTenant, resumeMove, type MoveEvent } from '../move/move-tenant.js';
+import { cleanupMove, moveTenant, resumeMove, type MoveEvent } from '../move/move-tenant.js';
 import { compileRule } from '../placement/placement.js';
 import { parseTenant } from '../placement/tenant-key.js';
 import { createRouter } from '../router/create-router.js';
@@ -212,16 +212,31 @@ async function runPlan(map: ShardMap, planId: number, plan: FleetPlan, options: 
         ...(move ? { move } : {}),
       });
     };
+    // Each move switches and keeps its source rows; their cleanup (which first waits the routers'
+    // grace period after the switch) runs beside the next moves instead of holding them up.
+    const cleanups = new Set<Promise<void>>();
+    const cleanLater = (i: number, id: number) => {
+      const p: Promise<void> = cleanupMove(map, id, { ...(options.timeoutMs ? { timeoutMs: options.timeoutMs } : {}) })
+        .then(() => undefined, (e: unknown) => {
+          results[i] = { ...results[i]!, status: 'failed', error: fromDriverError(e).message };
+          if (!options.continueOnError) stop = true;
+        })
+        .finally(() => cleanups.delete(p));
+      cleanups.add(p);
+    };
     const runOne = async (i: number) => {
       const m = plan.moves[i]!;
       const previous = ofPlan.find((j) => j.tenant === m.tenant);
+      const common = { ...options.move, onProgress: report, ...(options.timeoutMs ? { timeoutMs: options.timeoutMs } : {}) };
       try {
         let move;
         if (previous?.state === 'done') move = previous;
-        else if (previous && previous.state !== 'aborted') move = (await resumeMove(map, previous.id, { ...options.move, onProgress: report, ...(options.timeoutMs ? { timeoutMs: options.timeoutMs } : {}) })).move;
-        else move = (await moveTenant(map, m.tenant, m.to, { ...options.move, planId, onProgress: report, ...(options.maxBytesPerSecond ? { maxBytesPerSecond: options.maxBytesPerSecond } : {}), ...(options.timeoutMs ? { timeoutMs: options.timeoutMs } : {}) })).move;
+        else if (previous && (previous.state === 'switched' || previous.state === 'cleaned')) move = previous;
+        else if (previous && previous.state !== 'aborted') move = (await resumeMove(map, previous.id, common)).move;
+        else move = (await moveTenant(map, m.tenant, m.to, { ...common, planId, keepSource: true, ...(options.maxBytesPerSecond ? { maxBytesPerSecond: options.maxBytesPerSecond } : {}) })).move;
         results[i] = { ...m, status: 'done', moveId: move.id };
         bytesMoved += m.bytes;
+        if (move.state !== 'done') cleanLater(i, move.id);
         crashPoint(`plan-after-move:${results.filter((r) => r.status === 'done').length}`);
       } catch (e) {
         results[i] = { ...m, status: 'failed', error: fromDriverError(e).message };
@@ -255,6 +270,7 @@ async function runPlan(map: ShardMap, planId: number, plan: FleetPlan, options: 
       if (running.size > 0) await Promise.race(running);
       else if (!started) break;
     }
+    await Promise.all([...cleanups]);
     const state = results.some((r) => r.status === 'failed') || results.some((r) => r.status === 'skipped') ? 'failed' : 'done';
     await pools.withShard(map.catalog, (c) => c.query('UPDATE shardctl.rebalance_plans SET state = $2, updated_at = now() WHERE id = $1', [planId, state]));
     return { planId, state, moves: results, bytesMoved, seconds: (performance.now() - start) / 1000 };
