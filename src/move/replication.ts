@@ -100,15 +100,16 @@ export async function replicaIdentityProblems(client: PoolClient, tables: Tenant
 
 /**
  * Creates the publication of one tenant's rows (inserts, updates, deletes; TRUNCATE is not filtered
- * by tenant, so it is not published and the change log records it instead). Replaces one left by an
- * earlier attempt.
+ * by tenant, so it is not published and the change log records it instead). Partitioned tables
+ * publish through their root, whose row filter then applies (PostgreSQL refuses a filter on a
+ * partitioned table otherwise). Replaces one left by an earlier attempt.
  */
 export async function createTenantPublication(client: PoolClient, name: string, moveId: number, tables: TenantTable[], key: { column: string; type: string }, tenant: string): Promise<void> {
   const filter = `(${quoteIdent(key.column)} = ${tenantLiteral(tenant, key.type)})`;
   await dropPublication(client, name);
   await client.query(
     `CREATE PUBLICATION ${quoteIdent(name)} FOR TABLE ${tables.map((t) => `${quoteTable(t.table)} WHERE ${filter}`).join(', ')}, shardctl.move_marks WHERE (move_id = ${Number(moveId)})
-       WITH (publish = 'insert, update, delete')`,
+       WITH (publish = 'insert, update, delete', publish_via_partition_root = true)`,
   );
 }
 

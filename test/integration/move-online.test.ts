@@ -185,6 +185,12 @@ describe('online moves refused', () => {
     await c2.sql(1, "INSERT INTO notes SELECT g, 1, 'n' || g FROM generate_series(1, 20) g");
     await c2.sql(1, 'INSERT INTO tags SELECT 1, g FROM generate_series(1, 5) g');
     await c2.sql(1, "INSERT INTO notes SELECT g, 3, 'n' || g FROM generate_series(21, 30) g");
+    for (const i of [0, 1]) {
+      await c2.sql(i, 'CREATE TABLE events (tenant_id bigint NOT NULL, id bigint NOT NULL, body text, PRIMARY KEY (tenant_id, id)) PARTITION BY HASH (tenant_id)');
+      await c2.sql(i, 'CREATE TABLE events_0 PARTITION OF events FOR VALUES WITH (MODULUS 2, REMAINDER 0)');
+      await c2.sql(i, 'CREATE TABLE events_1 PARTITION OF events FOR VALUES WITH (MODULUS 2, REMAINDER 1)');
+    }
+    await c2.sql(1, "INSERT INTO events SELECT t, g, 'e' FROM generate_series(1, 30) g, unnest(ARRAY[1, 3, 5]) t");
   });
   afterAll(() => c2.drop());
 
@@ -236,8 +242,26 @@ describe('online moves refused', () => {
 
   it('moves online once the replica identity covers the key (REPLICA IDENTITY FULL)', async () => {
     for (const i of [0, 1]) await c2.sql(i, 'ALTER TABLE notes REPLICA IDENTITY FULL');
+    // Other tenants of a partitioned table write during the move: none of it may reach the target.
+    let writing = true;
+    let n = 100;
+    const others = (async () => {
+      while (writing) {
+        n++;
+        await c2.sql(1, "INSERT INTO events VALUES (5, $1, 'other'), (3, $1, 'moving')", [n]).catch(() => undefined);
+        await c2.sql(1, "UPDATE events SET body = 'changed' WHERE tenant_id = 5 AND id = $1", [n % 30 + 1]);
+      }
+    })();
     const { move } = await moveTenant(c2.map, 3, 'shard-0');
+    writing = false;
+    await others;
     expect(move).toMatchObject({ state: 'done', mode: 'online' });
+    expect(await c2.sql(0, 'SELECT count(*)::int AS n FROM events WHERE tenant_id = 5')).toEqual([{ n: 0 }]);
+    expect(await c2.sql(1, 'SELECT count(*)::int AS n FROM events WHERE tenant_id = 3')).toEqual([{ n: 0 }]);
+    const moving = await c2.sql<{ n: number }>(0, 'SELECT count(*)::int AS n FROM events WHERE tenant_id = 3');
+    expect(moving[0]!.n).toBeGreaterThanOrEqual(30);
+    // the bystander lost nothing: cleanups in a partitioned table delete only the moved tenant's rows
+    expect(await c2.sql(1, 'SELECT count(*)::int AS n FROM events WHERE tenant_id = 5 AND id <= 30')).toEqual([{ n: 30 }]);
     expect(await c2.sql(0, 'SELECT count(*)::int AS n FROM notes WHERE tenant_id = 3')).toEqual([{ n: 10 }]);
     expect(await c2.sql(1, 'SELECT count(*)::int AS n FROM notes WHERE tenant_id = 3')).toEqual([{ n: 0 }]);
   });
