@@ -76,32 +76,34 @@ export async function removeChangeTracking(client: PoolClient, moveId: number, w
   if (hasLog) await client.query('DELETE FROM shardctl.move_changes WHERE move_id = $1', [moveId]);
 }
 
-/** Keys the change log holds for a move, per table, after a log position; `truncated` names tables truncated. */
+/** What the change log holds for a move: per table, each changed key with its latest log id. */
 export interface ChangedKeys {
-  /** Largest log id read (pass it as `after` next time). */
-  upTo: number;
-  keys: Map<string, Set<string>>;
+  keys: Map<string, Map<string, number>>;
+  /** Tables truncated during the move. */
   truncated: string[];
 }
 
-/** Reads the distinct changed keys of a move with log id in (after, upTo]. */
-export async function readChangedKeys(client: PoolClient, moveId: number, after: number): Promise<ChangedKeys> {
-  const top = await client.query<{ m: string | null }>('SELECT max(id)::text AS m FROM shardctl.move_changes WHERE move_id = $1', [moveId]);
-  const upTo = Math.max(after, Number(top.rows[0]?.m ?? after));
-  const r = await client.query<{ tbl: string; pk: string | null }>(
-    'SELECT DISTINCT tbl, pk::text AS pk FROM shardctl.move_changes WHERE move_id = $1 AND id > $2 AND id <= $3',
-    [moveId, after, upTo],
+/**
+ * Reads the whole change log of a move, one entry per key with its latest log id. Whole, not from a
+ * position: log ids are taken when a row is written but become visible at commit, so a reader that
+ * resumed after the largest id it saw would miss a transaction that took a smaller id and committed
+ * later.
+ */
+export async function readChangedKeys(client: PoolClient, moveId: number): Promise<ChangedKeys> {
+  const r = await client.query<{ tbl: string; pk: string | null; last: string }>(
+    'SELECT tbl, pk::text AS pk, max(id)::text AS last FROM shardctl.move_changes WHERE move_id = $1 GROUP BY tbl, pk',
+    [moveId],
   );
-  const keys = new Map<string, Set<string>>();
+  const keys = new Map<string, Map<string, number>>();
   const truncated = new Set<string>();
   for (const x of r.rows) {
     if (x.pk === null) truncated.add(x.tbl);
     else {
-      if (!keys.has(x.tbl)) keys.set(x.tbl, new Set());
-      keys.get(x.tbl)!.add(x.pk);
+      if (!keys.has(x.tbl)) keys.set(x.tbl, new Map());
+      keys.get(x.tbl)!.set(x.pk, Number(x.last));
     }
   }
-  return { upTo, keys, truncated: [...truncated] };
+  return { keys, truncated: [...truncated] };
 }
 
 /**
@@ -136,7 +138,7 @@ export async function hashRowsByKey(client: PoolClient, t: TenantTable, keys: st
  * Compares the rows of the given keys on source and target; returns the keys that differ per table
  * (a row on one side only, or different contents).
  */
-export async function compareKeys(source: PoolClient, target: PoolClient, tables: TenantTable[], keys: Map<string, Set<string>>): Promise<Map<string, string[]>> {
+export async function compareKeys(source: PoolClient, target: PoolClient, tables: TenantTable[], keys: Map<string, Iterable<string>>): Promise<Map<string, string[]>> {
   const bad = new Map<string, string[]>();
   for (const t of tables) {
     const ks = [...(keys.get(t.table) ?? [])];

@@ -222,20 +222,24 @@ async function cutover(ctx: OnlineContext): Promise<void> {
   const tables = await ctx.tables();
   const src = await pools.pool(m.source).connect();
   const dst = await pools.pool(m.target).connect();
-  // Keys verified so far: log ids up to `verifiedUpTo` matched, except those in `recheck`.
-  let verifiedUpTo = 0;
-  const recheck = new Map<string, Set<string>>();
-  const merge = (into: Map<string, Set<string>>, from: Map<string, Set<string> | string[]>) => {
-    for (const [t, ks] of from) {
-      if (!into.has(t)) into.set(t, new Set());
-      for (const k2 of ks) into.get(t)!.add(k2);
+  // Keys found equal on both sides, with the log id they had then: a later change gives a new id.
+  const verified = new Map<string, number>();
+  const unverified = (log: Map<string, Map<string, number>>) =>
+    new Map([...log].map(([t, ks]) => [t, [...ks].filter(([k, id]) => verified.get(`${t}\u0000${k}`) !== id).map(([k]) => k)] as const));
+  const check = async (log: Map<string, Map<string, number>>) => {
+    const todo = unverified(log);
+    const bad = await compareKeys(src, dst, tables, todo);
+    for (const [t, ks] of todo) {
+      const wrong = new Set(bad.get(t) ?? []);
+      for (const k of ks) if (!wrong.has(k)) verified.set(`${t}\u0000${k}`, log.get(t)!.get(k)!);
     }
+    return bad;
   };
   const pauses: { attempt: number; ms: number; outcome: string }[] = [];
   try {
     for (let attempt = 1; attempt <= attempts; attempt++) {
       // Catch up and check the rows changed so far, writes flowing.
-      const changed = await readChangedKeys(src, m.id, verifiedUpTo);
+      const changed = await readChangedKeys(src, m.id);
       if (changed.truncated.length > 0) throw fail(`${changed.truncated.join(', ')} was truncated on ${m.source} during the move: the copy no longer stands`, 'TRUNCATED', 'resume copies again', 'syncing');
       const slot = await readSlot(src, m.plan.replication!);
       const markedAt = performance.now();
@@ -243,8 +247,8 @@ async function cutover(ctx: OnlineContext): Promise<void> {
       await waitConfirmed(ctx, src, dst, mark, Number.POSITIVE_INFINITY, 5);
       // The lag as a write sees it: how long a mark took to be applied on the target.
       const lagSeconds = (performance.now() - markedAt) / 1000;
-      merge(recheck, await compareKeys(src, dst, tables, changed.keys));
-      verifiedUpTo = changed.upTo;
+      // Rows still in flight differ now and are compared again in the pause.
+      await check(changed.keys);
       ctx.emit({ phase: 'replicating', message: `caught up; pausing writes (attempt ${attempt} of ${attempts}, budget ${maxPause} ms)`, lagBytes: slot.lagBytes, lagSeconds });
 
       // Sessions already running with an older snapshot would hold the pause open: let them end first,
@@ -263,10 +267,9 @@ async function cutover(ctx: OnlineContext): Promise<void> {
         crashPoint('online:in-pause');
         const drainMark = await writeMark(src, m.id);
         if (!(await waitConfirmed(ctx, src, dst, drainMark, deadline, 2))) throw new PauseExceeded('the drain did not finish');
-        const last = await readChangedKeys(src, m.id, verifiedUpTo);
+        const last = await readChangedKeys(src, m.id);
         if (last.truncated.length > 0) throw fail(`${last.truncated.join(', ')} was truncated on ${m.source} during the move`, 'TRUNCATED', 'resume copies again', 'syncing');
-        merge(recheck, last.keys);
-        const bad = await compareKeys(src, dst, tables, recheck);
+        const bad = await check(last.keys);
         if (bad.size > 0) {
           const detail = [...bad].map(([t, ks]) => `${t}: ${ks.length} row(s), e.g. key ${ks[0]}`).join('; ');
           throw fail(`after the drain, rows of tenant ${m.tenant} differ between ${m.source} and ${m.target}: ${detail}`, 'VERIFY_FAILED', 'not switched; resume copies again, abort undoes the move', 'syncing');
@@ -276,7 +279,7 @@ async function cutover(ctx: OnlineContext): Promise<void> {
         if (left() < 0) throw new PauseExceeded('the checks did not finish');
         const ms = Math.round(performance.now() - t0);
         pauses.push({ attempt, ms, outcome: 'switched' });
-        await ctx.record('verified', { stats: { online: { pauses, keysChecked: verifiedUpTo + [...recheck.values()].reduce((a, s) => a + s.size, 0) } }, message: `drained and verified in ${ms} ms; switching` });
+        await ctx.record('verified', { stats: { online: { pauses, keysChecked: verified.size } }, message: `drained and verified in ${ms} ms; switching` });
         return;
       } catch (e) {
         const ms = Math.round(performance.now() - t0);
