@@ -194,6 +194,28 @@ describe('online moves and old snapshots', () => {
   });
 });
 
+describe('online moves and a dropped replication connection', () => {
+  it('catches up after the walsender is killed while the move is away, and keeps writes made meanwhile', async () => {
+    const crashed = await runCli(['-c', cluster.mapFile, 'rebalance', '--tenant', '4', '--to', 'shard-0', '--yes'], { env: { SHARDCTL_TEST_CRASH_AT: 'after-state:replicating' } });
+    expect(crashed.code).not.toBe(0);
+    // Fault: the replication connection drops; writes of the tenant go on meanwhile.
+    const killed = await cluster.sql<{ ok: boolean }>(1, "SELECT pg_terminate_backend(active_pid) AS ok FROM pg_replication_slots WHERE slot_name LIKE 'shardctl_move_%' AND active_pid IS NOT NULL AND database = current_database()");
+    expect(killed.map((k) => k.ok)).toEqual([true]);
+    await cluster.sql(1, "INSERT INTO users (tenant_id, id, email, name) VALUES (4, 990001, 'during@outage', 'written while disconnected')");
+    await cluster.sql(1, "UPDATE users SET name = 'updated while disconnected' WHERE tenant_id = 4 AND id = 1");
+    const [m] = await movesOf(cluster.map, { tenant: '4' });
+    const { move } = await resumeMove(cluster.map, m!.id);
+    expect(move.state).toBe('done');
+    expect(await cluster.sql(0, 'SELECT id::int, name FROM users WHERE tenant_id = 4 AND id IN (1, 990001) ORDER BY id')).toEqual([
+      { id: 1, name: 'updated while disconnected' },
+      { id: 990001, name: 'written while disconnected' },
+    ]);
+    expect(await tenantRowCount(cluster, 1, 4)).toBe(0);
+    expect(await replicationObjects(cluster, 0)).toEqual([]);
+    expect(await replicationObjects(cluster, 1)).toEqual([]);
+  });
+});
+
 describe('online moves refused', () => {
   let c2: TestCluster;
   beforeAll(async () => {
