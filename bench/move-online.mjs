@@ -5,20 +5,9 @@
 // Reported per online move: total time, replication lag when the pause began, and the write pause
 // the writer saw (first rejected write to the first write accepted on the new shard).
 // Targets: pause under 1 s median and under 2 s maximum; total time at most 1.5x the fenced move.
-import { readdirSync, readFileSync } from 'node:fs';
-import path from 'node:path';
-import pg from 'pg';
 import { createRouter, isFenceError, moveTenant } from '../dist/index.js';
 import { startBenchCluster } from './_cluster.mjs';
-
-const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
-const TABLES = ['tenants', 'users', 'projects', 'invoices', 'invoice_lines'];
-
-async function client(url) {
-  const c = new pg.Client({ connectionString: url });
-  await c.connect();
-  return c;
-}
+import { applySchema, loadBigTenant, MIGRATIONS, TABLES } from './_tenant.mjs';
 
 const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -82,29 +71,12 @@ function startWriter(router, rate) {
 export default async function bench(args) {
   const target = Number(args[0] ?? 1_000_000);
   const moves = Number(args[1] ?? 5);
-  const cluster = await startBenchCluster({ shards: 2, migrations: path.join(root, 'migrations') });
+  const cluster = await startBenchCluster({ shards: 2, migrations: MIGRATIONS });
   try {
-    const files = readdirSync(path.join(root, 'migrations')).filter((f) => f.endsWith('.sql')).sort();
-    for (const url of cluster.urls) {
-      const c = await client(url);
-      for (const f of files) await c.query(readFileSync(path.join(root, 'migrations', f), 'utf8'));
-      await c.end();
-    }
+    await applySchema(cluster);
     // tenant 1 lives on shard-1 (1 mod 2)
-    const invoices = Math.round(target / 4);
-    const src = await client(cluster.urls[1]);
-    console.log(`loading tenant 1 with about ${target.toLocaleString('en-US')} rows...`);
-    await src.query("INSERT INTO tenants (tenant_id, name, plan_id) VALUES (1, 'Big Corp', 'enterprise')");
-    await src.query("INSERT INTO users (tenant_id, email) SELECT 1, 'u' || g || '@big' FROM generate_series(1, 1000) g");
-    await src.query("INSERT INTO projects (tenant_id, owner_id, name) SELECT 1, 1, 'p' || g FROM generate_series(1, 100) g");
-    await src.query(`INSERT INTO invoices (tenant_id, project_id, number, status, issued_at, total, metadata)
-                     SELECT 1, 1 + g % 100, 'N' || g, 'paid', now() - g * interval '1 minute', g * 1.25, jsonb_build_object('g', g) FROM generate_series(1, $1::int) g`, [invoices]);
-    await src.query(`INSERT INTO invoice_lines (tenant_id, invoice_id, line_no, description, quantity, unit_price)
-                     SELECT 1, i, l, 'item ' || l, l, 9.99 FROM generate_series(1, $1::int) i, generate_series(1, 3) l`, [invoices]);
-    await src.query('VACUUM ANALYZE');
-    const { rows } = await src.query(`SELECT sum(n)::int AS n FROM (${TABLES.map((t) => `SELECT count(*) AS n FROM ${t} WHERE tenant_id = 1`).join(' UNION ALL ')}) x`);
-    await src.end();
-    console.log(`tenant rows: ${rows[0].n.toLocaleString('en-US')} in ${TABLES.length} tables; writer at about 500 writes/s on the tenant`);
+    const total = await loadBigTenant(cluster.urls[1], target);
+    console.log(`tenant rows: ${total.toLocaleString('en-US')} in ${TABLES.length} tables; writer at about 500 writes/s on the tenant`);
 
     const router = await createRouter(cluster.map, { directoryTtlMs: 60_000 });
     const writer = startWriter(router, 500);

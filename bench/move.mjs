@@ -4,47 +4,20 @@
 // no fence), then shardctl's move of the same tenant: its copy phase and the whole move (fence, copy,
 // verify, switch, cleanup; online by default, `mode: 'fenced'` with the third argument `fenced`).
 // Targets: copy >= 0.8x the raw pipe's rows/s; whole move <= 2x the raw time.
-import { readdirSync, readFileSync } from 'node:fs';
-import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import pg from 'pg';
 import copyStreams from 'pg-copy-streams';
 import { moveTenant } from '../dist/index.js';
 import { startBenchCluster } from './_cluster.mjs';
-
-const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
-const TABLES = ['tenants', 'users', 'projects', 'invoices', 'invoice_lines'];
-
-async function client(url) {
-  const c = new pg.Client({ connectionString: url });
-  await c.connect();
-  return c;
-}
+import { applySchema, client, loadBigTenant, MIGRATIONS, TABLES } from './_tenant.mjs';
 
 export default async function bench(args) {
   const target = Number(args[0] ?? 1_000_000);
-  const cluster = await startBenchCluster({ shards: 3, migrations: path.join(root, 'migrations') });
+  const cluster = await startBenchCluster({ shards: 3, migrations: MIGRATIONS });
   try {
-    const files = readdirSync(path.join(root, 'migrations')).filter((f) => f.endsWith('.sql')).sort();
-    for (const url of cluster.urls) {
-      const c = await client(url);
-      for (const f of files) await c.query(readFileSync(path.join(root, 'migrations', f), 'utf8'));
-      await c.end();
-    }
-    // tenant 1 lives on shard-1 (1 mod 3); about 1/4 invoices, 3/4 invoice lines
-    const invoices = Math.round(target / 4);
+    await applySchema(cluster);
+    // tenant 1 lives on shard-1 (1 mod 3)
+    const total = await loadBigTenant(cluster.urls[1], target);
     const src = await client(cluster.urls[1]);
-    console.log(`loading tenant 1 with about ${target.toLocaleString('en-US')} rows...`);
-    await src.query("INSERT INTO tenants (tenant_id, name, plan_id) VALUES (1, 'Big Corp', 'enterprise')");
-    await src.query("INSERT INTO users (tenant_id, email) SELECT 1, 'u' || g || '@big' FROM generate_series(1, 1000) g");
-    await src.query("INSERT INTO projects (tenant_id, owner_id, name) SELECT 1, 1, 'p' || g FROM generate_series(1, 100) g");
-    await src.query(`INSERT INTO invoices (tenant_id, project_id, number, status, issued_at, total, metadata)
-                     SELECT 1, 1 + g % 100, 'N' || g, 'paid', now() - g * interval '1 minute', g * 1.25, jsonb_build_object('g', g) FROM generate_series(1, $1::int) g`, [invoices]);
-    await src.query(`INSERT INTO invoice_lines (tenant_id, invoice_id, line_no, description, quantity, unit_price)
-                     SELECT 1, i, l, 'item ' || l, l, 9.99 FROM generate_series(1, $1::int) i, generate_series(1, 3) l`, [invoices]);
-    await src.query('VACUUM ANALYZE');
-    const { rows } = await src.query(`SELECT sum(n)::int AS n FROM (${TABLES.map((t) => `SELECT count(*) AS n FROM ${t} WHERE tenant_id = 1`).join(' UNION ALL ')}) x`);
-    const total = rows[0].n;
 
     // Raw limit: shard-1 -> shard-0, one COPY pipe per table, parents first (shardctl then moves the
     // same tenant to shard-2, an equally fresh target).

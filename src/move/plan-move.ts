@@ -31,12 +31,6 @@ export interface MovePreview {
 export interface MoveEvent extends Omit<OnlineEvent, 'phase'> {
   moveId: number;
   phase: MoveState | 'cleanup' | 'waiting';
-  message?: string;
-  table?: string;
-  rows?: number;
-  bytes?: number;
-  totalRows?: number;
-  totalBytes?: number;
 }
 
 /** Options of {@link moveTenant}, {@link resumeMove} and {@link abortMove}. */

@@ -4,6 +4,7 @@ import { abortMove, createRouter, isFenceError, loadShardMap, moveTenant, movesO
 import { createTestCluster, type TestCluster } from '../harness/cluster.js';
 import { applyMoveSchema, loadMoveTenant, tenantRowCount, tenantRows } from '../harness/move-fixture.js';
 import { replicationObjects, writerMismatches } from '../harness/online.js';
+import { refusal } from '../harness/refusal.js';
 import { runCli } from '../harness/run-cli.js';
 import { startWriter } from '../harness/writer.js';
 
@@ -17,15 +18,6 @@ beforeAll(async () => {
 afterAll(() => cluster.drop());
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function refusal(p: Promise<unknown>): Promise<ShardctlError> {
-  try {
-    await p;
-  } catch (e) {
-    return e as ShardctlError;
-  }
-  throw new Error('expected a refusal');
-}
 
 /** Rows of a tenant in every table but `users` (the writer's table). */
 async function fixedRows(shard: number, tenant: number) {

@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRouter, moveTenant, movesOf, planMove, resumeMove, abortMove, verifyCluster, fencesOf, ShardctlError } from '../../src/index.js';
 import { createTestCluster, type TestCluster } from '../harness/cluster.js';
 import { applyMoveSchema, loadMoveTenant, tenantRowCount, tenantRows } from '../harness/move-fixture.js';
+import { refusal } from '../harness/refusal.js';
 import { runCli } from '../harness/run-cli.js';
 
 let cluster: TestCluster;
@@ -12,15 +13,6 @@ beforeAll(async () => {
   for (const t of [1, 2, 3, 4, 5, 6, 7]) await loadMoveTenant(cluster, t % 3, t, t === 4 ? 40 : 3);
 });
 afterAll(() => cluster.drop());
-
-async function refusal(p: Promise<unknown>): Promise<ShardctlError> {
-  try {
-    await p;
-  } catch (e) {
-    return e as ShardctlError;
-  }
-  throw new Error('expected a refusal');
-}
 
 describe('moving a tenant', () => {
   it('copies every row exactly, removes the source rows, switches the directory, and leaves other tenants alone', async () => {
