@@ -39,26 +39,15 @@ export async function onlineProblems(source: PoolClient, target: PoolClient, tab
       await c.query<{ wal_level: string; version: number; superuser: boolean; replication: boolean; subscribe: boolean; slots_free: number; workers: number }>(
         `SELECT current_setting('wal_level') AS wal_level, current_setting('server_version_num')::int AS version,
                 r.rolsuper AS superuser, r.rolreplication AS replication,
-                r.rolsuper OR coalesce(pg_has_role(current_user, 'pg_create_subscription', 'USAGE'), false) AS subscribe,
+                -- pg_create_subscription exists from PostgreSQL 16 on; CASE keeps pg_has_role from meeting its absence.
+                r.rolsuper OR CASE WHEN EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'pg_create_subscription')
+                                   THEN pg_has_role(current_user, 'pg_create_subscription', 'USAGE') ELSE false END AS subscribe,
                 current_setting('max_replication_slots')::int - (SELECT count(*)::int FROM pg_replication_slots) AS slots_free,
                 current_setting('max_logical_replication_workers')::int AS workers
            FROM pg_roles r WHERE r.rolname = current_user`,
       )
     ).rows[0]!;
-  // pg_has_role fails on servers older than 16, which have no pg_create_subscription role.
-  const safeFacts = async (c: PoolClient) => {
-    try {
-      return await facts(c);
-    } catch {
-      return { ...(await c.query<{ wal_level: string; version: number; superuser: boolean; replication: boolean; slots_free: number; workers: number }>(
-        `SELECT current_setting('wal_level') AS wal_level, current_setting('server_version_num')::int AS version, r.rolsuper AS superuser, r.rolreplication AS replication,
-                current_setting('max_replication_slots')::int - (SELECT count(*)::int FROM pg_replication_slots) AS slots_free,
-                current_setting('max_logical_replication_workers')::int AS workers
-           FROM pg_roles r WHERE r.rolname = current_user`,
-      )).rows[0]!, subscribe: false };
-    }
-  };
-  const [s, t] = await Promise.all([safeFacts(source), safeFacts(target)]);
+  const [s, t] = await Promise.all([facts(source), facts(target)]);
   if (s.version < 150000) problems.push(`${names.source} runs PostgreSQL ${Math.floor(s.version / 10000)}: online moves need 15 or newer (publication row filters)`);
   if (t.version < 150000) problems.push(`${names.target} runs PostgreSQL ${Math.floor(t.version / 10000)}: online moves need 15 or newer`);
   if (s.wal_level !== 'logical') problems.push(`${names.source} has wal_level = ${s.wal_level}: set wal_level = logical in its postgresql.conf and restart it`);
