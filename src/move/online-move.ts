@@ -182,6 +182,8 @@ async function waitConfirmed(ctx: OnlineContext, src: PoolClient, dst: PoolClien
   // The first report after 500 ms: a pause's short drain never spends time on it.
   let lastReport = Date.now();
   let inactiveSince: number | undefined;
+  let failingSince: number | undefined;
+  let errors: number | undefined;
   for (;;) {
     if ((await markApplied(dst, m.id)) >= mark) return true;
     const now = Date.now();
@@ -195,8 +197,20 @@ async function waitConfirmed(ctx: OnlineContext, src: PoolClient, dst: PoolClien
     {
       lastReport = now;
       const sub = await readSubscription(dst, name);
-      if (!sub.enabled) {
-        throw fail(`the subscription ${name} on ${m.target} stopped on an apply error (see ${m.target}'s server log)`, 'APPLY_FAILED', `find out why the target rejects the tenant's rows; resume copies again, abort undoes the move`, 'syncing');
+      if (!sub.exists || !sub.enabled) {
+        throw fail(`the subscription ${name} on ${m.target} is ${sub.exists ? 'disabled' : 'gone'}`, 'APPLY_FAILED', 'resume copies again, abort undoes the move', 'syncing');
+      }
+      // Errors of the subscription's worker (a dropped connection is retried by PostgreSQL): the move
+      // gives up only when they go on, without the mark arriving, for connectWaitMs.
+      if (errors !== undefined && sub.errors > errors) failingSince ??= now;
+      errors = sub.errors;
+      if (failingSince !== undefined && now - failingSince > (ctx.options.connectWaitMs ?? 30_000)) {
+        throw fail(
+          `the subscription ${name} on ${m.target} keeps failing (${sub.errors} errors; see ${m.target}'s server log)`,
+          'APPLY_FAILED',
+          `find out why the target rejects the tenant's rows; resume copies again, abort undoes the move`,
+          'syncing',
+        );
       }
       if (!slot.active) {
         inactiveSince ??= now;

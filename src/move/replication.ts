@@ -165,13 +165,14 @@ export async function createSlotWithSnapshot(shard: Shard, name: string, options
 
 /**
  * Creates the subscription on the target that applies the slot's changes (no initial copy: the move
- * copied in the slot's snapshot). Synchronous commit, so that the position it reports as flushed is
- * durable on the target; it disables itself on an apply error rather than retry forever.
+ * copied in the slot's snapshot). Synchronous commit, so that what it applied is durable on the
+ * target. Errors are retried by PostgreSQL (a dropped connection is one); the move gives up when they
+ * go on without progress.
  */
 export async function createTenantSubscription(client: PoolClient, name: string, sourceConninfo: string): Promise<void> {
   await client.query(
     `CREATE SUBSCRIPTION ${quoteIdent(name)} CONNECTION ${quoteLiteral(sourceConninfo)} PUBLICATION ${quoteIdent(name)}
-       WITH (create_slot = false, slot_name = ${quoteLiteral(name)}, copy_data = false, synchronous_commit = 'on', disable_on_error = true)`,
+       WITH (create_slot = false, slot_name = ${quoteLiteral(name)}, copy_data = false, synchronous_commit = 'on')`,
   );
 }
 
@@ -205,10 +206,14 @@ export async function readSlot(client: PoolClient, name: string): Promise<Replic
   return { sourceLsn: x.cur, confirmedLsn: x.confirmed, lagBytes: Math.max(0, Number(x.lag ?? 0)), lagSeconds: x.secs ?? 0, slot: x.exists, active: x.active ?? false };
 }
 
-/** Whether the move's subscription exists on the target and is enabled (it disables itself on an apply error). */
-export async function readSubscription(client: PoolClient, name: string): Promise<{ exists: boolean; enabled: boolean }> {
-  const r = await client.query<{ enabled: boolean }>('SELECT subenabled AS enabled FROM pg_subscription WHERE subname = $1 AND subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())', [name]);
-  return { exists: r.rows.length > 0, enabled: r.rows[0]?.enabled ?? false };
+/** Whether the move's subscription exists on the target and is enabled, and how many errors its worker met. */
+export async function readSubscription(client: PoolClient, name: string): Promise<{ exists: boolean; enabled: boolean; errors: number }> {
+  const r = await client.query<{ enabled: boolean; errors: string | null }>(
+    `SELECT s.subenabled AS enabled, (SELECT apply_error_count FROM pg_stat_subscription_stats t WHERE t.subid = s.oid)::text AS errors
+       FROM pg_subscription s WHERE s.subname = $1 AND s.subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())`,
+    [name],
+  );
+  return { exists: r.rows.length > 0, enabled: r.rows[0]?.enabled ?? false, errors: Number(r.rows[0]?.errors ?? 0) };
 }
 
 /**

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readFile, writeFile } from 'node:fs/promises';
 import { abortMove, createRouter, isFenceError, loadShardMap, moveTenant, movesOf, planMove, resumeMove, verifyCluster, ShardctlError, type MoveEvent } from '../../src/index.js';
-import { createTestCluster, type TestCluster } from '../harness/cluster.js';
+import { createTestCluster, serverAdminUrls, type TestCluster } from '../harness/cluster.js';
 import { applyMoveSchema, loadMoveTenant, tenantRowCount, tenantRows } from '../harness/move-fixture.js';
 import { replicationObjects, writerMismatches } from '../harness/online.js';
 import { refusal } from '../harness/refusal.js';
@@ -360,5 +360,29 @@ describe('online moves with a text shard key and awkward names', () => {
     expect(await replicationObjects(c3, 0)).toEqual([]);
     expect(await replicationObjects(c3, 1)).toEqual([]);
     expect((await verifyCluster(c3.map)).findings).toEqual([]);
+  });
+});
+
+describe('online moves between two databases of one server', () => {
+  let c4: TestCluster;
+  // One shard more than servers: the last shard shares the first one's server (shard i on server i mod n).
+  const n = serverAdminUrls().length + 1;
+  const last = n - 1;
+  beforeAll(async () => {
+    c4 = await createTestCluster({ shards: n });
+    for (let i = 0; i < n; i++) await c4.sql(i, 'CREATE TABLE items (tenant_id bigint NOT NULL, id int NOT NULL, v text, PRIMARY KEY (tenant_id, id))');
+    await c4.sql(0, "INSERT INTO items SELECT $1::int8, g, 'v' || g FROM generate_series(1, 100) g", [n]);
+    await c4.sql(0, "INSERT INTO items SELECT $1::int8, g, 'w' || g FROM generate_series(1, 10) g", [2 * n]);
+  });
+  afterAll(() => c4.drop());
+
+  it('moves a tenant to another database of the same server', async () => {
+    expect(new URL(c4.urls[0]!).port).toBe(new URL(c4.urls[last]!).port);
+    const { move } = await moveTenant(c4.map, n, `shard-${last}`);
+    expect(move).toMatchObject({ state: 'done', mode: 'online' });
+    expect(await c4.sql(last, 'SELECT count(*)::int AS n FROM items WHERE tenant_id = $1', [n])).toEqual([{ n: 100 }]);
+    expect(await c4.sql(0, 'SELECT tenant_id::int AS t, count(*)::int AS n FROM items GROUP BY 1')).toEqual([{ t: 2 * n, n: 10 }]);
+    expect(await replicationObjects(c4, 0)).toEqual([]);
+    expect(await replicationObjects(c4, last)).toEqual([]);
   });
 });
