@@ -241,9 +241,9 @@ export async function dropMoveReplication(source: PoolClient | undefined, target
           await source.query('SELECT pg_drop_replication_slot($1)', [name]);
           break;
         } catch (e) {
-          // 55006: a walsender attached between the read and the drop; try again.
-          if ((e as { code?: string }).code !== '55006' && (e as { code?: string }).code !== '42704') throw e;
-          if ((e as { code?: string }).code === '42704') break;
+          const code = (e as { code?: string }).code;
+          if (code === '42704') break; // dropped meanwhile
+          if (code !== '55006') throw e; // 55006: a walsender attached between the read and the drop
         }
       } else if (Date.now() > deadline) {
         // The subscription is gone; a walsender still attached serves nobody.
