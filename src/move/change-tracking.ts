@@ -67,7 +67,9 @@ async function dropTriggers(client: PoolClient, moveId: number, table: string): 
 export async function removeChangeTracking(client: PoolClient, moveId: number, waitMs = 30_000): Promise<void> {
   const tables = await client.query<{ t: string }>(
     `SELECT DISTINCT n.nspname || '.' || c.relname AS t FROM pg_trigger g JOIN pg_class c ON c.oid = g.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-      WHERE g.tgname LIKE $1`,
+      -- Not the clones a partitioned table's trigger has on its partitions: they go with it, and
+      -- dropping through a partition would lock partition before parent (a writer locks the other way).
+      WHERE g.tgname LIKE $1 AND g.tgparentid = 0`,
     [`shardctl\\_track\\_${moveId}\\_%`],
   );
   const hasLog = (await client.query<{ t: string | null }>("SELECT to_regclass('shardctl.move_changes')::text AS t")).rows[0]?.t;
