@@ -218,3 +218,23 @@ export async function lockHolder(client: PoolClient, key: number): Promise<LockH
   if (!row) return undefined;
   return { pid: row.pid, applicationName: row.application_name, since: row.since ? new Date(row.since).toISOString() : null, clientAddr: row.client_addr };
 }
+
+/**
+ * Runs `fn` in a transaction on `client` whose lock waits end after `waitMs` (`lock_timeout`): DDL on
+ * a live table waits for its running writers, bounded, never queued forever. Commit on success,
+ * rollback on any error.
+ *
+ * @example
+ * await lockedTx(client, 30_000, () => client.query('CREATE TRIGGER ...').then(() => undefined));
+ */
+export async function lockedTx(client: PoolClient, waitMs: number, fn: () => Promise<void>): Promise<void> {
+  await client.query('BEGIN');
+  try {
+    await client.query(`SET LOCAL lock_timeout = ${Math.max(1, Math.floor(waitMs))}`);
+    await fn();
+    await client.query('COMMIT');
+  } catch (e) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw e;
+  }
+}

@@ -1,4 +1,6 @@
 import type { PoolClient } from 'pg';
+import { lockedTx } from '../db/shard-pools.js';
+import { STABLE_TEXT_SETTINGS } from './copy-tenant.js';
 import { quoteIdent, quoteLiteral, quoteTable } from '../verify/misplaced-sql.js';
 import { tenantLiteral } from './replication.js';
 import type { TenantTable } from './tenant-tables.js';
@@ -38,19 +40,6 @@ export async function installChangeTracking(client: PoolClient, moveId: number, 
     });
   }
   await client.query('DELETE FROM shardctl.move_changes WHERE move_id = $1', [moveId]);
-}
-
-/** Runs `fn` in a transaction whose lock waits end after `waitMs`. */
-export async function lockedTx(client: PoolClient, waitMs: number, fn: () => Promise<void>): Promise<void> {
-  await client.query('BEGIN');
-  try {
-    await client.query(`SET LOCAL lock_timeout = ${Math.max(1, Math.floor(waitMs))}`);
-    await fn();
-    await client.query('COMMIT');
-  } catch (e) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw e;
-  }
 }
 
 async function dropTriggers(client: PoolClient, moveId: number, table: string): Promise<void> {
@@ -119,7 +108,7 @@ export async function hashRowsByKey(client: PoolClient, t: TenantTable, keys: st
   const join = t.primaryKey.map((c) => `x.${quoteIdent(c)} = r.${quoteIdent(c)}`).join(' AND ');
   await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
   try {
-    await client.query("SET LOCAL TimeZone = 'UTC'; SET LOCAL DateStyle = 'ISO, YMD'; SET LOCAL IntervalStyle = 'postgres'; SET LOCAL extra_float_digits = 3; SET LOCAL bytea_output = 'hex'");
+    await client.query(STABLE_TEXT_SETTINGS);
     const r = await client.query<{ k: string; h: string | null }>(
       `SELECT k.pk AS k, y.h
          FROM unnest($1::text[]) AS k(pk)

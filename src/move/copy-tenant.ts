@@ -179,6 +179,13 @@ export async function advanceSequences(client: PoolClient, tables: TenantTable[]
   }
 }
 
+/**
+ * Session settings that make the text form of values the same on every server (checksums compare
+ * rows as text), for the current transaction.
+ */
+export const STABLE_TEXT_SETTINGS =
+  "SET LOCAL TimeZone = 'UTC'; SET LOCAL DateStyle = 'ISO, YMD'; SET LOCAL IntervalStyle = 'postgres'; SET LOCAL extra_float_digits = 3; SET LOCAL bytea_output = 'hex'";
+
 /** Row count and an order-independent checksum of one tenant's rows in a table, computed in SQL. */
 export async function tenantChecksums(client: PoolClient, tables: TenantTable[], tenant: string, key: { column: string; type: string }, options: { snapshot?: string } = {}): Promise<Record<string, { rows: string; sum: string }>> {
   const out: Record<string, { rows: string; sum: string }> = {};
@@ -186,7 +193,7 @@ export async function tenantChecksums(client: PoolClient, tables: TenantTable[],
   try {
     if (options.snapshot) await client.query(`SET TRANSACTION SNAPSHOT ${quoteLiteral(options.snapshot)}`);
     // The text form of values depends on session settings: fix them so both sides print alike.
-    await client.query("SET LOCAL TimeZone = 'UTC'; SET LOCAL DateStyle = 'ISO, YMD'; SET LOCAL IntervalStyle = 'postgres'; SET LOCAL extra_float_digits = 3; SET LOCAL bytea_output = 'hex'");
+    await client.query(STABLE_TEXT_SETTINGS);
     await bindTenant(client, tenant);
     for (const t of tables) {
       const cols = t.allColumns.map((c) => quoteIdent(c.name)).join(', ');

@@ -1,5 +1,6 @@
 import type { PoolClient } from 'pg';
 import { ensureCatalogSchema } from '../catalog/catalog-schema.js';
+import { lockedTx } from '../db/shard-pools.js';
 import { ShardctlError } from '../errors.js';
 import { quoteIdent, quoteLiteral, quoteTable } from '../verify/misplaced-sql.js';
 
@@ -56,8 +57,12 @@ export async function listFences(client: PoolClient, shard: string): Promise<Fen
 
 /** `WHERE` clause selecting one tenant's rows through a transaction setting (COPY takes no parameters). */
 export function tenantFilter(keyColumn: string, keyType: string): string {
-  const cast = keyType === 'bigint' ? 'int8' : keyType;
-  return `${quoteIdent(keyColumn)} = current_setting('shardctl.move_tenant')::${cast}`;
+  return `${quoteIdent(keyColumn)} = current_setting('shardctl.move_tenant')::${keyCast(keyType)}`;
+}
+
+/** The SQL type a shard-key type casts to (`bigint` as `int8`). */
+export function keyCast(keyType: string): string {
+  return keyType === 'bigint' ? 'int8' : keyType;
 }
 
 /** Binds the tenant for {@link tenantFilter} in the current transaction, as a parameter. */
@@ -66,33 +71,25 @@ export async function bindTenant(client: PoolClient, tenant: string): Promise<vo
 }
 
 /**
- * Fences a tenant on its source shard and waits until no transaction can still write its rows
- * unseen by the fence: transactions holding an xid older than the fence, and sessions whose snapshot
- * predates it (a REPEATABLE READ or SERIALIZABLE transaction would not see the fence row). Installs the
- * fence triggers where missing. Fails with `OLD_TRANSACTIONS` after `waitMs` (the fence stays: the
- * caller lifts it or reports it).
+ * Installs the fence triggers on tenant tables that lack them, one table per transaction (holding one
+ * table while waiting for another could deadlock with a writer whose foreign-key check locks both),
+ * each bounded by `waitMs`. Creates the catalog schema first where missing.
+ */
+export async function ensureFenceTriggers(client: PoolClient, tables: string[], keyColumn: string, waitMs: number): Promise<void> {
+  await ensureCatalogSchema(client);
+  for (const table of tables) await lockedTx(client, waitMs, () => installFenceTriggers(client, [table], keyColumn));
+}
+
+/**
+ * Adds a tenant's fence (its triggers must be installed) and waits until no transaction can still
+ * write its rows unseen by it: transactions holding an xid older than the fence, and sessions whose
+ * snapshot predates it (a REPEATABLE READ or SERIALIZABLE transaction would not see the fence row).
+ * Fails with `OLD_TRANSACTIONS` after `waitMs`; the fence stays (the caller lifts it or reports it).
  *
  * @example
- * await fenceTenant(client, { tenant: '7', moveId: 3, target: 'shard-2', tables: ['public.users'], keyColumn: 'tenant_id', waitMs: 30_000 });
+ * await raiseFence(client, { tenant: '7', moveId: 3, target: 'shard-2', waitMs: 1000 });
  */
-export async function fenceTenant(
-  client: PoolClient,
-  f: { tenant: string; moveId: number; target: string; tables: string[]; keyColumn: string; waitMs: number; shard?: string },
-): Promise<void> {
-  await ensureCatalogSchema(client);
-  // Creating a trigger waits for running writers of the table: bounded, never queued forever, and one
-  // table per transaction (holding one table while waiting for another could deadlock with a writer).
-  for (const table of f.tables) {
-    await client.query('BEGIN');
-    try {
-      await client.query(`SET LOCAL lock_timeout = ${Math.max(1, Math.floor(f.waitMs))}`);
-      await installFenceTriggers(client, [table], f.keyColumn);
-      await client.query('COMMIT');
-    } catch (e) {
-      await client.query('ROLLBACK').catch(() => undefined);
-      throw e;
-    }
-  }
+export async function raiseFence(client: PoolClient, f: { tenant: string; moveId: number; target: string; waitMs: number; shard?: string }): Promise<void> {
   await client.query('BEGIN');
   let fenceXid: string;
   try {
@@ -104,6 +101,20 @@ export async function fenceTenant(
     throw e;
   }
   await waitForOlderWriters(client, fenceXid, f.waitMs, f.shard ?? 'the source');
+}
+
+/**
+ * Fences a tenant on its source shard: {@link ensureFenceTriggers}, then {@link raiseFence}.
+ *
+ * @example
+ * await fenceTenant(client, { tenant: '7', moveId: 3, target: 'shard-2', tables: ['public.users'], keyColumn: 'tenant_id', waitMs: 30_000 });
+ */
+export async function fenceTenant(
+  client: PoolClient,
+  f: { tenant: string; moveId: number; target: string; tables: string[]; keyColumn: string; waitMs: number; shard?: string },
+): Promise<void> {
+  await ensureFenceTriggers(client, f.tables, f.keyColumn, f.waitMs);
+  await raiseFence(client, f);
 }
 
 /**

@@ -4,9 +4,9 @@ import type { ShardMap } from '../config/shard-map.js';
 import { ensureCatalogSchema } from '../catalog/catalog-schema.js';
 import type { ShardPools } from '../db/shard-pools.js';
 import { fromDriverError, ShardctlError } from '../errors.js';
-import { compareKeys, installChangeTracking, lockedTx, readChangedKeys, removeChangeTracking } from './change-tracking.js';
+import { compareKeys, installChangeTracking, readChangedKeys, removeChangeTracking } from './change-tracking.js';
 import { copyTenant, crashPoint, tenantChecksums, type CopyProgress, type CopyStats } from './copy-tenant.js';
-import { fenceTenant, installFenceTriggers, removeFence, waitForOlderWriters } from './fence.js';
+import { ensureFenceTriggers, raiseFence, removeFence, waitForOlderWriters } from './fence.js';
 import type { MoveRecord, MoveState } from './move-journal.js';
 import {
   createSlotWithSnapshot,
@@ -126,9 +126,8 @@ async function sync(ctx: OnlineContext): Promise<CopyStats> {
   await teardownOnline(pools, m);
   await pools.withShard(m.target, (c) => ensureCatalogSchema(c));
   await pools.withShard(m.source, async (c) => {
-    await ensureCatalogSchema(c);
     // The fence triggers go in now, so that the pause itself takes no table lock.
-    for (const t of tables) await lockedTx(c, waitMs, () => installFenceTriggers(c, [t.table], k.column));
+    await ensureFenceTriggers(c, tables.map((t) => t.table), k.column, waitMs);
     // The change log must be in place before the slot's snapshot: every later write is then logged.
     await installChangeTracking(c, m.id, tables, k, m.tenant, waitMs);
     await createTenantPublication(c, name, m.id, tables, k, m.tenant);
@@ -229,7 +228,7 @@ async function waitConfirmed(ctx: OnlineContext, src: PoolClient, dst: PoolClien
 }
 
 async function cutover(ctx: OnlineContext): Promise<void> {
-  const { map, pools, move: m } = ctx;
+  const { pools, move: m } = ctx;
   const maxPause = ctx.options.maxPauseMs ?? 1000;
   const attempts = ctx.options.switchAttempts ?? 5;
   let delay = ctx.options.retryDelayMs ?? 1000;
@@ -274,7 +273,7 @@ async function cutover(ctx: OnlineContext): Promise<void> {
       const deadline = Date.now() + maxPause;
       const left = () => deadline - Date.now();
       try {
-        await fenceTenant(src, { tenant: m.tenant, moveId: m.id, target: m.target, tables: tables.map((t) => t.table), keyColumn: map.shardKey.column, waitMs: Math.max(1, left()), shard: m.source }).catch((e: unknown) => {
+        await raiseFence(src, { tenant: m.tenant, moveId: m.id, target: m.target, waitMs: Math.max(1, left()), shard: m.source }).catch((e: unknown) => {
           if ((e as ShardctlError).code === 'OLD_TRANSACTIONS') throw new PauseExceeded('transactions older than the fence outlived the budget');
           throw e;
         });

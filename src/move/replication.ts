@@ -3,6 +3,7 @@ import type { Shard } from '../config/shard-map.js';
 import { loadPg } from '../db/shard-pools.js';
 import { fromDriverError, ShardctlError } from '../errors.js';
 import { quoteIdent, quoteLiteral, quoteTable } from '../verify/misplaced-sql.js';
+import { keyCast } from './fence.js';
 import type { TenantTable } from './tenant-tables.js';
 
 /**
@@ -19,8 +20,7 @@ export function replicationName(moveId: number, tag: string): string {
 
 /** The literal of a tenant value in the shard key's type, for publication filters and trigger conditions. */
 export function tenantLiteral(tenant: string, keyType: string): string {
-  const cast = keyType === 'bigint' ? 'int8' : keyType;
-  return `${quoteLiteral(tenant)}::${cast}`;
+  return `${quoteLiteral(tenant)}::${keyCast(keyType)}`;
 }
 
 /**
