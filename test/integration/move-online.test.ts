@@ -190,6 +190,12 @@ describe('online moves and a dropped replication connection', () => {
   it('catches up after the walsender is killed while the move is away, and keeps writes made meanwhile', async () => {
     const crashed = await runCli(['-c', cluster.mapFile, 'rebalance', '--tenant', '4', '--to', 'shard-0', '--yes'], { env: { SHARDCTL_TEST_CRASH_AT: 'after-state:replicating' } });
     expect(crashed.code).not.toBe(0);
+    // The subscription's worker connects on its own schedule: wait until it streams, then drop it.
+    for (let i = 0; i < 200; i++) {
+      const active = await cluster.sql(1, "SELECT 1 FROM pg_replication_slots WHERE slot_name LIKE 'shardctl_move_%' AND active_pid IS NOT NULL AND database = current_database()");
+      if (active.length > 0) break;
+      await sleep(50);
+    }
     // Fault: the replication connection drops; writes of the tenant go on meanwhile.
     const killed = await cluster.sql<{ ok: boolean }>(1, "SELECT pg_terminate_backend(active_pid) AS ok FROM pg_replication_slots WHERE slot_name LIKE 'shardctl_move_%' AND active_pid IS NOT NULL AND database = current_database()");
     expect(killed.map((k) => k.ok)).toEqual([true]);
