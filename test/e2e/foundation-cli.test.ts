@@ -7,6 +7,22 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestCluster, serverAdminUrls, type TestCluster } from '../harness/cluster.js';
 import { runCli } from '../harness/run-cli.js';
 
+function bindable(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const srv = net.createServer();
+    srv.once('error', () => resolve(false));
+    srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
+  });
+}
+
+async function freePortPair(): Promise<number> {
+  for (let i = 0; i < 100; i++) {
+    const port = 20000 + Math.floor(Math.random() * 12000);
+    if ((await bindable(port)) && (await bindable(port + 1))) return port;
+  }
+  throw new Error('no two free consecutive ports');
+}
+
 let dir: string;
 
 /** A process that exists and is not a zombie (a stopped postmaster may wait to be reaped by init). */
@@ -178,7 +194,8 @@ describe('dev up / status / down', () => {
     const devDir = await mkdtemp(path.join(os.tmpdir(), 'shardctl-dev-'));
     const { chmod } = await import('node:fs/promises');
     await chmod(devDir, 0o755);
-    const port = 40000 + Math.floor(Math.random() * 20000);
+    // Two consecutive free ports, below the kernel's ephemeral range (busy with the suite's connections).
+    const port = await freePortPair();
     const cfg = path.join(devDir, 'shards.dev.yaml');
     const args = ['dev', 'up', '--shards', '2', '--dir', path.join(devDir, 'servers'), '--port', String(port), '--out', cfg];
     try {
