@@ -54,7 +54,13 @@ export async function startBenchCluster({ shards = 4, strategy = 'modulo', migra
       'shardKey: { column: tenant_id, type: bigint }',
       `placement: { strategy: ${strategy}${strategy === 'hash' ? `, buckets: ${buckets}` : ''} }`,
       'shards:',
-      ...urls.flatMap((u, i) => [`  - name: shard-${i}`, `    url: ${u}`, ...(strategy === 'hash' ? [`    buckets: ${i * per}-${i === shards - 1 ? buckets - 1 : (i + 1) * per - 1}`] : [])]),
+      ...urls.flatMap((u, i) => [
+        `  - name: shard-${i}`,
+        `    url: ${u}`,
+        ...(strategy === 'hash'
+          ? [`    buckets: ${i * per}-${i === shards - 1 ? buckets - 1 : (i + 1) * per - 1}`]
+          : []),
+      ]),
       `migrations: ${JSON.stringify(migrations ?? path.join(dir, 'migrations'))}`,
       ...(tables ? [`tables: [${tables.join(', ')}]`] : []),
       ...(reference ? [`reference: [${reference.join(', ')}]`] : []),

@@ -58,7 +58,9 @@ export default async function bench(args) {
       const t0 = process.hrtime.bigint();
       for (let i = 0; i < n; i++) sink += router.locate(i).shard.length;
       const s = Number(process.hrtime.bigint() - t0) / 1e9;
-      console.log(`router.locate (${strategy}, 1,000 directory entries cached): ${(n / s / 1e6).toFixed(2)} M/s  (target > 1 M/s)  [${sink > 0 ? 'ok' : ''}]`);
+      console.log(
+        `router.locate (${strategy}, 1,000 directory entries cached): ${(n / s / 1e6).toFixed(2)} M/s  (target > 1 M/s)  [${sink > 0 ? 'ok' : ''}]`,
+      );
       await router.close();
     } finally {
       await cluster.stop();

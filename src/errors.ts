@@ -1,4 +1,4 @@
-import { redact } from './db/redact.js';
+import { redact } from './redact.js';
 
 /**
  * Process exit codes of `shardctl`, one table for every command (documented in the README).
@@ -110,11 +110,14 @@ export class ConfigError extends ShardctlError {
 
   constructor(file: string, problems: ConfigProblem[]) {
     const lines = problems.map((p) => `  ${formatProblem(file, p)}`);
-    super(`invalid shard map ${file}: ${problems.length} problem${problems.length === 1 ? '' : 's'}\n${lines.join('\n')}`, {
-      code: 'CONFIG_INVALID',
-      exitCode: ExitCode.Usage,
-      details: problems.map((p) => ({ ...p, file })),
-    });
+    super(
+      `invalid shard map ${file}: ${problems.length} problem${problems.length === 1 ? '' : 's'}\n${lines.join('\n')}`,
+      {
+        code: 'CONFIG_INVALID',
+        exitCode: ExitCode.Usage,
+        details: problems.map((p) => ({ ...p, file })),
+      },
+    );
     this.name = 'ConfigError';
     this.problems = problems;
   }

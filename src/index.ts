@@ -4,14 +4,22 @@
  */
 export { ExitCode, ShardctlError, ConfigError, fromDriverError } from './errors.js';
 export type { ExitCodeValue, ConfigProblem, PgErrorFields, ShardctlErrorOptions } from './errors.js';
-export { redact, redactUrl } from './db/redact.js';
+export { redact, redactUrl } from './redact.js';
 export { loadShardMap, defaultShardMapPath } from './config/load-shard-map.js';
 export { parseShardMap, parseDuration } from './config/validate-shard-map.js';
 export type { ParseShardMapOptions } from './config/validate-shard-map.js';
 export { interpolateEnv } from './config/interpolate-env.js';
 export { describeShardMap } from './config/describe-shard-map.js';
 export type { ShardMapSummary } from './config/describe-shard-map.js';
-export type { ShardMap, Shard, ShardKeyType, BucketRange, PlacementRule, RawShardMap, MigrateSettings } from './config/shard-map.js';
+export type {
+  ShardMap,
+  Shard,
+  ShardKeyType,
+  BucketRange,
+  PlacementRule,
+  RawShardMap,
+  MigrateSettings,
+} from './config/shard-map.js';
 export { parseTenant, tenantText } from './placement/tenant-key.js';
 export type { TenantKey } from './placement/tenant-key.js';
 export { compileRule, bucketOf, moduloIndex, tenantHash, ruleSql } from './placement/placement.js';
@@ -26,7 +34,8 @@ export type { ShardResult, ForEachShardOptions } from './db/for-each-shard.js';
 export { CATALOG_STEPS, CATALOG_VERSION, ensureCatalogSchema, readCatalogVersion } from './catalog/catalog-schema.js';
 export { readDirectory, readDirectoryVersion, setPlacement } from './catalog/directory.js';
 export type { Directory } from './catalog/directory.js';
-export { listShards, checkShards, shardBalance, TENANT_TABLES_SQL } from './shards/check-shards.js';
+export { listShards, checkShards, shardBalance } from './shards/check-shards.js';
+export { TENANT_TABLES_SQL } from './catalog/user-tables.js';
 export type { ShardSummary, ShardHealth, ShardBalance, CheckShardsOptions } from './shards/check-shards.js';
 export { locateTenants } from './locate/locate-tenants.js';
 export type { LocateReport } from './locate/locate-tenants.js';
@@ -34,7 +43,15 @@ export { devUp, devDown, devStatus } from './dev/dev-cluster.js';
 export type { DevUpOptions, DevUpResult, DevServer } from './dev/dev-cluster.js';
 export { SHARDCTL_VERSION } from './version.js';
 export { verifyCluster, applyFixes, VERIFY_CHECKS } from './verify/verify-cluster.js';
-export type { VerifyReport, VerifyOptions, VerifyCheck, Finding, FindingKind, Fix, FixResult } from './verify/verify-cluster.js';
+export type {
+  VerifyReport,
+  VerifyOptions,
+  VerifyCheck,
+  Finding,
+  FindingKind,
+  Fix,
+  FixResult,
+} from './verify/verify-cluster.js';
 export { misplacedRowsSql, bucketOwners } from './verify/misplaced-sql.js';
 export { readSchema, fingerprint, diffTable } from './verify/schema-fingerprint.js';
 export type { TableSchema, SchemaDifference } from './verify/schema-fingerprint.js';
@@ -44,8 +61,15 @@ export { measureTenantSizes } from './rebalance/tenant-sizes.js';
 export type { TenantSize, ShardSize, TenantSizesOptions } from './rebalance/tenant-sizes.js';
 export { freezePlacements, pruneDirectory } from './rebalance/freeze-placements.js';
 export type { FreezeReport } from './rebalance/freeze-placements.js';
-export { describeRule, ruleFingerprint, readRuleState, writeRuleState, assertRuleUnchanged, FROZEN } from './rebalance/rule-state.js';
-export type { RuleDescription } from './rebalance/rule-state.js';
+export {
+  describeRule,
+  ruleFingerprint,
+  readRuleState,
+  writeRuleState,
+  assertRuleUnchanged,
+  FROZEN,
+} from './catalog/rule-state.js';
+export type { RuleDescription } from './catalog/rule-state.js';
 export { planMove, moveTenant, resumeMove, abortMove, cleanupMove } from './move/move-tenant.js';
 export type { MovePreview, MoveEvent, MoveOptions, MoveResult } from './move/move-tenant.js';
 export { MOVE_STATES, SWITCHED_STATES } from './move/move-journal.js';
@@ -57,12 +81,32 @@ export type { Fence } from './move/fence.js';
 export { readTenantTables } from './move/tenant-tables.js';
 export type { TenantTable } from './move/tenant-tables.js';
 export { computeFleetPlan, applyFleetPlan, resumeFleetPlan, planConflicts } from './rebalance/apply-plan.js';
-export type { FleetPlan, FleetPlanOptions, ApplyReport, AppliedMove, ApplyOptions, PlanProgress } from './rebalance/apply-plan.js';
+export type {
+  FleetPlan,
+  FleetPlanOptions,
+  ApplyReport,
+  AppliedMove,
+  ApplyOptions,
+  PlanProgress,
+} from './rebalance/apply-plan.js';
 export { migrateShards, findDrift, readLedgerRows, MIGRATE_LOCK_KEY } from './migrate/migrate-shards.js';
-export type { MigrateOptions, MigrateEvent, ShardMigration, MigrationFailure, Drift, AppliedMigration } from './migrate/migrate-shards.js';
+export type {
+  MigrateOptions,
+  MigrateEvent,
+  ShardMigration,
+  MigrationFailure,
+  Drift,
+  AppliedMigration,
+} from './migrate/migrate-shards.js';
 export { migrationStatus, createMigration } from './migrate/migrate-status.js';
 export type { MigrationStatusReport, ShardMigrationStatus, MigrationCell } from './migrate/migrate-status.js';
-export { readMigrationFolder, lineColumn, nextMigrationName, compareIds, MIGRATION_NAME } from './migrate/migration-files.js';
+export {
+  readMigrationFolder,
+  lineColumn,
+  nextMigrationName,
+  compareIds,
+  MIGRATION_NAME,
+} from './migrate/migration-files.js';
 export type { MigrationFile } from './migrate/migration-files.js';
 export { runQuery } from './query/run-query.js';
 export type { QueryResult, QueryField, RunQueryOptions } from './query/run-query.js';

@@ -1,5 +1,5 @@
 import type { PoolClient } from 'pg';
-import { ADVISORY_NAMESPACE } from '../db/shard-pools.js';
+import { ADVISORY_NAMESPACE, LockKey } from '../db/lock-keys.js';
 import { SHARDCTL_VERSION } from '../version.js';
 
 /**
@@ -221,7 +221,6 @@ export const CATALOG_STEPS: CatalogStep[] = [
 export const CATALOG_VERSION = Math.max(...CATALOG_STEPS.map((s) => s.version));
 
 /** Advisory lock key (in shardctl's namespace) serialising internal-schema upgrades on one database. */
-const SCHEMA_LOCK_KEY = 0;
 
 /**
  * The internal schema version of a database, 0 when it has no `shardctl` schema (a cluster shardctl
@@ -242,7 +241,9 @@ export async function readCatalogVersion(client: PoolClient): Promise<number> {
 export async function appliedSteps(client: PoolClient): Promise<number[]> {
   const exists = await client.query<{ t: string | null }>("SELECT to_regclass('shardctl.schema_version')::text AS t");
   if (!exists.rows[0]?.t) return [];
-  return (await client.query<{ version: number }>('SELECT version FROM shardctl.schema_version')).rows.map((r) => r.version);
+  return (await client.query<{ version: number }>('SELECT version FROM shardctl.schema_version')).rows.map(
+    (r) => r.version,
+  );
 }
 
 /**
@@ -261,7 +262,7 @@ export async function ensureCatalogSchema(client: PoolClient): Promise<number[]>
   // A session lock taken before BEGIN: the transaction that follows starts after the previous
   // holder committed, so it sees the tables that holder created (a lock taken inside the transaction
   // would leave this backend's catalog cache stale). Only this short section ever holds key 0.
-  await client.query('SELECT pg_advisory_lock($1::int4, $2::int4)', [ADVISORY_NAMESPACE, SCHEMA_LOCK_KEY]);
+  await client.query('SELECT pg_advisory_lock($1::int4, $2::int4)', [ADVISORY_NAMESPACE, LockKey.catalogSchema]);
   try {
     await client.query('BEGIN');
     try {
@@ -271,11 +272,10 @@ export async function ensureCatalogSchema(client: PoolClient): Promise<number[]>
       for (const step of [...CATALOG_STEPS].sort((a, b) => a.version - b.version)) {
         if (done.has(step.version)) continue;
         await client.query(step.sql);
-        await client.query('INSERT INTO shardctl.schema_version (version, description, shardctl_version) VALUES ($1, $2, $3)', [
-          step.version,
-          step.description,
-          SHARDCTL_VERSION,
-        ]);
+        await client.query(
+          'INSERT INTO shardctl.schema_version (version, description, shardctl_version) VALUES ($1, $2, $3)',
+          [step.version, step.description, SHARDCTL_VERSION],
+        );
         applied.push(step.version);
       }
       await client.query('COMMIT');
@@ -284,7 +284,9 @@ export async function ensureCatalogSchema(client: PoolClient): Promise<number[]>
       throw e;
     }
   } finally {
-    await client.query('SELECT pg_advisory_unlock($1::int4, $2::int4)', [ADVISORY_NAMESPACE, SCHEMA_LOCK_KEY]).catch(() => undefined);
+    await client
+      .query('SELECT pg_advisory_unlock($1::int4, $2::int4)', [ADVISORY_NAMESPACE, LockKey.catalogSchema])
+      .catch(() => undefined);
   }
   return applied;
 }

@@ -17,7 +17,9 @@ export interface Directory {
  */
 export async function readDirectoryVersion(client: PoolClient): Promise<number> {
   // Two statements: a query naming a missing table fails at parse time, even under a CASE.
-  const exists = await client.query<{ t: string | null }>("SELECT to_regclass('shardctl.directory_version')::text AS t");
+  const exists = await client.query<{ t: string | null }>(
+    "SELECT to_regclass('shardctl.directory_version')::text AS t",
+  );
   if (!exists.rows[0]?.t) return -1;
   const r = await client.query<{ v: string }>('SELECT version::text AS v FROM shardctl.directory_version');
   return r.rows[0] ? Number(r.rows[0].v) : -1;
@@ -34,7 +36,10 @@ export async function readDirectory(client: PoolClient, tenants?: string[]): Pro
   const version = await readDirectoryVersion(client);
   if (version < 0) return { version, entries: new Map() };
   const r = tenants
-    ? await client.query<{ tenant: string; shard: string }>('SELECT tenant, shard FROM shardctl.placements WHERE tenant = ANY($1::text[])', [tenants])
+    ? await client.query<{ tenant: string; shard: string }>(
+        'SELECT tenant, shard FROM shardctl.placements WHERE tenant = ANY($1::text[])',
+        [tenants],
+      )
     : await client.query<{ tenant: string; shard: string }>('SELECT tenant, shard FROM shardctl.placements');
   return { version, entries: new Map(r.rows.map((row) => [row.tenant, row.shard])) };
 }
@@ -47,7 +52,12 @@ export async function readDirectory(client: PoolClient, tenants?: string[]): Pro
  * @example
  * await setPlacement(client, '123', 'shard-2', { ruleShard: 'shard-1', moveId: 7 });
  */
-export async function setPlacement(client: PoolClient, tenant: string, shard: string, options: { ruleShard: string; moveId?: number | null }): Promise<void> {
+export async function setPlacement(
+  client: PoolClient,
+  tenant: string,
+  shard: string,
+  options: { ruleShard: string; moveId?: number | null },
+): Promise<void> {
   if (shard === options.ruleShard) {
     await client.query('DELETE FROM shardctl.placements WHERE tenant = $1', [tenant]);
     return;

@@ -34,7 +34,11 @@ export function timeoutOf(cmd: Command, fallback = 5000): number {
   const raw = globals(cmd).timeout;
   if (raw === undefined) return fallback;
   const m = /^(\d+)(ms|s)?$/.exec(raw.trim());
-  if (!m) throw new ShardctlError(`--timeout must be milliseconds or seconds such as 2000 or 5s, got "${raw}"`, { code: 'USAGE', exitCode: ExitCode.Usage });
+  if (!m)
+    throw new ShardctlError(`--timeout must be milliseconds or seconds such as 2000 or 5s, got "${raw}"`, {
+      code: 'USAGE',
+      exitCode: ExitCode.Usage,
+    });
   return Number(m[1]) * (m[2] === 's' ? 1000 : 1);
 }
 
@@ -56,16 +60,25 @@ export function err(ctx: CliContext, text = ''): void {
 
 /** Writes one JSON document to stdout; bigint values become strings so that nothing is rounded. */
 export function outJson(ctx: CliContext, value: unknown): void {
-  ctx.stdout.write(redact(JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v), 2)) + '\n');
+  ctx.stdout.write(
+    redact(JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v), 2)) + '\n',
+  );
 }
 
 /**
  * Renders rows as a table for people (cli-table3, loaded on demand so that commands printing JSON
  * do not pay for it).
  */
-export async function outTable(ctx: CliContext, head: string[], rows: (string | number | boolean | null | undefined)[][]): Promise<void> {
+export async function outTable(
+  ctx: CliContext,
+  head: string[],
+  rows: (string | number | boolean | null | undefined)[][],
+): Promise<void> {
   const { default: Table } = await import('cli-table3');
-  const table = new Table({ head, style: { head: ctx.stdout.isTTY ? ['cyan'] : [], border: ctx.stdout.isTTY ? ['grey'] : [] } });
+  const table = new Table({
+    head,
+    style: { head: ctx.stdout.isTTY ? ['cyan'] : [], border: ctx.stdout.isTTY ? ['grey'] : [] },
+  });
   for (const r of rows) table.push(r.map((c) => (c === null || c === undefined ? '' : String(c))));
   out(ctx, table.toString());
 }

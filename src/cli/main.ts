@@ -13,14 +13,27 @@ import { registerMigrate } from './commands/migrate.js';
 import { registerQuery } from './commands/query.js';
 
 /** Every command module registers itself here; each keeps its own options and rendering. */
-const COMMANDS: ((program: Command, ctx: CliContext) => void)[] = [registerValidate, registerShards, registerLocate, registerDev, registerVerify, registerRebalance, registerMoves, registerFences, registerMigrate, registerQuery];
+const COMMANDS: ((program: Command, ctx: CliContext) => void)[] = [
+  registerValidate,
+  registerShards,
+  registerLocate,
+  registerDev,
+  registerVerify,
+  registerRebalance,
+  registerMoves,
+  registerFences,
+  registerMigrate,
+  registerQuery,
+];
 
 /**
  * Builds the commander program. Global options are accepted before or after the command name.
  */
 export function buildProgram(ctx: CliContext): Command {
   const program = new Command('shardctl')
-    .description('Run application-level sharded PostgreSQL: shard map, locate, migrations, cross-shard queries, tenant moves.')
+    .description(
+      'Run application-level sharded PostgreSQL: shard map, locate, migrations, cross-shard queries, tenant moves.',
+    )
     .version(SHARDCTL_VERSION, '-V, --version')
     .option('-c, --config <file>', 'shard map (default: $SHARDCTL_CONFIG, else ./shards.yaml)')
     .option('--json', 'print one JSON document on stdout')

@@ -15,7 +15,9 @@ export interface Progress {
 export async function createProgress(cmd: Command, ctx: CliContext): Promise<Progress> {
   if (globals(cmd).json) {
     return {
-      update: (_t, event) => event !== undefined && ctx.stderr.write(JSON.stringify({ at: new Date().toISOString(), ...(event as object) }) + '\n'),
+      update: (_t, event) =>
+        event !== undefined &&
+        ctx.stderr.write(JSON.stringify({ at: new Date().toISOString(), ...(event as object) }) + '\n'),
       done: () => undefined,
       fail: () => undefined,
     };

@@ -31,7 +31,9 @@ export function describeShardMap(map: ShardMap): ShardMapSummary {
       ? {
           buckets: {
             total: map.placement.buckets,
-            perShard: Object.fromEntries(map.shards.map((s) => [s.name, s.buckets.reduce((n, r) => n + r.to - r.from + 1, 0)])),
+            perShard: Object.fromEntries(
+              map.shards.map((s) => [s.name, s.buckets.reduce((n, r) => n + r.to - r.from + 1, 0)]),
+            ),
           },
         }
       : {}),

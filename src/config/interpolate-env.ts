@@ -15,15 +15,18 @@ export interface Interpolated {
  */
 export function interpolateEnv(text: string, env: Record<string, string | undefined>): Interpolated {
   const missing: string[] = [];
-  const value = text.replace(/\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g, (whole, name: string | undefined, def: string | undefined) => {
-    if (whole === '$$') return '$';
-    const v = env[name!];
-    if (def !== undefined) return v === undefined || v === '' ? def : v;
-    if (v === undefined) {
-      missing.push(name!);
-      return '';
-    }
-    return v;
-  });
+  const value = text.replace(
+    /\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g,
+    (whole, name: string | undefined, def: string | undefined) => {
+      if (whole === '$$') return '$';
+      const v = env[name!];
+      if (def !== undefined) return v === undefined || v === '' ? def : v;
+      if (v === undefined) {
+        missing.push(name!);
+        return '';
+      }
+      return v;
+    },
+  );
   return { value, missing };
 }

@@ -21,13 +21,23 @@ export function defaultShardMapPath(env: Record<string, string | undefined> = pr
  * @example
  * const map = await loadShardMap('shards.yaml');
  */
-export async function loadShardMap(file: string = defaultShardMapPath(), options: Omit<ParseShardMapOptions, 'file'> = {}): Promise<ShardMap> {
+export async function loadShardMap(
+  file: string = defaultShardMapPath(),
+  options: Omit<ParseShardMapOptions, 'file'> = {},
+): Promise<ShardMap> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    const why = code === 'ENOENT' ? 'file not found (pass -c FILE, set SHARDCTL_CONFIG, or run `shardctl dev up` to create shards.dev.yaml)' : code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'is a directory, not a YAML file' : String((e as Error).message);
+    const why =
+      code === 'ENOENT'
+        ? 'file not found (pass -c FILE, set SHARDCTL_CONFIG, or run `shardctl dev up` to create shards.dev.yaml)'
+        : code === 'EACCES'
+          ? 'permission denied'
+          : code === 'EISDIR'
+            ? 'is a directory, not a YAML file'
+            : String((e as Error).message);
     throw new ConfigError(file, [{ line: 0, column: 0, path: '', message: why }]);
   }
   return parseShardMap(text, { ...options, file });

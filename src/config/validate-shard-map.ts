@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node } from 'yaml';
 import { ConfigError, type ConfigProblem } from '../errors.js';
-import { registerSecret } from '../db/redact.js';
+import { registerSecret } from '../redact.js';
 import { interpolateEnv } from './interpolate-env.js';
 import type { BucketRange, MigrateSettings, PlacementRule, Shard, ShardKeyType, ShardMap } from './shard-map.js';
 
@@ -15,7 +15,17 @@ export interface ParseShardMapOptions {
 
 type PathPart = string | number;
 
-const TOP_KEYS = ['version', 'shardKey', 'placement', 'shards', 'catalog', 'migrations', 'tables', 'reference', 'migrate'];
+const TOP_KEYS = [
+  'version',
+  'shardKey',
+  'placement',
+  'shards',
+  'catalog',
+  'migrations',
+  'tables',
+  'reference',
+  'migrate',
+];
 const SHARD_KEYS = ['name', 'url', 'replicationUrl', 'buckets'];
 const KEY_TYPES: ShardKeyType[] = ['bigint', 'text', 'uuid'];
 const IDENT = /^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$/;
@@ -85,7 +95,11 @@ class Validator {
       const key = isScalar(item.key) ? String(item.key.value) : String(item.key);
       if (!allowed.includes(key)) {
         const hint = closest(key, allowed);
-        this.problem([...p, key], `unknown key "${key}"${hint ? ` (did you mean "${hint}"?)` : ''}; allowed: ${allowed.join(', ')}`, true);
+        this.problem(
+          [...p, key],
+          `unknown key "${key}"${hint ? ` (did you mean "${hint}"?)` : ''}; allowed: ${allowed.join(', ')}`,
+          true,
+        );
       }
     }
   }
@@ -118,33 +132,46 @@ class Validator {
   validate(file: string): ShardMap | undefined {
     const root = this.doc.contents;
     if (!isMap(root)) {
-      this.problem([], root === null ? 'the file is empty: a shard map needs version, shardKey, placement and shards' : 'must be a mapping of keys (version, shardKey, placement, shards, ...)');
+      this.problem(
+        [],
+        root === null
+          ? 'the file is empty: a shard map needs version, shardKey, placement and shards'
+          : 'must be a mapping of keys (version, shardKey, placement, shards, ...)',
+      );
       return undefined;
     }
     this.rejectUnknownKeys([], TOP_KEYS);
 
     const version = this.value(['version']);
     if (version === undefined) this.problem(['version'], 'is required (write version: 1)');
-    else if (version !== 1) this.problem(['version'], `unsupported version ${JSON.stringify(version)}: this shardctl reads version 1`);
+    else if (version !== 1)
+      this.problem(['version'], `unsupported version ${JSON.stringify(version)}: this shardctl reads version 1`);
 
     const shardKey = this.shardKey();
     const placement = this.placement();
     const shards = this.shards(placement);
     if (placement?.strategy === 'modulo' && shardKey && shardKey.type !== 'bigint') {
-      this.problem(['shardKey', 'type'], `the modulo strategy needs an integer shard key, but the type is ${shardKey.type}; use strategy: hash for text and uuid keys`);
+      this.problem(
+        ['shardKey', 'type'],
+        `the modulo strategy needs an integer shard key, but the type is ${shardKey.type}; use strategy: hash for text and uuid keys`,
+      );
     }
     if (placement?.strategy === 'hash' && shards) this.checkBucketCoverage(placement.buckets, shards);
 
     let catalog = this.string(['catalog']);
     if (catalog !== undefined && shards && !shards.some((s) => s.name === catalog)) {
-      this.problem(['catalog'], `names no shard of this map ("${catalog}"); shards: ${shards.map((s) => s.name).join(', ')}`);
+      this.problem(
+        ['catalog'],
+        `names no shard of this map ("${catalog}"); shards: ${shards.map((s) => s.name).join(', ')}`,
+      );
     }
     catalog ??= shards?.[0]?.name;
 
     const baseDir = file === '<inline>' ? process.cwd() : path.dirname(path.resolve(file));
     const migrationsRaw = this.string(['migrations'], { interpolate: true }) ?? './migrations';
     const migrations = path.resolve(baseDir, migrationsRaw);
-    const tables = this.node(['tables']) === undefined || this.value(['tables']) === null ? null : this.tableList(['tables']);
+    const tables =
+      this.node(['tables']) === undefined || this.value(['tables']) === null ? null : this.tableList(['tables']);
     const reference = this.node(['reference']) === undefined ? [] : (this.tableList(['reference']) ?? []);
     if (tables && reference.length > 0) {
       for (const t of reference.filter((r) => tables.includes(r))) {
@@ -181,7 +208,8 @@ class Validator {
     }
     this.rejectUnknownKeys(p, ['column', 'type']);
     const column = this.string([...p, 'column'], { required: true });
-    if (column !== undefined && !IDENT.test(column)) this.problem([...p, 'column'], `"${column}" is not a plain column name`);
+    if (column !== undefined && !IDENT.test(column))
+      this.problem([...p, 'column'], `"${column}" is not a plain column name`);
     const type = this.string([...p, 'type']) ?? 'bigint';
     if (!KEY_TYPES.includes(type as ShardKeyType)) {
       this.problem([...p, 'type'], `must be one of ${KEY_TYPES.join(', ')}, got "${type}"`);
@@ -204,7 +232,8 @@ class Validator {
     this.rejectUnknownKeys(p, ['strategy', 'buckets']);
     const strategy = this.string([...p, 'strategy'], { required: true });
     if (strategy === 'modulo') {
-      if (this.node([...p, 'buckets']) !== undefined) this.problem([...p, 'buckets'], 'applies only to strategy: hash', true);
+      if (this.node([...p, 'buckets']) !== undefined)
+        this.problem([...p, 'buckets'], 'applies only to strategy: hash', true);
       return { strategy: 'modulo' };
     }
     if (strategy === 'hash') {
@@ -250,7 +279,8 @@ class Validator {
       this.rejectUnknownKeys(sp, SHARD_KEYS);
       const name = this.string([...sp, 'name'], { required: true });
       if (name !== undefined) {
-        if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(name)) this.problem([...sp, 'name'], `"${name}" may hold only letters, digits, "-", "_" and "."`);
+        if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(name))
+          this.problem([...sp, 'name'], `"${name}" may hold only letters, digits, "-", "_" and "."`);
         const prev = names.get(name);
         if (prev !== undefined) this.problem([...sp, 'name'], `duplicate shard name "${name}" (also shards[${prev}])`);
         else names.set(name, i);
@@ -270,7 +300,8 @@ class Validator {
       if (parsed) {
         const endpoint = `${parsed.hostname.toLowerCase()}:${parsed.port || '5432'}/${decodeURIComponent(parsed.pathname.slice(1)) || decodeURIComponent(parsed.username)}`;
         const prev = endpoints.get(endpoint);
-        if (prev !== undefined) this.problem([...sp, 'url'], `duplicate URL: shards[${prev}] already points at ${endpoint}`);
+        if (prev !== undefined)
+          this.problem([...sp, 'url'], `duplicate URL: shards[${prev}] already points at ${endpoint}`);
         else endpoints.set(endpoint, i);
       }
       const replicationUrl = this.string([...sp, 'replicationUrl'], { interpolate: true });
@@ -304,7 +335,12 @@ class Validator {
         : [{ v: raw, p }];
     const out: BucketRange[] = [];
     for (const { v, p: vp } of parts) {
-      const m = typeof v === 'number' ? [String(v), String(v), String(v)] : typeof v === 'string' ? /^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$/.exec(v) : null;
+      const m =
+        typeof v === 'number'
+          ? [String(v), String(v), String(v)]
+          : typeof v === 'string'
+            ? /^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$/.exec(v)
+            : null;
       if (!m) {
         this.problem(vp, `bucket range must look like 0-2047 or 17, got ${JSON.stringify(v)}`);
         continue;
@@ -324,9 +360,13 @@ class Validator {
     let next = 0;
     let prev: (typeof owned)[number] | undefined;
     for (const r of owned) {
-      if (r.from > next) this.problem(['shards', r.shard.index, 'buckets'], `gap: buckets ${next}-${r.from - 1} belong to no shard`);
+      if (r.from > next)
+        this.problem(['shards', r.shard.index, 'buckets'], `gap: buckets ${next}-${r.from - 1} belong to no shard`);
       if (prev && r.from <= prev.to) {
-        this.problem(['shards', r.shard.index, 'buckets'], `overlap: buckets ${r.from}-${Math.min(r.to, prev.to)} are owned by ${prev.shard.name} and ${r.shard.name}`);
+        this.problem(
+          ['shards', r.shard.index, 'buckets'],
+          `overlap: buckets ${r.from}-${Math.min(r.to, prev.to)} are owned by ${prev.shard.name} and ${r.shard.name}`,
+        );
       }
       if (!prev || r.to > prev.to) prev = r;
       next = Math.max(next, r.to + 1);
@@ -342,7 +382,8 @@ class Validator {
     }
     const out: string[] = [];
     raw.forEach((t, i) => {
-      if (typeof t !== 'string' || !IDENT.test(t)) this.problem([...p, i], `"${String(t)}" is not a table name (table or schema.table)`);
+      if (typeof t !== 'string' || !IDENT.test(t))
+        this.problem([...p, i], `"${String(t)}" is not a table name (table or schema.table)`);
       else if (out.includes(t)) this.problem([...p, i], `table "${t}" is listed twice`);
       else out.push(t);
     });
@@ -358,11 +399,15 @@ class Validator {
       return settings;
     }
     this.rejectUnknownKeys(p, ['lockTimeout', 'statementTimeout']);
-    for (const [key, field] of [['lockTimeout', 'lockTimeoutMs'], ['statementTimeout', 'statementTimeoutMs']] as const) {
+    for (const [key, field] of [
+      ['lockTimeout', 'lockTimeoutMs'],
+      ['statementTimeout', 'statementTimeoutMs'],
+    ] as const) {
       const raw = this.value([...p, key]);
       if (raw === undefined) continue;
       const ms = parseDuration(raw);
-      if (ms === undefined) this.problem([...p, key], `must be a duration such as 5s, 500ms or 0, got ${JSON.stringify(raw)}`);
+      if (ms === undefined)
+        this.problem([...p, key], `must be a duration such as 5s, 500ms or 0, got ${JSON.stringify(raw)}`);
       else settings[field] = ms;
     }
     return settings;
@@ -414,7 +459,11 @@ function editDistance(a: string, b: string): number {
   for (let j = 1; j <= b.length; j++) dp[0]![j] = j;
   for (let i = 1; i <= a.length; i++) {
     for (let j = 1; j <= b.length; j++) {
-      dp[i]![j] = Math.min(dp[i - 1]![j]! + 1, dp[i]![j - 1]! + 1, dp[i - 1]![j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+      dp[i]![j] = Math.min(
+        dp[i - 1]![j]! + 1,
+        dp[i]![j - 1]! + 1,
+        dp[i - 1]![j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1),
+      );
     }
   }
   return dp[a.length]![b.length]!;

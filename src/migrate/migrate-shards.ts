@@ -8,16 +8,18 @@
 import type { PoolClient } from 'pg';
 import type { Shard, ShardMap } from '../config/shard-map.js';
 import { ensureCatalogSchema } from '../catalog/catalog-schema.js';
+import { LockKey } from '../db/lock-keys.js';
 import { forEachShard, type ShardResult } from '../db/for-each-shard.js';
 import { lockHolder, ShardPools, withAdvisoryLock, type LockHolder } from '../db/shard-pools.js';
 import { ExitCode, fromDriverError, ShardctlError, type PgErrorFields } from '../errors.js';
-import { writeRuleState } from '../rebalance/rule-state.js';
-import { invalidIndexes } from '../verify/leftovers.js';
+import { writeRuleState } from '../catalog/rule-state.js';
+import { invalidIndexes } from '../catalog/leftovers.js';
 import { SHARDCTL_VERSION } from '../version.js';
 import { compareIds, lineColumn, readMigrationFolder, type MigrationFile } from './migration-files.js';
 
 /** Advisory lock key (in shardctl's namespace) held by a migrate run on each shard. */
-export const MIGRATE_LOCK_KEY = 10;
+/** The advisory lock key of migrate runs ({@link LockKey.migrate}), for library users that inspect it. */
+export const MIGRATE_LOCK_KEY = LockKey.migrate;
 
 /** A ledger row. */
 export interface AppliedMigration {
@@ -95,8 +97,18 @@ export interface MigrateOptions {
 export async function readLedgerRows(client: PoolClient): Promise<AppliedMigration[] | null> {
   const exists = await client.query<{ t: string | null }>("SELECT to_regclass('shardctl.migrations')::text AS t");
   if (!exists.rows[0]?.t) return null;
-  const r = await client.query<{ id: string; name: string; checksum: string; applied_at: Date; duration_ms: number }>('SELECT id, name, checksum, applied_at, duration_ms FROM shardctl.migrations');
-  return r.rows.map((x) => ({ id: x.id, name: x.name, checksum: x.checksum, appliedAt: new Date(x.applied_at).toISOString(), durationMs: x.duration_ms })).sort((a, b) => compareIds(a.id, b.id));
+  const r = await client.query<{ id: string; name: string; checksum: string; applied_at: Date; duration_ms: number }>(
+    'SELECT id, name, checksum, applied_at, duration_ms FROM shardctl.migrations',
+  );
+  return r.rows
+    .map((x) => ({
+      id: x.id,
+      name: x.name,
+      checksum: x.checksum,
+      appliedAt: new Date(x.applied_at).toISOString(),
+      durationMs: x.duration_ms,
+    }))
+    .sort((a, b) => compareIds(a.id, b.id));
 }
 
 /**
@@ -113,12 +125,25 @@ export function findDrift(ledger: AppliedMigration[], files: MigrationFile[]): D
   for (const e of ledger) {
     const f = byId.get(e.id);
     if (!f) out.push({ kind: 'file-missing', id: e.id, message: `${e.id}_${e.name} was applied but its file is gone` });
-    else if (f.checksum !== e.checksum) out.push({ kind: 'checksum-changed', id: e.id, message: `${f.file} changed after it was applied (applied ${e.checksum.slice(0, 12)}, file now ${f.checksum.slice(0, 12)})` });
+    else if (f.checksum !== e.checksum)
+      out.push({
+        kind: 'checksum-changed',
+        id: e.id,
+        message: `${f.file} changed after it was applied (applied ${e.checksum.slice(0, 12)}, file now ${f.checksum.slice(0, 12)})`,
+      });
   }
-  const maxApplied = ledger.reduce<string | undefined>((m, e) => (m === undefined || compareIds(e.id, m) > 0 ? e.id : m), undefined);
+  const maxApplied = ledger.reduce<string | undefined>(
+    (m, e) => (m === undefined || compareIds(e.id, m) > 0 ? e.id : m),
+    undefined,
+  );
   if (maxApplied !== undefined) {
     for (const f of files) {
-      if (!applied.has(f.id) && compareIds(f.id, maxApplied) < 0) out.push({ kind: 'out-of-order', id: f.id, message: `${f.file} is not applied but ${maxApplied} after it is: history out of order` });
+      if (!applied.has(f.id) && compareIds(f.id, maxApplied) < 0)
+        out.push({
+          kind: 'out-of-order',
+          id: f.id,
+          message: `${f.file} is not applied but ${maxApplied} after it is: history out of order`,
+        });
     }
   }
   return out;
@@ -129,10 +154,24 @@ function failureOf(e: unknown, f: MigrationFile, shard: string): MigrationFailur
   const pos = err.pg?.position;
   const lc = pos !== undefined ? lineColumn(f.sql, pos) : undefined;
   const raw = (e as { message?: string }).message ?? err.message;
-  return { id: f.id, file: f.file, message: raw, ...(err.pg ? { pg: err.pg } : {}), ...(lc ? { line: lc.line, column: lc.column } : {}), ...(err.pg?.hint ? { hint: err.pg.hint } : {}) };
+  return {
+    id: f.id,
+    file: f.file,
+    message: raw,
+    ...(err.pg ? { pg: err.pg } : {}),
+    ...(lc ? { line: lc.line, column: lc.column } : {}),
+    ...(err.pg?.hint ? { hint: err.pg.hint } : {}),
+  };
 }
 
-async function migrateOne(pools: ShardPools, map: ShardMap, shard: Shard, files: MigrationFile[], options: MigrateOptions, stopAll: () => boolean): Promise<ShardMigration> {
+async function migrateOne(
+  pools: ShardPools,
+  map: ShardMap,
+  shard: Shard,
+  files: MigrationFile[],
+  options: MigrateOptions,
+  stopAll: () => boolean,
+): Promise<ShardMigration> {
   const emit = (e: Omit<MigrateEvent, 'shard'>) => options.onProgress?.({ shard: shard.name, ...e });
   return pools.withShard(shard.name, async (c) => {
     if (!options.dryRun) await ensureCatalogSchema(c);
@@ -143,17 +182,24 @@ async function migrateOne(pools: ShardPools, map: ShardMap, shard: Shard, files:
       const drift = findDrift(ledger, files);
       if (drift.length > 0) return { status: 'drift', applied: [], pending: [], drift };
       const done = new Set(ledger.map((e) => e.id));
-      const pending = files.filter((f) => !done.has(f.id) && (options.to === undefined || compareIds(f.id, options.to) <= 0));
-      if (options.dryRun) return { status: pending.length ? 'dry-run' : 'up-to-date', applied: [], pending: pending.map((f) => f.id) };
+      const pending = files.filter(
+        (f) => !done.has(f.id) && (options.to === undefined || compareIds(f.id, options.to) <= 0),
+      );
+      if (options.dryRun)
+        return { status: pending.length ? 'dry-run' : 'up-to-date', applied: [], pending: pending.map((f) => f.id) };
       const applied: ShardMigration['applied'] = [];
       const { lockTimeoutMs, statementTimeoutMs } = map.migrate;
       for (const [i, f] of pending.entries()) {
-        if (options.signal?.aborted || stopAll()) return { status: 'interrupted', applied, pending: pending.slice(i).map((p) => p.id) };
+        if (options.signal?.aborted || stopAll())
+          return { status: 'interrupted', applied, pending: pending.slice(i).map((p) => p.id) };
         emit({ phase: 'applying', id: f.id, file: f.file });
         const t0 = performance.now();
         const invalidBefore = f.noTransaction ? new Set((await invalidIndexes(c)).map((x) => x.index)) : undefined;
         const pid = (await c.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
-        const cancel = () => void pools.withShard(shard.name, (k) => k.query('SELECT pg_cancel_backend($1)', [pid])).catch(() => undefined);
+        const cancel = () =>
+          void pools
+            .withShard(shard.name, (k) => k.query('SELECT pg_cancel_backend($1)', [pid]))
+            .catch(() => undefined);
         options.signal?.addEventListener('abort', cancel);
         try {
           if (f.noTransaction) {
@@ -163,13 +209,21 @@ async function migrateOne(pools: ShardPools, map: ShardMap, shard: Shard, files:
             } finally {
               await c.query('RESET lock_timeout; RESET statement_timeout').catch(() => undefined);
             }
-            await c.query('INSERT INTO shardctl.migrations (id, name, checksum, duration_ms, shardctl_version) VALUES ($1, $2, $3, $4, $5)', [f.id, f.name, f.checksum, Math.round(performance.now() - t0), SHARDCTL_VERSION]);
+            await c.query(
+              'INSERT INTO shardctl.migrations (id, name, checksum, duration_ms, shardctl_version) VALUES ($1, $2, $3, $4, $5)',
+              [f.id, f.name, f.checksum, Math.round(performance.now() - t0), SHARDCTL_VERSION],
+            );
           } else {
             await c.query('BEGIN');
             try {
-              await c.query(`SET LOCAL lock_timeout = ${lockTimeoutMs}; SET LOCAL statement_timeout = ${statementTimeoutMs}`);
+              await c.query(
+                `SET LOCAL lock_timeout = ${lockTimeoutMs}; SET LOCAL statement_timeout = ${statementTimeoutMs}`,
+              );
               await c.query(f.sql);
-              await c.query('INSERT INTO shardctl.migrations (id, name, checksum, duration_ms, shardctl_version) VALUES ($1, $2, $3, $4, $5)', [f.id, f.name, f.checksum, Math.round(performance.now() - t0), SHARDCTL_VERSION]);
+              await c.query(
+                'INSERT INTO shardctl.migrations (id, name, checksum, duration_ms, shardctl_version) VALUES ($1, $2, $3, $4, $5)',
+                [f.id, f.name, f.checksum, Math.round(performance.now() - t0), SHARDCTL_VERSION],
+              );
               await c.query('COMMIT');
             } catch (e) {
               await c.query('ROLLBACK').catch(() => undefined);
@@ -187,7 +241,12 @@ async function migrateOne(pools: ShardPools, map: ShardMap, shard: Shard, files:
           }
           emit({ phase: 'failed', id: f.id, file: f.file });
           const interrupted = options.signal?.aborted;
-          return { status: interrupted ? 'interrupted' : 'failed', applied, pending: pending.slice(i).map((p) => p.id), failure };
+          return {
+            status: interrupted ? 'interrupted' : 'failed',
+            applied,
+            pending: pending.slice(i).map((p) => p.id),
+            failure,
+          };
         } finally {
           options.signal?.removeEventListener('abort', cancel);
         }
@@ -199,7 +258,11 @@ async function migrateOne(pools: ShardPools, map: ShardMap, shard: Shard, files:
       return { status: applied.length > 0 ? 'applied' : 'up-to-date', applied, pending: [] };
     };
     if (options.dryRun) return run();
-    return withAdvisoryLock(c, MIGRATE_LOCK_KEY, run, { timeoutMs: options.lockTimeoutMs ?? 10_000, purpose: 'migrate', shard: shard.name });
+    return withAdvisoryLock(c, MIGRATE_LOCK_KEY, run, {
+      timeoutMs: options.lockTimeoutMs ?? 10_000,
+      purpose: 'migrate',
+      shard: shard.name,
+    });
   });
 }
 
@@ -212,17 +275,31 @@ async function migrateOne(pools: ShardPools, map: ShardMap, shard: Shard, files:
  * @example
  * const results = await migrateShards(map, { canary: 'shard-0' });
  */
-export async function migrateShards(map: ShardMap, options: MigrateOptions = {}): Promise<ShardResult<ShardMigration>[]> {
+export async function migrateShards(
+  map: ShardMap,
+  options: MigrateOptions = {},
+): Promise<ShardResult<ShardMigration>[]> {
   const files = await readMigrationFolder(map.migrations);
   if (options.to !== undefined && !files.some((f) => f.id === options.to)) {
-    throw new ShardctlError(`--to ${options.to} names no migration file (ids: ${files.map((f) => f.id).join(', ') || 'none'})`, { code: 'USAGE', exitCode: ExitCode.Usage });
+    throw new ShardctlError(
+      `--to ${options.to} names no migration file (ids: ${files.map((f) => f.id).join(', ') || 'none'})`,
+      { code: 'USAGE', exitCode: ExitCode.Usage },
+    );
   }
   const names = new Set(map.shards.map((s) => s.name));
   for (const n of [...(options.shards ?? []), ...(options.canary ? [options.canary] : [])]) {
-    if (!names.has(n)) throw new ShardctlError(`unknown shard "${n}"; the map has ${[...names].join(', ')}`, { code: 'UNKNOWN_SHARD', exitCode: ExitCode.Usage });
+    if (!names.has(n))
+      throw new ShardctlError(`unknown shard "${n}"; the map has ${[...names].join(', ')}`, {
+        code: 'UNKNOWN_SHARD',
+        exitCode: ExitCode.Usage,
+      });
   }
   const selected = options.shards ? map.shards.filter((s) => options.shards!.includes(s.name)) : map.shards;
-  const pools = await ShardPools.open(map, { connectTimeoutMs: options.timeoutMs ?? 5000, maxPerShard: 2, applicationName: 'shardctl migrate' });
+  const pools = await ShardPools.open(map, {
+    connectTimeoutMs: options.timeoutMs ?? 5000,
+    maxPerShard: 2,
+    applicationName: 'shardctl migrate',
+  });
   let failed = false;
   const stopAll = () => Boolean(options.failFast && failed);
   const one = async (s: Shard) => {
@@ -240,13 +317,18 @@ export async function migrateShards(map: ShardMap, options: MigrateOptions = {})
       rest = selected.filter((s) => s.name !== canary.name);
       const ok = first!.status === 'ok' && ['applied', 'up-to-date', 'dry-run'].includes(first!.value.status);
       if (!ok) {
-        for (const s of rest) results.push({ shard: s.name, status: 'skipped', reason: `canary ${canary.name} did not succeed` });
+        for (const s of rest)
+          results.push({ shard: s.name, status: 'skipped', reason: `canary ${canary.name} did not succeed` });
         return order(results, selected, canary);
       }
     }
     const limit = options.concurrency ?? Math.min(16, rest.length || 1);
     results.push(
-      ...(await forEachShard(rest, one, { concurrency: limit, failFast: options.failFast ?? false, ...(options.signal ? { signal: options.signal } : {}) })),
+      ...(await forEachShard(rest, one, {
+        concurrency: limit,
+        failFast: options.failFast ?? false,
+        ...(options.signal ? { signal: options.signal } : {}),
+      })),
     );
     return order(results, selected, options.canary ? map.shards.find((s) => s.name === options.canary) : undefined);
   } finally {
@@ -254,7 +336,11 @@ export async function migrateShards(map: ShardMap, options: MigrateOptions = {})
   }
 }
 
-function order(results: ShardResult<ShardMigration>[], selected: Shard[], canary?: Shard): ShardResult<ShardMigration>[] {
+function order(
+  results: ShardResult<ShardMigration>[],
+  selected: Shard[],
+  canary?: Shard,
+): ShardResult<ShardMigration>[] {
   const all = canary && !selected.includes(canary) ? [canary, ...selected] : selected;
   return all.map((s) => results.find((r) => r.shard === s.name)!).filter(Boolean);
 }

@@ -40,9 +40,16 @@ export interface MigrationStatusReport {
  * @example
  * const { summary, exitCode } = await migrationStatus(map);
  */
-export async function migrationStatus(map: ShardMap, options: { timeoutMs?: number } = {}): Promise<MigrationStatusReport> {
+export async function migrationStatus(
+  map: ShardMap,
+  options: { timeoutMs?: number } = {},
+): Promise<MigrationStatusReport> {
   const files = await readMigrationFolder(map.migrations);
-  const pools = await ShardPools.open(map, { connectTimeoutMs: options.timeoutMs ?? 5000, maxPerShard: 1, readOnly: true });
+  const pools = await ShardPools.open(map, {
+    connectTimeoutMs: options.timeoutMs ?? 5000,
+    maxPerShard: 1,
+    readOnly: true,
+  });
   try {
     const shards = await forEachShard(map.shards, (s) =>
       pools.withShard(s.name, async (c) => {
@@ -54,10 +61,22 @@ export async function migrationStatus(map: ShardMap, options: { timeoutMs?: numb
         for (const d of drift) cells[d.id] = d.kind;
         const holder = await migrateLockHolder(c);
         const version = ledger && ledger.length ? ledger[ledger.length - 1]!.id : null;
-        return { ledger, version, pending: files.filter((f) => !applied.has(f.id)).map((f) => f.id), drift, cells, ...(holder ? { lockedBy: holder } : {}) };
+        return {
+          ledger,
+          version,
+          pending: files.filter((f) => !applied.has(f.id)).map((f) => f.id),
+          drift,
+          cells,
+          ...(holder ? { lockedBy: holder } : {}),
+        };
       }),
     );
-    return { files: files.map((f) => ({ id: f.id, file: f.file, noTransaction: f.noTransaction })), shards, summary: summarise(shards, files), exitCode: exitOf(shards) };
+    return {
+      files: files.map((f) => ({ id: f.id, file: f.file, noTransaction: f.noTransaction })),
+      shards,
+      summary: summarise(shards, files),
+      exitCode: exitOf(shards),
+    };
   } finally {
     await pools.close();
   }
@@ -71,8 +90,12 @@ function summarise(shards: ShardResult<ShardMigrationStatus>[], files: Migration
     const k = s.version ?? 'none';
     groups.set(k, [...(groups.get(k) ?? []), s.shard]);
   }
-  const ranked = [...groups].sort((a, b) => b[1].length - a[1].length || (a[0] === 'none' ? 1 : b[0] === 'none' ? -1 : compareIds(b[0], a[0])));
-  const parts = ranked.map(([v, names], i) => (i === 0 ? `${names.length} of ${shards.length} shards at ${v}` : `${names.join(', ')} at ${v}`));
+  const ranked = [...groups].sort(
+    (a, b) => b[1].length - a[1].length || (a[0] === 'none' ? 1 : b[0] === 'none' ? -1 : compareIds(b[0], a[0])),
+  );
+  const parts = ranked.map(([v, names], i) =>
+    i === 0 ? `${names.length} of ${shards.length} shards at ${v}` : `${names.join(', ')} at ${v}`,
+  );
   const down = shards.filter((s) => s.status === 'failed').map((s) => s.shard);
   if (down.length) parts.push(`${down.join(', ')} unreachable`);
   const drift = ok.filter((s) => s.drift.length).map((s) => s.shard);
@@ -94,10 +117,16 @@ function exitOf(shards: ShardResult<ShardMigrationStatus>[]): number {
  * @example
  * await createMigration(map, 'add invoice index') // '/app/migrations/0008_add_invoice_index.sql'
  */
-export async function createMigration(map: ShardMap, name: string, options: { noTransaction?: boolean } = {}): Promise<string> {
+export async function createMigration(
+  map: ShardMap,
+  name: string,
+  options: { noTransaction?: boolean } = {},
+): Promise<string> {
   const files = await readMigrationFolder(map.migrations);
   const file = path.join(map.migrations, nextMigrationName(files, name));
-  const header = options.noTransaction ? '-- shardctl:no-transaction\n-- One statement, run outside a transaction (for CREATE INDEX CONCURRENTLY and the like).\n' : `-- ${name}\n`;
+  const header = options.noTransaction
+    ? '-- shardctl:no-transaction\n-- One statement, run outside a transaction (for CREATE INDEX CONCURRENTLY and the like).\n'
+    : `-- ${name}\n`;
   await writeFile(file, header, { flag: 'wx' });
   return file;
 }

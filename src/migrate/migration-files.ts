@@ -44,7 +44,15 @@ export async function readMigrationFolder(dir: string): Promise<MigrationFile[]>
     names = await readdir(dir);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    throw new ConfigError(dir, [{ line: 0, column: 0, path: '', message: code === 'ENOENT' ? 'migrations folder not found (set migrations: in the shard map)' : (e as Error).message }]);
+    throw new ConfigError(dir, [
+      {
+        line: 0,
+        column: 0,
+        path: '',
+        message:
+          code === 'ENOENT' ? 'migrations folder not found (set migrations: in the shard map)' : (e as Error).message,
+      },
+    ]);
   }
   const problems: ConfigProblem[] = [];
   const files: MigrationFile[] = [];
@@ -53,7 +61,13 @@ export async function readMigrationFolder(dir: string): Promise<MigrationFile[]>
     if (!file.endsWith('.sql')) continue;
     const m = MIGRATION_NAME.exec(file);
     if (!m) {
-      problems.push({ line: 0, column: 0, path: file, message: 'badly named migration: use <id>_<name>.sql, for example 0008_add_invoice_index.sql (shardctl migrate create NAME writes one)' });
+      problems.push({
+        line: 0,
+        column: 0,
+        path: file,
+        message:
+          'badly named migration: use <id>_<name>.sql, for example 0008_add_invoice_index.sql (shardctl migrate create NAME writes one)',
+      });
       continue;
     }
     const id = m[1]!;
@@ -108,7 +122,11 @@ export function lineColumn(text: string, position: number): { line: number; colu
  * nextMigrationName(files, 'Add invoice index') // '0008_add_invoice_index.sql'
  */
 export function nextMigrationName(files: MigrationFile[], name: string): string {
-  const safe = name.trim().toLowerCase().replace(/[^a-z0-9]+/g, '_').replace(/^_+|_+$/g, '');
+  const safe = name
+    .trim()
+    .toLowerCase()
+    .replace(/[^a-z0-9]+/g, '_')
+    .replace(/^_+|_+$/g, '');
   if (!safe) throw new Error('empty migration name');
   const last = files[files.length - 1];
   const width = Math.max(4, last?.id.length ?? 4);

@@ -1,7 +1,7 @@
 import type { PoolClient } from 'pg';
 import { lockedTx } from '../db/shard-pools.js';
 import { STABLE_TEXT_SETTINGS } from './copy-tenant.js';
-import { quoteIdent, quoteLiteral, quoteTable } from '../verify/misplaced-sql.js';
+import { quoteIdent, quoteLiteral, quoteTable } from '../db/sql.js';
 import { tenantLiteral } from './replication.js';
 import type { TenantTable } from './tenant-tables.js';
 
@@ -17,7 +17,14 @@ function triggerName(moveId: number, op: 'i' | 'u' | 'd' | 't'): string {
  * clause tests the tenant in C, so other tenants' writes pay almost nothing. All tables in one
  * transaction, bounded by `lock_timeout` (creating a trigger waits for running writers of the table).
  */
-export async function installChangeTracking(client: PoolClient, moveId: number, tables: TenantTable[], key: { column: string; type: string }, tenant: string, waitMs: number): Promise<void> {
+export async function installChangeTracking(
+  client: PoolClient,
+  moveId: number,
+  tables: TenantTable[],
+  key: { column: string; type: string },
+  tenant: string,
+  waitMs: number,
+): Promise<void> {
   const col = quoteIdent(key.column);
   const lit = tenantLiteral(tenant, key.type);
   // One table per transaction: holding one table's lock while waiting for another's could deadlock
@@ -28,9 +35,18 @@ export async function installChangeTracking(client: PoolClient, moveId: number, 
       const args = `${quoteLiteral(String(moveId))}, ${quoteLiteral(`{${t.primaryKey.map((c) => `"${c.replace(/(["\\])/g, '\\$1')}"`).join(',')}}`)}`;
       const fn = `EXECUTE FUNCTION shardctl.track_change(${args})`;
       const defs: [string, string][] = [
-        [triggerName(moveId, 'i'), `AFTER INSERT ON ${quoteTable(t.table)} FOR EACH ROW WHEN (NEW.${col} = ${lit}) ${fn}`],
-        [triggerName(moveId, 'u'), `AFTER UPDATE ON ${quoteTable(t.table)} FOR EACH ROW WHEN (OLD.${col} = ${lit} OR NEW.${col} = ${lit}) ${fn}`],
-        [triggerName(moveId, 'd'), `AFTER DELETE ON ${quoteTable(t.table)} FOR EACH ROW WHEN (OLD.${col} = ${lit}) ${fn}`],
+        [
+          triggerName(moveId, 'i'),
+          `AFTER INSERT ON ${quoteTable(t.table)} FOR EACH ROW WHEN (NEW.${col} = ${lit}) ${fn}`,
+        ],
+        [
+          triggerName(moveId, 'u'),
+          `AFTER UPDATE ON ${quoteTable(t.table)} FOR EACH ROW WHEN (OLD.${col} = ${lit} OR NEW.${col} = ${lit}) ${fn}`,
+        ],
+        [
+          triggerName(moveId, 'd'),
+          `AFTER DELETE ON ${quoteTable(t.table)} FOR EACH ROW WHEN (OLD.${col} = ${lit}) ${fn}`,
+        ],
         [triggerName(moveId, 't'), `AFTER TRUNCATE ON ${quoteTable(t.table)} FOR EACH STATEMENT ${fn}`],
       ];
       for (const [name, def] of defs) {
@@ -44,8 +60,12 @@ export async function installChangeTracking(client: PoolClient, moveId: number, 
 
 async function dropTriggers(client: PoolClient, moveId: number, table: string): Promise<void> {
   for (const op of ['i', 'u', 'd', 't'] as const) {
-    const exists = await client.query('SELECT 1 FROM pg_trigger WHERE tgrelid = to_regclass($1) AND tgname = $2', [quoteTable(table), triggerName(moveId, op)]);
-    if (exists.rowCount) await client.query(`DROP TRIGGER ${quoteIdent(triggerName(moveId, op))} ON ${quoteTable(table)}`);
+    const exists = await client.query('SELECT 1 FROM pg_trigger WHERE tgrelid = to_regclass($1) AND tgname = $2', [
+      quoteTable(table),
+      triggerName(moveId, op),
+    ]);
+    if (exists.rowCount)
+      await client.query(`DROP TRIGGER ${quoteIdent(triggerName(moveId, op))} ON ${quoteTable(table)}`);
   }
 }
 
@@ -61,7 +81,8 @@ export async function removeChangeTracking(client: PoolClient, moveId: number, w
       WHERE g.tgname LIKE $1 AND g.tgparentid = 0`,
     [`shardctl\\_track\\_${moveId}\\_%`],
   );
-  const hasLog = (await client.query<{ t: string | null }>("SELECT to_regclass('shardctl.move_changes')::text AS t")).rows[0]?.t;
+  const hasLog = (await client.query<{ t: string | null }>("SELECT to_regclass('shardctl.move_changes')::text AS t"))
+    .rows[0]?.t;
   if (tables.rows.length === 0 && !hasLog) return;
   for (const t of tables.rows) await lockedTx(client, waitMs, () => dropTriggers(client, moveId, t.t));
   if (hasLog) await client.query('DELETE FROM shardctl.move_changes WHERE move_id = $1', [moveId]);
@@ -129,7 +150,12 @@ export async function hashRowsByKey(client: PoolClient, t: TenantTable, keys: st
  * Compares the rows of the given keys on source and target; returns the keys that differ per table
  * (a row on one side only, or different contents).
  */
-export async function compareKeys(source: PoolClient, target: PoolClient, tables: TenantTable[], keys: Map<string, Iterable<string>>): Promise<Map<string, string[]>> {
+export async function compareKeys(
+  source: PoolClient,
+  target: PoolClient,
+  tables: TenantTable[],
+  keys: Map<string, Iterable<string>>,
+): Promise<Map<string, string[]>> {
   const bad = new Map<string, string[]>();
   for (const t of tables) {
     const ks = [...(keys.get(t.table) ?? [])];

@@ -1,8 +1,9 @@
 import { Transform, type TransformCallback } from 'node:stream';
+import { crashPoint } from '../crash-points.js';
 import { pipeline } from 'node:stream/promises';
 import type { PoolClient } from 'pg';
 import { ShardctlError } from '../errors.js';
-import { quoteIdent, quoteLiteral, quoteTable } from '../verify/misplaced-sql.js';
+import { quoteIdent, quoteLiteral, quoteTable } from '../db/sql.js';
 import { bindTenant, tenantFilter } from './fence.js';
 import type { TenantTable } from './tenant-tables.js';
 
@@ -31,18 +32,19 @@ async function streams(): Promise<typeof import('pg-copy-streams')> {
   return copyStreams;
 }
 
-/** Test-only: kills the process with SIGKILL at a named point (`SHARDCTL_TEST_CRASH_AT`), to prove crash safety. */
-export function crashPoint(name: string): void {
-  if (process.env.SHARDCTL_TEST_CRASH_AT === name) process.kill(process.pid, 'SIGKILL');
-}
-
 /**
  * Deletes the tenant's rows from tables, children first, in batches (so that a big tenant never
  * holds one huge transaction), with the fence bypassed for these transactions only.
  *
  * @returns rows deleted per table
  */
-export async function deleteTenantRows(client: PoolClient, tables: TenantTable[], tenant: string, key: { column: string; type: string }, options: { batch?: number; onBatch?: (table: string, rows: number) => void } = {}): Promise<Record<string, number>> {
+export async function deleteTenantRows(
+  client: PoolClient,
+  tables: TenantTable[],
+  tenant: string,
+  key: { column: string; type: string },
+  options: { batch?: number; onBatch?: (table: string, rows: number) => void } = {},
+): Promise<Record<string, number>> {
   const out: Record<string, number> = {};
   const batch = options.batch ?? 50_000;
   for (const t of [...tables].reverse()) {
@@ -102,14 +104,20 @@ export async function copyTenant(
     // The target may hold a tombstone fence of this tenant from an earlier move away from it.
     await target.query("SELECT set_config('shardctl.fence_bypass', 'on', true)");
     // Parents are copied before children; only tables in a foreign-key cycle need deferred checks.
-    if (tables.some((t, i) => t.parents.some((p) => tables.findIndex((x) => x.table === p) >= i))) await target.query('SET CONSTRAINTS ALL DEFERRED');
+    if (tables.some((t, i) => t.parents.some((p) => tables.findIndex((x) => x.table === p) >= i)))
+      await target.query('SET CONSTRAINTS ALL DEFERRED');
     // A resumed copy starts from nothing: rows an earlier attempt committed are removed first.
-    for (const t of [...tables].reverse()) await target.query(`DELETE FROM ${quoteTable(t.table)} WHERE ${tenantFilter(key.column, key.type)}`);
+    for (const t of [...tables].reverse())
+      await target.query(`DELETE FROM ${quoteTable(t.table)} WHERE ${tenantFilter(key.column, key.type)}`);
     for (const t of tables) {
       const t0 = performance.now();
       crashPoint(`before-copy:${t.table}`);
       const cols = t.columns.map(quoteIdent).join(', ');
-      const reader = source.query(copyTo(`COPY (SELECT ${cols} FROM ${quoteTable(t.table)} WHERE ${tenantFilter(key.column, key.type)}) TO STDOUT (FORMAT binary)`));
+      const reader = source.query(
+        copyTo(
+          `COPY (SELECT ${cols} FROM ${quoteTable(t.table)} WHERE ${tenantFilter(key.column, key.type)}) TO STDOUT (FORMAT binary)`,
+        ),
+      );
       const writer = target.query(copyFrom(`COPY ${quoteTable(t.table)} (${cols}) FROM STDIN (FORMAT binary)`));
       let bytes = 0;
       let chunks = 0;
@@ -167,11 +175,18 @@ export async function advanceSequences(client: PoolClient, tables: TenantTable[]
         [s.sequence],
       );
       const row = r.rows[0];
-      if (!row) throw new ShardctlError(`cannot advance sequence ${s.sequence} of ${t.table}.${s.column}: not found on the target`, { code: 'SEQUENCE' });
+      if (!row)
+        throw new ShardctlError(
+          `cannot advance sequence ${s.sequence} of ${t.table}.${s.column}: not found on the target`,
+          { code: 'SEQUENCE' },
+        );
       if (row.maxv === null) continue;
       const max = BigInt(row.maxv);
       if (max > BigInt(row.maxseq)) {
-        throw new ShardctlError(`sequence ${s.sequence} cannot go past ${max} (its maximum is ${row.maxseq}): copied rows would collide with new ones`, { code: 'SEQUENCE' });
+        throw new ShardctlError(
+          `sequence ${s.sequence} cannot go past ${max} (its maximum is ${row.maxseq}): copied rows would collide with new ones`,
+          { code: 'SEQUENCE' },
+        );
       }
       const next = row.called ? BigInt(row.last) : BigInt(row.last) - 1n;
       if (max > next) await client.query('SELECT setval($1::regclass, $2::int8, true)', [s.sequence, max.toString()]);
@@ -187,7 +202,13 @@ export const STABLE_TEXT_SETTINGS =
   "SET LOCAL TimeZone = 'UTC'; SET LOCAL DateStyle = 'ISO, YMD'; SET LOCAL IntervalStyle = 'postgres'; SET LOCAL extra_float_digits = 3; SET LOCAL bytea_output = 'hex'";
 
 /** Row count and an order-independent checksum of one tenant's rows in a table, computed in SQL. */
-export async function tenantChecksums(client: PoolClient, tables: TenantTable[], tenant: string, key: { column: string; type: string }, options: { snapshot?: string } = {}): Promise<Record<string, { rows: string; sum: string }>> {
+export async function tenantChecksums(
+  client: PoolClient,
+  tables: TenantTable[],
+  tenant: string,
+  key: { column: string; type: string },
+  options: { snapshot?: string } = {},
+): Promise<Record<string, { rows: string; sum: string }>> {
   const out: Record<string, { rows: string; sum: string }> = {};
   await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
   try {

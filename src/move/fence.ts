@@ -2,7 +2,7 @@ import type { PoolClient } from 'pg';
 import { ensureCatalogSchema } from '../catalog/catalog-schema.js';
 import { lockedTx } from '../db/shard-pools.js';
 import { ShardctlError } from '../errors.js';
-import { quoteIdent, quoteLiteral, quoteTable } from '../verify/misplaced-sql.js';
+import { keyCast, quoteIdent, quoteLiteral, quoteTable } from '../db/sql.js';
 
 /** A fence: writes of this tenant are rejected on this shard. */
 export interface Fence {
@@ -20,18 +20,26 @@ export interface Fence {
  */
 export async function installFenceTriggers(client: PoolClient, tables: string[], keyColumn: string): Promise<void> {
   for (const table of tables) {
-    const has = await client.query(`SELECT 1 FROM pg_trigger WHERE tgrelid = to_regclass($1) AND tgname = 'shardctl_fence'`, [quoteTable(table)]);
+    const has = await client.query(
+      `SELECT 1 FROM pg_trigger WHERE tgrelid = to_regclass($1) AND tgname = 'shardctl_fence'`,
+      [quoteTable(table)],
+    );
     if (has.rowCount) continue;
     await client.query(
       `CREATE TRIGGER shardctl_fence BEFORE INSERT OR UPDATE OR DELETE ON ${quoteTable(table)}
          FOR EACH ROW EXECUTE FUNCTION shardctl.fence_guard(${quoteLiteral(keyColumn)})`,
     );
-    await client.query(`CREATE TRIGGER shardctl_fence_truncate BEFORE TRUNCATE ON ${quoteTable(table)} FOR EACH STATEMENT EXECUTE FUNCTION shardctl.fence_truncate_guard()`);
+    await client.query(
+      `CREATE TRIGGER shardctl_fence_truncate BEFORE TRUNCATE ON ${quoteTable(table)} FOR EACH STATEMENT EXECUTE FUNCTION shardctl.fence_truncate_guard()`,
+    );
   }
 }
 
 /** Adds (or refreshes) the fence of a tenant on a shard. */
-export async function addFence(client: PoolClient, f: { tenant: string; moveId: number | null; target: string | null; reason: string }): Promise<void> {
+export async function addFence(
+  client: PoolClient,
+  f: { tenant: string; moveId: number | null; target: string | null; reason: string },
+): Promise<void> {
   await client.query(
     `INSERT INTO shardctl.fences (tenant, move_id, target, reason) VALUES ($1, $2, $3, $4)
      ON CONFLICT (tenant) DO UPDATE SET move_id = excluded.move_id, target = excluded.target, reason = excluded.reason`,
@@ -43,7 +51,10 @@ export async function addFence(client: PoolClient, f: { tenant: string; moveId: 
 export async function removeFence(client: PoolClient, tenant: string, moveId?: number): Promise<boolean> {
   const exists = await client.query<{ t: string | null }>("SELECT to_regclass('shardctl.fences')::text AS t");
   if (!exists.rows[0]?.t) return false;
-  const r = await client.query('DELETE FROM shardctl.fences WHERE tenant = $1 AND ($2::bigint IS NULL OR move_id = $2)', [tenant, moveId ?? null]);
+  const r = await client.query(
+    'DELETE FROM shardctl.fences WHERE tenant = $1 AND ($2::bigint IS NULL OR move_id = $2)',
+    [tenant, moveId ?? null],
+  );
   return (r.rowCount ?? 0) > 0;
 }
 
@@ -51,18 +62,26 @@ export async function removeFence(client: PoolClient, tenant: string, moveId?: n
 export async function listFences(client: PoolClient, shard: string): Promise<Fence[]> {
   const exists = await client.query<{ t: string | null }>("SELECT to_regclass('shardctl.fences')::text AS t");
   if (!exists.rows[0]?.t) return [];
-  const r = await client.query<{ tenant: string; move_id: string | null; target: string | null; reason: string; created_at: Date }>('SELECT * FROM shardctl.fences ORDER BY created_at, tenant');
-  return r.rows.map((x) => ({ shard, tenant: x.tenant, moveId: x.move_id === null ? null : Number(x.move_id), target: x.target, reason: x.reason, createdAt: new Date(x.created_at).toISOString() }));
+  const r = await client.query<{
+    tenant: string;
+    move_id: string | null;
+    target: string | null;
+    reason: string;
+    created_at: Date;
+  }>('SELECT * FROM shardctl.fences ORDER BY created_at, tenant');
+  return r.rows.map((x) => ({
+    shard,
+    tenant: x.tenant,
+    moveId: x.move_id === null ? null : Number(x.move_id),
+    target: x.target,
+    reason: x.reason,
+    createdAt: new Date(x.created_at).toISOString(),
+  }));
 }
 
 /** `WHERE` clause selecting one tenant's rows through a transaction setting (COPY takes no parameters). */
 export function tenantFilter(keyColumn: string, keyType: string): string {
   return `${quoteIdent(keyColumn)} = current_setting('shardctl.move_tenant')::${keyCast(keyType)}`;
-}
-
-/** The SQL type a shard-key type casts to (`bigint` as `int8`). */
-export function keyCast(keyType: string): string {
-  return keyType === 'bigint' ? 'int8' : keyType;
 }
 
 /** Binds the tenant for {@link tenantFilter} in the current transaction, as a parameter. */
@@ -75,7 +94,12 @@ export async function bindTenant(client: PoolClient, tenant: string): Promise<vo
  * table while waiting for another could deadlock with a writer whose foreign-key check locks both),
  * each bounded by `waitMs`. Creates the catalog schema first where missing.
  */
-export async function ensureFenceTriggers(client: PoolClient, tables: string[], keyColumn: string, waitMs: number): Promise<void> {
+export async function ensureFenceTriggers(
+  client: PoolClient,
+  tables: string[],
+  keyColumn: string,
+  waitMs: number,
+): Promise<void> {
   await ensureCatalogSchema(client);
   for (const table of tables) await lockedTx(client, waitMs, () => installFenceTriggers(client, [table], keyColumn));
 }
@@ -89,11 +113,19 @@ export async function ensureFenceTriggers(client: PoolClient, tables: string[], 
  * @example
  * await raiseFence(client, { tenant: '7', moveId: 3, target: 'shard-2', waitMs: 1000 });
  */
-export async function raiseFence(client: PoolClient, f: { tenant: string; moveId: number; target: string; waitMs: number; shard?: string }): Promise<void> {
+export async function raiseFence(
+  client: PoolClient,
+  f: { tenant: string; moveId: number; target: string; waitMs: number; shard?: string },
+): Promise<void> {
   await client.query('BEGIN');
   let fenceXid: string;
   try {
-    await addFence(client, { tenant: f.tenant, moveId: f.moveId, target: f.target, reason: `move ${f.moveId} of tenant ${f.tenant} to ${f.target} in progress` });
+    await addFence(client, {
+      tenant: f.tenant,
+      moveId: f.moveId,
+      target: f.target,
+      reason: `move ${f.moveId} of tenant ${f.tenant} to ${f.target} in progress`,
+    });
     fenceXid = (await client.query<{ x: string }>('SELECT pg_current_xact_id()::text AS x')).rows[0]!.x;
     await client.query('COMMIT');
   } catch (e) {
@@ -111,7 +143,15 @@ export async function raiseFence(client: PoolClient, f: { tenant: string; moveId
  */
 export async function fenceTenant(
   client: PoolClient,
-  f: { tenant: string; moveId: number; target: string; tables: string[]; keyColumn: string; waitMs: number; shard?: string },
+  f: {
+    tenant: string;
+    moveId: number;
+    target: string;
+    tables: string[];
+    keyColumn: string;
+    waitMs: number;
+    shard?: string;
+  },
 ): Promise<void> {
   await ensureFenceTriggers(client, f.tables, f.keyColumn, f.waitMs);
   await raiseFence(client, f);
@@ -121,7 +161,12 @@ export async function fenceTenant(
  * Waits until every transaction and snapshot of the current database that started before `xid`
  * committed has ended. Client backends only: autovacuum and walsenders never write tenant rows.
  */
-export async function waitForOlderWriters(client: PoolClient, xid: string, waitMs: number, shard: string): Promise<void> {
+export async function waitForOlderWriters(
+  client: PoolClient,
+  xid: string,
+  waitMs: number,
+  shard: string,
+): Promise<void> {
   const deadline = Date.now() + waitMs;
   for (;;) {
     const r = await client.query<{ done: boolean; pids: number[] | null }>(
@@ -136,10 +181,13 @@ export async function waitForOlderWriters(client: PoolClient, xid: string, waitM
     );
     if (r.rows[0]?.done) return;
     if (Date.now() > deadline) {
-      throw new ShardctlError(`transactions or snapshots older than the fence are still open on ${shard} after ${waitMs} ms${r.rows[0]?.pids?.length ? ` (backend pids ${r.rows[0].pids.join(', ')})` : ''}`, {
-        code: 'OLD_TRANSACTIONS',
-        hint: 'find them in pg_stat_activity (xact_start, backend_xmin) and end them, then resume',
-      });
+      throw new ShardctlError(
+        `transactions or snapshots older than the fence are still open on ${shard} after ${waitMs} ms${r.rows[0]?.pids?.length ? ` (backend pids ${r.rows[0].pids.join(', ')})` : ''}`,
+        {
+          code: 'OLD_TRANSACTIONS',
+          hint: 'find them in pg_stat_activity (xact_start, backend_xmin) and end them, then resume',
+        },
+      );
     }
     await new Promise((r2) => setTimeout(r2, 20));
   }

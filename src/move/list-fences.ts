@@ -4,7 +4,7 @@ import { ShardPools } from '../db/shard-pools.js';
 import { ExitCode, ShardctlError } from '../errors.js';
 import { parseTenant, tenantText } from '../placement/tenant-key.js';
 import { listFences, removeFence, type Fence } from './fence.js';
-import { replicationLeftovers, type ReplicationLeftover } from '../verify/leftovers.js';
+import { replicationLeftovers, type ReplicationLeftover } from '../catalog/leftovers.js';
 import { listMoves, type MoveRecord } from './move-journal.js';
 
 /**
@@ -14,7 +14,11 @@ import { listMoves, type MoveRecord } from './move-journal.js';
  * const results = await fencesOf(map); // one ShardResult<Fence[]> per shard
  */
 export async function fencesOf(map: ShardMap, options: { timeoutMs?: number } = {}): Promise<ShardResult<Fence[]>[]> {
-  const pools = await ShardPools.open(map, { connectTimeoutMs: options.timeoutMs ?? 5000, maxPerShard: 1, readOnly: true });
+  const pools = await ShardPools.open(map, {
+    connectTimeoutMs: options.timeoutMs ?? 5000,
+    maxPerShard: 1,
+    readOnly: true,
+  });
   try {
     return await forEachShard(map.shards, (s) => pools.withShard(s.name, (c) => listFences(c, s.name)));
   } finally {
@@ -29,7 +33,12 @@ export async function fencesOf(map: ShardMap, options: { timeoutMs?: number } = 
  * @example
  * await removeTenantFence(map, 'shard-1', 123);
  */
-export async function removeTenantFence(map: ShardMap, shard: string, tenantValue: unknown, options: { timeoutMs?: number } = {}): Promise<boolean> {
+export async function removeTenantFence(
+  map: ShardMap,
+  shard: string,
+  tenantValue: unknown,
+  options: { timeoutMs?: number } = {},
+): Promise<boolean> {
   const tenant = tenantText(parseTenant(tenantValue, map.shardKey.type));
   const pools = await ShardPools.open(map, { connectTimeoutMs: options.timeoutMs ?? 5000, maxPerShard: 1 });
   try {
@@ -37,11 +46,14 @@ export async function removeTenantFence(map: ShardMap, shard: string, tenantValu
     const moves = await pools.withShard(map.catalog, (c) => listMoves(c, { tenant }));
     const inflight = moves.find((m) => !['done', 'aborted'].includes(m.state) && m.source === shard);
     if (inflight) {
-      throw new ShardctlError(`move ${inflight.id} of tenant ${tenant} is ${inflight.state}: its fence protects the copy`, {
-        code: 'MOVE_IN_FLIGHT',
-        exitCode: ExitCode.Failed,
-        hint: `finish or abort the move first (shardctl rebalance --resume ${inflight.id} / --abort ${inflight.id})`,
-      });
+      throw new ShardctlError(
+        `move ${inflight.id} of tenant ${tenant} is ${inflight.state}: its fence protects the copy`,
+        {
+          code: 'MOVE_IN_FLIGHT',
+          exitCode: ExitCode.Failed,
+          hint: `finish or abort the move first (shardctl rebalance --resume ${inflight.id} / --abort ${inflight.id})`,
+        },
+      );
     }
     return await pools.withShard(shard, (c) => removeFence(c, tenant));
   } finally {
@@ -55,10 +67,19 @@ export async function removeTenantFence(map: ShardMap, shard: string, tenantValu
  * @example
  * (await movesOf(map)).map((m) => `${m.id} ${m.state}`)
  */
-export async function movesOf(map: ShardMap, options: { timeoutMs?: number; tenant?: string } = {}): Promise<MoveRecord[]> {
-  const pools = await ShardPools.open(map, { connectTimeoutMs: options.timeoutMs ?? 5000, maxPerShard: 1, readOnly: true });
+export async function movesOf(
+  map: ShardMap,
+  options: { timeoutMs?: number; tenant?: string } = {},
+): Promise<MoveRecord[]> {
+  const pools = await ShardPools.open(map, {
+    connectTimeoutMs: options.timeoutMs ?? 5000,
+    maxPerShard: 1,
+    readOnly: true,
+  });
   try {
-    return await pools.withShard(map.catalog, (c) => listMoves(c, options.tenant !== undefined ? { tenant: options.tenant } : {}));
+    return await pools.withShard(map.catalog, (c) =>
+      listMoves(c, options.tenant !== undefined ? { tenant: options.tenant } : {}),
+    );
   } finally {
     await pools.close();
   }
@@ -71,10 +92,21 @@ export async function movesOf(map: ShardMap, options: { timeoutMs?: number; tena
  * @example
  * (await moveSlotsOf(map)).flatMap((r) => (r.status === 'ok' ? r.value : []))
  */
-export async function moveSlotsOf(map: ShardMap, options: { timeoutMs?: number } = {}): Promise<ShardResult<ReplicationLeftover[]>[]> {
-  const pools = await ShardPools.open(map, { connectTimeoutMs: options.timeoutMs ?? 5000, maxPerShard: 1, readOnly: true });
+export async function moveSlotsOf(
+  map: ShardMap,
+  options: { timeoutMs?: number } = {},
+): Promise<ShardResult<ReplicationLeftover[]>[]> {
+  const pools = await ShardPools.open(map, {
+    connectTimeoutMs: options.timeoutMs ?? 5000,
+    maxPerShard: 1,
+    readOnly: true,
+  });
   try {
-    return await forEachShard(map.shards, (s) => pools.withShard(s.name, async (c) => (await replicationLeftovers(c)).filter((r) => r.kind === 'replication-slot')));
+    return await forEachShard(map.shards, (s) =>
+      pools.withShard(s.name, async (c) =>
+        (await replicationLeftovers(c)).filter((r) => r.kind === 'replication-slot'),
+      ),
+    );
   } finally {
     await pools.close();
   }

@@ -5,7 +5,20 @@ import type { PoolClient } from 'pg';
  * planned, fenced, copying, copied, verified; an online move goes planned, syncing, replicating,
  * fenced (the write pause), verified; both then switched, cleaned, done.
  */
-export const MOVE_STATES = ['planned', 'syncing', 'replicating', 'fenced', 'copying', 'copied', 'verified', 'switched', 'cleaned', 'done', 'failed', 'aborted'] as const;
+export const MOVE_STATES = [
+  'planned',
+  'syncing',
+  'replicating',
+  'fenced',
+  'copying',
+  'copied',
+  'verified',
+  'switched',
+  'cleaned',
+  'done',
+  'failed',
+  'aborted',
+] as const;
 
 /** One state of {@link MOVE_STATES}. */
 export type MoveState = (typeof MOVE_STATES)[number];
@@ -80,14 +93,25 @@ function toRecord(r: Row): MoveRecord {
 /** Creates a move in state `planned`; fails with a unique violation when one of the tenant is in flight. */
 export async function createMove(
   client: PoolClient,
-  m: { tenant: string; source: string; target: string; keepSource: boolean; plan: MovePlanRecord; planId?: number | null; mode?: MoveMode },
+  m: {
+    tenant: string;
+    source: string;
+    target: string;
+    keepSource: boolean;
+    plan: MovePlanRecord;
+    planId?: number | null;
+    mode?: MoveMode;
+  },
 ): Promise<MoveRecord> {
   const r = await client.query<Row>(
     `INSERT INTO shardctl.moves (tenant, source_shard, target_shard, state, keep_source, plan, plan_id, mode)
      VALUES ($1, $2, $3, 'planned', $4, $5, $6, $7) RETURNING *`,
     [m.tenant, m.source, m.target, m.keepSource, JSON.stringify(m.plan), m.planId ?? null, m.mode ?? 'fenced'],
   );
-  await client.query("INSERT INTO shardctl.move_events (move_id, state, message) VALUES ($1, 'planned', 'move planned')", [r.rows[0]!.id]);
+  await client.query(
+    "INSERT INTO shardctl.move_events (move_id, state, message) VALUES ($1, 'planned', 'move planned')",
+    [r.rows[0]!.id],
+  );
   return toRecord(r.rows[0]!);
 }
 
@@ -100,10 +124,16 @@ export async function readMove(client: PoolClient, id: number): Promise<MoveReco
 }
 
 /** Lists moves, newest first; an empty list where the catalog has no journal. */
-export async function listMoves(client: PoolClient, options: { tenant?: string; limit?: number } = {}): Promise<MoveRecord[]> {
+export async function listMoves(
+  client: PoolClient,
+  options: { tenant?: string; limit?: number } = {},
+): Promise<MoveRecord[]> {
   const exists = await client.query<{ t: string | null }>("SELECT to_regclass('shardctl.moves')::text AS t");
   if (!exists.rows[0]?.t) return [];
-  const r = await client.query<Row>('SELECT * FROM shardctl.moves WHERE ($1::text IS NULL OR tenant = $1) ORDER BY id DESC LIMIT $2', [options.tenant ?? null, options.limit ?? 1000]);
+  const r = await client.query<Row>(
+    'SELECT * FROM shardctl.moves WHERE ($1::text IS NULL OR tenant = $1) ORDER BY id DESC LIMIT $2',
+    [options.tenant ?? null, options.limit ?? 1000],
+  );
   return r.rows.map(toRecord);
 }
 
@@ -111,7 +141,10 @@ export async function listMoves(client: PoolClient, options: { tenant?: string; 
 export async function inFlightMove(client: PoolClient, tenant: string): Promise<MoveRecord | undefined> {
   const exists = await client.query<{ t: string | null }>("SELECT to_regclass('shardctl.moves')::text AS t");
   if (!exists.rows[0]?.t) return undefined;
-  const r = await client.query<Row>("SELECT * FROM shardctl.moves WHERE tenant = $1 AND state NOT IN ('done', 'aborted')", [tenant]);
+  const r = await client.query<Row>(
+    "SELECT * FROM shardctl.moves WHERE tenant = $1 AND state NOT IN ('done', 'aborted')",
+    [tenant],
+  );
   return r.rows[0] ? toRecord(r.rows[0]) : undefined;
 }
 
@@ -131,7 +164,19 @@ export async function transition(
             error = CASE WHEN $4::boolean THEN $5 ELSE error END,
             failed_in = CASE WHEN $6::boolean THEN $7 ELSE failed_in END
       WHERE id = $1`,
-    [id, state, JSON.stringify(extra.stats ?? {}), extra.error !== undefined, extra.error ?? null, extra.failedIn !== undefined, extra.failedIn ?? null],
+    [
+      id,
+      state,
+      JSON.stringify(extra.stats ?? {}),
+      extra.error !== undefined,
+      extra.error ?? null,
+      extra.failedIn !== undefined,
+      extra.failedIn ?? null,
+    ],
   );
-  await client.query('INSERT INTO shardctl.move_events (move_id, state, message) VALUES ($1, $2, $3)', [id, state, extra.message ?? null]);
+  await client.query('INSERT INTO shardctl.move_events (move_id, state, message) VALUES ($1, $2, $3)', [
+    id,
+    state,
+    extra.message ?? null,
+  ]);
 }

@@ -1,3 +1,4 @@
+import { crashPoint } from '../crash-points.js';
 import { randomBytes } from 'node:crypto';
 import type { PoolClient } from 'pg';
 import type { ShardMap } from '../config/shard-map.js';
@@ -5,7 +6,7 @@ import { ensureCatalogSchema } from '../catalog/catalog-schema.js';
 import type { ShardPools } from '../db/shard-pools.js';
 import { fromDriverError, ShardctlError } from '../errors.js';
 import { compareKeys, installChangeTracking, readChangedKeys, removeChangeTracking } from './change-tracking.js';
-import { copyTenant, crashPoint, tenantChecksums, type CopyProgress, type CopyStats } from './copy-tenant.js';
+import { copyTenant, tenantChecksums, type CopyProgress, type CopyStats } from './copy-tenant.js';
 import { ensureFenceTriggers, raiseFence, removeFence, waitForOlderWriters } from './fence.js';
 import type { MoveRecord, MoveState } from './move-journal.js';
 import {
@@ -85,7 +86,12 @@ export async function runOnlinePhases(ctx: OnlineContext, from: MoveState): Prom
   if (!m.plan.replication) {
     // Slot names are per server: two clusters sharing a server must not meet on the same move id.
     const assigned = replicationName(m.id, randomBytes(4).toString('hex'));
-    await ctx.pools.withShard(ctx.map.catalog, (c) => c.query(`UPDATE shardctl.moves SET plan = plan || jsonb_build_object('replication', $2::text) WHERE id = $1`, [m.id, assigned]));
+    await ctx.pools.withShard(ctx.map.catalog, (c) =>
+      c.query(`UPDATE shardctl.moves SET plan = plan || jsonb_build_object('replication', $2::text) WHERE id = $1`, [
+        m.id,
+        assigned,
+      ]),
+    );
     m.plan.replication = assigned;
   }
   const name = m.plan.replication;
@@ -96,9 +102,14 @@ export async function runOnlinePhases(ctx: OnlineContext, from: MoveState): Prom
     state = 'replicating';
   }
   if (state === 'replicating') {
-    const [slot, sub] = await Promise.all([ctx.pools.withShard(m.source, (c) => readSlot(c, name)), ctx.pools.withShard(m.target, (c) => readSubscription(c, name))]);
+    const [slot, sub] = await Promise.all([
+      ctx.pools.withShard(m.source, (c) => readSlot(c, name)),
+      ctx.pools.withShard(m.target, (c) => readSubscription(c, name)),
+    ]);
     if (!slot.slot || !sub.exists || !sub.enabled) {
-      await ctx.record('syncing', { message: `replication ${!slot.slot ? 'slot' : 'subscription'} of the move is gone or stopped: copying again` });
+      await ctx.record('syncing', {
+        message: `replication ${!slot.slot ? 'slot' : 'subscription'} of the move is gone or stopped: copying again`,
+      });
       state = 'syncing';
     }
   }
@@ -108,7 +119,10 @@ export async function runOnlinePhases(ctx: OnlineContext, from: MoveState): Prom
   }
   if (state === 'syncing') {
     const copy = await sync(ctx);
-    await ctx.record('replicating', { stats: { copy }, message: `copied ${copy.rows} rows, ${copy.bytes} bytes in ${copy.ms} ms; replicating` });
+    await ctx.record('replicating', {
+      stats: { copy },
+      message: `copied ${copy.rows} rows, ${copy.bytes} bytes in ${copy.ms} ms; replicating`,
+    });
     state = 'replicating';
   }
   await cutover(ctx);
@@ -127,7 +141,12 @@ async function sync(ctx: OnlineContext): Promise<CopyStats> {
   await pools.withShard(m.target, (c) => ensureCatalogSchema(c));
   await pools.withShard(m.source, async (c) => {
     // The fence triggers go in now, so that the pause itself takes no table lock.
-    await ensureFenceTriggers(c, tables.map((t) => t.table), k.column, waitMs);
+    await ensureFenceTriggers(
+      c,
+      tables.map((t) => t.table),
+      k.column,
+      waitMs,
+    );
     // The change log must be in place before the slot's snapshot: every later write is then logged.
     await installChangeTracking(c, m.id, tables, k, m.tenant, waitMs);
     await createTenantPublication(c, name, m.id, tables, k, m.tenant);
@@ -147,7 +166,15 @@ async function sync(ctx: OnlineContext): Promise<CopyStats> {
     [stats, sourceSums] = await Promise.all([
       copyTenant(a, dst, tables, m.tenant, k, {
         snapshot: slot.snapshot,
-        onProgress: (p: CopyProgress) => ctx.emit({ phase: 'syncing', table: p.table, ...(p.rows >= 0 ? { rows: p.rows } : {}), bytes: p.bytes, totalRows, totalBytes }),
+        onProgress: (p: CopyProgress) =>
+          ctx.emit({
+            phase: 'syncing',
+            table: p.table,
+            ...(p.rows >= 0 ? { rows: p.rows } : {}),
+            bytes: p.bytes,
+            totalRows,
+            totalBytes,
+          }),
         ...(ctx.options.maxBytesPerSecond ? { maxBytesPerSecond: ctx.options.maxBytesPerSecond } : {}),
       }),
       tenantChecksums(b, tables, m.tenant, k, { snapshot: slot.snapshot }),
@@ -163,10 +190,23 @@ async function sync(ctx: OnlineContext): Promise<CopyStats> {
   crashPoint('online:after-copy');
   ctx.emit({ phase: 'syncing', message: 'verifying the copy' });
   const targetSums = await pools.withShard(m.target, (c) => tenantChecksums(c, tables, m.tenant, k));
-  const bad = tables.filter((t) => sourceSums[t.table]!.rows !== targetSums[t.table]!.rows || sourceSums[t.table]!.sum !== targetSums[t.table]!.sum);
+  const bad = tables.filter(
+    (t) =>
+      sourceSums[t.table]!.rows !== targetSums[t.table]!.rows || sourceSums[t.table]!.sum !== targetSums[t.table]!.sum,
+  );
   if (bad.length > 0) {
-    const detail = bad.map((t) => `${t.table}: source ${sourceSums[t.table]!.rows} rows (checksum ${sourceSums[t.table]!.sum}), target ${targetSums[t.table]!.rows} rows (checksum ${targetSums[t.table]!.sum})`).join('; ');
-    throw fail(`the copy does not match the source's snapshot: ${detail}`, 'VERIFY_FAILED', 'resume copies again', 'syncing');
+    const detail = bad
+      .map(
+        (t) =>
+          `${t.table}: source ${sourceSums[t.table]!.rows} rows (checksum ${sourceSums[t.table]!.sum}), target ${targetSums[t.table]!.rows} rows (checksum ${targetSums[t.table]!.sum})`,
+      )
+      .join('; ');
+    throw fail(
+      `the copy does not match the source's snapshot: ${detail}`,
+      'VERIFY_FAILED',
+      'resume copies again',
+      'syncing',
+    );
   }
   const source = pools.shard(m.source);
   await pools.withShard(m.target, (c) => createTenantSubscription(c, name, source.replicationUrl ?? source.url));
@@ -175,7 +215,14 @@ async function sync(ctx: OnlineContext): Promise<CopyStats> {
 }
 
 /** Waits until the target has applied the source's mark `mark`; false when `deadline` passes first. */
-async function waitConfirmed(ctx: OnlineContext, src: PoolClient, dst: PoolClient, mark: number, deadline: number, pollMs: number): Promise<boolean> {
+async function waitConfirmed(
+  ctx: OnlineContext,
+  src: PoolClient,
+  dst: PoolClient,
+  mark: number,
+  deadline: number,
+  pollMs: number,
+): Promise<boolean> {
   const m = ctx.move;
   const name = m.plan.replication!;
   // The first report after 500 ms: a pause's short drain never spends time on it.
@@ -192,12 +239,23 @@ async function waitConfirmed(ctx: OnlineContext, src: PoolClient, dst: PoolClien
       continue;
     }
     const slot = await readSlot(src, name);
-    if (!slot.slot) throw fail(`the replication slot ${name} disappeared from ${m.source}`, 'SLOT_LOST', 'resume copies again', 'syncing');
+    if (!slot.slot)
+      throw fail(
+        `the replication slot ${name} disappeared from ${m.source}`,
+        'SLOT_LOST',
+        'resume copies again',
+        'syncing',
+      );
     {
       lastReport = now;
       const sub = await readSubscription(dst, name);
       if (!sub.exists || !sub.enabled) {
-        throw fail(`the subscription ${name} on ${m.target} is ${sub.exists ? 'disabled' : 'gone'}`, 'APPLY_FAILED', 'resume copies again, abort undoes the move', 'syncing');
+        throw fail(
+          `the subscription ${name} on ${m.target} is ${sub.exists ? 'disabled' : 'gone'}`,
+          'APPLY_FAILED',
+          'resume copies again, abort undoes the move',
+          'syncing',
+        );
       }
       // Errors of the subscription's worker (a dropped connection is retried by PostgreSQL): the move
       // gives up only when they go on, without the mark arriving, for connectWaitMs.
@@ -238,7 +296,11 @@ async function cutover(ctx: OnlineContext): Promise<void> {
   // Keys found equal on both sides, with the log id they had then: a later change gives a new id.
   const verified = new Map<string, number>();
   const unverified = (log: Map<string, Map<string, number>>) =>
-    new Map([...log].map(([t, ks]) => [t, [...ks].filter(([k, id]) => verified.get(`${t}\u0000${k}`) !== id).map(([k]) => k)] as const));
+    new Map(
+      [...log].map(
+        ([t, ks]) => [t, [...ks].filter(([k, id]) => verified.get(`${t}\u0000${k}`) !== id).map(([k]) => k)] as const,
+      ),
+    );
   const check = async (log: Map<string, Map<string, number>>) => {
     const todo = unverified(log);
     const bad = await compareKeys(src, dst, tables, todo);
@@ -253,7 +315,13 @@ async function cutover(ctx: OnlineContext): Promise<void> {
     for (let attempt = 1; attempt <= attempts; attempt++) {
       // Catch up and check the rows changed so far, writes flowing.
       const changed = await readChangedKeys(src, m.id);
-      if (changed.truncated.length > 0) throw fail(`${changed.truncated.join(', ')} was truncated on ${m.source} during the move: the copy no longer stands`, 'TRUNCATED', 'resume copies again', 'syncing');
+      if (changed.truncated.length > 0)
+        throw fail(
+          `${changed.truncated.join(', ')} was truncated on ${m.source} during the move: the copy no longer stands`,
+          'TRUNCATED',
+          'resume copies again',
+          'syncing',
+        );
       const slot = await readSlot(src, m.plan.replication!);
       const markedAt = performance.now();
       const mark = await writeMark(src, m.id);
@@ -262,7 +330,12 @@ async function cutover(ctx: OnlineContext): Promise<void> {
       const lagSeconds = (performance.now() - markedAt) / 1000;
       // Rows still in flight differ now and are compared again in the pause.
       await check(changed.keys);
-      ctx.emit({ phase: 'replicating', message: `caught up; pausing writes (attempt ${attempt} of ${attempts}, budget ${maxPause} ms)`, lagBytes: slot.lagBytes, lagSeconds });
+      ctx.emit({
+        phase: 'replicating',
+        message: `caught up; pausing writes (attempt ${attempt} of ${attempts}, budget ${maxPause} ms)`,
+        lagBytes: slot.lagBytes,
+        lagSeconds,
+      });
 
       // Sessions already running with an older snapshot would hold the pause open: let them end first,
       // writes flowing, so that the pause only waits for what starts in the next milliseconds.
@@ -273,26 +346,48 @@ async function cutover(ctx: OnlineContext): Promise<void> {
       const deadline = Date.now() + maxPause;
       const left = () => deadline - Date.now();
       try {
-        await raiseFence(src, { tenant: m.tenant, moveId: m.id, target: m.target, waitMs: Math.max(1, left()), shard: m.source }).catch((e: unknown) => {
-          if ((e as ShardctlError).code === 'OLD_TRANSACTIONS') throw new PauseExceeded('transactions older than the fence outlived the budget');
+        await raiseFence(src, {
+          tenant: m.tenant,
+          moveId: m.id,
+          target: m.target,
+          waitMs: Math.max(1, left()),
+          shard: m.source,
+        }).catch((e: unknown) => {
+          if ((e as ShardctlError).code === 'OLD_TRANSACTIONS')
+            throw new PauseExceeded('transactions older than the fence outlived the budget');
           throw e;
         });
         crashPoint('online:in-pause');
         const drainMark = await writeMark(src, m.id);
-        if (!(await waitConfirmed(ctx, src, dst, drainMark, deadline, 2))) throw new PauseExceeded('the drain did not finish');
+        if (!(await waitConfirmed(ctx, src, dst, drainMark, deadline, 2)))
+          throw new PauseExceeded('the drain did not finish');
         const last = await readChangedKeys(src, m.id);
-        if (last.truncated.length > 0) throw fail(`${last.truncated.join(', ')} was truncated on ${m.source} during the move`, 'TRUNCATED', 'resume copies again', 'syncing');
+        if (last.truncated.length > 0)
+          throw fail(
+            `${last.truncated.join(', ')} was truncated on ${m.source} during the move`,
+            'TRUNCATED',
+            'resume copies again',
+            'syncing',
+          );
         const bad = await check(last.keys);
         if (bad.size > 0) {
           const detail = [...bad].map(([t, ks]) => `${t}: ${ks.length} row(s), e.g. key ${ks[0]}`).join('; ');
-          throw fail(`after the drain, rows of tenant ${m.tenant} differ between ${m.source} and ${m.target}: ${detail}`, 'VERIFY_FAILED', 'not switched; resume copies again, abort undoes the move', 'syncing');
+          throw fail(
+            `after the drain, rows of tenant ${m.tenant} differ between ${m.source} and ${m.target}: ${detail}`,
+            'VERIFY_FAILED',
+            'not switched; resume copies again, abort undoes the move',
+            'syncing',
+          );
         }
         await checkSchemaUnchanged(ctx, src, dst, tables);
         await syncSequences(src, dst, tables);
         if (left() < 0) throw new PauseExceeded('the checks did not finish');
         const ms = Math.round(performance.now() - t0);
         pauses.push({ attempt, ms, outcome: 'switched' });
-        await ctx.record('verified', { stats: { online: { pauses, keysChecked: verified.size } }, message: `drained and verified in ${ms} ms; switching` });
+        await ctx.record('verified', {
+          stats: { online: { pauses, keysChecked: verified.size } },
+          message: `drained and verified in ${ms} ms; switching`,
+        });
         return;
       } catch (e) {
         const ms = Math.round(performance.now() - t0);
@@ -301,19 +396,28 @@ async function cutover(ctx: OnlineContext): Promise<void> {
         if (!(e instanceof PauseExceeded)) throw e;
         pauses.push({ attempt, ms, outcome: e.message });
         const more = attempt < attempts;
-        await ctx.record('replicating', { message: `pause budget of ${maxPause} ms exceeded (${e.message}): fence lifted after ${ms} ms${more ? `, retrying in ${delay} ms` : ''}` });
-        ctx.emit({ phase: 'replicating', message: `pause budget exceeded (${e.message}); fence lifted after ${ms} ms`, pauseMs: ms });
+        await ctx.record('replicating', {
+          message: `pause budget of ${maxPause} ms exceeded (${e.message}): fence lifted after ${ms} ms${more ? `, retrying in ${delay} ms` : ''}`,
+        });
+        ctx.emit({
+          phase: 'replicating',
+          message: `pause budget exceeded (${e.message}); fence lifted after ${ms} ms`,
+          pauseMs: ms,
+        });
         if (more) {
           await sleep(delay);
           delay *= 2;
         }
       }
     }
-    throw new ShardctlError(`the final drain did not fit the pause budget of ${maxPause} ms in ${attempts} attempts; writes continued throughout`, {
-      code: 'PAUSE_BUDGET',
-      hint: `the tenant stays on ${m.source} and replication keeps running: resume later (\`shardctl rebalance --resume ${m.id}\`, maybe with a larger --max-pause) or abort`,
-      details: { pauses },
-    });
+    throw new ShardctlError(
+      `the final drain did not fit the pause budget of ${maxPause} ms in ${attempts} attempts; writes continued throughout`,
+      {
+        code: 'PAUSE_BUDGET',
+        hint: `the tenant stays on ${m.source} and replication keeps running: resume later (\`shardctl rebalance --resume ${m.id}\`, maybe with a larger --max-pause) or abort`,
+        details: { pauses },
+      },
+    );
   } finally {
     src.release();
     dst.release();
@@ -321,13 +425,28 @@ async function cutover(ctx: OnlineContext): Promise<void> {
 }
 
 /** Refuses the switch when a tenant table's columns changed on either side during the move (DDL is not replicated). */
-async function checkSchemaUnchanged(ctx: OnlineContext, src: PoolClient, dst: PoolClient, tables: TenantTable[]): Promise<void> {
-  const sig = (ts: TenantTable[]) => new Map(ts.map((t) => [t.table, t.allColumns.map((c) => `${c.name} ${c.type}`).join(', ')]));
+async function checkSchemaUnchanged(
+  ctx: OnlineContext,
+  src: PoolClient,
+  dst: PoolClient,
+  tables: TenantTable[],
+): Promise<void> {
+  const sig = (ts: TenantTable[]) =>
+    new Map(ts.map((t) => [t.table, t.allColumns.map((c) => `${c.name} ${c.type}`).join(', ')]));
   const want = sig(tables);
-  for (const [side, c] of [[ctx.move.source, src], [ctx.move.target, dst]] as const) {
+  for (const [side, c] of [
+    [ctx.move.source, src],
+    [ctx.move.target, dst],
+  ] as const) {
     const now = sig(await readTenantTables(c, ctx.map));
     const changed = [...want].filter(([t, s]) => now.get(t) !== s).map(([t]) => t);
-    if (changed.length > 0) throw fail(`the columns of ${changed.join(', ')} changed on ${side} during the move`, 'SCHEMA_CHANGED', 'run the migration on every shard, then resume (it copies again)', 'syncing');
+    if (changed.length > 0)
+      throw fail(
+        `the columns of ${changed.join(', ')} changed on ${side} during the move`,
+        'SCHEMA_CHANGED',
+        'run the migration on every shard, then resume (it copies again)',
+        'syncing',
+      );
   }
 }
 
@@ -338,7 +457,9 @@ async function checkSchemaUnchanged(ctx: OnlineContext, src: PoolClient, dst: Po
 async function syncSequences(src: PoolClient, dst: PoolClient, tables: TenantTable[]): Promise<void> {
   for (const t of tables) {
     for (const s of t.sequences) {
-      const r = await src.query<{ v: string; called: boolean }>(`SELECT last_value::text AS v, is_called AS called FROM ${s.sequence}`);
+      const r = await src.query<{ v: string; called: boolean }>(
+        `SELECT last_value::text AS v, is_called AS called FROM ${s.sequence}`,
+      );
       const row = r.rows[0];
       if (!row || !row.called) continue;
       await dst.query(
@@ -358,7 +479,8 @@ export async function teardownOnline(pools: ShardPools, m: MoveRecord): Promise<
   // Without a name nothing was created but, maybe, the change log.
   if (!name) return void (await pools.withShard(m.source, (src) => removeChangeTracking(src, m.id)));
   const forgetMarks = async (c: PoolClient) => {
-    if ((await c.query<{ t: string | null }>("SELECT to_regclass('shardctl.move_marks')::text AS t")).rows[0]?.t) await c.query('DELETE FROM shardctl.move_marks WHERE move_id = $1', [m.id]);
+    if ((await c.query<{ t: string | null }>("SELECT to_regclass('shardctl.move_marks')::text AS t")).rows[0]?.t)
+      await c.query('DELETE FROM shardctl.move_marks WHERE move_id = $1', [m.id]);
   };
   await pools.withShard(m.target, async (dst) => {
     await dropMoveReplication(undefined, dst, name);

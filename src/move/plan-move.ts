@@ -3,8 +3,8 @@ import type { ShardMap } from '../config/shard-map.js';
 import { ExitCode, ShardctlError } from '../errors.js';
 import { parseTenant, tenantText } from '../placement/tenant-key.js';
 import { createRouter } from '../router/create-router.js';
-import { readLedger } from '../verify/ledger-files.js';
-import { quoteIdent, quoteTable } from '../verify/misplaced-sql.js';
+import { readLedger } from '../catalog/ledger.js';
+import { quoteIdent, quoteTable } from '../db/sql.js';
 import type { OnlineEvent, OnlineOptions } from './online-move.js';
 import { inFlightMove, type MoveMode, type MoveRecord, type MoveState } from './move-journal.js';
 import { onlineProblems } from './replication.js';
@@ -73,7 +73,12 @@ export interface MoveResult {
   preview?: MovePreview;
 }
 
-async function tenantStats(c: PoolClient, tables: TenantTable[], tenant: string, map: ShardMap): Promise<{ table: string; rows: number; bytes: number }[]> {
+async function tenantStats(
+  c: PoolClient,
+  tables: TenantTable[],
+  tenant: string,
+  map: ShardMap,
+): Promise<{ table: string; rows: number; bytes: number }[]> {
   const out = [];
   for (const t of tables) {
     const r = await c.query<{ n: string; b: string }>(
@@ -86,8 +91,19 @@ async function tenantStats(c: PoolClient, tables: TenantTable[], tenant: string,
 }
 
 /** A ShardctlError with code, hint, details and exit code. */
-export function refuse(message: string, code: string, hint?: string, details?: unknown, exitCode: (typeof ExitCode)[keyof typeof ExitCode] = ExitCode.Failed): ShardctlError {
-  return new ShardctlError(message, { code, exitCode, ...(hint ? { hint } : {}), ...(details !== undefined ? { details } : {}) });
+export function refuse(
+  message: string,
+  code: string,
+  hint?: string,
+  details?: unknown,
+  exitCode: (typeof ExitCode)[keyof typeof ExitCode] = ExitCode.Failed,
+): ShardctlError {
+  return new ShardctlError(message, {
+    code,
+    exitCode,
+    ...(hint ? { hint } : {}),
+    ...(details !== undefined ? { details } : {}),
+  });
 }
 
 /**
@@ -99,31 +115,70 @@ export function refuse(message: string, code: string, hint?: string, details?: u
  * @example
  * const preview = await planMove(map, 123, 'shard-2');
  */
-export async function planMove(map: ShardMap, tenantValue: unknown, to: string, options: { timeoutMs?: number; mode?: MoveMode; allowOffline?: boolean } = {}): Promise<MovePreview> {
+export async function planMove(
+  map: ShardMap,
+  tenantValue: unknown,
+  to: string,
+  options: { timeoutMs?: number; mode?: MoveMode; allowOffline?: boolean } = {},
+): Promise<MovePreview> {
   const tenant = tenantText(parseTenant(tenantValue, map.shardKey.type));
   if (!map.shards.some((s) => s.name === to)) {
-    throw refuse(`unknown target shard "${to}"; the map has ${map.shards.map((s) => s.name).join(', ')}`, 'UNKNOWN_SHARD', undefined, undefined, ExitCode.Usage);
+    throw refuse(
+      `unknown target shard "${to}"; the map has ${map.shards.map((s) => s.name).join(', ')}`,
+      'UNKNOWN_SHARD',
+      undefined,
+      undefined,
+      ExitCode.Usage,
+    );
   }
   const router = await createRouter(map, { pool: { connectTimeoutMs: options.timeoutMs ?? 5000, maxPerShard: 2 } });
   try {
     const source = router.locate(tenant).shard;
-    if (source === to) throw refuse(`tenant ${tenant} already lives on ${to}`, 'SAME_SHARD', 'pick another --to shard', undefined, ExitCode.Usage);
+    if (source === to)
+      throw refuse(
+        `tenant ${tenant} already lives on ${to}`,
+        'SAME_SHARD',
+        'pick another --to shard',
+        undefined,
+        ExitCode.Usage,
+      );
     const pools = router.pools;
     const inflight = await pools.withShard(map.catalog, (c) => inFlightMove(c, tenant));
     if (inflight) {
-      throw refuse(`a move of tenant ${tenant} is already in flight: move ${inflight.id} (${inflight.source} -> ${inflight.target}) is ${inflight.state}`, 'MOVE_IN_FLIGHT', `resume it with \`shardctl rebalance --resume ${inflight.id}\` or abort it with \`shardctl rebalance --abort ${inflight.id}\``);
+      throw refuse(
+        `a move of tenant ${tenant} is already in flight: move ${inflight.id} (${inflight.source} -> ${inflight.target}) is ${inflight.state}`,
+        'MOVE_IN_FLIGHT',
+        `resume it with \`shardctl rebalance --resume ${inflight.id}\` or abort it with \`shardctl rebalance --abort ${inflight.id}\``,
+      );
     }
-    const [srcTables, dstTables] = await Promise.all([pools.withShard(source, (c) => readTenantTables(c, map)), pools.withShard(to, (c) => readTenantTables(c, map))]);
-    if (srcTables.length === 0) throw refuse(`shard ${source} has no tenant tables (no table has column ${map.shardKey.column})`, 'NO_TABLES');
+    const [srcTables, dstTables] = await Promise.all([
+      pools.withShard(source, (c) => readTenantTables(c, map)),
+      pools.withShard(to, (c) => readTenantTables(c, map)),
+    ]);
+    if (srcTables.length === 0)
+      throw refuse(`shard ${source} has no tenant tables (no table has column ${map.shardKey.column})`, 'NO_TABLES');
     const noPk = srcTables.filter((t) => t.primaryKey.length === 0).map((t) => t.table);
-    if (noPk.length > 0) throw refuse(`tenant table(s) without a primary key: ${noPk.join(', ')}: a move cannot prove what it copied`, 'NO_PRIMARY_KEY', 'add a primary key, or list only keyed tables in the map\'s tables:');
+    if (noPk.length > 0)
+      throw refuse(
+        `tenant table(s) without a primary key: ${noPk.join(', ')}: a move cannot prove what it copied`,
+        'NO_PRIMARY_KEY',
+        "add a primary key, or list only keyed tables in the map's tables:",
+      );
     // Schemas must match: by migration ledger where either shard has one, and by columns always.
-    const [srcLedger, dstLedger] = await Promise.all([pools.withShard(source, readLedger), pools.withShard(to, readLedger)]);
+    const [srcLedger, dstLedger] = await Promise.all([
+      pools.withShard(source, readLedger),
+      pools.withShard(to, readLedger),
+    ]);
     if (srcLedger !== null || dstLedger !== null) {
       const sig = (l: typeof srcLedger) => (l ?? []).map((e) => `${e.id}:${e.checksum}`).join(',');
       if (sig(srcLedger) !== sig(dstLedger)) {
-        const at = (l: typeof srcLedger) => (l && l.length ? `${l[l.length - 1]!.id} (${l.length} applied)` : 'no migrations');
-        throw refuse(`${source} is at ${at(srcLedger)} but ${to} is at ${at(dstLedger)}: their schemas may differ`, 'MIGRATION_MISMATCH', 'run `shardctl migrate` so both are at the same migration');
+        const at = (l: typeof srcLedger) =>
+          l && l.length ? `${l[l.length - 1]!.id} (${l.length} applied)` : 'no migrations';
+        throw refuse(
+          `${source} is at ${at(srcLedger)} but ${to} is at ${at(dstLedger)}: their schemas may differ`,
+          'MIGRATION_MISMATCH',
+          'run `shardctl migrate` so both are at the same migration',
+        );
       }
     }
     const dstByName = new Map(dstTables.map((t) => [t.table, t]));
@@ -134,13 +189,24 @@ export async function planMove(map: ShardMap, tenantValue: unknown, to: string, 
         colDiffs.push(`${t.table} is missing on ${to}`);
         continue;
       }
-      const sig = (x: TenantTable) => x.allColumns.map((c) => `${c.name} ${c.type}${c.generated ? ' generated' : ''}`).join(', ');
+      const sig = (x: TenantTable) =>
+        x.allColumns.map((c) => `${c.name} ${c.type}${c.generated ? ' generated' : ''}`).join(', ');
       if (sig(t) !== sig(d)) colDiffs.push(`${t.table}: ${source} has (${sig(t)}), ${to} has (${sig(d)})`);
     }
-    if (colDiffs.length > 0) throw refuse(`tenant tables differ between ${source} and ${to}: ${colDiffs.join('; ')}`, 'SCHEMA_MISMATCH', 'bring both shards to the same schema first (shardctl verify shows the drift)');
+    if (colDiffs.length > 0)
+      throw refuse(
+        `tenant tables differ between ${source} and ${to}: ${colDiffs.join('; ')}`,
+        'SCHEMA_MISMATCH',
+        'bring both shards to the same schema first (shardctl verify shows the drift)',
+      );
     const stats = await pools.withShard(source, (c) => tenantStats(c, srcTables, tenant, map));
     const rows = stats.reduce((a, s) => a + s.rows, 0);
-    if (rows === 0) throw refuse(`tenant ${tenant} has no rows on ${source}`, 'NO_ROWS', 'check the tenant id with `shardctl locate`');
+    if (rows === 0)
+      throw refuse(
+        `tenant ${tenant} has no rows on ${source}`,
+        'NO_ROWS',
+        'check the tenant id with `shardctl locate`',
+      );
     const conflicts = await pools.withShard(to, (c) => existingKeys(c, srcTables, tenant, map));
     if (conflicts.length > 0) {
       throw refuse(
@@ -154,12 +220,14 @@ export async function planMove(map: ShardMap, tenantValue: unknown, to: string, 
     let mode: MoveMode = options.mode ?? 'online';
     let problems: string[] | undefined;
     if (mode === 'online') {
-      problems = await pools.withShard(source, (s) => pools.withShard(to, (t) => onlineProblems(s, t, srcTables, map.shardKey.column, { source, target: to })));
+      problems = await pools.withShard(source, (s) =>
+        pools.withShard(to, (t) => onlineProblems(s, t, srcTables, map.shardKey.column, { source, target: to })),
+      );
       if (problems.length > 0 && !options.allowOffline) {
         throw refuse(
           `tenant ${tenant} cannot move online from ${source} to ${to}: ${problems.join('; ')}`,
           'ONLINE_UNSUPPORTED',
-          'fix the above, or pass --allow-offline (or --offline) to move fenced: the tenant\'s writes are then rejected for the whole copy',
+          "fix the above, or pass --allow-offline (or --offline) to move fenced: the tenant's writes are then rejected for the whole copy",
           problems,
           ExitCode.Refused,
         );
@@ -167,7 +235,12 @@ export async function planMove(map: ShardMap, tenantValue: unknown, to: string, 
       if (problems.length > 0) mode = 'fenced';
     }
     return {
-      tenant, source, target: to, tables: stats, rows, bytes,
+      tenant,
+      source,
+      target: to,
+      tables: stats,
+      rows,
+      bytes,
       estimateSeconds: Math.ceil(rows / 150_000 + bytes / 40_000_000 + 1),
       mode,
       ...(problems && problems.length > 0 ? { onlineProblems: problems } : {}),
@@ -177,7 +250,12 @@ export async function planMove(map: ShardMap, tenantValue: unknown, to: string, 
   }
 }
 
-async function existingKeys(c: PoolClient, tables: TenantTable[], tenant: string, map: ShardMap): Promise<{ table: string; keys: string[]; more: boolean }[]> {
+async function existingKeys(
+  c: PoolClient,
+  tables: TenantTable[],
+  tenant: string,
+  map: ShardMap,
+): Promise<{ table: string; keys: string[]; more: boolean }[]> {
   const out = [];
   for (const t of tables) {
     const pk = t.primaryKey.map(quoteIdent);
@@ -185,8 +263,8 @@ async function existingKeys(c: PoolClient, tables: TenantTable[], tenant: string
       `SELECT ROW(${pk.join(', ')})::text AS k FROM ${quoteTable(t.table)} WHERE ${quoteIdent(map.shardKey.column)} = $1 ORDER BY ${pk.join(', ')} LIMIT 21`,
       [tenant],
     );
-    if (r.rows.length > 0) out.push({ table: t.table, keys: r.rows.slice(0, 20).map((x) => x.k), more: r.rows.length > 20 });
+    if (r.rows.length > 0)
+      out.push({ table: t.table, keys: r.rows.slice(0, 20).map((x) => x.k), more: r.rows.length > 20 });
   }
   return out;
 }
-

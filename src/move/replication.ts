@@ -2,8 +2,8 @@ import type { PoolClient } from 'pg';
 import type { Shard } from '../config/shard-map.js';
 import { loadPg } from '../db/shard-pools.js';
 import { fromDriverError, ShardctlError } from '../errors.js';
-import { quoteIdent, quoteLiteral, quoteTable } from '../verify/misplaced-sql.js';
-import { keyCast } from './fence.js';
+import { quoteIdent, quoteLiteral, quoteTable } from '../db/sql.js';
+import { keyCast } from '../db/sql.js';
 import type { TenantTable } from './tenant-tables.js';
 
 /**
@@ -32,11 +32,25 @@ export function tenantLiteral(tenant: string, keyType: string): string {
  * @example
  * await onlineProblems(src, dst, tables, 'tenant_id', { source: 'shard-0', target: 'shard-1' }) // []
  */
-export async function onlineProblems(source: PoolClient, target: PoolClient, tables: TenantTable[], keyColumn: string, names: { source: string; target: string }): Promise<string[]> {
+export async function onlineProblems(
+  source: PoolClient,
+  target: PoolClient,
+  tables: TenantTable[],
+  keyColumn: string,
+  names: { source: string; target: string },
+): Promise<string[]> {
   const problems: string[] = [];
   const facts = async (c: PoolClient) =>
     (
-      await c.query<{ wal_level: string; version: number; superuser: boolean; replication: boolean; subscribe: boolean; slots_free: number; workers: number }>(
+      await c.query<{
+        wal_level: string;
+        version: number;
+        superuser: boolean;
+        replication: boolean;
+        subscribe: boolean;
+        slots_free: number;
+        workers: number;
+      }>(
         `SELECT current_setting('wal_level') AS wal_level, current_setting('server_version_num')::int AS version,
                 r.rolsuper AS superuser, r.rolreplication AS replication,
                 -- pg_create_subscription exists from PostgreSQL 16 on; CASE keeps pg_has_role from meeting its absence.
@@ -48,12 +62,24 @@ export async function onlineProblems(source: PoolClient, target: PoolClient, tab
       )
     ).rows[0]!;
   const [s, t] = await Promise.all([facts(source), facts(target)]);
-  if (s.version < 150000) problems.push(`${names.source} runs PostgreSQL ${Math.floor(s.version / 10000)}: online moves need 15 or newer (publication row filters)`);
-  if (t.version < 150000) problems.push(`${names.target} runs PostgreSQL ${Math.floor(t.version / 10000)}: online moves need 15 or newer`);
-  if (s.wal_level !== 'logical') problems.push(`${names.source} has wal_level = ${s.wal_level}: set wal_level = logical in its postgresql.conf and restart it`);
-  if (!s.superuser && !s.replication) problems.push(`the role of ${names.source}'s URL may not create replication slots: ALTER ROLE ... REPLICATION`);
-  if (s.slots_free < 1) problems.push(`${names.source} has no free replication slot: raise max_replication_slots or drop unused slots`);
-  if (!t.superuser && !t.subscribe) problems.push(`the role of ${names.target}'s URL may not create subscriptions: GRANT pg_create_subscription (PostgreSQL 16+) or use a superuser`);
+  if (s.version < 150000)
+    problems.push(
+      `${names.source} runs PostgreSQL ${Math.floor(s.version / 10000)}: online moves need 15 or newer (publication row filters)`,
+    );
+  if (t.version < 150000)
+    problems.push(`${names.target} runs PostgreSQL ${Math.floor(t.version / 10000)}: online moves need 15 or newer`);
+  if (s.wal_level !== 'logical')
+    problems.push(
+      `${names.source} has wal_level = ${s.wal_level}: set wal_level = logical in its postgresql.conf and restart it`,
+    );
+  if (!s.superuser && !s.replication)
+    problems.push(`the role of ${names.source}'s URL may not create replication slots: ALTER ROLE ... REPLICATION`);
+  if (s.slots_free < 1)
+    problems.push(`${names.source} has no free replication slot: raise max_replication_slots or drop unused slots`);
+  if (!t.superuser && !t.subscribe)
+    problems.push(
+      `the role of ${names.target}'s URL may not create subscriptions: GRANT pg_create_subscription (PostgreSQL 16+) or use a superuser`,
+    );
   if (t.workers < 1) problems.push(`${names.target} has max_logical_replication_workers = 0: raise it and restart`);
   problems.push(...(await replicaIdentityProblems(source, tables, keyColumn, names.source)));
   return problems;
@@ -64,7 +90,12 @@ export async function onlineProblems(source: PoolClient, target: PoolClient, tab
  * would make their UPDATE and DELETE fail on the source, so an online move refuses them and says how
  * to fix it.
  */
-export async function replicaIdentityProblems(client: PoolClient, tables: TenantTable[], keyColumn: string, shard: string): Promise<string[]> {
+export async function replicaIdentityProblems(
+  client: PoolClient,
+  tables: TenantTable[],
+  keyColumn: string,
+  shard: string,
+): Promise<string[]> {
   const r = await client.query<{ t: string; ident: string; covered: boolean }>(
     `SELECT n.nspname || '.' || c.relname AS t, c.relreplident AS ident,
             CASE c.relreplident
@@ -93,7 +124,14 @@ export async function replicaIdentityProblems(client: PoolClient, tables: Tenant
  * publish through their root, whose row filter then applies (PostgreSQL refuses a filter on a
  * partitioned table otherwise). Replaces one left by an earlier attempt.
  */
-export async function createTenantPublication(client: PoolClient, name: string, moveId: number, tables: TenantTable[], key: { column: string; type: string }, tenant: string): Promise<void> {
+export async function createTenantPublication(
+  client: PoolClient,
+  name: string,
+  moveId: number,
+  tables: TenantTable[],
+  key: { column: string; type: string },
+  tenant: string,
+): Promise<void> {
   const filter = `(${quoteIdent(key.column)} = ${tenantLiteral(tenant, key.type)})`;
   await dropPublication(client, name);
   await client.query(
@@ -125,7 +163,10 @@ export async function writeMark(client: PoolClient, moveId: number): Promise<num
 
 /** The highest mark of the move the target has applied (0 before the first). */
 export async function markApplied(client: PoolClient, moveId: number): Promise<number> {
-  const r = await client.query<{ m: string }>('SELECT coalesce(max(mark), 0)::text AS m FROM shardctl.move_marks WHERE move_id = $1', [moveId]);
+  const r = await client.query<{ m: string }>(
+    'SELECT coalesce(max(mark), 0)::text AS m FROM shardctl.move_marks WHERE move_id = $1',
+    [moveId],
+  );
   return Number(r.rows[0]!.m);
 }
 
@@ -144,9 +185,18 @@ export interface SlotSnapshot {
  * snapshot the slot starts from: a copy made in that snapshot plus the changes the slot streams is
  * exactly the source, with no gap and no overlap.
  */
-export async function createSlotWithSnapshot(shard: Shard, name: string, options: { timeoutMs?: number } = {}): Promise<SlotSnapshot> {
+export async function createSlotWithSnapshot(
+  shard: Shard,
+  name: string,
+  options: { timeoutMs?: number } = {},
+): Promise<SlotSnapshot> {
   const pg = await loadPg();
-  const client = new pg.Client({ connectionString: shard.url, replication: 'database', connectionTimeoutMillis: options.timeoutMs ?? 5000, application_name: 'shardctl move' } as import('pg').ClientConfig);
+  const client = new pg.Client({
+    connectionString: shard.url,
+    replication: 'database',
+    connectionTimeoutMillis: options.timeoutMs ?? 5000,
+    application_name: 'shardctl move',
+  } as import('pg').ClientConfig);
   client.on('error', () => undefined);
   try {
     await client.connect();
@@ -154,9 +204,15 @@ export async function createSlotWithSnapshot(shard: Shard, name: string, options
     throw fromDriverError(e, { shard: shard.name, action: 'cannot open a replication connection' });
   }
   try {
-    const r = await client.query<{ consistent_point: string; snapshot_name: string }>(`CREATE_REPLICATION_SLOT ${quoteIdent(name)} LOGICAL pgoutput (SNAPSHOT 'export')`);
+    const r = await client.query<{ consistent_point: string; snapshot_name: string }>(
+      `CREATE_REPLICATION_SLOT ${quoteIdent(name)} LOGICAL pgoutput (SNAPSHOT 'export')`,
+    );
     const row = r.rows[0]!;
-    return { lsn: row.consistent_point, snapshot: row.snapshot_name, release: () => client.end().catch(() => undefined) };
+    return {
+      lsn: row.consistent_point,
+      snapshot: row.snapshot_name,
+      release: () => client.end().catch(() => undefined),
+    };
   } catch (e) {
     await client.end().catch(() => undefined);
     throw fromDriverError(e, { shard: shard.name, action: 'cannot create the replication slot' });
@@ -169,7 +225,11 @@ export async function createSlotWithSnapshot(shard: Shard, name: string, options
  * target. Errors are retried by PostgreSQL (a dropped connection is one); the move gives up when they
  * go on without progress.
  */
-export async function createTenantSubscription(client: PoolClient, name: string, sourceConninfo: string): Promise<void> {
+export async function createTenantSubscription(
+  client: PoolClient,
+  name: string,
+  sourceConninfo: string,
+): Promise<void> {
   await client.query(
     `CREATE SUBSCRIPTION ${quoteIdent(name)} CONNECTION ${quoteLiteral(sourceConninfo)} PUBLICATION ${quoteIdent(name)}
        WITH (create_slot = false, slot_name = ${quoteLiteral(name)}, copy_data = false, synchronous_commit = 'on')`,
@@ -194,7 +254,14 @@ export interface ReplicationState {
 
 /** Reads the slot of a move on the source (its database only). */
 export async function readSlot(client: PoolClient, name: string): Promise<ReplicationState> {
-  const r = await client.query<{ cur: string; confirmed: string | null; lag: string | null; active: boolean | null; secs: number | null; exists: boolean }>(
+  const r = await client.query<{
+    cur: string;
+    confirmed: string | null;
+    lag: string | null;
+    active: boolean | null;
+    secs: number | null;
+    exists: boolean;
+  }>(
     `SELECT pg_current_wal_lsn()::text AS cur, s.confirmed_flush_lsn::text AS confirmed,
             pg_wal_lsn_diff(pg_current_wal_lsn(), s.confirmed_flush_lsn)::text AS lag, s.active,
             (SELECT extract(epoch FROM r.replay_lag)::float8 FROM pg_stat_replication r WHERE r.pid = s.active_pid) AS secs,
@@ -203,11 +270,21 @@ export async function readSlot(client: PoolClient, name: string): Promise<Replic
     [name],
   );
   const x = r.rows[0]!;
-  return { sourceLsn: x.cur, confirmedLsn: x.confirmed, lagBytes: Math.max(0, Number(x.lag ?? 0)), lagSeconds: x.secs ?? 0, slot: x.exists, active: x.active ?? false };
+  return {
+    sourceLsn: x.cur,
+    confirmedLsn: x.confirmed,
+    lagBytes: Math.max(0, Number(x.lag ?? 0)),
+    lagSeconds: x.secs ?? 0,
+    slot: x.exists,
+    active: x.active ?? false,
+  };
 }
 
 /** Whether the move's subscription exists on the target and is enabled, and how many errors its worker met. */
-export async function readSubscription(client: PoolClient, name: string): Promise<{ exists: boolean; enabled: boolean; errors: number }> {
+export async function readSubscription(
+  client: PoolClient,
+  name: string,
+): Promise<{ exists: boolean; enabled: boolean; errors: number }> {
   const r = await client.query<{ enabled: boolean; errors: string | null }>(
     `SELECT s.subenabled AS enabled, (SELECT apply_error_count FROM pg_stat_subscription_stats t WHERE t.subid = s.oid)::text AS errors
        FROM pg_subscription s WHERE s.subname = $1 AND s.subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())`,
@@ -221,7 +298,12 @@ export async function readSubscription(client: PoolClient, name: string): Promis
  * from its slot first, so that it never needs the source), then the slot (waiting for its walsender
  * to go) and the publication on the source. Idempotent; safe when any part is already gone.
  */
-export async function dropMoveReplication(source: PoolClient | undefined, target: PoolClient | undefined, name: string, options: { waitMs?: number } = {}): Promise<void> {
+export async function dropMoveReplication(
+  source: PoolClient | undefined,
+  target: PoolClient | undefined,
+  name: string,
+  options: { waitMs?: number } = {},
+): Promise<void> {
   if (target) {
     const sub = await readSubscription(target, name);
     if (sub.exists) {
@@ -233,7 +315,10 @@ export async function dropMoveReplication(source: PoolClient | undefined, target
   if (source) {
     const deadline = Date.now() + (options.waitMs ?? 10_000);
     for (;;) {
-      const r = await source.query<{ active_pid: number | null }>('SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1 AND database = current_database()', [name]);
+      const r = await source.query<{ active_pid: number | null }>(
+        'SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1 AND database = current_database()',
+        [name],
+      );
       if (r.rows.length === 0) break;
       const pid = r.rows[0]!.active_pid;
       if (pid === null) {
@@ -250,7 +335,11 @@ export async function dropMoveReplication(source: PoolClient | undefined, target
         await source.query('SELECT pg_terminate_backend($1)', [pid]);
       }
       await new Promise((r2) => setTimeout(r2, 50));
-      if (Date.now() > deadline + 10_000) throw new ShardctlError(`replication slot ${name} stays in use by backend ${pid}`, { code: 'SLOT_BUSY', hint: `drop it with SELECT pg_drop_replication_slot('${name}') once its walsender is gone` });
+      if (Date.now() > deadline + 10_000)
+        throw new ShardctlError(`replication slot ${name} stays in use by backend ${pid}`, {
+          code: 'SLOT_BUSY',
+          hint: `drop it with SELECT pg_drop_replication_slot('${name}') once its walsender is gone`,
+        });
     }
     await dropPublication(source, name);
   }
@@ -263,7 +352,10 @@ export async function dropMoveReplication(source: PoolClient | undefined, target
  * rebuilt their lists.
  */
 export async function dropPublication(client: PoolClient, name: string, settleMs = 250): Promise<void> {
-  const tables = await client.query<{ t: string }>('SELECT quote_ident(schemaname) || \'.\' || quote_ident(tablename) AS t FROM pg_publication_tables WHERE pubname = $1', [name]);
+  const tables = await client.query<{ t: string }>(
+    "SELECT quote_ident(schemaname) || '.' || quote_ident(tablename) AS t FROM pg_publication_tables WHERE pubname = $1",
+    [name],
+  );
   const exists = await client.query('SELECT 1 FROM pg_publication WHERE pubname = $1', [name]);
   if (exists.rowCount === 0) return;
   if (tables.rows.length > 0) {

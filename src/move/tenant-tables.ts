@@ -1,6 +1,6 @@
 import type { PoolClient } from 'pg';
 import type { ShardMap } from '../config/shard-map.js';
-import { TENANT_TABLES_SQL } from '../shards/check-shards.js';
+import { TENANT_TABLES_SQL } from '../catalog/user-tables.js';
 
 /** What a move needs to know about one tenant table. */
 export interface TenantTable {
@@ -28,7 +28,9 @@ export interface TenantTable {
  * const tables = await readTenantTables(client, map); tables.map((t) => t.table) // ['public.tenants', 'public.users', ...]
  */
 export async function readTenantTables(client: PoolClient, map: ShardMap): Promise<TenantTable[]> {
-  const list = (await client.query<{ table_name: string; reltuples: number }>(TENANT_TABLES_SQL, [map.shardKey.column, map.tables])).rows;
+  const list = (
+    await client.query<{ table_name: string; reltuples: number }>(TENANT_TABLES_SQL, [map.shardKey.column, map.tables])
+  ).rows;
   if (list.length === 0) return [];
   const names = list.map((t) => t.table_name);
   const cols = await client.query<{ t: string; name: string; type: string; generated: string; seq: string | null }>(
@@ -59,7 +61,15 @@ export async function readTenantTables(client: PoolClient, map: ShardMap): Promi
   );
   const tables = new Map<string, TenantTable>();
   for (const t of list) {
-    tables.set(t.table_name, { table: t.table_name, columns: [], allColumns: [], primaryKey: [], sequences: [], parents: [], estimatedRows: Math.max(0, t.reltuples) });
+    tables.set(t.table_name, {
+      table: t.table_name,
+      columns: [],
+      allColumns: [],
+      primaryKey: [],
+      sequences: [],
+      parents: [],
+      estimatedRows: Math.max(0, t.reltuples),
+    });
   }
   for (const c of cols.rows) {
     const t = tables.get(c.t)!;
@@ -69,7 +79,9 @@ export async function readTenantTables(client: PoolClient, map: ShardMap): Promi
     if (c.seq) t.sequences.push({ column: c.name, sequence: c.seq });
   }
   for (const p of pks.rows) tables.get(p.t)!.primaryKey = p.cols;
-  for (const f of fks.rows) if (f.child !== f.parent && !tables.get(f.child)!.parents.includes(f.parent)) tables.get(f.child)!.parents.push(f.parent);
+  for (const f of fks.rows)
+    if (f.child !== f.parent && !tables.get(f.child)!.parents.includes(f.parent))
+      tables.get(f.child)!.parents.push(f.parent);
   return topoSort([...tables.values()]);
 }
 
@@ -82,7 +94,10 @@ export function topoSort(tables: TenantTable[]): TenantTable[] {
   const pending = new Map(tables.map((t) => [t.table, new Set(t.parents.filter((p) => byName.has(p)))]));
   const out: TenantTable[] = [];
   for (;;) {
-    const ready = [...pending].filter(([, deps]) => deps.size === 0).map(([n]) => n).sort();
+    const ready = [...pending]
+      .filter(([, deps]) => deps.size === 0)
+      .map(([n]) => n)
+      .sort();
     if (ready.length === 0) break;
     for (const n of ready) {
       out.push(byName.get(n)!);

@@ -5,18 +5,25 @@
  */
 
 function rot(x: number, k: number): number {
-  return ((x << k) | (x >>> (32 - k))) | 0;
+  return (x << k) | (x >>> (32 - k)) | 0;
 }
 
 // mix() and final() from hashfn.c; all arithmetic is modulo 2^32 through `| 0`.
 function finalMix(a: number, b: number, c: number): number {
-  c ^= b; c = (c - rot(b, 14)) | 0;
-  a ^= c; a = (a - rot(c, 11)) | 0;
-  b ^= a; b = (b - rot(a, 25)) | 0;
-  c ^= b; c = (c - rot(b, 16)) | 0;
-  a ^= c; a = (a - rot(c, 4)) | 0;
-  b ^= a; b = (b - rot(a, 14)) | 0;
-  c ^= b; c = (c - rot(b, 24)) | 0;
+  c ^= b;
+  c = (c - rot(b, 14)) | 0;
+  a ^= c;
+  a = (a - rot(c, 11)) | 0;
+  b ^= a;
+  b = (b - rot(a, 25)) | 0;
+  c ^= b;
+  c = (c - rot(b, 16)) | 0;
+  a ^= c;
+  a = (a - rot(c, 4)) | 0;
+  b ^= a;
+  b = (b - rot(a, 14)) | 0;
+  c ^= b;
+  c = (c - rot(b, 24)) | 0;
   return c | 0;
 }
 
@@ -66,34 +73,60 @@ export function hashBytes(k: Uint8Array): number {
   let b = a;
   let c = a;
   let o = 0;
-  const word = (i: number) => (k[i]! | (k[i + 1]! << 8) | (k[i + 2]! << 16) | (k[i + 3]! << 24)) | 0;
+  const word = (i: number) => k[i]! | (k[i + 1]! << 8) | (k[i + 2]! << 16) | (k[i + 3]! << 24) | 0;
   while (len >= 12) {
     a = (a + word(o)) | 0;
     b = (b + word(o + 4)) | 0;
     c = (c + word(o + 8)) | 0;
     // mix(a, b, c)
-    a = (a - c) | 0; a ^= rot(c, 4); c = (c + b) | 0;
-    b = (b - a) | 0; b ^= rot(a, 6); a = (a + c) | 0;
-    c = (c - b) | 0; c ^= rot(b, 8); b = (b + a) | 0;
-    a = (a - c) | 0; a ^= rot(c, 16); c = (c + b) | 0;
-    b = (b - a) | 0; b ^= rot(a, 19); a = (a + c) | 0;
-    c = (c - b) | 0; c ^= rot(b, 4); b = (b + a) | 0;
+    a = (a - c) | 0;
+    a ^= rot(c, 4);
+    c = (c + b) | 0;
+    b = (b - a) | 0;
+    b ^= rot(a, 6);
+    a = (a + c) | 0;
+    c = (c - b) | 0;
+    c ^= rot(b, 8);
+    b = (b + a) | 0;
+    a = (a - c) | 0;
+    a ^= rot(c, 16);
+    c = (c + b) | 0;
+    b = (b - a) | 0;
+    b ^= rot(a, 19);
+    a = (a + c) | 0;
+    c = (c - b) | 0;
+    c ^= rot(b, 4);
+    b = (b + a) | 0;
     o += 12;
     len -= 12;
   }
   // The last 11 bytes, little-endian; the lowest byte of c is reserved for the length.
   switch (len) {
-    case 11: c = (c + (k[o + 10]! << 24)) | 0; // falls through
-    case 10: c = (c + (k[o + 9]! << 16)) | 0; // falls through
-    case 9: c = (c + (k[o + 8]! << 8)) | 0; // falls through
-    case 8: b = (b + word(o + 4)) | 0; a = (a + word(o)) | 0; break;
-    case 7: b = (b + (k[o + 6]! << 16)) | 0; // falls through
-    case 6: b = (b + (k[o + 5]! << 8)) | 0; // falls through
-    case 5: b = (b + k[o + 4]!) | 0; // falls through
-    case 4: a = (a + word(o)) | 0; break;
-    case 3: a = (a + (k[o + 2]! << 16)) | 0; // falls through
-    case 2: a = (a + (k[o + 1]! << 8)) | 0; // falls through
-    case 1: a = (a + k[o]!) | 0;
+    case 11:
+      c = (c + (k[o + 10]! << 24)) | 0; // falls through
+    case 10:
+      c = (c + (k[o + 9]! << 16)) | 0; // falls through
+    case 9:
+      c = (c + (k[o + 8]! << 8)) | 0; // falls through
+    case 8:
+      b = (b + word(o + 4)) | 0;
+      a = (a + word(o)) | 0;
+      break;
+    case 7:
+      b = (b + (k[o + 6]! << 16)) | 0; // falls through
+    case 6:
+      b = (b + (k[o + 5]! << 8)) | 0; // falls through
+    case 5:
+      b = (b + k[o + 4]!) | 0; // falls through
+    case 4:
+      a = (a + word(o)) | 0;
+      break;
+    case 3:
+      a = (a + (k[o + 2]! << 16)) | 0; // falls through
+    case 2:
+      a = (a + (k[o + 1]! << 8)) | 0; // falls through
+    case 1:
+      a = (a + k[o]!) | 0;
   }
   return finalMix(a, b, c);
 }

@@ -94,7 +94,11 @@ export function ruleSql(map: ShardMap, column: string): string {
   }
   const b = map.placement.buckets;
   const hash =
-    map.shardKey.type === 'bigint' ? `hashint8((${column})::int8)` : map.shardKey.type === 'uuid' ? `uuid_hash((${column})::uuid)` : `hashtext((${column})::text COLLATE "C")`;
+    map.shardKey.type === 'bigint'
+      ? `hashint8((${column})::int8)`
+      : map.shardKey.type === 'uuid'
+        ? `uuid_hash((${column})::uuid)`
+        : `hashtext((${column})::text COLLATE "C")`;
   return `((${hash})::int8 & 4294967295) % ${b}`;
 }
 

@@ -26,14 +26,20 @@ export function parseTenant(value: unknown, type: ShardKeyType): TenantKey {
     else if (typeof value === 'number' && Number.isSafeInteger(value)) n = BigInt(value);
     else if (typeof value === 'string' && /^\s*[+-]?\d+\s*$/.test(value)) n = BigInt(value.trim());
     if (n === undefined) {
-      throw new ShardctlError(`tenant ${JSON.stringify(typeof value === 'bigint' ? String(value) : value)} is not an integer, but the shard key is bigint`, {
-        code: 'BAD_TENANT',
-        exitCode: ExitCode.Usage,
-        hint: 'pass the tenant id as a whole number, for example 123',
-      });
+      throw new ShardctlError(
+        `tenant ${JSON.stringify(typeof value === 'bigint' ? String(value) : value)} is not an integer, but the shard key is bigint`,
+        {
+          code: 'BAD_TENANT',
+          exitCode: ExitCode.Usage,
+          hint: 'pass the tenant id as a whole number, for example 123',
+        },
+      );
     }
     if (n < INT8_MIN || n > INT8_MAX) {
-      throw new ShardctlError(`tenant ${n} is outside the bigint range`, { code: 'BAD_TENANT', exitCode: ExitCode.Usage });
+      throw new ShardctlError(`tenant ${n} is outside the bigint range`, {
+        code: 'BAD_TENANT',
+        exitCode: ExitCode.Usage,
+      });
     }
     return n;
   }
@@ -49,10 +55,17 @@ export function parseTenant(value: unknown, type: ShardKeyType): TenantKey {
     return m.slice(1, 6).join('-').toLowerCase();
   }
   if (typeof value !== 'string' && typeof value !== 'number' && typeof value !== 'bigint') {
-    throw new ShardctlError(`tenant ${JSON.stringify(value)} is not a text value`, { code: 'BAD_TENANT', exitCode: ExitCode.Usage });
+    throw new ShardctlError(`tenant ${JSON.stringify(value)} is not a text value`, {
+      code: 'BAD_TENANT',
+      exitCode: ExitCode.Usage,
+    });
   }
   const s = String(value);
-  if (s.includes('\u0000')) throw new ShardctlError('tenant contains a NUL character, which PostgreSQL text cannot hold', { code: 'BAD_TENANT', exitCode: ExitCode.Usage });
+  if (s.includes('\u0000'))
+    throw new ShardctlError('tenant contains a NUL character, which PostgreSQL text cannot hold', {
+      code: 'BAD_TENANT',
+      exitCode: ExitCode.Usage,
+    });
   return s;
 }
 

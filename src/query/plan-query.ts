@@ -2,7 +2,23 @@
 import type { ShardMap } from '../config/shard-map.js';
 import { ExitCode, ShardctlError } from '../errors.js';
 import { constValue, relations, route, type Rel } from './route-query.js';
-import { as, clone, columnName, columnRef, deparse, funcCall, funcName, intConst, kind, parseSql, rewrite, shape, typeCast, walk, type Node } from './sql-ast.js';
+import {
+  as,
+  clone,
+  columnName,
+  columnRef,
+  deparse,
+  funcCall,
+  funcName,
+  intConst,
+  kind,
+  parseSql,
+  rewrite,
+  shape,
+  typeCast,
+  walk,
+  type Node,
+} from './sql-ast.js';
 
 /** How shard results become the answer. */
 export type MergeKind = 'single' | 'concat' | 'final';
@@ -56,7 +72,6 @@ function refuse(construct: string, why: string): ShardctlError {
 
 const MERGEABLE_AGGS = new Set(['count', 'sum', 'min', 'max', 'avg', 'bool_and', 'bool_or', 'every']);
 
-
 /**
  * Plans a query over the shards, or refuses it with the construct named. Single-shard queries (by
  * --tenant, --shard with one shard, or a WHERE that pins the shard key to one shard) run unchanged.
@@ -74,16 +89,25 @@ export function planQuery(input: PlanQueryInput): QueryPlan {
     stmts = parseSql(input.sql);
   } catch (e) {
     const err = e as { message: string; sqlDetails?: { cursorPosition?: number } };
-    throw new ShardctlError(`syntax error: ${err.message}${err.sqlDetails?.cursorPosition !== undefined ? ` at position ${err.sqlDetails.cursorPosition + 1}` : ''}`, {
-      code: 'SYNTAX',
-      exitCode: ExitCode.Usage,
-      ...(err.sqlDetails?.cursorPosition !== undefined ? { pg: { position: err.sqlDetails.cursorPosition + 1 } } : {}),
-    });
+    throw new ShardctlError(
+      `syntax error: ${err.message}${err.sqlDetails?.cursorPosition !== undefined ? ` at position ${err.sqlDetails.cursorPosition + 1}` : ''}`,
+      {
+        code: 'SYNTAX',
+        exitCode: ExitCode.Usage,
+        ...(err.sqlDetails?.cursorPosition !== undefined
+          ? { pg: { position: err.sqlDetails.cursorPosition + 1 } }
+          : {}),
+      },
+    );
   }
   if (stmts.length !== 1) throw refuse(`${stmts.length} statements`, 'in one query: send one SELECT');
   const stmt = stmts[0];
   const sel = as(stmt, 'SelectStmt');
-  if (!sel) throw refuse(`${kind(stmt)?.replace(/Stmt$/, '').toUpperCase() ?? 'statement'}`, 'is not a SELECT: shardctl query only reads (nothing was sent)');
+  if (!sel)
+    throw refuse(
+      `${kind(stmt)?.replace(/Stmt$/, '').toUpperCase() ?? 'statement'}`,
+      'is not a SELECT: shardctl query only reads (nothing was sent)',
+    );
   if (sel.intoClause) throw refuse('SELECT INTO', 'writes a table (nothing was sent)');
   let writes = false;
   walk(stmt, (n) => {
@@ -100,7 +124,12 @@ export function planQuery(input: PlanQueryInput): QueryPlan {
   }
   if (input.shards) {
     const known = new Set(all);
-    for (const s of input.shards) if (!known.has(s)) throw new ShardctlError(`unknown shard "${s}"; the map has ${all.join(', ')}`, { code: 'UNKNOWN_SHARD', exitCode: ExitCode.Usage });
+    for (const s of input.shards)
+      if (!known.has(s))
+        throw new ShardctlError(`unknown shard "${s}"; the map has ${all.join(', ')}`, {
+          code: 'UNKNOWN_SHARD',
+          exitCode: ExitCode.Usage,
+        });
     if (input.shards.length === 1) return single(input, input.shards, `--shard ${input.shards[0]}`);
   }
   const candidates = input.shards ? all.filter((s) => input.shards!.includes(s)) : all;
@@ -113,19 +142,37 @@ export function planQuery(input: PlanQueryInput): QueryPlan {
   const rels = relations(sel, map);
   const routed = route(sel, rels, input);
   if (routed.reference) return single(input, [candidates[0]!], 'only reference tables: any shard answers');
-  if (!routed.shards && routed.why === 'join not on the shard key') throw refuse('join not on the shard key', 'cannot be answered shard by shard: rows on different shards would have to meet');
-  if (!routed.shards && routed.why === 'subquery in FROM') throw refuse('sub-query in FROM', 'across shards cannot be pushed down');
+  if (!routed.shards && routed.why === 'join not on the shard key')
+    throw refuse(
+      'join not on the shard key',
+      'cannot be answered shard by shard: rows on different shards would have to meet',
+    );
+  if (!routed.shards && routed.why === 'subquery in FROM')
+    throw refuse('sub-query in FROM', 'across shards cannot be pushed down');
   if (routed.shards) {
     const targets = candidates.filter((s) => routed.shards!.includes(s));
     if (targets.length === 1) return single(input, targets, routed.why);
-    if (targets.length === 0) return { ...single(input, [candidates[0]!], routed.why), shards: [], steps: ['no shard owns the tenants asked for: empty result'] };
+    if (targets.length === 0)
+      return {
+        ...single(input, [candidates[0]!], routed.why),
+        shards: [],
+        steps: ['no shard owns the tenants asked for: empty result'],
+      };
     return multi(sel, input, targets, routed.why, rels);
   }
   return multi(sel, input, candidates, 'the shard key is not pinned: every shard', rels);
 }
 
 function single(input: PlanQueryInput, shards: string[], why: string): QueryPlan {
-  return { kind: 'single', shards, routing: why, shardSql: input.sql, params: input.params, visible: -1, steps: [`run unchanged on ${shards.join(', ')}`] };
+  return {
+    kind: 'single',
+    shards,
+    routing: why,
+    shardSql: input.sql,
+    params: input.params,
+    visible: -1,
+    steps: [`run unchanged on ${shards.join(', ')}`],
+  };
 }
 
 function routeSetOp(sel: any, input: PlanQueryInput): string[] | undefined {
@@ -150,7 +197,8 @@ function limitOf(n: Node, params: unknown[], what: string): bigint | undefined {
   if (!n) return undefined;
   if (as(n, 'A_Const')?.isnull) return undefined;
   const v = constValue(n, params);
-  if (v === undefined || !/^\d+$/.test(v)) throw refuse(`${what} with an expression`, 'cannot be split across shards: use a constant');
+  if (v === undefined || !/^\d+$/.test(v))
+    throw refuse(`${what} with an expression`, 'cannot be split across shards: use a constant');
   return BigInt(v);
 }
 
@@ -166,22 +214,38 @@ function multi(sel: any, input: PlanQueryInput, shards: string[], routing: strin
   });
   if (hasWindow) throw refuse('window function', 'across shards cannot be merged exactly');
   if (hasSubLink) throw refuse('sub-query', 'across shards cannot be pushed down');
-  if (rels.some((r) => r.name === '(subquery)')) throw refuse('sub-query in FROM', 'across shards cannot be pushed down');
-  if (routing.startsWith('join not on the shard key')) throw refuse('join not on the shard key', 'cannot be answered shard by shard');
-  if (Array.isArray(s.distinctClause) && s.distinctClause.length > 0 && Object.keys(s.distinctClause[0] ?? {}).length > 0) throw refuse('DISTINCT ON', 'across shards cannot be merged exactly');
-  if ((s.groupClause ?? []).some((g: Node) => ['GroupingSet'].includes(kind(g) ?? ''))) throw refuse('GROUPING SETS/ROLLUP/CUBE', 'across shards cannot be merged exactly');
+  if (rels.some((r) => r.name === '(subquery)'))
+    throw refuse('sub-query in FROM', 'across shards cannot be pushed down');
+  if (routing.startsWith('join not on the shard key'))
+    throw refuse('join not on the shard key', 'cannot be answered shard by shard');
+  if (
+    Array.isArray(s.distinctClause) &&
+    s.distinctClause.length > 0 &&
+    Object.keys(s.distinctClause[0] ?? {}).length > 0
+  )
+    throw refuse('DISTINCT ON', 'across shards cannot be merged exactly');
+  if ((s.groupClause ?? []).some((g: Node) => ['GroupingSet'].includes(kind(g) ?? '')))
+    throw refuse('GROUPING SETS/ROLLUP/CUBE', 'across shards cannot be merged exactly');
   const offset = limitOf(s.limitOffset, input.params, 'OFFSET');
   const limit = limitOf(s.limitCount, input.params, 'LIMIT');
-  if (s.limitOption === 'LIMIT_OPTION_WITH_TIES') throw refuse('FETCH ... WITH TIES', 'across shards cannot be merged exactly');
+  if (s.limitOption === 'LIMIT_OPTION_WITH_TIES')
+    throw refuse('FETCH ... WITH TIES', 'across shards cannot be merged exactly');
 
   // Targets, with * kept only for plain queries.
-  const targets: { name: string | undefined; val: Node }[] = (s.targetList ?? []).map((t: any) => ({ name: t.ResTarget.name, val: t.ResTarget.val }));
+  const targets: { name: string | undefined; val: Node }[] = (s.targetList ?? []).map((t: any) => ({
+    name: t.ResTarget.name,
+    val: t.ResTarget.val,
+  }));
   const hasStar = targets.some((t) => as(t.val, 'ColumnRef')?.fields?.some((f: Node) => kind(f) === 'A_Star'));
   const aggs: any[] = [];
   walk(s.targetList, (n) => collectAgg(n, aggs));
   walk(s.havingClause, (n) => collectAgg(n, aggs));
   walk(s.sortClause, (n) => collectAgg(n, aggs));
-  const grouped = aggs.length > 0 || (s.groupClause ?? []).length > 0 || s.havingClause || (Array.isArray(s.distinctClause) && s.distinctClause.length > 0);
+  const grouped =
+    aggs.length > 0 ||
+    (s.groupClause ?? []).length > 0 ||
+    s.havingClause ||
+    (Array.isArray(s.distinctClause) && s.distinctClause.length > 0);
 
   if (!grouped) {
     if (!s.sortClause?.length) {
@@ -190,10 +254,23 @@ function multi(sel: any, input: PlanQueryInput, shards: string[], routing: strin
         s.limitCount = limit !== undefined ? intConst(Number((offset ?? 0n) + limit)) : undefined;
         s.limitOffset = undefined;
       }
-      steps.push(`every shard returns its rows${limit !== undefined ? ` (LIMIT ${(offset ?? 0n) + limit})` : ''}`, `the client concatenates them${offset ? `, skips ${offset}` : ''}${limit !== undefined ? `, keeps ${limit}` : ''} (no ORDER BY: any order is a correct order)`);
-      return { kind: 'concat', shards, routing, ...shardQuery({ SelectStmt: s }, input.params), visible: -1, ...(offset !== undefined ? { offset } : {}), ...(limit !== undefined ? { limit } : {}), steps };
+      steps.push(
+        `every shard returns its rows${limit !== undefined ? ` (LIMIT ${(offset ?? 0n) + limit})` : ''}`,
+        `the client concatenates them${offset ? `, skips ${offset}` : ''}${limit !== undefined ? `, keeps ${limit}` : ''} (no ORDER BY: any order is a correct order)`,
+      );
+      return {
+        kind: 'concat',
+        shards,
+        routing,
+        ...shardQuery({ SelectStmt: s }, input.params),
+        visible: -1,
+        ...(offset !== undefined ? { offset } : {}),
+        ...(limit !== undefined ? { limit } : {}),
+        steps,
+      };
     }
-    if (hasStar) throw refuse('SELECT * with ORDER BY', 'across shards: name the columns so the sort keys can travel with them');
+    if (hasStar)
+      throw refuse('SELECT * with ORDER BY', 'across shards: name the columns so the sort keys can travel with them');
     // Ordered rows: each shard sorts and cuts at offset+limit; the final query sorts all of them.
     const visible = targets.length;
     const shardTargets = targets.map((t, i) => resTarget(t.val, `__c${i}`));
@@ -208,7 +285,12 @@ function multi(sel: any, input: PlanQueryInput, shards: string[], routing: strin
       collations[idx] = idx + 1;
       if (sb.SortBy.useOp) throw refuse('ORDER BY ... USING', 'across shards cannot be merged exactly');
       const desc = sb.SortBy.sortby_dir === 'SORTBY_DESC';
-      sortKeys.push({ col: idx, desc, nullsFirst: sb.SortBy.sortby_nulls === 'SORTBY_NULLS_FIRST' || (sb.SortBy.sortby_nulls !== 'SORTBY_NULLS_LAST' && desc) });
+      sortKeys.push({
+        col: idx,
+        desc,
+        nullsFirst:
+          sb.SortBy.sortby_nulls === 'SORTBY_NULLS_FIRST' || (sb.SortBy.sortby_nulls !== 'SORTBY_NULLS_LAST' && desc),
+      });
       finalSort.push({ SortBy: { ...sb.SortBy, node: columnRef(`__c${idx}`) } });
     });
     s.targetList = shardTargets;
@@ -226,11 +308,28 @@ function multi(sel: any, input: PlanQueryInput, shards: string[], routing: strin
       },
     };
     if (limit !== undefined) {
-      steps.push(`every shard sorts its rows and returns the first ${(offset ?? 0n) + limit}, with the sort keys and their collation as hidden columns`, 'PostgreSQL sorts all of them again in a final query over the returned rows (same types, NULL order and collation), then applies LIMIT/OFFSET; hidden columns are dropped');
+      steps.push(
+        `every shard sorts its rows and returns the first ${(offset ?? 0n) + limit}, with the sort keys and their collation as hidden columns`,
+        'PostgreSQL sorts all of them again in a final query over the returned rows (same types, NULL order and collation), then applies LIMIT/OFFSET; hidden columns are dropped',
+      );
     } else {
-      steps.push('every shard sorts its rows and streams them through a cursor, with the sort keys and their collation as hidden columns', `the client merges the sorted streams (k-way), comparing keys as PostgreSQL does (types, NULL order; text only under byte-order collations, else refused)${offset ? `, skips ${offset}` : ''}; hidden columns are dropped`);
+      steps.push(
+        'every shard sorts its rows and streams them through a cursor, with the sort keys and their collation as hidden columns',
+        `the client merges the sorted streams (k-way), comparing keys as PostgreSQL does (types, NULL order; text only under byte-order collations, else refused)${offset ? `, skips ${offset}` : ''}; hidden columns are dropped`,
+      );
     }
-    return { kind: 'final', shards, routing, ...shardQuery({ SelectStmt: s }, input.params), visible, final, collations, ...(limit === undefined ? { sortKeys } : {}), ...(offset !== undefined ? { offset } : {}), steps };
+    return {
+      kind: 'final',
+      shards,
+      routing,
+      ...shardQuery({ SelectStmt: s }, input.params),
+      visible,
+      final,
+      collations,
+      ...(limit === undefined ? { sortKeys } : {}),
+      ...(offset !== undefined ? { offset } : {}),
+      steps,
+    };
   }
   if (hasStar) throw refuse('SELECT * with GROUP BY or aggregates', 'across shards: name the columns');
   return grouping(s, input, shards, routing, targets, aggs, offset, limit, steps);
@@ -253,7 +352,11 @@ function shardQuery(stmt: Node, params: unknown[]): { shardSql: string; params: 
   });
   const order = [...used].sort((a, b) => a - b);
   const renumber = new Map(order.map((n, i) => [n, i + 1]));
-  const out = rewrite(stmt, (n) => (as(n, 'ParamRef') ? { ParamRef: { ...as(n, 'ParamRef'), number: renumber.get(as(n, 'ParamRef').number) } } : undefined));
+  const out = rewrite(stmt, (n) =>
+    as(n, 'ParamRef')
+      ? { ParamRef: { ...as(n, 'ParamRef'), number: renumber.get(as(n, 'ParamRef').number) } }
+      : undefined,
+  );
   return { shardSql: deparse(out), params: order.map((n) => params[n - 1]) };
 }
 
@@ -277,25 +380,57 @@ function collectAgg(n: Node, out: any[]): 'skip' | void {
   const name = funcName(f);
   if (!MERGEABLE_AGGS.has(name)) {
     // Any other aggregate (built in or user defined, as the shards' catalogs say) cannot be merged.
-    if (AGG_NAMES.has(name) || aggregateNames.has(name) || f.agg_star || f.agg_order || f.agg_filter || f.agg_distinct) throw refuse(`aggregate ${name}()`, 'across shards cannot be merged exactly');
+    if (AGG_NAMES.has(name) || aggregateNames.has(name) || f.agg_star || f.agg_order || f.agg_filter || f.agg_distinct)
+      throw refuse(`aggregate ${name}()`, 'across shards cannot be merged exactly');
     return;
   }
   if (f.agg_order) throw refuse(`aggregate ${name}() with ORDER BY`, 'across shards cannot be merged exactly');
-  if (f.agg_distinct && name !== 'count') throw refuse(`${name}(DISTINCT ...)`, 'across shards cannot be merged exactly');
-  if (f.agg_distinct && (f.args ?? []).length !== 1) throw refuse('count(DISTINCT with several arguments)', 'across shards cannot be merged exactly');
+  if (f.agg_distinct && name !== 'count')
+    throw refuse(`${name}(DISTINCT ...)`, 'across shards cannot be merged exactly');
+  if (f.agg_distinct && (f.args ?? []).length !== 1)
+    throw refuse('count(DISTINCT with several arguments)', 'across shards cannot be merged exactly');
   out.push(n);
   return 'skip';
 }
 
-const AGG_NAMES = new Set(['string_agg', 'array_agg', 'json_agg', 'jsonb_agg', 'json_object_agg', 'jsonb_object_agg', 'stddev', 'stddev_pop', 'stddev_samp', 'variance', 'var_pop', 'var_samp', 'percentile_cont', 'percentile_disc', 'mode', 'corr', 'covar_pop', 'covar_samp', 'regr_slope', 'bit_and', 'bit_or', 'bit_xor', 'xmlagg', 'any_value', 'range_agg', 'range_intersect_agg', 'bool_xor']);
+const AGG_NAMES = new Set([
+  'string_agg',
+  'array_agg',
+  'json_agg',
+  'jsonb_agg',
+  'json_object_agg',
+  'jsonb_object_agg',
+  'stddev',
+  'stddev_pop',
+  'stddev_samp',
+  'variance',
+  'var_pop',
+  'var_samp',
+  'percentile_cont',
+  'percentile_disc',
+  'mode',
+  'corr',
+  'covar_pop',
+  'covar_samp',
+  'regr_slope',
+  'bit_and',
+  'bit_or',
+  'bit_xor',
+  'xmlagg',
+  'any_value',
+  'range_agg',
+  'range_intersect_agg',
+  'bool_xor',
+]);
 
 /** Function names used by a query (to ask the shards which of them are aggregates). */
 export function functionNames(sql: string): string[] {
   const names = new Set<string>();
-  for (const stmt of parseSql(sql)) walk(stmt, (n) => {
-    const f = as(n, 'FuncCall');
-    if (f) names.add(funcName(f));
-  });
+  for (const stmt of parseSql(sql))
+    walk(stmt, (n) => {
+      const f = as(n, 'FuncCall');
+      if (f) names.add(funcName(f));
+    });
   return [...names];
 }
 
@@ -308,7 +443,11 @@ function resolveSortExpr(node: Node, targets: { name: string | undefined; val: N
   const c = as(node, 'A_Const');
   if (c?.ival !== undefined) {
     const t = targets[(c.ival.ival ?? 0) - 1];
-    if (!t) throw new ShardctlError(`ORDER BY position ${c.ival.ival} is not in the select list`, { code: 'SYNTAX', exitCode: ExitCode.Usage });
+    if (!t)
+      throw new ShardctlError(`ORDER BY position ${c.ival.ival} is not in the select list`, {
+        code: 'SYNTAX',
+        exitCode: ExitCode.Usage,
+      });
     return t.val;
   }
   const name = columnName(node);
@@ -320,7 +459,17 @@ function resolveSortExpr(node: Node, targets: { name: string | undefined; val: N
 }
 
 /** Aggregates and GROUP BY: partial aggregates per shard, combined by a final GROUP BY in PostgreSQL. */
-function grouping(s: any, input: PlanQueryInput, shards: string[], routing: string, targets: { name: string | undefined; val: Node }[], aggs: any[], offset: bigint | undefined, limit: bigint | undefined, steps: string[]): QueryPlan {
+function grouping(
+  s: any,
+  input: PlanQueryInput,
+  shards: string[],
+  routing: string,
+  targets: { name: string | undefined; val: Node }[],
+  aggs: any[],
+  offset: bigint | undefined,
+  limit: bigint | undefined,
+  steps: string[],
+): QueryPlan {
   // Group expressions, resolved from positions and aliases.
   let groupExprs: Node[] = (s.groupClause ?? []).map((g: Node) => resolveSortExpr(g, targets));
   const distinct = Array.isArray(s.distinctClause) && s.distinctClause.length > 0;
@@ -341,7 +490,8 @@ function grouping(s: any, input: PlanQueryInput, shards: string[], routing: stri
     if (finalAgg.has(key)) continue;
     const f = as(a, 'FuncCall');
     const name = funcName(f);
-    const partial = (fn: string, args: Node[], extra: Record<string, unknown> = {}) => col({ FuncCall: { ...f, funcname: [{ String: { sval: fn } }], args, ...extra, agg_distinct: false } });
+    const partial = (fn: string, args: Node[], extra: Record<string, unknown> = {}) =>
+      col({ FuncCall: { ...f, funcname: [{ String: { sval: fn } }], args, ...extra, agg_distinct: false } });
     const ref = (i: number) => columnRef(`__c${i}`);
     let fin: Node;
     if (f.agg_distinct) {
@@ -349,12 +499,25 @@ function grouping(s: any, input: PlanQueryInput, shards: string[], routing: stri
       const arg = f.args[0];
       let d = distinctArgs.find((x) => x.shape === shape(arg) + shape(f.agg_filter ?? null));
       if (!d) {
-        d = { shape: shape(arg) + shape(f.agg_filter ?? null), col: col(f.agg_filter ? { CaseExpr: { args: [{ CaseWhen: { expr: f.agg_filter, result: arg } }] } } : arg) };
+        d = {
+          shape: shape(arg) + shape(f.agg_filter ?? null),
+          col: col(f.agg_filter ? { CaseExpr: { args: [{ CaseWhen: { expr: f.agg_filter, result: arg } }] } } : arg),
+        };
         distinctArgs.push(d);
       }
       fin = funcCall('count', [ref(d.col)], { agg_distinct: true });
     } else if (name === 'count') {
-      fin = typeCast({ CoalesceExpr: { args: [funcCall('sum', [ref(partial('count', f.args ?? [], f.agg_star ? { agg_star: true } : {}))]), intConst(0)] } }, 'int8');
+      fin = typeCast(
+        {
+          CoalesceExpr: {
+            args: [
+              funcCall('sum', [ref(partial('count', f.args ?? [], f.agg_star ? { agg_star: true } : {}))]),
+              intConst(0),
+            ],
+          },
+        },
+        'int8',
+      );
     } else if (name === 'sum') {
       // sum(int2/int4) is bigint, sum(int8) numeric: the final sum keeps the partials' type.
       const p = partial('sum', f.args);
@@ -375,7 +538,10 @@ function grouping(s: any, input: PlanQueryInput, shards: string[], routing: stri
   // Shards group by the group expressions, plus distinct arguments, so rows stay few.
   const havingOrig = s.havingClause;
   const sortOrig: Node[] = s.sortClause ?? [];
-  const shardGroup = [...groupExprs.map(clone), ...distinctArgs.map((d) => clone((shardTargets[d.col] as any).ResTarget.val))];
+  const shardGroup = [
+    ...groupExprs.map(clone),
+    ...distinctArgs.map((d) => clone((shardTargets[d.col] as any).ResTarget.val)),
+  ];
   s.groupClause = shardGroup.length > 0 ? shardGroup : undefined;
   s.targetList = shardTargets;
   s.havingClause = undefined;
@@ -388,10 +554,15 @@ function grouping(s: any, input: PlanQueryInput, shards: string[], routing: stri
   const toFinal = (n: Node): Node =>
     rewrite(n, (x) => {
       if (as(x, 'FuncCall') && finalAgg.has(shape(x))) return clone(finalAgg.get(shape(x)));
-      const gi = groupExprs.findIndex((g) => shape(g) === shape(x) || (as(x, 'ColumnRef') && as(g, 'ColumnRef') && columnName(g) === columnName(x)));
+      const gi = groupExprs.findIndex(
+        (g) => shape(g) === shape(x) || (as(x, 'ColumnRef') && as(g, 'ColumnRef') && columnName(g) === columnName(x)),
+      );
       if (gi >= 0 && !as(x, 'A_Const')) return columnRef(`__c${groupCols[gi]}`);
       if (as(x, 'ColumnRef')) {
-        throw new ShardctlError(`column ${deparse(x)} must appear in the GROUP BY clause or be used in an aggregate function`, { code: 'SYNTAX', exitCode: ExitCode.Usage });
+        throw new ShardctlError(
+          `column ${deparse(x)} must appear in the GROUP BY clause or be used in an aggregate function`,
+          { code: 'SYNTAX', exitCode: ExitCode.Usage },
+        );
       }
       return undefined;
     });
@@ -400,7 +571,9 @@ function grouping(s: any, input: PlanQueryInput, shards: string[], routing: stri
   const finalSort = sortOrig.map((sb: any) => {
     const node = sb.SortBy.node;
     // Positions and output names mean the same in the final query, whose select list is the original's.
-    const keep = as(node, 'A_Const')?.ival !== undefined || (as(node, 'ColumnRef')?.fields.length === 1 && names.has(columnName(node)));
+    const keep =
+      as(node, 'A_Const')?.ival !== undefined ||
+      (as(node, 'ColumnRef')?.fields.length === 1 && names.has(columnName(node)));
     return { SortBy: { ...sb.SortBy, node: keep ? node : toFinal(node) } };
   });
   const final: any = {
@@ -430,4 +603,3 @@ function grouping(s: any, input: PlanQueryInput, shards: string[], routing: stri
     ],
   };
 }
-

@@ -31,7 +31,11 @@ export function relations(sel: any, map: ShardMap): Rel[] {
     const rv = as(n, 'RangeVar');
     if (rv) {
       const full = rv.schemaname ? `${rv.schemaname}.${rv.relname}` : rv.relname;
-      rels.push({ name: full, alias: rv.alias?.aliasname ?? rv.relname, reference: refs.has(full) || refs.has(rv.relname) });
+      rels.push({
+        name: full,
+        alias: rv.alias?.aliasname ?? rv.relname,
+        reference: refs.has(full) || refs.has(rv.relname),
+      });
       return;
     }
     const j = as(n, 'JoinExpr');
@@ -44,7 +48,8 @@ export function relations(sel: any, map: ShardMap): Rel[] {
       rels.push({ name: '(function)', alias: '', reference: true });
       return;
     }
-    if (as(n, 'RangeSubselect')) rels.push({ name: '(subquery)', alias: as(n, 'RangeSubselect').alias?.aliasname ?? '', reference: false });
+    if (as(n, 'RangeSubselect'))
+      rels.push({ name: '(subquery)', alias: as(n, 'RangeSubselect').alias?.aliasname ?? '', reference: false });
   };
   for (const f of sel.fromClause ?? []) visit(f);
   return rels;
@@ -154,4 +159,3 @@ export function route(sel: any, rels: Rel[], input: RouteInput): Routing {
   const shards = [...new Set([...values].map((t) => input.locate(t)))];
   return { shards, why: `${key} pinned to ${[...values].join(', ')}: ${shards.join(', ') || 'no shard'}` };
 }
-

@@ -44,7 +44,11 @@ export function as(n: Node, k: string): any {
 
 /** A copy of a node without `location` fields, to compare expressions structurally. */
 export function shape(n: Node): string {
-  return JSON.stringify(n, (key, v) => (key === 'location' || key.endsWith('_location') || key === 'rexpr_list_start' || key === 'rexpr_list_end' ? undefined : v));
+  return JSON.stringify(n, (key, v) =>
+    key === 'location' || key.endsWith('_location') || key === 'rexpr_list_start' || key === 'rexpr_list_end'
+      ? undefined
+      : v,
+  );
 }
 
 /** Deep copy. */
@@ -87,7 +91,9 @@ export function columnRef(...fields: string[]): Node {
 
 /** A type cast node: `expr::type`. */
 export function typeCast(arg: Node, typeName: string): Node {
-  return { TypeCast: { arg, typeName: { names: typeName.split('.').map((p) => ({ String: { sval: p } })), typemod: -1 } } };
+  return {
+    TypeCast: { arg, typeName: { names: typeName.split('.').map((p) => ({ String: { sval: p } })), typemod: -1 } },
+  };
 }
 
 /** A function call node. */

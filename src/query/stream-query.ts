@@ -31,7 +31,13 @@ interface Cursor {
 }
 
 /** Opens a cursor for the shard SQL in a READ ONLY transaction and reads its first batch. */
-async function openCursor(router: Router, shard: string, sql: string, params: unknown[], statementTimeoutMs?: number): Promise<Cursor> {
+async function openCursor(
+  router: Router,
+  shard: string,
+  sql: string,
+  params: unknown[],
+  statementTimeoutMs?: number,
+): Promise<Cursor> {
   let client: PoolClient;
   try {
     client = await router.pools.pool(shard).connect();
@@ -62,7 +68,11 @@ async function openCursor(router: Router, shard: string, sql: string, params: un
     done: false,
     async next() {
       try {
-        const r = await client.query({ text: `FETCH FORWARD ${BATCH} FROM shardctl_cursor`, rowMode: 'array', types: RAW_TYPES } as any);
+        const r = await client.query({
+          text: `FETCH FORWARD ${BATCH} FROM shardctl_cursor`,
+          rowMode: 'array',
+          types: RAW_TYPES,
+        } as any);
         cursor.fields = r.fields as any;
         cursor.buffer = r.rows as any;
         cursor.pos = 0;
@@ -140,7 +150,12 @@ function compareBytes(a: string, b: string): number {
 }
 
 /** A comparator for one sort key's type, or a refusal naming why the order cannot be reproduced. */
-function comparatorFor(typeOid: number, collation: string | undefined, defaultByteOrder: boolean, values: (string | null)[]): (a: string, b: string) => number {
+function comparatorFor(
+  typeOid: number,
+  collation: string | undefined,
+  defaultByteOrder: boolean,
+  values: (string | null)[],
+): (a: string, b: string) => number {
   if (INT.has(typeOid)) return compareInt;
   if (typeOid === NUM) return compareNumeric;
   if (FLOAT.has(typeOid)) return compareFloat;
@@ -150,7 +165,10 @@ function comparatorFor(typeOid: number, collation: string | undefined, defaultBy
   }
   if (ORDERED_AS_TEXT.has(typeOid)) return (a, b) => (a < b ? -1 : a > b ? 1 : 0);
   if (TEXT.has(typeOid)) {
-    const byteOrder = collation === undefined || BYTE_ORDER_COLLATIONS.has(collation) || (collation === '"default"' && defaultByteOrder);
+    const byteOrder =
+      collation === undefined ||
+      BYTE_ORDER_COLLATIONS.has(collation) ||
+      (collation === '"default"' && defaultByteOrder);
     if (!byteOrder) throw needsFinal(`text under collation ${collation}`);
     return compareBytes;
   }
@@ -163,11 +181,14 @@ function needsFinal(what: string): ShardctlError {
 }
 
 function refuseOrder(what: string): ShardctlError {
-  return new ShardctlError(`refused: ORDER BY on ${what} across shards without LIMIT cannot be merged exactly while streaming`, {
-    code: 'REFUSED',
-    exitCode: ExitCode.Refused,
-    hint: 'add a LIMIT (the final sort then runs in PostgreSQL), sort by a byte-order collation (COLLATE "C"), or use --tenant/--shard',
-  });
+  return new ShardctlError(
+    `refused: ORDER BY on ${what} across shards without LIMIT cannot be merged exactly while streaming`,
+    {
+      code: 'REFUSED',
+      exitCode: ExitCode.Refused,
+      hint: 'add a LIMIT (the final sort then runs in PostgreSQL), sort by a byte-order collation (COLLATE "C"), or use --tenant/--shard',
+    },
+  );
 }
 
 /** A stream over an answer already in memory; `finish` runs once it is consumed or abandoned. */
@@ -196,8 +217,17 @@ function collected(result: QueryResult, finish: () => Promise<void>): QueryStrea
  * const s = await streamQuery(map, 'SELECT * FROM invoices ORDER BY id', []);
  * for await (const row of s.rows) process.stdout.write(row.join(',') + '\n');
  */
-export async function streamQuery(map: ShardMap, sql: string, params: unknown[], options: RunQueryOptions = {}): Promise<QueryStream> {
-  const router = options.router ?? (await createRouter(map, { pool: { connectTimeoutMs: options.timeoutMs ?? 5000, maxPerShard: 2, applicationName: 'shardctl query' } }));
+export async function streamQuery(
+  map: ShardMap,
+  sql: string,
+  params: unknown[],
+  options: RunQueryOptions = {},
+): Promise<QueryStream> {
+  const router =
+    options.router ??
+    (await createRouter(map, {
+      pool: { connectTimeoutMs: options.timeoutMs ?? 5000, maxPerShard: 2, applicationName: 'shardctl query' },
+    }));
   const owned = !options.router;
   const finish = async () => {
     if (owned) await router.close();
@@ -205,9 +235,13 @@ export async function streamQuery(map: ShardMap, sql: string, params: unknown[],
   try {
     const planned = await runQuery(map, sql, params, { ...options, router, explain: true });
     const plan = planned.plan;
-    const streaming = plan.kind === 'single' || plan.kind === 'concat' || (plan.kind === 'final' && plan.sortKeys !== undefined);
+    const streaming =
+      plan.kind === 'single' || plan.kind === 'concat' || (plan.kind === 'final' && plan.sortKeys !== undefined);
     if (options.explain || !streaming || plan.shards.length === 0) {
-      const result = options.explain || plan.shards.length === 0 ? planned : await runQuery(map, sql, params, { ...options, router });
+      const result =
+        options.explain || plan.shards.length === 0
+          ? planned
+          : await runQuery(map, sql, params, { ...options, router });
       if (options.explain) await finish();
       return collected(result, finish);
     }
@@ -225,27 +259,53 @@ export async function streamQuery(map: ShardMap, sql: string, params: unknown[],
         }
       }
     }
-    if (cursors.length === 0) throw new ShardctlError(`no shard answered: ${missing.map((m) => m.error).join('; ')}`, { code: 'UNREACHABLE' });
+    if (cursors.length === 0)
+      throw new ShardctlError(`no shard answered: ${missing.map((m) => m.error).join('; ')}`, { code: 'UNREACHABLE' });
     const first = cursors[0]!;
     const visible = plan.kind === 'final' ? plan.visible : first.fields.length;
-    const fields = first.fields.slice(0, visible).map((f) => ({ name: plan.kind === 'final' ? (plan.final.SelectStmt.targetList[first.fields.indexOf(f)]?.ResTarget?.name ?? f.name) : f.name, typeOid: f.dataTypeID }));
+    const fields = first.fields.slice(0, visible).map((f) => ({
+      name:
+        plan.kind === 'final'
+          ? (plan.final.SelectStmt.targetList[first.fields.indexOf(f)]?.ResTarget?.name ?? f.name)
+          : f.name,
+      typeOid: f.dataTypeID,
+    }));
     let compare: ((a: (string | null)[], b: (string | null)[]) => number) | undefined;
     if (plan.kind === 'final') {
       const defaults = await Promise.all(
-        cursors.map((c) => router.pools.withShard(c.shard, async (k) => {
-          const r = await k.query<{ p: string; c: string; l: string | null }>('SELECT datlocprovider AS p, datcollate AS c, datlocale AS l FROM pg_database WHERE datname = current_database()');
-          const d = r.rows[0]!;
-          return (d.p === 'c' && ['C', 'POSIX'].includes(d.c)) || (d.p === 'b' && ['C', 'C.UTF-8'].includes(d.l ?? ''));
-        })),
+        cursors.map((c) =>
+          router.pools.withShard(c.shard, async (k) => {
+            const r = await k.query<{ p: string; c: string; l: string | null }>(
+              'SELECT datlocprovider AS p, datcollate AS c, datlocale AS l FROM pg_database WHERE datname = current_database()',
+            );
+            const d = r.rows[0]!;
+            return (
+              (d.p === 'c' && ['C', 'POSIX'].includes(d.c)) || (d.p === 'b' && ['C', 'C.UTF-8'].includes(d.l ?? ''))
+            );
+          }),
+        ),
       );
       let keyCmp;
       try {
         keyCmp = plan.sortKeys!.map((k) => {
-        const collCol = plan.collations?.[k.col];
-        const colls = new Set(cursors.flatMap((c) => c.buffer.slice(0, 1).map((r) => (collCol !== undefined ? r[collCol] : null)).filter((v): v is string => v !== null)));
-        if (colls.size > 1) throw refuseOrder(`text whose collation differs between shards (${[...colls].join(', ')})`);
-        const cmp = comparatorFor(first.fields[k.col]!.dataTypeID, [...colls][0], defaults.every(Boolean), cursors.flatMap((c) => c.buffer.map((r) => r[k.col] ?? null)));
-        return { ...k, cmp };
+          const collCol = plan.collations?.[k.col];
+          const colls = new Set(
+            cursors.flatMap((c) =>
+              c.buffer
+                .slice(0, 1)
+                .map((r) => (collCol !== undefined ? r[collCol] : null))
+                .filter((v): v is string => v !== null),
+            ),
+          );
+          if (colls.size > 1)
+            throw refuseOrder(`text whose collation differs between shards (${[...colls].join(', ')})`);
+          const cmp = comparatorFor(
+            first.fields[k.col]!.dataTypeID,
+            [...colls][0],
+            defaults.every(Boolean),
+            cursors.flatMap((c) => c.buffer.map((r) => r[k.col] ?? null)),
+          );
+          return { ...k, cmp };
         });
       } catch (e) {
         if ((e as ShardctlError).code !== 'STREAM_ORDER') throw e;

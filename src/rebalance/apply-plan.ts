@@ -3,7 +3,7 @@ import type { ShardMap } from '../config/shard-map.js';
 import { ensureCatalogSchema } from '../catalog/catalog-schema.js';
 import { ShardPools } from '../db/shard-pools.js';
 import { ExitCode, fromDriverError, ShardctlError } from '../errors.js';
-import { crashPoint } from '../move/copy-tenant.js';
+import { crashPoint } from '../crash-points.js';
 import { listMoves } from '../move/move-journal.js';
 import { cleanupMove, moveTenant, resumeMove, type MoveEvent } from '../move/move-tenant.js';
 import { compileRule } from '../placement/placement.js';
@@ -11,7 +11,7 @@ import { parseTenant } from '../placement/tenant-key.js';
 import { createRouter } from '../router/create-router.js';
 import { pruneDirectory } from './freeze-placements.js';
 import { planRebalance, type PlannedMove, type RebalancePlan } from './plan-rebalance.js';
-import { ruleFingerprint } from './rule-state.js';
+import { ruleFingerprint } from '../catalog/rule-state.js';
 import { measureTenantSizes } from './tenant-sizes.js';
 
 /** A plan as saved to a file (`rebalance --plan --json > plan.json`) and applied later. */
@@ -44,26 +44,40 @@ export interface FleetPlanOptions {
  */
 export async function computeFleetPlan(map: ShardMap, options: FleetPlanOptions = {}): Promise<FleetPlan> {
   for (const d of options.drain ?? []) {
-    if (!map.shards.some((s) => s.name === d)) throw new ShardctlError(`unknown shard "${d}" to drain`, { code: 'UNKNOWN_SHARD', exitCode: ExitCode.Usage });
+    if (!map.shards.some((s) => s.name === d))
+      throw new ShardctlError(`unknown shard "${d}" to drain`, { code: 'UNKNOWN_SHARD', exitCode: ExitCode.Usage });
   }
   const sizes = await measureTenantSizes(map, options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {});
   const failed = sizes.filter((s) => s.status === 'failed');
   if (failed.length > 0) {
-    throw new ShardctlError(`cannot plan: ${failed.map((f) => (f.status === 'failed' ? f.error.message : '')).join('; ')}`, { code: 'UNREACHABLE', hint: 'every shard must be reachable to plan' });
+    throw new ShardctlError(
+      `cannot plan: ${failed.map((f) => (f.status === 'failed' ? f.error.message : '')).join('; ')}`,
+      { code: 'UNREACHABLE', hint: 'every shard must be reachable to plan' },
+    );
   }
   const ok = sizes.flatMap((s) => (s.status === 'ok' ? [s.value] : []));
   const rule = compileRule(map);
   const plan = planRebalance({
     shards: map.shards.map((s) => s.name),
-    tenants: ok.flatMap((s) => s.tenants.map((t) => ({ tenant: t.tenant, shard: s.shard, bytes: t.bytes, rows: t.rows }))),
+    tenants: ok.flatMap((s) =>
+      s.tenants.map((t) => ({ tenant: t.tenant, shard: s.shard, bytes: t.bytes, rows: t.rows })),
+    ),
     ...(options.threshold !== undefined ? { threshold: options.threshold } : {}),
     ...(options.maxMoves !== undefined ? { maxMoves: options.maxMoves } : {}),
     ...(options.maxBytes !== undefined ? { maxBytes: options.maxBytes } : {}),
     ...(options.exclude ? { exclude: options.exclude } : {}),
     ...(options.drain ? { drain: options.drain } : {}),
-    ...(options.towardRule ? { towardRule: true, ruleShard: (t: string) => rule(parseTenant(t, map.shardKey.type)).shard.name } : {}),
+    ...(options.towardRule
+      ? { towardRule: true, ruleShard: (t: string) => rule(parseTenant(t, map.shardKey.type)).shard.name }
+      : {}),
   });
-  return { version: 1, createdAt: new Date().toISOString(), rule: ruleFingerprint(map), estimated: ok.some((s) => s.estimated), ...plan };
+  return {
+    version: 1,
+    createdAt: new Date().toISOString(),
+    rule: ruleFingerprint(map),
+    estimated: ok.some((s) => s.estimated),
+    ...plan,
+  };
 }
 
 /** Outcome of one planned move. */
@@ -142,11 +156,14 @@ export async function planConflicts(map: ShardMap, plan: FleetPlan): Promise<str
 export async function applyFleetPlan(map: ShardMap, plan: FleetPlan, options: ApplyOptions = {}): Promise<ApplyReport> {
   const reasons = await planConflicts(map, plan);
   if (reasons.length > 0) {
-    throw new ShardctlError(`the plan no longer applies: ${reasons.slice(0, 10).join('; ')}${reasons.length > 10 ? `; and ${reasons.length - 10} more` : ''}`, {
-      code: 'PLAN_STALE',
-      hint: 'make a new plan with `shardctl rebalance --plan`',
-      details: reasons,
-    });
+    throw new ShardctlError(
+      `the plan no longer applies: ${reasons.slice(0, 10).join('; ')}${reasons.length > 10 ? `; and ${reasons.length - 10} more` : ''}`,
+      {
+        code: 'PLAN_STALE',
+        hint: 'make a new plan with `shardctl rebalance --plan`',
+        details: reasons,
+      },
+    );
   }
   const pools = await ShardPools.open(map, { connectTimeoutMs: options.timeoutMs ?? 5000, maxPerShard: 2 });
   let planId: number;
@@ -154,7 +171,10 @@ export async function applyFleetPlan(map: ShardMap, plan: FleetPlan, options: Ap
     await pruneDirectory(map, pools);
     planId = await pools.withShard(map.catalog, async (c) => {
       await ensureCatalogSchema(c);
-      const r = await c.query<{ id: string }>("INSERT INTO shardctl.rebalance_plans (state, plan) VALUES ('running', $1) RETURNING id", [JSON.stringify(plan)]);
+      const r = await c.query<{ id: string }>(
+        "INSERT INTO shardctl.rebalance_plans (state, plan) VALUES ('running', $1) RETURNING id",
+        [JSON.stringify(plan)],
+      );
       return Number(r.rows[0]!.id);
     });
   } finally {
@@ -176,9 +196,16 @@ export async function resumeFleetPlan(map: ShardMap, planId: number, options: Ap
   try {
     const r = await pools.withShard(map.catalog, async (c) => {
       const exists = await c.query<{ t: string | null }>("SELECT to_regclass('shardctl.rebalance_plans')::text AS t");
-      return exists.rows[0]?.t ? (await c.query<{ plan: FleetPlan }>('SELECT plan FROM shardctl.rebalance_plans WHERE id = $1', [planId])).rows[0] : undefined;
+      return exists.rows[0]?.t
+        ? (await c.query<{ plan: FleetPlan }>('SELECT plan FROM shardctl.rebalance_plans WHERE id = $1', [planId]))
+            .rows[0]
+        : undefined;
     });
-    if (!r) throw new ShardctlError(`no rebalance plan ${planId} in the journal`, { code: 'UNKNOWN_PLAN', exitCode: ExitCode.Usage });
+    if (!r)
+      throw new ShardctlError(`no rebalance plan ${planId} in the journal`, {
+        code: 'UNKNOWN_PLAN',
+        exitCode: ExitCode.Usage,
+      });
     plan = r.plan;
   } finally {
     await pools.close();
@@ -217,23 +244,38 @@ async function runPlan(map: ShardMap, planId: number, plan: FleetPlan, options: 
     const cleanups = new Set<Promise<void>>();
     const cleanLater = (i: number, id: number) => {
       const p: Promise<void> = cleanupMove(map, id, { ...(options.timeoutMs ? { timeoutMs: options.timeoutMs } : {}) })
-        .then(() => undefined, (e: unknown) => {
-          results[i] = { ...results[i]!, status: 'failed', error: fromDriverError(e).message };
-          if (!options.continueOnError) stop = true;
-        })
+        .then(
+          () => undefined,
+          (e: unknown) => {
+            results[i] = { ...results[i]!, status: 'failed', error: fromDriverError(e).message };
+            if (!options.continueOnError) stop = true;
+          },
+        )
         .finally(() => cleanups.delete(p));
       cleanups.add(p);
     };
     const runOne = async (i: number) => {
       const m = plan.moves[i]!;
       const previous = ofPlan.find((j) => j.tenant === m.tenant);
-      const common = { ...options.move, onProgress: report, ...(options.timeoutMs ? { timeoutMs: options.timeoutMs } : {}) };
+      const common = {
+        ...options.move,
+        onProgress: report,
+        ...(options.timeoutMs ? { timeoutMs: options.timeoutMs } : {}),
+      };
       try {
         let move;
         if (previous?.state === 'done') move = previous;
         else if (previous && (previous.state === 'switched' || previous.state === 'cleaned')) move = previous;
         else if (previous && previous.state !== 'aborted') move = (await resumeMove(map, previous.id, common)).move;
-        else move = (await moveTenant(map, m.tenant, m.to, { ...common, planId, keepSource: true, ...(options.maxBytesPerSecond ? { maxBytesPerSecond: options.maxBytesPerSecond } : {}) })).move;
+        else
+          move = (
+            await moveTenant(map, m.tenant, m.to, {
+              ...common,
+              planId,
+              keepSource: true,
+              ...(options.maxBytesPerSecond ? { maxBytesPerSecond: options.maxBytesPerSecond } : {}),
+            })
+          ).move;
         results[i] = { ...m, status: 'done', moveId: move.id };
         bytesMoved += m.bytes;
         if (move.state !== 'done') cleanLater(i, move.id);
@@ -271,8 +313,11 @@ async function runPlan(map: ShardMap, planId: number, plan: FleetPlan, options: 
       else if (!started) break;
     }
     await Promise.all([...cleanups]);
-    const state = results.some((r) => r.status === 'failed') || results.some((r) => r.status === 'skipped') ? 'failed' : 'done';
-    await pools.withShard(map.catalog, (c) => c.query('UPDATE shardctl.rebalance_plans SET state = $2, updated_at = now() WHERE id = $1', [planId, state]));
+    const state =
+      results.some((r) => r.status === 'failed') || results.some((r) => r.status === 'skipped') ? 'failed' : 'done';
+    await pools.withShard(map.catalog, (c) =>
+      c.query('UPDATE shardctl.rebalance_plans SET state = $2, updated_at = now() WHERE id = $1', [planId, state]),
+    );
     return { planId, state, moves: results, bytesMoved, seconds: (performance.now() - start) / 1000 };
   } finally {
     await pools.close();

@@ -1,13 +1,14 @@
 import type { ShardMap } from '../config/shard-map.js';
 import { ensureCatalogSchema } from '../catalog/catalog-schema.js';
 import { forEachShard } from '../db/for-each-shard.js';
-import { ADVISORY_NAMESPACE, ShardPools } from '../db/shard-pools.js';
+import { ADVISORY_NAMESPACE, LockKey } from '../db/lock-keys.js';
+import { ShardPools } from '../db/shard-pools.js';
 import { ExitCode, ShardctlError } from '../errors.js';
 import { compileRule } from '../placement/placement.js';
 import { parseTenant } from '../placement/tenant-key.js';
-import { TENANT_TABLES_SQL } from '../shards/check-shards.js';
-import { quoteIdent, quoteTable } from '../verify/misplaced-sql.js';
-import { FROZEN, writeRuleState } from './rule-state.js';
+import { TENANT_TABLES_SQL } from '../catalog/user-tables.js';
+import { quoteIdent, quoteTable } from '../db/sql.js';
+import { FROZEN, writeRuleState } from '../catalog/rule-state.js';
 
 /** Result of {@link freezePlacements}. */
 export interface FreezeReport {
@@ -18,7 +19,6 @@ export interface FreezeReport {
 }
 
 /** Advisory lock key serialising directory rewrites (freeze, prune) on the catalog. */
-export const DIRECTORY_LOCK_KEY = 50;
 
 /**
  * Records every tenant's current shard in the directory, found by scanning the shard-key values of
@@ -30,23 +30,34 @@ export const DIRECTORY_LOCK_KEY = 50;
  * const { tenants } = await freezePlacements(map); // then edit the shard list
  */
 export async function freezePlacements(map: ShardMap, options: { timeoutMs?: number } = {}): Promise<FreezeReport> {
-  const pools = await ShardPools.open(map, { connectTimeoutMs: options.timeoutMs ?? 5000, maxPerShard: 1, applicationName: 'shardctl freeze' });
+  const pools = await ShardPools.open(map, {
+    connectTimeoutMs: options.timeoutMs ?? 5000,
+    maxPerShard: 1,
+    applicationName: 'shardctl freeze',
+  });
   try {
     const key = quoteIdent(map.shardKey.column);
     const results = await forEachShard(map.shards, (shard) =>
       pools.withShard(shard.name, async (c) => {
-        const tables = (await c.query<{ table_name: string }>(TENANT_TABLES_SQL, [map.shardKey.column, map.tables])).rows.map((r) => r.table_name);
+        const tables = (
+          await c.query<{ table_name: string }>(TENANT_TABLES_SQL, [map.shardKey.column, map.tables])
+        ).rows.map((r) => r.table_name);
         if (tables.length === 0) return [] as string[];
-        const sql = tables.map((t) => `SELECT DISTINCT ${key}::text AS tenant FROM ${quoteTable(t)} WHERE ${key} IS NOT NULL`).join('\nUNION\n');
+        const sql = tables
+          .map((t) => `SELECT DISTINCT ${key}::text AS tenant FROM ${quoteTable(t)} WHERE ${key} IS NOT NULL`)
+          .join('\nUNION\n');
         return (await c.query<{ tenant: string }>(sql)).rows.map((r) => r.tenant);
       }),
     );
     const failed = results.filter((r) => r.status === 'failed');
     if (failed.length > 0) {
-      throw new ShardctlError(`cannot freeze: ${failed.map((f) => (f.status === 'failed' ? f.error.message : '')).join('; ')}`, {
-        code: 'UNREACHABLE',
-        hint: 'every shard must be reachable: a tenant on a shard that was not scanned would be left to the rule',
-      });
+      throw new ShardctlError(
+        `cannot freeze: ${failed.map((f) => (f.status === 'failed' ? f.error.message : '')).join('; ')}`,
+        {
+          code: 'UNREACHABLE',
+          hint: 'every shard must be reachable: a tenant on a shard that was not scanned would be left to the rule',
+        },
+      );
     }
     const where = new Map<string, string[]>();
     const perShard: Record<string, number> = {};
@@ -66,7 +77,12 @@ export async function freezePlacements(map: ShardMap, options: { timeoutMs?: num
           .slice(0, 10)
           .map(([t, s]) => `${t} on ${s.join(' and ')}`)
           .join(', ')}${split.length > 10 ? ', ...' : ''})`,
-        { code: 'SPLIT_TENANTS', exitCode: ExitCode.Failed, hint: 'repair them first: `shardctl verify` lists their rows per shard', details: { tenants: split } },
+        {
+          code: 'SPLIT_TENANTS',
+          exitCode: ExitCode.Failed,
+          hint: 'repair them first: `shardctl verify` lists their rows per shard',
+          details: { tenants: split },
+        },
       );
     }
     const tenants = [...where.keys()];
@@ -75,7 +91,7 @@ export async function freezePlacements(map: ShardMap, options: { timeoutMs?: num
       await ensureCatalogSchema(c);
       await c.query('BEGIN');
       try {
-        await c.query('SELECT pg_advisory_xact_lock($1::int4, $2::int4)', [ADVISORY_NAMESPACE, DIRECTORY_LOCK_KEY]);
+        await c.query('SELECT pg_advisory_xact_lock($1::int4, $2::int4)', [ADVISORY_NAMESPACE, LockKey.directory]);
         await c.query(
           `INSERT INTO shardctl.placements (tenant, shard) SELECT * FROM unnest($1::text[], $2::text[])
            ON CONFLICT (tenant) DO UPDATE SET shard = excluded.shard, updated_at = now()`,
@@ -108,9 +124,13 @@ export async function pruneDirectory(map: ShardMap, pools: ShardPools): Promise<
     await ensureCatalogSchema(c);
     await c.query('BEGIN');
     try {
-      await c.query('SELECT pg_advisory_xact_lock($1::int4, $2::int4)', [ADVISORY_NAMESPACE, DIRECTORY_LOCK_KEY]);
-      const rows = (await c.query<{ tenant: string; shard: string }>('SELECT tenant, shard FROM shardctl.placements FOR UPDATE')).rows;
-      const agree = rows.filter((r) => rule(parseTenant(r.tenant, map.shardKey.type)).shard.name === r.shard).map((r) => r.tenant);
+      await c.query('SELECT pg_advisory_xact_lock($1::int4, $2::int4)', [ADVISORY_NAMESPACE, LockKey.directory]);
+      const rows = (
+        await c.query<{ tenant: string; shard: string }>('SELECT tenant, shard FROM shardctl.placements FOR UPDATE')
+      ).rows;
+      const agree = rows
+        .filter((r) => rule(parseTenant(r.tenant, map.shardKey.type)).shard.name === r.shard)
+        .map((r) => r.tenant);
       if (agree.length > 0) await c.query('DELETE FROM shardctl.placements WHERE tenant = ANY($1::text[])', [agree]);
       await writeRuleState(c, map);
       await c.query('COMMIT');

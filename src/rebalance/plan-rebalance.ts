@@ -98,7 +98,9 @@ export function planRebalance(input: PlanInput): RebalancePlan {
   const moves: PlannedMove[] = [];
   const moved = new Set<string>();
   let bytesMoved = 0;
-  const budgetLeft = (b: number) => (input.maxMoves === undefined || moves.length < input.maxMoves) && (input.maxBytes === undefined || bytesMoved + b <= input.maxBytes);
+  const budgetLeft = (b: number) =>
+    (input.maxMoves === undefined || moves.length < input.maxMoves) &&
+    (input.maxBytes === undefined || bytesMoved + b <= input.maxBytes);
   const move = (t: PlanTenant, to: string, reason: PlannedMove['reason']) => {
     const from = location.get(t.tenant)!;
     load.set(from, load.get(from)! - t.bytes);
@@ -106,16 +108,27 @@ export function planRebalance(input: PlanInput): RebalancePlan {
     location.set(t.tenant, to);
     moved.add(t.tenant);
     bytesMoved += t.bytes;
-    moves.push({ tenant: t.tenant, from, to, bytes: t.bytes, ...(t.rows !== undefined ? { rows: t.rows } : {}), reason });
+    moves.push({
+      tenant: t.tenant,
+      from,
+      to,
+      bytes: t.bytes,
+      ...(t.rows !== undefined ? { rows: t.rows } : {}),
+      reason,
+    });
   };
   const emptiest = () => receivers.reduce((best, s) => (load.get(s)! < load.get(best)! ? s : best));
-  const bySizeDesc = [...input.tenants].filter((t) => location.has(t.tenant)).sort((a, b) => b.bytes - a.bytes || a.tenant.localeCompare(b.tenant));
+  const bySizeDesc = [...input.tenants]
+    .filter((t) => location.has(t.tenant))
+    .sort((a, b) => b.bytes - a.bytes || a.tenant.localeCompare(b.tenant));
 
   // 1. Drain: everything leaves, whatever its size.
   for (const t of bySizeDesc) {
     if (!drain.has(location.get(t.tenant)!)) continue;
     if (exclude.has(t.tenant)) {
-      notes.push(`tenant ${t.tenant} is excluded but sits on drained shard ${location.get(t.tenant)}: the shard will not be empty`);
+      notes.push(
+        `tenant ${t.tenant} is excluded but sits on drained shard ${location.get(t.tenant)}: the shard will not be empty`,
+      );
       continue;
     }
     if (!budgetLeft(t.bytes)) {
@@ -130,7 +143,8 @@ export function planRebalance(input: PlanInput): RebalancePlan {
     for (const t of bySizeDesc) {
       const target = input.ruleShard(t.tenant);
       const at = location.get(t.tenant)!;
-      if (moved.has(t.tenant) || exclude.has(t.tenant) || target === at || drain.has(target) || !load.has(target)) continue;
+      if (moved.has(t.tenant) || exclude.has(t.tenant) || target === at || drain.has(target) || !load.has(target))
+        continue;
       if (!budgetLeft(t.bytes)) {
         notes.push('move or byte limit reached while moving tenants toward the rule');
         break;
@@ -156,7 +170,8 @@ export function planRebalance(input: PlanInput): RebalancePlan {
     const room = ls - ld; // moving b < room strictly shrinks the spread between the two
     let best: PlanTenant | undefined;
     for (const t of bySizeDesc) {
-      if (location.get(t.tenant) !== src || moved.has(t.tenant) || exclude.has(t.tenant) || whaleSet.has(t.tenant)) continue;
+      if (location.get(t.tenant) !== src || moved.has(t.tenant) || exclude.has(t.tenant) || whaleSet.has(t.tenant))
+        continue;
       if (t.bytes <= 0 || t.bytes >= room) continue;
       if (ld + t.bytes > upper && ls <= upper) continue; // would push the receiver out of the band for nothing
       if (!best || Math.abs(t.bytes - gap) < Math.abs(best.bytes - gap)) best = t;
@@ -171,11 +186,20 @@ export function planRebalance(input: PlanInput): RebalancePlan {
     }
     move(best, dst, 'balance');
   }
-  for (const w of whales) notes.push(`tenant ${w.tenant} (${w.bytes} bytes) is larger than a shard may hold within ${Math.round(threshold * 100)}% of the mean: left on ${w.shard}`);
+  for (const w of whales)
+    notes.push(
+      `tenant ${w.tenant} (${w.bytes} bytes) is larger than a shard may hold within ${Math.round(threshold * 100)}% of the mean: left on ${w.shard}`,
+    );
 
   const after = Object.fromEntries(load);
-  const balanced = receivers.every((s) => load.get(s)! <= upper + 1e-9 && load.get(s)! >= lower - 1e-9) && [...drain].every((s) => load.get(s) === 0);
-  const surplus = receivers.reduce((a, s) => a + Math.max(0, before[s]! - mean), 0) + [...drain].reduce((a, s) => a + (before[s] ?? 0), 0);
-  const band = receivers.reduce((a, s) => a + Math.max(0, before[s]! - upper), 0) + [...drain].reduce((a, s) => a + (before[s] ?? 0), 0);
+  const balanced =
+    receivers.every((s) => load.get(s)! <= upper + 1e-9 && load.get(s)! >= lower - 1e-9) &&
+    [...drain].every((s) => load.get(s) === 0);
+  const surplus =
+    receivers.reduce((a, s) => a + Math.max(0, before[s]! - mean), 0) +
+    [...drain].reduce((a, s) => a + (before[s] ?? 0), 0);
+  const band =
+    receivers.reduce((a, s) => a + Math.max(0, before[s]! - upper), 0) +
+    [...drain].reduce((a, s) => a + (before[s] ?? 0), 0);
   return { moves, before, after, mean, threshold, bytesMoved, lowerBound: { surplus, band }, whales, balanced, notes };
 }

@@ -2,8 +2,8 @@ import type { PoolClient } from 'pg';
 import type { ShardMap } from '../config/shard-map.js';
 import { forEachShard, type ShardResult } from '../db/for-each-shard.js';
 import { ShardPools } from '../db/shard-pools.js';
-import { TENANT_TABLES_SQL } from '../shards/check-shards.js';
-import { quoteIdent, quoteTable } from '../verify/misplaced-sql.js';
+import { TENANT_TABLES_SQL } from '../catalog/user-tables.js';
+import { quoteIdent, quoteTable } from '../db/sql.js';
 
 /** Size of one tenant on one shard. */
 export interface TenantSize {
@@ -53,16 +53,31 @@ interface TableInfo {
  * const sizes = await measureTenantSizes(map);
  * sizes.filter((r) => r.status === 'ok').map((r) => r.value.bytes);
  */
-export async function measureTenantSizes(map: ShardMap, options: TenantSizesOptions = {}): Promise<ShardResult<ShardSize>[]> {
-  const pools = await ShardPools.open(map, { connectTimeoutMs: options.timeoutMs ?? 5000, maxPerShard: 1, readOnly: true, applicationName: 'shardctl sizes' });
+export async function measureTenantSizes(
+  map: ShardMap,
+  options: TenantSizesOptions = {},
+): Promise<ShardResult<ShardSize>[]> {
+  const pools = await ShardPools.open(map, {
+    connectTimeoutMs: options.timeoutMs ?? 5000,
+    maxPerShard: 1,
+    readOnly: true,
+    applicationName: 'shardctl sizes',
+  });
   try {
-    return await forEachShard(map.shards, (shard) => pools.withShard(shard.name, (c) => shardSizes(c, map, shard.name, options)));
+    return await forEachShard(map.shards, (shard) =>
+      pools.withShard(shard.name, (c) => shardSizes(c, map, shard.name, options)),
+    );
   } finally {
     await pools.close();
   }
 }
 
-async function shardSizes(c: PoolClient, map: ShardMap, shard: string, options: TenantSizesOptions): Promise<ShardSize> {
+async function shardSizes(
+  c: PoolClient,
+  map: ShardMap,
+  shard: string,
+  options: TenantSizesOptions,
+): Promise<ShardSize> {
   const exactBelow = options.exactBelowRows ?? 200_000;
   const sampleRows = options.sampleRows ?? 100_000;
   const tables = (
@@ -90,7 +105,9 @@ async function shardSizes(c: PoolClient, map: ShardMap, shard: string, options: 
     // A table never analysed has no row estimate (-1): judge it by its size, about 100 bytes a row.
     const estRows = t.reltuples >= 0 ? t.reltuples : bytes / 100;
     if (estRows < exactBelow) {
-      const r = await c.query<{ tenant: string; n: string }>(`SELECT ${key}::text AS tenant, count(*)::text AS n FROM ${quoteTable(t.table_name)} WHERE ${key} IS NOT NULL GROUP BY 1`);
+      const r = await c.query<{ tenant: string; n: string }>(
+        `SELECT ${key}::text AS tenant, count(*)::text AS n FROM ${quoteTable(t.table_name)} WHERE ${key} IS NOT NULL GROUP BY 1`,
+      );
       counts = r.rows.map((x) => ({ tenant: x.tenant, n: Number(x.n) }));
       total = counts.reduce((a, b) => a + b.n, 0);
     } else {

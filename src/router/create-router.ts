@@ -6,7 +6,7 @@ import type { ShardPools, ShardPoolsOptions } from '../db/shard-pools.js';
 import { ExitCode, ShardctlError } from '../errors.js';
 import { compileRule } from '../placement/placement.js';
 import { parseTenant, tenantText, type TenantKey } from '../placement/tenant-key.js';
-import { assertRuleUnchanged, readRuleState } from '../rebalance/rule-state.js';
+import { assertRuleUnchanged, readRuleState } from '../catalog/rule-state.js';
 
 /** Where a tenant lives. */
 export interface Location {
@@ -56,7 +56,11 @@ export interface Router {
    * (int8 and numeric stay exact strings), the same engine as `shardctl query`; refuses what cannot be
    * answered exactly.
    */
-  scatter(sql: string, params?: unknown[], options?: { tenant?: string; shards?: string[]; statementTimeoutMs?: number; maxRows?: number }): AsyncIterableIterator<Record<string, string | null>>;
+  scatter(
+    sql: string,
+    params?: unknown[],
+    options?: { tenant?: string; shards?: string[]; statementTimeoutMs?: number; maxRows?: number },
+  ): AsyncIterableIterator<Record<string, string | null>>;
   /** Checks the directory version now and re-reads the directory if it changed. */
   refresh(): Promise<void>;
   /** Closes every connection. */
@@ -161,7 +165,10 @@ export async function createRouter(mapOrPath: ShardMap | string, options: Router
     },
     shard<DB>(name: string) {
       if (!pools || !kyselyModule || !pg) {
-        throw new ShardctlError('this router was created offline: it cannot connect', { code: 'OFFLINE', exitCode: ExitCode.Usage });
+        throw new ShardctlError('this router was created offline: it cannot connect', {
+          code: 'OFFLINE',
+          exitCode: ExitCode.Usage,
+        });
       }
       const shard: Shard | undefined = shardByName.get(name);
       if (!shard) {
@@ -172,13 +179,19 @@ export async function createRouter(mapOrPath: ShardMap | string, options: Router
       }
       let db = kyselies.get(name);
       if (!db) {
-        db = new kyselyModule.Kysely<unknown>({ dialect: new kyselyModule.PostgresDialect({ pool: pools.pool(name) }) });
+        db = new kyselyModule.Kysely<unknown>({
+          dialect: new kyselyModule.PostgresDialect({ pool: pools.pool(name) }),
+        });
         kyselies.set(name, db);
       }
       return db as Kysely<DB>;
     },
     get pools() {
-      if (!pools) throw new ShardctlError('this router was created offline: it has no pools', { code: 'OFFLINE', exitCode: ExitCode.Usage });
+      if (!pools)
+        throw new ShardctlError('this router was created offline: it has no pools', {
+          code: 'OFFLINE',
+          exitCode: ExitCode.Usage,
+        });
       return pools;
     },
     async *scatter(sql, params = [], options = {}) {

@@ -1,10 +1,11 @@
 import type { ShardMap } from '../config/shard-map.js';
 import { readCatalogVersion } from '../catalog/catalog-schema.js';
-import { redactUrl } from '../db/redact.js';
+import { redactUrl } from '../redact.js';
 import { forEachShard, type ShardResult } from '../db/for-each-shard.js';
 import { ShardPools } from '../db/shard-pools.js';
 import { ShardctlError } from '../errors.js';
-import { replicationLeftovers } from '../verify/leftovers.js';
+import { replicationLeftovers } from '../catalog/leftovers.js';
+import { TENANT_TABLES_SQL } from '../catalog/user-tables.js';
 
 /** A shard as listed by `shardctl shards`: never with its password. */
 export interface ShardSummary {
@@ -46,7 +47,9 @@ export function listShards(map: ShardMap): ShardSummary[] {
     name: s.name,
     index: s.index,
     url: redactUrl(s.url),
-    ...(map.placement.strategy === 'hash' ? { buckets: s.buckets.map((r) => (r.from === r.to ? `${r.from}` : `${r.from}-${r.to}`)).join(',') || '(none)' } : {}),
+    ...(map.placement.strategy === 'hash'
+      ? { buckets: s.buckets.map((r) => (r.from === r.to ? `${r.from}` : `${r.from}-${r.to}`)).join(',') || '(none)' }
+      : {}),
     catalog: s.name === map.catalog,
   }));
 }
@@ -57,69 +60,13 @@ export interface CheckShardsOptions {
   timeoutMs?: number;
 }
 
-/**
- * SQL, run on a shard, that finds its tenant tables: the map's `tables`, or every ordinary or
- * partitioned table outside system schemas (and shardctl's) with the shard-key column.
- * Takes the key column as $1 and the table list (or NULL) as $2. Returns `table_name` as
- * `schema.table`, unquoted (quote it with `quoteTable`), `schema_name`, `relname` and `reltuples`.
- */
-export const TENANT_TABLES_SQL = `
-  SELECT n.nspname || '.' || c.relname AS table_name, n.nspname AS schema_name, c.relname, c.reltuples::float8 AS reltuples
-    FROM pg_class c
-    JOIN pg_namespace n ON n.oid = c.relnamespace
-    JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = $1 AND NOT a.attisdropped AND a.attnum > 0
-   WHERE c.relkind IN ('r', 'p')
-     AND NOT c.relispartition
-     AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'shardctl') AND n.nspname NOT LIKE 'pg_toast%'
-     AND ($2::text[] IS NULL OR c.relname = ANY($2) OR (n.nspname || '.' || c.relname) = ANY($2))
-   ORDER BY 1`;
-
-/**
- * Connects to every shard in parallel, each within the timeout, and reports its health or the
- * reason it is unreachable (refused, timed out, authentication failed). Reads only.
- *
- * @example
- * const results = await checkShards(map, { timeoutMs: 2000 });
- * results.filter((r) => r.status === 'failed').map((r) => r.shard);
- */
-export async function checkShards(map: ShardMap, options: CheckShardsOptions = {}): Promise<ShardResult<ShardHealth>[]> {
-  const timeoutMs = options.timeoutMs ?? 5000;
-  const pools = await ShardPools.open(map, { connectTimeoutMs: timeoutMs, maxPerShard: 1, statementTimeoutMs: timeoutMs });
-  try {
-    return await forEachShard(map.shards, (shard) =>
-      withDeadline(
-        pools.withShard(shard.name, async (client) => {
-          const t0 = performance.now();
-          await client.query('SELECT 1');
-          const latencyMs = performance.now() - t0;
-          const info = await client.query<{ v: string; size: string }>("SELECT current_setting('server_version') AS v, pg_database_size(current_database())::text AS size");
-          const tables = await client.query<{ reltuples: number }>(TENANT_TABLES_SQL, [map.shardKey.column, map.tables]);
-          const catalogVersion = await readCatalogVersion(client);
-          const slots = (await replicationLeftovers(client)).filter((r) => r.kind === 'replication-slot');
-          return {
-            latencyMs: Math.round(latencyMs * 100) / 100,
-            serverVersion: info.rows[0]!.v,
-            databaseBytes: Number(info.rows[0]!.size),
-            // reltuples is -1 for a table never analysed; count it as unknown (0) rather than negative.
-            tenantRowsEstimate: Math.round(tables.rows.reduce((sum, r) => sum + Math.max(0, r.reltuples), 0)),
-            tenantTables: tables.rows.length,
-            catalogVersion,
-            replicationSlots: slots.map((r) => ({ name: r.name, active: r.active ?? false, retainedWalBytes: r.retainedWalBytes ?? 0 })),
-          };
-        }),
-        timeoutMs + 1000,
-        shard.name,
-      ),
-    );
-  } finally {
-    await pools.close();
-  }
-}
-
 async function withDeadline<T>(p: Promise<T>, ms: number, shard: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new ShardctlError(`shard ${shard}: timed out after ${ms} ms`, { code: 'UNREACHABLE', shard })), ms);
+    timer = setTimeout(
+      () => reject(new ShardctlError(`shard ${shard}: timed out after ${ms} ms`, { code: 'UNREACHABLE', shard })),
+      ms,
+    );
   });
   try {
     return await Promise.race([p, deadline]);
@@ -147,7 +94,72 @@ export interface ShardBalance {
  * @example
  * shardBalance([{ shard: 'a', bytes: 150, ... }, { shard: 'b', bytes: 50, ... }]) // skews 0.5 and -0.5
  */
-export function shardBalance(sizes: { shard: string; bytes: number; tenants: unknown[]; estimated: boolean }[]): ShardBalance[] {
+export function shardBalance(
+  sizes: { shard: string; bytes: number; tenants: unknown[]; estimated: boolean }[],
+): ShardBalance[] {
   const mean = sizes.reduce((a, s) => a + s.bytes, 0) / (sizes.length || 1);
-  return sizes.map((s) => ({ shard: s.shard, bytes: s.bytes, tenants: s.tenants.length, skew: mean > 0 ? (s.bytes - mean) / mean : 0, estimated: s.estimated }));
+  return sizes.map((s) => ({
+    shard: s.shard,
+    bytes: s.bytes,
+    tenants: s.tenants.length,
+    skew: mean > 0 ? (s.bytes - mean) / mean : 0,
+    estimated: s.estimated,
+  }));
+}
+/**
+ * Connects to every shard in parallel, each within the timeout, and reports its health or the
+ * reason it is unreachable (refused, timed out, authentication failed). Reads only.
+ *
+ * @example
+ * const results = await checkShards(map, { timeoutMs: 2000 });
+ * results.filter((r) => r.status === 'failed').map((r) => r.shard);
+ */
+export async function checkShards(
+  map: ShardMap,
+  options: CheckShardsOptions = {},
+): Promise<ShardResult<ShardHealth>[]> {
+  const timeoutMs = options.timeoutMs ?? 5000;
+  const pools = await ShardPools.open(map, {
+    connectTimeoutMs: timeoutMs,
+    maxPerShard: 1,
+    statementTimeoutMs: timeoutMs,
+  });
+  try {
+    return await forEachShard(map.shards, (shard) =>
+      withDeadline(
+        pools.withShard(shard.name, async (client) => {
+          const t0 = performance.now();
+          await client.query('SELECT 1');
+          const latencyMs = performance.now() - t0;
+          const info = await client.query<{ v: string; size: string }>(
+            "SELECT current_setting('server_version') AS v, pg_database_size(current_database())::text AS size",
+          );
+          const tables = await client.query<{ reltuples: number }>(TENANT_TABLES_SQL, [
+            map.shardKey.column,
+            map.tables,
+          ]);
+          const catalogVersion = await readCatalogVersion(client);
+          const slots = (await replicationLeftovers(client)).filter((r) => r.kind === 'replication-slot');
+          return {
+            latencyMs: Math.round(latencyMs * 100) / 100,
+            serverVersion: info.rows[0]!.v,
+            databaseBytes: Number(info.rows[0]!.size),
+            // reltuples is -1 for a table never analysed; count it as unknown (0) rather than negative.
+            tenantRowsEstimate: Math.round(tables.rows.reduce((sum, r) => sum + Math.max(0, r.reltuples), 0)),
+            tenantTables: tables.rows.length,
+            catalogVersion,
+            replicationSlots: slots.map((r) => ({
+              name: r.name,
+              active: r.active ?? false,
+              retainedWalBytes: r.retainedWalBytes ?? 0,
+            })),
+          };
+        }),
+        timeoutMs + 1000,
+        shard.name,
+      ),
+    );
+  } finally {
+    await pools.close();
+  }
 }

@@ -1,3 +1,4 @@
+import { quoteIdent, quoteLiteral, quoteTable } from '../db/sql.js';
 import type { ShardMap } from '../config/shard-map.js';
 import { ruleSql } from '../placement/placement.js';
 
@@ -8,19 +9,6 @@ export interface MisplacedQuery {
 }
 
 const ARRAY_TYPE = { bigint: 'int8[]', text: 'text[]', uuid: 'uuid[]' } as const;
-
-/** Quotes a possibly schema-qualified table name (`schema.table` or `table`). */
-export function quoteTable(name: string): string {
-  return name
-    .split('.')
-    .map((p) => `"${p.replace(/"/g, '""')}"`)
-    .join('.');
-}
-
-/** Quotes one identifier. */
-export function quoteIdent(name: string): string {
-  return `"${name.replace(/"/g, '""')}"`;
-}
 
 /**
  * The SQL, run on one shard, that counts per table and tenant the rows that do not belong there:
@@ -35,7 +23,13 @@ export function quoteIdent(name: string): string {
  * const q = misplacedRowsSql(map, ['public.users', 'public.invoices'], 1, ['7'], ['4']);
  * await client.query(q.sql, q.params);
  */
-export function misplacedRowsSql(map: ShardMap, tables: string[], shardIndex: number, here: string[], elsewhere: string[]): MisplacedQuery {
+export function misplacedRowsSql(
+  map: ShardMap,
+  tables: string[],
+  shardIndex: number,
+  here: string[],
+  elsewhere: string[],
+): MisplacedQuery {
   const key = `t.${quoteIdent(map.shardKey.column)}`;
   const arr = ARRAY_TYPE[map.shardKey.type];
   const rule = ruleSql(map, key);
@@ -56,16 +50,13 @@ export function misplacedRowsSql(map: ShardMap, tables: string[], shardIndex: nu
     ...(elsewhere.length > 0 ? [`${key} = ANY(${param(elsewhere)}::${arr})`] : []),
     here.length > 0 ? `(${notMine} AND ${key} <> ALL(${param(here)}::${arr}))` : notMine,
   ];
-  const one = (table: string) => `SELECT ${quoteLiteral(table)}::text AS tbl, ${key}::text AS tenant, count(*)::text AS rows
+  const one = (
+    table: string,
+  ) => `SELECT ${quoteLiteral(table)}::text AS tbl, ${key}::text AS tenant, count(*)::text AS rows
   FROM ${quoteTable(table)} t
  WHERE ${conditions.join('\n    OR ')}
  GROUP BY 2`;
   return { sql: tables.map(one).join('\nUNION ALL\n'), params };
-}
-
-/** Quotes a string literal. */
-export function quoteLiteral(text: string): string {
-  return `'${text.replace(/'/g, "''")}'`;
 }
 
 /** Owner shard index of each bucket (`hash` strategy), as a dense array. */

@@ -35,8 +35,16 @@ export function judgeMoves(journal: MoveRecord[], fences: Fence[]): MoveLeftover
   const out: MoveLeftover[] = [];
   for (const m of journal) {
     if (m.state === 'done' || m.state === 'aborted') continue;
-    const what = m.state === 'failed' ? `failed in ${m.failedIn}${m.error ? ` (${m.error})` : ''}` : m.state === 'switched' && m.keepSource ? 'switched, source rows kept' : `stopped in ${m.state}`;
-    const fix = m.state === 'switched' && m.keepSource ? `remove the source rows with \`shardctl moves cleanup ${m.id}\`` : `resume it with \`shardctl rebalance --resume ${m.id}\`${['switched', 'cleaned'].includes(m.state) ? '' : ` or abort it with \`shardctl rebalance --abort ${m.id}\``}`;
+    const what =
+      m.state === 'failed'
+        ? `failed in ${m.failedIn}${m.error ? ` (${m.error})` : ''}`
+        : m.state === 'switched' && m.keepSource
+          ? 'switched, source rows kept'
+          : `stopped in ${m.state}`;
+    const fix =
+      m.state === 'switched' && m.keepSource
+        ? `remove the source rows with \`shardctl moves cleanup ${m.id}\``
+        : `resume it with \`shardctl rebalance --resume ${m.id}\`${['switched', 'cleaned'].includes(m.state) ? '' : ` or abort it with \`shardctl rebalance --abort ${m.id}\``}`;
     out.push({
       kind: 'unfinished-move',
       tenant: m.tenant,

@@ -90,7 +90,10 @@ export async function readSchema(client: PoolClient): Promise<Map<string, TableS
  * fingerprint(a) === fingerprint(b)
  */
 export function fingerprint(t: TableSchema): string {
-  const canon = (o: Record<string, string>) => Object.keys(o).sort().map((k) => [k, o[k]]);
+  const canon = (o: Record<string, string>) =>
+    Object.keys(o)
+      .sort()
+      .map((k) => [k, o[k]]);
   return createHash('sha256')
     .update(JSON.stringify([canon(t.columns), canon(t.indexes), canon(t.constraints), canon(t.triggers)]))
     .digest('hex')
@@ -110,7 +113,13 @@ export function diffTable(expected: TableSchema, actual: TableSchema): SchemaDif
     for (const name of [...names].sort()) {
       const e = expected[part][name];
       const a = actual[part][name];
-      if (e !== a) out.push({ part, name, ...(e !== undefined ? { expected: e } : {}), ...(a !== undefined ? { actual: a } : {}) });
+      if (e !== a)
+        out.push({
+          part,
+          name,
+          ...(e !== undefined ? { expected: e } : {}),
+          ...(a !== undefined ? { actual: a } : {}),
+        });
     }
   }
   return out;

@@ -1,16 +1,22 @@
 import type { PoolClient } from 'pg';
 import type { Shard, ShardMap } from '../config/shard-map.js';
 import { readDirectory } from '../catalog/directory.js';
-import { assertRuleUnchanged, readRuleState } from '../rebalance/rule-state.js';
+import { assertRuleUnchanged, readRuleState } from '../catalog/rule-state.js';
 import { forEachShard } from '../db/for-each-shard.js';
 import { ShardPools } from '../db/shard-pools.js';
 import { ExitCode, ShardctlError } from '../errors.js';
 import { compileRule } from '../placement/placement.js';
 import { parseTenant, tenantText } from '../placement/tenant-key.js';
-import { TENANT_TABLES_SQL } from '../shards/check-shards.js';
-import { invalidIndexes, replicationLeftovers, type InvalidIndex, type ReplicationLeftover } from './leftovers.js';
-import { readLedger, readMigrationFiles, type LedgerEntry, type MigrationFileSum } from './ledger-files.js';
-import { misplacedRowsSql, quoteIdent, quoteTable } from './misplaced-sql.js';
+import { TENANT_TABLES_SQL } from '../catalog/user-tables.js';
+import {
+  invalidIndexes,
+  replicationLeftovers,
+  type InvalidIndex,
+  type ReplicationLeftover,
+} from '../catalog/leftovers.js';
+import { readLedger, readMigrationFiles, type LedgerEntry, type MigrationFileSum } from '../catalog/ledger.js';
+import { quoteIdent, quoteTable } from '../db/sql.js';
+import { misplacedRowsSql } from './misplaced-sql.js';
 import { judgeMoves, readMoveFacts, type MoveFacts } from './move-leftovers.js';
 import { diffTable, fingerprint, readSchema, type SchemaDifference, type TableSchema } from './schema-fingerprint.js';
 
@@ -103,32 +109,55 @@ export async function verifyCluster(map: ShardMap, options: VerifyOptions = {}):
   const start = performance.now();
   const names = new Set(map.shards.map((s) => s.name));
   for (const n of options.shards ?? []) {
-    if (!names.has(n)) throw new ShardctlError(`unknown shard "${n}"; the map has ${[...names].join(', ')}`, { code: 'UNKNOWN_SHARD', exitCode: ExitCode.Usage });
+    if (!names.has(n))
+      throw new ShardctlError(`unknown shard "${n}"; the map has ${[...names].join(', ')}`, {
+        code: 'UNKNOWN_SHARD',
+        exitCode: ExitCode.Usage,
+      });
   }
   const selected = options.shards ? map.shards.filter((s) => options.shards!.includes(s.name)) : map.shards;
   const tenant = options.tenant === undefined ? undefined : tenantText(parseTenant(options.tenant, map.shardKey.type));
   for (const c of options.only ?? []) {
-    if (!VERIFY_CHECKS.includes(c)) throw new ShardctlError(`unknown check "${c}"; checks: ${VERIFY_CHECKS.join(', ')}`, { code: 'USAGE', exitCode: ExitCode.Usage });
+    if (!VERIFY_CHECKS.includes(c))
+      throw new ShardctlError(`unknown check "${c}"; checks: ${VERIFY_CHECKS.join(', ')}`, {
+        code: 'USAGE',
+        exitCode: ExitCode.Usage,
+      });
   }
   const want = new Set<VerifyCheck>(options.only ?? VERIFY_CHECKS);
   const findings: Finding[] = [];
   const checks: string[] = [];
-  const pools = await ShardPools.open(map, { connectTimeoutMs: options.timeoutMs ?? 5000, maxPerShard: 2, readOnly: true, applicationName: 'shardctl verify' });
+  const pools = await ShardPools.open(map, {
+    connectTimeoutMs: options.timeoutMs ?? 5000,
+    maxPerShard: 2,
+    readOnly: true,
+    applicationName: 'shardctl verify',
+  });
   try {
     // Connecting costs more than a small shard's check: open every shard's session while the
     // directory is read, instead of after it.
-    const warm = Promise.all(selected.map((s) => pools.withShard(s.name, async () => undefined).catch(() => undefined)));
+    const warm = Promise.all(
+      selected.map((s) => pools.withShard(s.name, async () => undefined).catch(() => undefined)),
+    );
     // The directory decides where moved tenants belong: without it, misplaced rows cannot be judged.
     let directory: Map<string, string> | undefined;
     try {
-      const [dir, rule] = await pools.withShard(map.catalog, async (c) => [await readDirectory(c), await readRuleState(c)] as const);
+      const [dir, rule] = await pools.withShard(
+        map.catalog,
+        async (c) => [await readDirectory(c), await readRuleState(c)] as const,
+      );
       directory = dir.entries;
       checks.push('directory');
       try {
         assertRuleUnchanged(map, rule);
       } catch (e) {
         const err = e as ShardctlError;
-        findings.push({ kind: 'rule-changed', shard: map.catalog, message: `${err.message}; ${err.hint ?? ''}`, details: err.details });
+        findings.push({
+          kind: 'rule-changed',
+          shard: map.catalog,
+          message: `${err.message}; ${err.hint ?? ''}`,
+          details: err.details,
+        });
       }
       for (const [t, s] of directory) {
         if (!names.has(s) && (tenant === undefined || tenant === t)) {
@@ -142,19 +171,30 @@ export async function verifyCluster(map: ShardMap, options: VerifyOptions = {}):
         }
       }
     } catch (e) {
-      findings.push({ kind: 'unreachable', shard: map.catalog, message: `catalog shard ${map.catalog}: ${(e as Error).message}; misplaced rows not checked` });
+      findings.push({
+        kind: 'unreachable',
+        shard: map.catalog,
+        message: `catalog shard ${map.catalog}: ${(e as Error).message}; misplaced rows not checked`,
+      });
     }
 
     await warm;
     const files = tenant === undefined && want.has('migrations') ? await readMigrationFiles(map.migrations) : null;
     const owner = ownerOf(map, directory ?? new Map());
     const results = await forEachShard(selected, (shard) =>
-      pools.withShard(shard.name, (c) => shardFacts(c, map, shard, want.has('misplaced-rows') ? directory : undefined, tenant, want)),
+      pools.withShard(shard.name, (c) =>
+        shardFacts(c, map, shard, want.has('misplaced-rows') ? directory : undefined, tenant, want),
+      ),
     );
     const facts = new Map<string, ShardFacts>();
     for (const r of results) {
       if (r.status === 'ok') facts.set(r.shard, r.value);
-      else if (r.status === 'failed') findings.push({ kind: r.error.code === 'UNREACHABLE' ? 'unreachable' : 'check-failed', shard: r.shard, message: r.error.message });
+      else if (r.status === 'failed')
+        findings.push({
+          kind: r.error.code === 'UNREACHABLE' ? 'unreachable' : 'check-failed',
+          shard: r.shard,
+          message: r.error.message,
+        });
     }
     if (directory && want.has('misplaced-rows')) {
       checks.push('misplaced-rows');
@@ -177,24 +217,44 @@ export async function verifyCluster(map: ShardMap, options: VerifyOptions = {}):
       checks.push('tenant-moves');
       findings.push(...leftoverFindings(facts, map).filter((f) => f.tenant === tenant));
     }
-    return { ok: findings.length === 0, shards: selected.map((s) => s.name), checks, findings, durationMs: Math.round(performance.now() - start) };
+    return {
+      ok: findings.length === 0,
+      shards: selected.map((s) => s.name),
+      checks,
+      findings,
+      durationMs: Math.round(performance.now() - start),
+    };
   } finally {
     await pools.close();
   }
 }
 
-function ownerOf(map: ShardMap, directory: Map<string, string>): (tenant: string) => { shard: string; by: 'rule' | 'directory' } {
+function ownerOf(
+  map: ShardMap,
+  directory: Map<string, string>,
+): (tenant: string) => { shard: string; by: 'rule' | 'directory' } {
   const rule = compileRule(map);
   return (t) => {
     const d = directory.get(t);
-    return d !== undefined ? { shard: d, by: 'directory' } : { shard: rule(parseTenant(t, map.shardKey.type)).shard.name, by: 'rule' };
+    return d !== undefined
+      ? { shard: d, by: 'directory' }
+      : { shard: rule(parseTenant(t, map.shardKey.type)).shard.name, by: 'rule' };
   };
 }
 
-async function shardFacts(c: PoolClient, map: ShardMap, shard: Shard, directory: Map<string, string> | undefined, tenant: string | undefined, want: Set<VerifyCheck>): Promise<ShardFacts> {
+async function shardFacts(
+  c: PoolClient,
+  map: ShardMap,
+  shard: Shard,
+  directory: Map<string, string> | undefined,
+  tenant: string | undefined,
+  want: Set<VerifyCheck>,
+): Promise<ShardFacts> {
   await c.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
   try {
-    const tables = (await c.query<{ table_name: string }>(TENANT_TABLES_SQL, [map.shardKey.column, map.tables])).rows.map((r) => r.table_name);
+    const tables = (
+      await c.query<{ table_name: string }>(TENANT_TABLES_SQL, [map.shardKey.column, map.tables])
+    ).rows.map((r) => r.table_name);
     const misplaced: ShardFacts['misplaced'] = [];
     if (directory) {
       const here: string[] = [];
@@ -203,7 +263,10 @@ async function shardFacts(c: PoolClient, map: ShardMap, shard: Shard, directory:
       if (tenant !== undefined) {
         for (const table of tables) {
           // One tenant: count its rows here with the key index; the owner is judged in the client.
-          const r = await c.query<{ n: string }>(`SELECT count(*)::text AS n FROM ${quoteTable(table)} WHERE ${quoteIdent(map.shardKey.column)} = $1`, [tenant]);
+          const r = await c.query<{ n: string }>(
+            `SELECT count(*)::text AS n FROM ${quoteTable(table)} WHERE ${quoteIdent(map.shardKey.column)} = $1`,
+            [tenant],
+          );
           const n = Number(r.rows[0]!.n);
           if (n > 0) misplaced.push({ table, tenant, rows: n });
         }
@@ -225,14 +288,25 @@ async function shardFacts(c: PoolClient, map: ShardMap, shard: Shard, directory:
   }
 }
 
-async function misplacedFindings(map: ShardMap, pools: ShardPools, facts: Map<string, ShardFacts>, owner: ReturnType<typeof ownerOf>): Promise<Finding[]> {
+async function misplacedFindings(
+  map: ShardMap,
+  pools: ShardPools,
+  facts: Map<string, ShardFacts>,
+  owner: ReturnType<typeof ownerOf>,
+): Promise<Finding[]> {
   const out: Finding[] = [];
   // tenant -> shard -> table -> rows
   const byTenant = new Map<string, Map<string, Record<string, number>>>();
   for (const [shard, f] of facts) {
     for (const m of f.misplaced) {
       if (m.tenant === null) {
-        out.push({ kind: 'rows-without-key', shard, table: m.table, message: `${m.rows} row(s) of ${m.table} on ${shard} have no ${map.shardKey.column}: they belong to no tenant`, details: { rows: m.rows } });
+        out.push({
+          kind: 'rows-without-key',
+          shard,
+          table: m.table,
+          message: `${m.rows} row(s) of ${m.table} on ${shard} have no ${map.shardKey.column}: they belong to no tenant`,
+          details: { rows: m.rows },
+        });
         continue;
       }
       const o = owner(m.tenant);
@@ -275,7 +349,9 @@ async function misplacedFindings(map: ShardMap, pools: ShardPools, facts: Map<st
     const o = owner(tenant);
     for (const [shard, tables] of shards) {
       const rows = Object.values(tables).reduce((a, b) => a + b, 0);
-      const list = Object.entries(tables).map(([t, n]) => `${t} ${n}`).join(', ');
+      const list = Object.entries(tables)
+        .map(([t, n]) => `${t} ${n}`)
+        .join(', ');
       out.push({
         kind: 'misplaced-rows',
         shard,
@@ -293,9 +369,13 @@ async function misplacedFindings(map: ShardMap, pools: ShardPools, facts: Map<st
       });
     }
   }
-  if (out.some((f) => f.kind === 'misplaced-rows' && (f.details as { by: string }).by === 'rule') && map.placement.strategy === 'modulo') {
+  if (
+    out.some((f) => f.kind === 'misplaced-rows' && (f.details as { by: string }).by === 'rule') &&
+    map.placement.strategy === 'modulo'
+  ) {
     const first = out.find((f) => f.kind === 'misplaced-rows')!;
-    first.message += '; if the shard list changed, restore the old map, run `shardctl rebalance --freeze`, then edit it again';
+    first.message +=
+      '; if the shard list changed, restore the old map, run `shardctl rebalance --freeze`, then edit it again';
   }
   return out;
 }
@@ -319,11 +399,18 @@ function schemaFindings(facts: Map<string, ShardFacts>, map: ShardMap): Finding[
       prints.get(fp)!.push(s);
     }
     if (missing.length > 0) {
-      out.push({ kind: 'table-missing', table, message: `table ${table} is missing on ${missing.join(', ')} (present on ${shards.filter((s) => !missing.includes(s)).join(', ')})`, details: { missing } });
+      out.push({
+        kind: 'table-missing',
+        table,
+        message: `table ${table} is missing on ${missing.join(', ')} (present on ${shards.filter((s) => !missing.includes(s)).join(', ')})`,
+        details: { missing },
+      });
     }
     if (prints.size <= 1) continue;
     // The reference is the fingerprint most shards share; ties go to the one the catalog shard has.
-    const ranked = [...prints.entries()].sort((a, b) => b[1].length - a[1].length || Number(b[1].includes(map.catalog)) - Number(a[1].includes(map.catalog)));
+    const ranked = [...prints.entries()].sort(
+      (a, b) => b[1].length - a[1].length || Number(b[1].includes(map.catalog)) - Number(a[1].includes(map.catalog)),
+    );
     const [, refShards] = ranked[0]!;
     const reference = facts.get(refShards[0]!)!.schema!.get(table)!;
     for (const [, group] of ranked.slice(1)) {
@@ -352,19 +439,36 @@ function describeDiff(d: SchemaDifference): string {
 function migrationFindings(facts: Map<string, ShardFacts>, files: MigrationFileSum[] | null): Finding[] {
   const out: Finding[] = [];
   const byId = new Map((files ?? []).map((f) => [f.id, f]));
-  const ledgers = [...facts.entries()].filter(([, f]) => f.ledger !== null) as [string, ShardFacts & { ledger: LedgerEntry[] }][];
+  const ledgers = [...facts.entries()].filter(([, f]) => f.ledger !== null) as [
+    string,
+    ShardFacts & { ledger: LedgerEntry[] },
+  ][];
   for (const [shard, f] of ledgers) {
     for (const e of f.ledger) {
       const file = byId.get(e.id);
       if (files && !file) {
-        out.push({ kind: 'migration-drift', shard, message: `${shard}: migration ${e.id}_${e.name} is in the ledger but its file is gone`, details: { id: e.id, name: e.name } });
+        out.push({
+          kind: 'migration-drift',
+          shard,
+          message: `${shard}: migration ${e.id}_${e.name} is in the ledger but its file is gone`,
+          details: { id: e.id, name: e.name },
+        });
       } else if (file && file.checksum !== e.checksum) {
-        out.push({ kind: 'migration-drift', shard, message: `${shard}: migration ${file.file} changed after it was applied (checksum ${e.checksum.slice(0, 12)} applied, ${file.checksum.slice(0, 12)} now)`, details: { id: e.id } });
+        out.push({
+          kind: 'migration-drift',
+          shard,
+          message: `${shard}: migration ${file.file} changed after it was applied (checksum ${e.checksum.slice(0, 12)} applied, ${file.checksum.slice(0, 12)} now)`,
+          details: { id: e.id },
+        });
       }
     }
   }
   if (ledgers.length > 1) {
-    const sig = (l: LedgerEntry[]) => l.map((e) => `${e.id}:${e.checksum}`).sort().join(',');
+    const sig = (l: LedgerEntry[]) =>
+      l
+        .map((e) => `${e.id}:${e.checksum}`)
+        .sort()
+        .join(',');
     const groups = new Map<string, string[]>();
     for (const [shard, f] of ledgers) {
       const k = sig(f.ledger);
@@ -372,8 +476,22 @@ function migrationFindings(facts: Map<string, ShardFacts>, files: MigrationFileS
       groups.get(k)!.push(shard);
     }
     if (groups.size > 1) {
-      const versions = ledgers.map(([shard, f]) => `${shard} at ${f.ledger.length ? f.ledger.map((e) => e.id).sort().at(-1) : 'none'} (${f.ledger.length} applied)`);
-      out.push({ kind: 'migration-drift', message: `migration ledgers differ between shards: ${versions.join(', ')}`, details: Object.fromEntries(ledgers.map(([s, f]) => [s, f.ledger.map((e) => e.id)])) });
+      const versions = ledgers.map(
+        ([shard, f]) =>
+          `${shard} at ${
+            f.ledger.length
+              ? f.ledger
+                  .map((e) => e.id)
+                  .sort()
+                  .at(-1)
+              : 'none'
+          } (${f.ledger.length} applied)`,
+      );
+      out.push({
+        kind: 'migration-drift',
+        message: `migration ledgers differ between shards: ${versions.join(', ')}`,
+        details: Object.fromEntries(ledgers.map(([s, f]) => [s, f.ledger.map((e) => e.id)])),
+      });
     }
   }
   return out;
@@ -388,14 +506,24 @@ function leftoverFindings(facts: Map<string, ShardFacts>, map: ShardMap): Findin
   for (const m of judgeMoves(journal, fences)) {
     if (m.kind === 'unfinished-move') for (const o of m.objects ?? []) activeMoveObjects.add(o);
     const shard = m.kind === 'unfinished-move' ? map.catalog : (m.details as { shard: string }).shard;
-    out.push({ kind: m.kind, shard, ...(m.tenant !== undefined ? { tenant: m.tenant } : {}), message: m.message, details: m.details });
+    out.push({
+      kind: m.kind,
+      shard,
+      ...(m.tenant !== undefined ? { tenant: m.tenant } : {}),
+      message: m.message,
+      details: m.details,
+    });
   }
   for (const [shard, f] of facts) {
     for (const r of f.replication) {
       const owned = activeMoveObjects.has(r.name);
-      const sql = r.kind === 'replication-slot' ? `SELECT pg_drop_replication_slot('${r.name.replace(/'/g, "''")}')` : r.kind === 'publication' ? `DROP PUBLICATION IF EXISTS ${quoteIdent(r.name)}` 
-          // Detached from its slot first: dropping it then never needs the publisher.
-          : `ALTER SUBSCRIPTION ${quoteIdent(r.name)} DISABLE; ALTER SUBSCRIPTION ${quoteIdent(r.name)} SET (slot_name = NONE); DROP SUBSCRIPTION ${quoteIdent(r.name)}`;
+      const sql =
+        r.kind === 'replication-slot'
+          ? `SELECT pg_drop_replication_slot('${r.name.replace(/'/g, "''")}')`
+          : r.kind === 'publication'
+            ? `DROP PUBLICATION IF EXISTS ${quoteIdent(r.name)}`
+            : // Detached from its slot first: dropping it then never needs the publisher.
+              `ALTER SUBSCRIPTION ${quoteIdent(r.name)} DISABLE; ALTER SUBSCRIPTION ${quoteIdent(r.name)} SET (slot_name = NONE); DROP SUBSCRIPTION ${quoteIdent(r.name)}`;
       out.push({
         kind: 'replication-leftover',
         shard,
@@ -411,7 +539,15 @@ function leftoverFindings(facts: Map<string, ShardFacts>, map: ShardMap): Findin
         table: i.table,
         message: `${shard}: index ${i.index} on ${i.table} is INVALID${i.buildInProgress ? ' (a build on that table is running now)' : ''}; drop it with DROP INDEX CONCURRENTLY ${i.index} and build it again`,
         details: i,
-        ...(!i.buildInProgress ? { fix: { shard, description: `drop INVALID index ${i.index}`, sql: `DROP INDEX CONCURRENTLY IF EXISTS ${quoteTable(i.index)}` } } : {}),
+        ...(!i.buildInProgress
+          ? {
+              fix: {
+                shard,
+                description: `drop INVALID index ${i.index}`,
+                sql: `DROP INDEX CONCURRENTLY IF EXISTS ${quoteTable(i.index)}`,
+              },
+            }
+          : {}),
       });
     }
   }
@@ -432,8 +568,16 @@ export interface FixResult {
  * @example
  * const results = await applyFixes(map, report.findings.flatMap((f) => (f.fix ? [f.fix] : [])));
  */
-export async function applyFixes(map: ShardMap, fixes: Fix[], options: { timeoutMs?: number } = {}): Promise<FixResult[]> {
-  const pools = await ShardPools.open(map, { connectTimeoutMs: options.timeoutMs ?? 5000, maxPerShard: 1, applicationName: 'shardctl verify --fix' });
+export async function applyFixes(
+  map: ShardMap,
+  fixes: Fix[],
+  options: { timeoutMs?: number } = {},
+): Promise<FixResult[]> {
+  const pools = await ShardPools.open(map, {
+    connectTimeoutMs: options.timeoutMs ?? 5000,
+    maxPerShard: 1,
+    applicationName: 'shardctl verify --fix',
+  });
   const out: FixResult[] = [];
   try {
     for (const fix of fixes) {

@@ -52,10 +52,22 @@ afterAll(() => cluster.drop());
 describe('bad shard maps exit 2 with file:line:column', () => {
   const cases: [string, string, RegExp][] = [
     ['malformed YAML', 'version: 1\nshards:\n  - name: a\n   url: [x\n', /bad\.yaml:\d+:\d+: malformed YAML/],
-    ['unknown key', head + 'shards:\n  - name: a\n    url: postgres://u:p@h/d\n    port: 5432\n', /bad\.yaml:7:5: shards\[0\]\.port: unknown key "port"/],
-    ['wrong version', head.replace('version: 1', 'version: 9') + 'shards:\n  - name: a\n    url: postgres://u:p@h/d\n', /bad\.yaml:1:10: version: unsupported version 9/],
+    [
+      'unknown key',
+      head + 'shards:\n  - name: a\n    url: postgres://u:p@h/d\n    port: 5432\n',
+      /bad\.yaml:7:5: shards\[0\]\.port: unknown key "port"/,
+    ],
+    [
+      'wrong version',
+      head.replace('version: 1', 'version: 9') + 'shards:\n  - name: a\n    url: postgres://u:p@h/d\n',
+      /bad\.yaml:1:10: version: unsupported version 9/,
+    ],
     ['no shards', head + 'shards: []\n', /bad\.yaml:4:9: shards: lists no shards/],
-    ['duplicate names', head + 'shards:\n  - name: a\n    url: postgres://u:p@h1/d\n  - name: a\n    url: postgres://u:p@h2/d\n', /bad\.yaml:7:11: shards\[1\]\.name: duplicate shard name "a"/],
+    [
+      'duplicate names',
+      head + 'shards:\n  - name: a\n    url: postgres://u:p@h1/d\n  - name: a\n    url: postgres://u:p@h2/d\n',
+      /bad\.yaml:7:11: shards\[1\]\.name: duplicate shard name "a"/,
+    ],
     [
       'bucket gap',
       'version: 1\nshardKey: { column: t }\nplacement: { strategy: hash, buckets: 10 }\nshards:\n  - name: a\n    url: postgres://u:p@h1/d\n    buckets: 0-3\n  - name: b\n    url: postgres://u:p@h2/d\n    buckets: 6-9\n',
@@ -66,8 +78,16 @@ describe('bad shard maps exit 2 with file:line:column', () => {
       'version: 1\nshardKey: { column: t }\nplacement: { strategy: hash, buckets: 10 }\nshards:\n  - name: a\n    url: postgres://u:p@h1/d\n    buckets: 0-6\n  - name: b\n    url: postgres://u:p@h2/d\n    buckets: 5-9\n',
       /bad\.yaml:10:14: shards\[1\]\.buckets: overlap: buckets 5-6 are owned by a and b/,
     ],
-    ['modulo with a text key', head.replace('type: bigint', 'type: text') + 'shards:\n  - name: a\n    url: postgres://u:p@h/d\n', /bad\.yaml:2:38: shardKey\.type: the modulo strategy needs an integer shard key/],
-    ['unset env var', head + 'shards:\n  - name: a\n    url: postgres://u:${NOPE_PW}@h/d\n', /bad\.yaml:6:10: shards\[0\]\.url: environment variable NOPE_PW is not set/],
+    [
+      'modulo with a text key',
+      head.replace('type: bigint', 'type: text') + 'shards:\n  - name: a\n    url: postgres://u:p@h/d\n',
+      /bad\.yaml:2:38: shardKey\.type: the modulo strategy needs an integer shard key/,
+    ],
+    [
+      'unset env var',
+      head + 'shards:\n  - name: a\n    url: postgres://u:${NOPE_PW}@h/d\n',
+      /bad\.yaml:6:10: shards\[0\]\.url: environment variable NOPE_PW is not set/,
+    ],
   ];
   for (const [name, text, message] of cases) {
     it(name, async () => {
@@ -98,7 +118,11 @@ describe('bad shard maps exit 2 with file:line:column', () => {
 
 describe('locate', () => {
   it('answers index 1 and index 0 on a two-shard modulo map, offline', async () => {
-    const file = await mapFile('two.yaml', head + 'shards:\n  - name: shard-0\n    url: postgres://u:p@127.0.0.1:1/d\n  - name: shard-1\n    url: postgres://u:p@127.0.0.1:2/d\n');
+    const file = await mapFile(
+      'two.yaml',
+      head +
+        'shards:\n  - name: shard-0\n    url: postgres://u:p@127.0.0.1:1/d\n  - name: shard-1\n    url: postgres://u:p@127.0.0.1:2/d\n',
+    );
     const r = await runCli(['-c', file, 'locate', '123', '456', '-5', '--offline', '--json']);
     expect(r.code).toBe(0);
     const doc = JSON.parse(r.stdout);
@@ -197,7 +221,18 @@ describe('dev up / status / down', () => {
     // Two consecutive free ports, below the kernel's ephemeral range (busy with the suite's connections).
     const port = await freePortPair();
     const cfg = path.join(devDir, 'shards.dev.yaml');
-    const args = ['dev', 'up', '--shards', '2', '--dir', path.join(devDir, 'servers'), '--port', String(port), '--out', cfg];
+    const args = [
+      'dev',
+      'up',
+      '--shards',
+      '2',
+      '--dir',
+      path.join(devDir, 'servers'),
+      '--port',
+      String(port),
+      '--out',
+      cfg,
+    ];
     try {
       const up = await runCli(args, { cwd: devDir, timeoutMs: 120_000 });
       expect(up.stderr + up.stdout).not.toMatch(/internal error/);
@@ -205,7 +240,10 @@ describe('dev up / status / down', () => {
       expect(up.stdout).toMatch(/shard-0 .* created/);
       const again = await runCli([...args, '--json'], { cwd: devDir });
       expect(again.code).toBe(0);
-      expect(JSON.parse(again.stdout).servers.map((s: { action: string }) => s.action)).toEqual(['already running', 'already running']);
+      expect(JSON.parse(again.stdout).servers.map((s: { action: string }) => s.action)).toEqual([
+        'already running',
+        'already running',
+      ]);
       const check = await runCli(['-c', cfg, 'shards', '--check', '--json']);
       expect(check.code).toBe(0);
       expect(JSON.parse(check.stdout).shards.map((s: { reachable: boolean }) => s.reachable)).toEqual([true, true]);

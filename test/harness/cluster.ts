@@ -33,7 +33,11 @@ export interface TestCluster {
   /** Shard database URLs, in shard order. */
   urls: string[];
   /** Runs SQL on shard i with a short-lived client. */
-  sql<R extends pg.QueryResultRow = Record<string, unknown>>(shard: number, text: string, params?: unknown[]): Promise<R[]>;
+  sql<R extends pg.QueryResultRow = Record<string, unknown>>(
+    shard: number,
+    text: string,
+    params?: unknown[],
+  ): Promise<R[]>;
   /** Drops the databases. */
   drop(): Promise<void>;
 }
@@ -72,7 +76,9 @@ export async function createTestCluster(options: TestClusterOptions = {}): Promi
   const dir = await mkdtemp(path.join(os.tmpdir(), 'shardctl-cluster-'));
   const names = Array.from({ length: n }, (_, i) => `t_${id}_${i}`);
   const urls = names.map((db, i) => withDatabase(servers[i % servers.length]!, db));
-  await Promise.all(names.map((db, i) => admin(servers[i % servers.length]!, (c) => c.query(`CREATE DATABASE "${db}"`))));
+  await Promise.all(
+    names.map((db, i) => admin(servers[i % servers.length]!, (c) => c.query(`CREATE DATABASE "${db}"`))),
+  );
   const strategy = options.strategy ?? 'modulo';
   const buckets = options.buckets ?? 64;
   const per = Math.floor(buckets / n);
@@ -110,7 +116,11 @@ export async function createTestCluster(options: TestClusterOptions = {}): Promi
       await Promise.all(
         urls.map((url) =>
           admin(url, async (c) => {
-            for (const r of (await c.query<{ n: string }>("SELECT subname AS n FROM pg_subscription WHERE subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())")).rows) {
+            for (const r of (
+              await c.query<{ n: string }>(
+                'SELECT subname AS n FROM pg_subscription WHERE subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())',
+              )
+            ).rows) {
               await c.query(`ALTER SUBSCRIPTION "${r.n}" DISABLE`);
               await c.query(`ALTER SUBSCRIPTION "${r.n}" SET (slot_name = NONE)`);
               await c.query(`DROP SUBSCRIPTION "${r.n}"`);
@@ -122,7 +132,10 @@ export async function createTestCluster(options: TestClusterOptions = {}): Promi
         names.map((db, i) =>
           admin(servers[i % servers.length]!, async (c) => {
             for (let k = 0; k < 50; k++) {
-              const r = await c.query<{ n: string; pid: number | null }>('SELECT slot_name AS n, active_pid AS pid FROM pg_replication_slots WHERE database = $1', [db]);
+              const r = await c.query<{ n: string; pid: number | null }>(
+                'SELECT slot_name AS n, active_pid AS pid FROM pg_replication_slots WHERE database = $1',
+                [db],
+              );
               if (r.rows.length === 0) break;
               for (const s of r.rows) {
                 if (s.pid !== null) await c.query('SELECT pg_terminate_backend($1)', [s.pid]);
@@ -134,7 +147,11 @@ export async function createTestCluster(options: TestClusterOptions = {}): Promi
         ),
       );
       await Promise.all(
-        names.map((db, i) => admin(servers[i % servers.length]!, (c) => c.query(`DROP DATABASE IF EXISTS "${db}" WITH (FORCE)`)).catch(() => undefined)),
+        names.map((db, i) =>
+          admin(servers[i % servers.length]!, (c) => c.query(`DROP DATABASE IF EXISTS "${db}" WITH (FORCE)`)).catch(
+            () => undefined,
+          ),
+        ),
       );
       await rm(dir, { recursive: true, force: true });
     },
@@ -146,7 +163,10 @@ export async function createScratchDatabase(): Promise<{ url: string; drop(): Pr
   const server = adminUrls()[0]!;
   const db = `s_${randomBytes(4).toString('hex')}`;
   await admin(server, (c) => c.query(`CREATE DATABASE "${db}"`));
-  return { url: withDatabase(server, db), drop: () => admin(server, (c) => c.query(`DROP DATABASE IF EXISTS "${db}" WITH (FORCE)`)).then(() => undefined) };
+  return {
+    url: withDatabase(server, db),
+    drop: () => admin(server, (c) => c.query(`DROP DATABASE IF EXISTS "${db}" WITH (FORCE)`)).then(() => undefined),
+  };
 }
 
 /** The suite's server admin URLs (superuser, database postgres). */

@@ -37,7 +37,13 @@ async function freePort(): Promise<number> {
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   const external = process.env.SHARDCTL_TEST_PG_URLS;
   if (external) {
-    project.provide('pgAdminUrls', external.split(',').map((s) => s.trim()).filter(Boolean));
+    project.provide(
+      'pgAdminUrls',
+      external
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean),
+    );
     return async () => undefined;
   }
   const root = await mkdtemp(path.join(os.tmpdir(), 'shardctl-test-'));
@@ -58,7 +64,10 @@ export default async function setup(project: TestProject): Promise<() => Promise
         return info;
       }),
     );
-    project.provide('pgAdminUrls', infos.map((info) => serverUrl(info, 'postgres')));
+    project.provide(
+      'pgAdminUrls',
+      infos.map((info) => serverUrl(info, 'postgres')),
+    );
   } catch (e) {
     await stopAll();
     throw e;

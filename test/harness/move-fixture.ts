@@ -33,9 +33,21 @@ export async function applyMoveSchema(cluster: TestCluster): Promise<void> {
 
 /** Loads a tenant with rows in every table, on shard `shard`. */
 export async function loadMoveTenant(cluster: TestCluster, shard: number, tenant: number, size = 3): Promise<void> {
-  await cluster.sql(shard, `INSERT INTO tenants (tenant_id, name, plan_id, settings) VALUES ($1::bigint, 'Tenant ' || $1::bigint || ' ünïcødé', 'team', '{"a": [1, 2, {"b": null}]}')`, [tenant]);
-  await cluster.sql(shard, `INSERT INTO users (tenant_id, id, email, name) SELECT $1::bigint, g, 'u' || g || '@t' || $1::bigint, CASE WHEN g % 2 = 0 THEN NULL ELSE 'User ' || g END FROM generate_series(1, $2::int) g`, [tenant, size]);
-  await cluster.sql(shard, `INSERT INTO projects (tenant_id, id, owner_id, name, tags) SELECT $1::bigint, g, 1, 'P' || g, ARRAY['x', 'y' || g] FROM generate_series(1, $2::int) g`, [tenant, size]);
+  await cluster.sql(
+    shard,
+    `INSERT INTO tenants (tenant_id, name, plan_id, settings) VALUES ($1::bigint, 'Tenant ' || $1::bigint || ' ünïcødé', 'team', '{"a": [1, 2, {"b": null}]}')`,
+    [tenant],
+  );
+  await cluster.sql(
+    shard,
+    `INSERT INTO users (tenant_id, id, email, name) SELECT $1::bigint, g, 'u' || g || '@t' || $1::bigint, CASE WHEN g % 2 = 0 THEN NULL ELSE 'User ' || g END FROM generate_series(1, $2::int) g`,
+    [tenant, size],
+  );
+  await cluster.sql(
+    shard,
+    `INSERT INTO projects (tenant_id, id, owner_id, name, tags) SELECT $1::bigint, g, 1, 'P' || g, ARRAY['x', 'y' || g] FROM generate_series(1, $2::int) g`,
+    [tenant, size],
+  );
   await cluster.sql(
     shard,
     `INSERT INTO invoices (tenant_id, id, project_id, number, status, issued_at, due_at, total, metadata)
@@ -60,10 +72,18 @@ export async function loadMoveTenant(cluster: TestCluster, shard: number, tenant
 }
 
 /** Every row of a tenant on a shard, table by table, in primary-key order, as text (exact contents). */
-export async function tenantRows(cluster: TestCluster, shard: number, tenant: number): Promise<Record<string, string[]>> {
+export async function tenantRows(
+  cluster: TestCluster,
+  shard: number,
+  tenant: number,
+): Promise<Record<string, string[]>> {
   const out: Record<string, string[]> = {};
   for (const t of MOVE_TABLES) {
-    const rows = await cluster.sql<{ r: string }>(shard, `SELECT x::text AS r FROM ${t} x WHERE tenant_id = $1 ORDER BY x::text`, [tenant]);
+    const rows = await cluster.sql<{ r: string }>(
+      shard,
+      `SELECT x::text AS r FROM ${t} x WHERE tenant_id = $1 ORDER BY x::text`,
+      [tenant],
+    );
     out[t] = rows.map((r) => r.r);
   }
   return out;
@@ -72,6 +92,11 @@ export async function tenantRows(cluster: TestCluster, shard: number, tenant: nu
 /** Number of rows of a tenant on a shard, all tables together. */
 export async function tenantRowCount(cluster: TestCluster, shard: number, tenant: number): Promise<number> {
   let n = 0;
-  for (const t of MOVE_TABLES) n += Number((await cluster.sql<{ n: string }>(shard, `SELECT count(*)::text AS n FROM ${t} WHERE tenant_id = $1`, [tenant]))[0]!.n);
+  for (const t of MOVE_TABLES)
+    n += Number(
+      (
+        await cluster.sql<{ n: string }>(shard, `SELECT count(*)::text AS n FROM ${t} WHERE tenant_id = $1`, [tenant])
+      )[0]!.n,
+    );
   return n;
 }

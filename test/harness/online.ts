@@ -17,7 +17,11 @@ export async function replicationObjects(cluster: TestCluster, shard: number): P
  * Differences between a writer's acknowledged writes and the `users` rows of its tenants where they
  * live now (empty when every acknowledged write is there exactly as last written).
  */
-export async function writerMismatches(cluster: TestCluster, report: WriterReport, where: (tenant: number) => number): Promise<string[]> {
+export async function writerMismatches(
+  cluster: TestCluster,
+  report: WriterReport,
+  where: (tenant: number) => number,
+): Promise<string[]> {
   const bad: string[] = [];
   const byTenant = new Map<number, [number, string | null][]>();
   for (const [k, v] of report.model) {
@@ -26,10 +30,19 @@ export async function writerMismatches(cluster: TestCluster, report: WriterRepor
     byTenant.get(t)!.push([id, v]);
   }
   for (const [t, rows] of byTenant) {
-    const have = new Map((await cluster.sql<{ id: string; name: string }>(where(t), 'SELECT id::text, name FROM users WHERE tenant_id = $1 AND id >= 100000', [t])).map((r) => [Number(r.id), r.name]));
+    const have = new Map(
+      (
+        await cluster.sql<{ id: string; name: string }>(
+          where(t),
+          'SELECT id::text, name FROM users WHERE tenant_id = $1 AND id >= 100000',
+          [t],
+        )
+      ).map((r) => [Number(r.id), r.name]),
+    );
     for (const [id, name] of rows) {
       if (name === null && have.has(id)) bad.push(`tenant ${t} user ${id}: deleted but present`);
-      if (name !== null && have.get(id) !== name) bad.push(`tenant ${t} user ${id}: expected ${name}, found ${have.get(id) ?? 'nothing'}`);
+      if (name !== null && have.get(id) !== name)
+        bad.push(`tenant ${t} user ${id}: expected ${name}, found ${have.get(id) ?? 'nothing'}`);
     }
     const known = new Set(rows.map(([id]) => id));
     for (const id of have.keys()) if (!known.has(id)) bad.push(`tenant ${t} user ${id}: never written`);

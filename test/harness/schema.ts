@@ -10,7 +10,9 @@ export const EXAMPLE_MIGRATIONS = path.resolve(import.meta.dirname, '..', '..', 
  * cluster migrated by other tools.
  */
 export async function applyExampleSchema(cluster: TestCluster): Promise<void> {
-  const files = readdirSync(EXAMPLE_MIGRATIONS).filter((f) => f.endsWith('.sql')).sort();
+  const files = readdirSync(EXAMPLE_MIGRATIONS)
+    .filter((f) => f.endsWith('.sql'))
+    .sort();
   await Promise.all(
     cluster.urls.map(async (_, i) => {
       for (const f of files) await cluster.sql(i, readFileSync(path.join(EXAMPLE_MIGRATIONS, f), 'utf8'));

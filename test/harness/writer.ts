@@ -20,8 +20,19 @@ export interface WriterReport {
  * deletes at random, one statement each (acknowledged = the statement returned). A write a fence
  * rejects refreshes the router and is retried, so that the writer follows a move to its new shard.
  */
-export function startWriter(router: Router, tenants: number[], options: { ratePerSecond?: number; concurrency?: number; seed?: number } = {}): { stop(): Promise<WriterReport> } {
-  const report: WriterReport = { model: new Map(), writes: 0, fenceRejections: 0, otherErrors: [], longestPauseMs: 0, pauses: [] };
+export function startWriter(
+  router: Router,
+  tenants: number[],
+  options: { ratePerSecond?: number; concurrency?: number; seed?: number } = {},
+): { stop(): Promise<WriterReport> } {
+  const report: WriterReport = {
+    model: new Map(),
+    writes: 0,
+    fenceRejections: 0,
+    otherErrors: [],
+    longestPauseMs: 0,
+    pauses: [],
+  };
   let running = true;
   let seed = options.seed ?? 42;
   const rand = () => {
@@ -70,7 +81,12 @@ export function startWriter(router: Router, tenants: number[], options: { ratePe
         const id = nextId.get(tenant)!;
         nextId.set(tenant, id + 1);
         ids.push(id);
-        await exec(tenant, `INSERT INTO users (tenant_id, id, email, name) VALUES ($1, $2, $3, $4)`, [tenant, id, `w${id}@t${tenant}`, name]);
+        await exec(tenant, `INSERT INTO users (tenant_id, id, email, name) VALUES ($1, $2, $3, $4)`, [
+          tenant,
+          id,
+          `w${id}@t${tenant}`,
+          name,
+        ]);
         if (report.otherErrors.length === 0) report.model.set(`${tenant}:${id}`, name);
       } else if (r < 0.85) {
         const id = ids[Math.floor(rand() * ids.length)]!;

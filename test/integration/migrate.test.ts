@@ -26,8 +26,10 @@ async function ledger(c: TestCluster, shard: number): Promise<string[]> {
 }
 
 const BASE = {
-  '0001_accounts.sql': 'CREATE TABLE accounts (tenant_id bigint NOT NULL, id bigint NOT NULL, name text, PRIMARY KEY (tenant_id, id));\n',
-  '0002_notes.sql': 'CREATE TABLE notes (tenant_id bigint NOT NULL, id bigint NOT NULL, body text, PRIMARY KEY (tenant_id, id));\n',
+  '0001_accounts.sql':
+    'CREATE TABLE accounts (tenant_id bigint NOT NULL, id bigint NOT NULL, name text, PRIMARY KEY (tenant_id, id));\n',
+  '0002_notes.sql':
+    'CREATE TABLE notes (tenant_id bigint NOT NULL, id bigint NOT NULL, body text, PRIMARY KEY (tenant_id, id));\n',
   '0003_accounts_email.sql': '-- add a column\nALTER TABLE accounts ADD COLUMN email text;\n',
 };
 
@@ -39,21 +41,34 @@ describe('shardctl migrate', () => {
     const doc = JSON.parse(r.stdout);
     expect(doc.shards.map((s: { status: string }) => s.status)).toEqual(['applied', 'applied', 'applied']);
     for (let i = 0; i < 3; i++) expect(await ledger(c, i)).toEqual(['0001', '0002', '0003']);
-    const row = (await c.sql<{ name: string; checksum: string; shardctl_version: string; duration_ms: number }>(0, "SELECT * FROM shardctl.migrations WHERE id = '0003'"))[0]!;
+    const row = (
+      await c.sql<{ name: string; checksum: string; shardctl_version: string; duration_ms: number }>(
+        0,
+        "SELECT * FROM shardctl.migrations WHERE id = '0003'",
+      )
+    )[0]!;
     expect(row.name).toBe('accounts_email');
     expect(row.checksum).toMatch(/^[0-9a-f]{64}$/);
     expect(row.shardctl_version).toBe('0.1.0');
     const again = await runCli(['-c', c.mapFile, 'migrate', '--json']);
-    expect(JSON.parse(again.stdout).shards.map((s: { status: string }) => s.status)).toEqual(['up-to-date', 'up-to-date', 'up-to-date']);
+    expect(JSON.parse(again.stdout).shards.map((s: { status: string }) => s.status)).toEqual([
+      'up-to-date',
+      'up-to-date',
+      'up-to-date',
+    ]);
     const status = await runCli(['-c', c.mapFile, 'migrate', 'status', '--check']);
     expect(status.code).toBe(0);
     expect(status.stdout).toMatch(/3 of 3 shards at 0003/);
   });
 
   it('a SQL error in one file on one of four shards: that shard stops, the others finish, the report names shard, file, line; a re-run after the fix completes', async () => {
-    const c = await setup(4, { ...BASE, '0004_index.sql': 'CREATE INDEX notes_body ON notes (body);\n\nSELECT 1;\nALTER TABLE accounts ADD CONSTRAINT name_set CHECK (name IS NOT NULL);\n' });
+    const c = await setup(4, {
+      ...BASE,
+      '0004_index.sql':
+        'CREATE INDEX notes_body ON notes (body);\n\nSELECT 1;\nALTER TABLE accounts ADD CONSTRAINT name_set CHECK (name IS NOT NULL);\n',
+    });
     await runCli(['-c', c.mapFile, 'migrate', '--to', '0003']);
-    await c.sql(2, "INSERT INTO accounts (tenant_id, id, name) VALUES (1, 1, NULL)");
+    await c.sql(2, 'INSERT INTO accounts (tenant_id, id, name) VALUES (1, 1, NULL)');
     const bad = await runCli(['-c', c.mapFile, 'migrate', '--json']);
     expect(bad.code).toBe(1);
     const doc = JSON.parse(bad.stdout);
@@ -73,7 +88,12 @@ describe('shardctl migrate', () => {
     await c.sql(2, "UPDATE accounts SET name = 'x'");
     const fixed = await runCli(['-c', c.mapFile, 'migrate', '--json']);
     expect(fixed.code).toBe(0);
-    expect(JSON.parse(fixed.stdout).shards.map((x: { status: string; applied: { id: string }[] }) => [x.status, x.applied.map((a) => a.id)])).toEqual([
+    expect(
+      JSON.parse(fixed.stdout).shards.map((x: { status: string; applied: { id: string }[] }) => [
+        x.status,
+        x.applied.map((a) => a.id),
+      ]),
+    ).toEqual([
       ['up-to-date', []],
       ['up-to-date', []],
       ['applied', ['0004']],
@@ -88,7 +108,11 @@ describe('shardctl migrate', () => {
     const r = await runCli(['-c', broken, 'migrate', '--json']);
     expect(r.code).toBe(1);
     const doc = JSON.parse(r.stdout);
-    expect(doc.shards[1]).toMatchObject({ shard: 'shard-1', status: 'failed', error: { message: expect.stringMatching(/shard shard-1: cannot connect: connection refused/) } });
+    expect(doc.shards[1]).toMatchObject({
+      shard: 'shard-1',
+      status: 'failed',
+      error: { message: expect.stringMatching(/shard shard-1: cannot connect: connection refused/) },
+    });
     expect(await ledger(c, 0)).toEqual(['0001', '0002', '0003']);
     const status = await runCli(['-c', broken, 'migrate', 'status', '--check']);
     expect(status.code).toBe(5);
@@ -96,7 +120,10 @@ describe('shardctl migrate', () => {
 
   it('two runs at once: nothing is applied twice, the second reports who holds the lock', async () => {
     const c = await setup(2, { ...BASE, '0004_slow.sql': 'SELECT pg_sleep(3);\n' });
-    const child = spawn(process.execPath, [BIN, '-c', c.mapFile, 'migrate'], { env: { ...process.env, CI: '1' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [BIN, '-c', c.mapFile, 'migrate'], {
+      env: { ...process.env, CI: '1' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let log = '';
     child.stderr.on('data', (d: Buffer) => (log += d.toString()));
     const first = new Promise<number | null>((resolve) => child.on('close', resolve));
@@ -108,7 +135,9 @@ describe('shardctl migrate', () => {
     }
     const second = await runCli(['-c', c.mapFile, 'migrate', '--lock-timeout', '500']);
     expect(second.code).toBe(6);
-    expect(second.stderr).toMatch(/shard shard-0: migrate is locked: held by pid \d+ \(shardctl migrate from 127\.0\.0\.1\) since/);
+    expect(second.stderr).toMatch(
+      /shard shard-0: migrate is locked: held by pid \d+ \(shardctl migrate from 127\.0\.0\.1\) since/,
+    );
     expect(await first).toBe(0);
     for (let i = 0; i < 2; i++) expect(await ledger(c, i)).toEqual(['0001', '0002', '0003', '0004']);
   });
@@ -138,12 +167,17 @@ describe('shardctl migrate', () => {
     const c = await setup(1, {
       ...BASE,
       '0004_dupes.sql': "INSERT INTO accounts (tenant_id, id, name) VALUES (1, 1, 'same'), (1, 2, 'same');\n",
-      '0005_unique_name.sql': '-- shardctl:no-transaction\nCREATE UNIQUE INDEX CONCURRENTLY accounts_name_uniq ON accounts (name);\n',
+      '0005_unique_name.sql':
+        '-- shardctl:no-transaction\nCREATE UNIQUE INDEX CONCURRENTLY accounts_name_uniq ON accounts (name);\n',
     });
     const r = await runCli(['-c', c.mapFile, 'migrate', '--json']);
     expect(r.code).toBe(1);
     const f = JSON.parse(r.stdout).shards[0].failure;
-    expect(f).toMatchObject({ file: '0005_unique_name.sql', pg: { code: '23505' }, invalidIndexes: ['public.accounts_name_uniq'] });
+    expect(f).toMatchObject({
+      file: '0005_unique_name.sql',
+      pg: { code: '23505' },
+      invalidIndexes: ['public.accounts_name_uniq'],
+    });
     expect(f.hint).toMatch(/DROP INDEX CONCURRENTLY public\.accounts_name_uniq/);
     expect(await ledger(c, 0)).toEqual(['0001', '0002', '0003', '0004']);
   });
@@ -166,7 +200,10 @@ describe('shardctl migrate', () => {
 
   it('SIGINT during a long migration rolls it back; the ledger stays true and a re-run completes', async () => {
     const c = await setup(2, { ...BASE, '0004_long.sql': 'CREATE TABLE long_one (id int);\nSELECT pg_sleep(30);\n' });
-    const child = spawn(process.execPath, [BIN, '-c', c.mapFile, 'migrate'], { env: { ...process.env, CI: '1' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [BIN, '-c', c.mapFile, 'migrate'], {
+      env: { ...process.env, CI: '1' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     const code = new Promise<number | null>((resolve) => child.on('close', resolve));
@@ -207,7 +244,11 @@ describe('shardctl migrate', () => {
     await c.sql(0, 'CREATE TABLE accounts (x int)');
     const canary = await runCli(['-c', c.mapFile, 'migrate', '--canary', 'shard-0', '--json']);
     expect(canary.code).toBe(1);
-    expect(JSON.parse(canary.stdout).shards.map((s: { status: string }) => s.status)).toEqual(['failed', 'skipped', 'skipped']);
+    expect(JSON.parse(canary.stdout).shards.map((s: { status: string }) => s.status)).toEqual([
+      'failed',
+      'skipped',
+      'skipped',
+    ]);
     expect(await ledger(c, 1)).toEqual(['0001', '0002']);
     await c.sql(0, 'DROP TABLE accounts');
     expect((await runCli(['-c', c.mapFile, 'migrate', '--canary', 'shard-0'])).code).toBe(0);
@@ -216,10 +257,21 @@ describe('shardctl migrate', () => {
     const grown = await createTestCluster({ shards: 1 });
     clusters.push(grown);
     const file = path.join(c.dir, 'grown.yaml');
-    writeFileSync(file, readFileSync(c.mapFile, 'utf8').replace(/\nmigrations:/, `\n  - name: shard-3\n    url: ${grown.urls[0]}\nmigrations:`));
+    writeFileSync(
+      file,
+      readFileSync(c.mapFile, 'utf8').replace(
+        /\nmigrations:/,
+        `\n  - name: shard-3\n    url: ${grown.urls[0]}\nmigrations:`,
+      ),
+    );
     const r = await runCli(['-c', file, 'migrate', '--json']);
     expect(r.code).toBe(0);
-    expect(JSON.parse(r.stdout).shards.map((s: { status: string }) => s.status)).toEqual(['up-to-date', 'up-to-date', 'up-to-date', 'applied']);
+    expect(JSON.parse(r.stdout).shards.map((s: { status: string }) => s.status)).toEqual([
+      'up-to-date',
+      'up-to-date',
+      'up-to-date',
+      'applied',
+    ]);
     expect(await ledger(grown, 0)).toEqual(['0001', '0002', '0003']);
   });
 
@@ -228,6 +280,8 @@ describe('shardctl migrate', () => {
     const r = await runCli(['-c', c.mapFile, 'migrate', 'create', 'Add invoice index!', '--no-transaction']);
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/created .*0004_add_invoice_index\.sql/);
-    expect(readFileSync(path.join(c.folder, '0004_add_invoice_index.sql'), 'utf8')).toMatch(/^-- shardctl:no-transaction\n/);
+    expect(readFileSync(path.join(c.folder, '0004_add_invoice_index.sql'), 'utf8')).toMatch(
+      /^-- shardctl:no-transaction\n/,
+    );
   });
 });

@@ -42,7 +42,10 @@ describe('crash safety of fenced tenant moves (--offline)', () => {
     let where = 1;
     for (const [i, point] of POINTS.entries()) {
       const to = 1 - where;
-      const run = await runCli(['-c', cluster.mapFile, 'rebalance', '--tenant', String(TENANT), '--to', `shard-${to}`, '--yes', '--offline'], { env: { SHARDCTL_TEST_CRASH_AT: point } });
+      const run = await runCli(
+        ['-c', cluster.mapFile, 'rebalance', '--tenant', String(TENANT), '--to', `shard-${to}`, '--yes', '--offline'],
+        { env: { SHARDCTL_TEST_CRASH_AT: point } },
+      );
       expect(run.code, `${point}: the process should have been killed (${run.stderr})`).not.toBe(0);
       const [m] = await movesOf(cluster.map, { tenant: String(TENANT) });
       // Alternate between finishing and undoing; a switched move can only be finished.
@@ -63,7 +66,10 @@ describe('crash safety of fenced tenant moves (--offline)', () => {
       await router.close();
       // no fence blocks the tenant where it lives
       const fences = (await fencesOf(cluster.map)).flatMap((r) => (r.status === 'ok' ? r.value : []));
-      expect(fences.filter((f) => f.tenant === String(TENANT) && f.shard === `shard-${now}`), point).toEqual([]);
+      expect(
+        fences.filter((f) => f.tenant === String(TENANT) && f.shard === `shard-${now}`),
+        point,
+      ).toEqual([]);
       expect((await verifyCluster(cluster.map)).findings, point).toEqual([]);
       where = now;
     }

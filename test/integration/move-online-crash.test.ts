@@ -53,7 +53,10 @@ describe('crash safety of online moves', () => {
     try {
       for (const [i, point] of POINTS.entries()) {
         const to = 1 - where;
-        const run = await runCli(['-c', cluster.mapFile, 'rebalance', '--tenant', String(TENANT), '--to', `shard-${to}`, '--yes'], { env: { SHARDCTL_TEST_CRASH_AT: point } });
+        const run = await runCli(
+          ['-c', cluster.mapFile, 'rebalance', '--tenant', String(TENANT), '--to', `shard-${to}`, '--yes'],
+          { env: { SHARDCTL_TEST_CRASH_AT: point } },
+        );
         expect(run.code, `${point}: the process should have been killed (${run.stdout}${run.stderr})`).not.toBe(0);
         const [m] = await movesOf(cluster.map, { tenant: String(TENANT) });
         expect(m?.mode, point).toBe('online');
@@ -66,13 +69,21 @@ describe('crash safety of online moves', () => {
         expect(['done', 'aborted'], point).toContain(after!.state);
         const now = after!.state === 'done' ? to : where;
         expect(await fixedRows(now, TENANT), `${point}: tenant rows on shard-${now}`).toEqual(expected);
-        expect(Object.values(await tenantRows(cluster, 1 - now, TENANT)).flat(), `${point}: nothing left on shard-${1 - now}`).toEqual([]);
+        expect(
+          Object.values(await tenantRows(cluster, 1 - now, TENANT)).flat(),
+          `${point}: nothing left on shard-${1 - now}`,
+        ).toEqual([]);
         const r2 = await createRouter(cluster.map);
         expect(r2.locate(TENANT).shard, point).toBe(`shard-${now}`);
         await r2.close();
         const fences = (await fencesOf(cluster.map)).flatMap((r) => (r.status === 'ok' ? r.value : []));
-        expect(fences.filter((f) => f.tenant === String(TENANT) && f.shard === `shard-${now}`), point).toEqual([]);
-        expect([...(await replicationObjects(cluster, 0)), ...(await replicationObjects(cluster, 1))], point).toEqual([]);
+        expect(
+          fences.filter((f) => f.tenant === String(TENANT) && f.shard === `shard-${now}`),
+          point,
+        ).toEqual([]);
+        expect([...(await replicationObjects(cluster, 0)), ...(await replicationObjects(cluster, 1))], point).toEqual(
+          [],
+        );
         expect((await verifyCluster(cluster.map)).findings, point).toEqual([]);
         where = now;
       }

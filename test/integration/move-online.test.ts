@@ -1,6 +1,18 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readFile, writeFile } from 'node:fs/promises';
-import { abortMove, createRouter, isFenceError, loadShardMap, moveTenant, movesOf, planMove, resumeMove, verifyCluster, ShardctlError, type MoveEvent } from '../../src/index.js';
+import {
+  abortMove,
+  createRouter,
+  isFenceError,
+  loadShardMap,
+  moveTenant,
+  movesOf,
+  planMove,
+  resumeMove,
+  verifyCluster,
+  ShardctlError,
+  type MoveEvent,
+} from '../../src/index.js';
 import { createTestCluster, serverAdminUrls, type TestCluster } from '../harness/cluster.js';
 import { applyMoveSchema, loadMoveTenant, tenantRowCount, tenantRows } from '../harness/move-fixture.js';
 import { replicationObjects, writerMismatches } from '../harness/online.js';
@@ -37,7 +49,9 @@ describe('online tenant moves', () => {
     const identities = (async () => {
       while (inserting) {
         try {
-          await router.pools.pool(router.locate(3).shard).query("INSERT INTO attachments (tenant_id, data) VALUES (3, '\\x01')");
+          await router.pools
+            .pool(router.locate(3).shard)
+            .query("INSERT INTO attachments (tenant_id, data) VALUES (3, '\\x01')");
           identityInserts++;
         } catch (e) {
           if (!isFenceError(e)) throw e;
@@ -85,11 +99,17 @@ describe('online tenant moves', () => {
     let failure: ShardctlError | undefined;
     try {
       await sleep(200);
-      failure = await refusal(moveTenant(cluster.map, 5, 'shard-0', { maxPauseMs: 1, switchAttempts: 2, retryDelayMs: 50 }));
+      failure = await refusal(
+        moveTenant(cluster.map, 5, 'shard-0', { maxPauseMs: 1, switchAttempts: 2, retryDelayMs: 50 }),
+      );
       // The tenant stays on its shard, unfenced: the writer keeps writing there.
-      const writesAtFailure = (await cluster.sql<{ n: string }>(1, 'SELECT count(*)::text AS n FROM users WHERE tenant_id = 5')).map((r) => r.n)[0];
+      const writesAtFailure = (
+        await cluster.sql<{ n: string }>(1, 'SELECT count(*)::text AS n FROM users WHERE tenant_id = 5')
+      ).map((r) => r.n)[0];
       await sleep(300);
-      const later = (await cluster.sql<{ n: string }>(1, 'SELECT count(*)::text AS n FROM users WHERE tenant_id = 5')).map((r) => r.n)[0];
+      const later = (
+        await cluster.sql<{ n: string }>(1, 'SELECT count(*)::text AS n FROM users WHERE tenant_id = 5')
+      ).map((r) => r.n)[0];
       expect(later).not.toBe(writesAtFailure);
       expect(failure.code).toBe('PAUSE_BUDGET');
       expect(failure.message).toMatch(/pause budget of 1 ms/);
@@ -100,9 +120,15 @@ describe('online tenant moves', () => {
       // the operator sees the slot, the WAL it keeps and its move
       const listed = await runCli(['-c', cluster.mapFile, 'moves']);
       expect(listed.code).toBe(0);
-      expect(listed.stdout).toMatch(new RegExp(`replication slot shard-1: shardctl_move_${m!.id}_[0-9a-f]{8} retains [0-9.]+ [kMG]?B of WAL \\(streaming\\) \\(move ${m!.id}, failed\\)`));
+      expect(listed.stdout).toMatch(
+        new RegExp(
+          `replication slot shard-1: shardctl_move_${m!.id}_[0-9a-f]{8} retains [0-9.]+ [kMG]?B of WAL \\(streaming\\) \\(move ${m!.id}, failed\\)`,
+        ),
+      );
       const checked = await runCli(['-c', cluster.mapFile, 'shards', '--check']);
-      expect(checked.stdout).toMatch(new RegExp(`replication slot shard-1: shardctl_move_${m!.id}_[0-9a-f]{8} retains`));
+      expect(checked.stdout).toMatch(
+        new RegExp(`replication slot shard-1: shardctl_move_${m!.id}_[0-9a-f]{8} retains`),
+      );
       const { move } = await resumeMove(cluster.map, m!.id);
       expect(move.state).toBe('done');
       await sleep(200);
@@ -120,7 +146,9 @@ describe('online tenant moves', () => {
 
 describe('online moves and TRUNCATE', () => {
   it('a TRUNCATE of a tenant table during the move (not replicated) stops the switch; the resume copies again', async () => {
-    const crashed = await runCli(['-c', cluster.mapFile, 'rebalance', '--tenant', '1', '--to', 'shard-0', '--yes'], { env: { SHARDCTL_TEST_CRASH_AT: 'after-state:replicating' } });
+    const crashed = await runCli(['-c', cluster.mapFile, 'rebalance', '--tenant', '1', '--to', 'shard-0', '--yes'], {
+      env: { SHARDCTL_TEST_CRASH_AT: 'after-state:replicating' },
+    });
     expect(crashed.code).not.toBe(0);
     // Tombstones on shard-1 make the fence's TRUNCATE guard refuse; an operator bypassing it is still seen.
     await cluster.sql(1, "BEGIN; SET LOCAL shardctl.fence_bypass = 'on'; TRUNCATE attachments; COMMIT");
@@ -142,8 +170,14 @@ describe('online moves and TRUNCATE', () => {
 describe('online moves: a failed switch', () => {
   it('lifts the fence when the directory cannot be written, and the resume switches', async () => {
     // Fault injection on the catalog: the directory refuses the switch once.
-    await cluster.sql(0, `CREATE FUNCTION public.refuse_switch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'directory unavailable'; END $$`);
-    await cluster.sql(0, 'CREATE TRIGGER refuse_switch BEFORE INSERT OR UPDATE ON shardctl.placements FOR EACH ROW EXECUTE FUNCTION public.refuse_switch()');
+    await cluster.sql(
+      0,
+      `CREATE FUNCTION public.refuse_switch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'directory unavailable'; END $$`,
+    );
+    await cluster.sql(
+      0,
+      'CREATE TRIGGER refuse_switch BEFORE INSERT OR UPDATE ON shardctl.placements FOR EACH ROW EXECUTE FUNCTION public.refuse_switch()',
+    );
     const before = await fixedRows(0, 2);
     const e = await refusal(moveTenant(cluster.map, 2, 'shard-1'));
     expect(e.message).toMatch(/directory unavailable/);
@@ -155,7 +189,9 @@ describe('online moves: a failed switch', () => {
     const { move } = await resumeMove(cluster.map, m!.id);
     expect(move.state).toBe('done');
     expect(await fixedRows(1, 2)).toEqual(before);
-    expect(await cluster.sql(1, 'SELECT name FROM users WHERE tenant_id = 2 AND id = 1')).toEqual([{ name: 'after failed switch' }]);
+    expect(await cluster.sql(1, 'SELECT name FROM users WHERE tenant_id = 2 AND id = 1')).toEqual([
+      { name: 'after failed switch' },
+    ]);
     expect(await replicationObjects(cluster, 0)).toEqual([]);
     expect(await replicationObjects(cluster, 1)).toEqual([]);
   });
@@ -172,7 +208,9 @@ describe('online moves and old snapshots', () => {
       const pid = (await holder.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
       const e = await refusal(moveTenant(cluster.map, 4, 'shard-1', { waitMs: 800 }));
       expect(e.code).toBe('OLD_TRANSACTIONS');
-      expect(e.message).toMatch(new RegExp(`older than the fence are still open on shard-0 after 800 ms \\(backend pids ${pid}\\)`));
+      expect(e.message).toMatch(
+        new RegExp(`older than the fence are still open on shard-0 after 800 ms \\(backend pids ${pid}\\)`),
+      );
       // no pause was held: the tenant writes on
       await cluster.sql(0, "UPDATE users SET name = 'still writable' WHERE tenant_id = 4 AND id = 1");
     } finally {
@@ -182,29 +220,44 @@ describe('online moves and old snapshots', () => {
     const [m] = await movesOf(cluster.map, { tenant: '4' });
     expect(m).toMatchObject({ state: 'failed', failedIn: 'replicating' });
     expect((await resumeMove(cluster.map, m!.id)).move.state).toBe('done');
-    expect(await cluster.sql(1, 'SELECT name FROM users WHERE tenant_id = 4 AND id = 1')).toEqual([{ name: 'still writable' }]);
+    expect(await cluster.sql(1, 'SELECT name FROM users WHERE tenant_id = 4 AND id = 1')).toEqual([
+      { name: 'still writable' },
+    ]);
   });
 });
 
 describe('online moves and a dropped replication connection', () => {
   it('catches up after the walsender is killed while the move is away, and keeps writes made meanwhile', async () => {
-    const crashed = await runCli(['-c', cluster.mapFile, 'rebalance', '--tenant', '4', '--to', 'shard-0', '--yes'], { env: { SHARDCTL_TEST_CRASH_AT: 'after-state:replicating' } });
+    const crashed = await runCli(['-c', cluster.mapFile, 'rebalance', '--tenant', '4', '--to', 'shard-0', '--yes'], {
+      env: { SHARDCTL_TEST_CRASH_AT: 'after-state:replicating' },
+    });
     expect(crashed.code).not.toBe(0);
     // The subscription's worker connects on its own schedule: wait until it streams, then drop it.
     for (let i = 0; i < 200; i++) {
-      const active = await cluster.sql(1, "SELECT 1 FROM pg_replication_slots WHERE slot_name LIKE 'shardctl_move_%' AND active_pid IS NOT NULL AND database = current_database()");
+      const active = await cluster.sql(
+        1,
+        "SELECT 1 FROM pg_replication_slots WHERE slot_name LIKE 'shardctl_move_%' AND active_pid IS NOT NULL AND database = current_database()",
+      );
       if (active.length > 0) break;
       await sleep(50);
     }
     // Fault: the replication connection drops; writes of the tenant go on meanwhile.
-    const killed = await cluster.sql<{ ok: boolean }>(1, "SELECT pg_terminate_backend(active_pid) AS ok FROM pg_replication_slots WHERE slot_name LIKE 'shardctl_move_%' AND active_pid IS NOT NULL AND database = current_database()");
+    const killed = await cluster.sql<{ ok: boolean }>(
+      1,
+      "SELECT pg_terminate_backend(active_pid) AS ok FROM pg_replication_slots WHERE slot_name LIKE 'shardctl_move_%' AND active_pid IS NOT NULL AND database = current_database()",
+    );
     expect(killed.map((k) => k.ok)).toEqual([true]);
-    await cluster.sql(1, "INSERT INTO users (tenant_id, id, email, name) VALUES (4, 990001, 'during@outage', 'written while disconnected')");
+    await cluster.sql(
+      1,
+      "INSERT INTO users (tenant_id, id, email, name) VALUES (4, 990001, 'during@outage', 'written while disconnected')",
+    );
     await cluster.sql(1, "UPDATE users SET name = 'updated while disconnected' WHERE tenant_id = 4 AND id = 1");
     const [m] = await movesOf(cluster.map, { tenant: '4' });
     const { move } = await resumeMove(cluster.map, m!.id);
     expect(move.state).toBe('done');
-    expect(await cluster.sql(0, 'SELECT id::int, name FROM users WHERE tenant_id = 4 AND id IN (1, 990001) ORDER BY id')).toEqual([
+    expect(
+      await cluster.sql(0, 'SELECT id::int, name FROM users WHERE tenant_id = 4 AND id IN (1, 990001) ORDER BY id'),
+    ).toEqual([
       { id: 1, name: 'updated while disconnected' },
       { id: 990001, name: 'written while disconnected' },
     ]);
@@ -226,7 +279,10 @@ describe('online moves refused', () => {
     await c2.sql(1, 'INSERT INTO tags SELECT 1, g FROM generate_series(1, 5) g');
     await c2.sql(1, "INSERT INTO notes SELECT g, 3, 'n' || g FROM generate_series(21, 30) g");
     for (const i of [0, 1]) {
-      await c2.sql(i, 'CREATE TABLE events (tenant_id bigint NOT NULL, id bigint NOT NULL, body text, PRIMARY KEY (tenant_id, id)) PARTITION BY HASH (tenant_id)');
+      await c2.sql(
+        i,
+        'CREATE TABLE events (tenant_id bigint NOT NULL, id bigint NOT NULL, body text, PRIMARY KEY (tenant_id, id)) PARTITION BY HASH (tenant_id)',
+      );
       await c2.sql(i, 'CREATE TABLE events_0 PARTITION OF events FOR VALUES WITH (MODULUS 2, REMAINDER 0)');
       await c2.sql(i, 'CREATE TABLE events_1 PARTITION OF events FOR VALUES WITH (MODULUS 2, REMAINDER 1)');
     }
@@ -247,11 +303,34 @@ describe('online moves refused', () => {
     expect(cli.stderr).toMatch(/--allow-offline/);
     expect(cli.stderr).not.toMatch(/\n\s+at /);
     expect(await replicationObjects(c2, 1)).toEqual([]);
-    const dry = await runCli(['-c', c2.mapFile, 'rebalance', '--tenant', '1', '--to', 'shard-0', '--dry-run', '--allow-offline']);
+    const dry = await runCli([
+      '-c',
+      c2.mapFile,
+      'rebalance',
+      '--tenant',
+      '1',
+      '--to',
+      'shard-0',
+      '--dry-run',
+      '--allow-offline',
+    ]);
     expect(dry.code, dry.stderr).toBe(0);
     expect(dry.stdout).toMatch(/fenced: the tenant's writes are rejected until the switch/);
-    expect(dry.stdout).toMatch(/not online because: shard-1: the replica identity of public\.notes does not contain tenant_id/);
-    const off = await runCli(['-c', c2.mapFile, 'rebalance', '--tenant', '1', '--to', 'shard-0', '--yes', '--allow-offline', '--json']);
+    expect(dry.stdout).toMatch(
+      /not online because: shard-1: the replica identity of public\.notes does not contain tenant_id/,
+    );
+    const off = await runCli([
+      '-c',
+      c2.mapFile,
+      'rebalance',
+      '--tenant',
+      '1',
+      '--to',
+      'shard-0',
+      '--yes',
+      '--allow-offline',
+      '--json',
+    ]);
     expect(off.code, off.stderr).toBe(0);
     expect(JSON.parse(off.stdout).move).toMatchObject({ state: 'done', mode: 'fenced' });
     expect(await c2.sql(0, 'SELECT count(*)::int AS n FROM notes WHERE tenant_id = 1')).toEqual([{ n: 20 }]);
@@ -264,7 +343,10 @@ describe('online moves refused', () => {
     bad.port = '1';
     bad.password = 'secret-in-replication-url';
     const file = c2.mapFile.replace(/\.yaml$/, '-bad-repl.yaml');
-    await writeFile(file, text.replace(`    url: ${c2.urls[1]}\n`, `    url: ${c2.urls[1]}\n    replicationUrl: ${bad.toString()}\n`));
+    await writeFile(
+      file,
+      text.replace(`    url: ${c2.urls[1]}\n`, `    url: ${c2.urls[1]}\n    replicationUrl: ${bad.toString()}\n`),
+    );
     const map = await loadShardMap(file);
     expect(map.shards[1]!.replicationUrl).toBeDefined();
     const e = await refusal(moveTenant(map, 3, 'shard-0', { connectWaitMs: 1500 }));
@@ -289,7 +371,7 @@ describe('online moves refused', () => {
       while (writing) {
         n++;
         await c2.sql(1, "INSERT INTO events VALUES (5, $1, 'other'), (3, $1, 'moving')", [n]).catch(() => undefined);
-        await c2.sql(1, "UPDATE events SET body = 'changed' WHERE tenant_id = 5 AND id = $1", [n % 30 + 1]);
+        await c2.sql(1, "UPDATE events SET body = 'changed' WHERE tenant_id = 5 AND id = $1", [(n % 30) + 1]);
       }
     })();
     const { move } = await moveTenant(c2.map, 3, 'shard-0');
@@ -301,7 +383,9 @@ describe('online moves refused', () => {
     const moving = await c2.sql<{ n: number }>(0, 'SELECT count(*)::int AS n FROM events WHERE tenant_id = 3');
     expect(moving[0]!.n).toBeGreaterThanOrEqual(30);
     // the bystander lost nothing: cleanups in a partitioned table delete only the moved tenant's rows
-    expect(await c2.sql(1, 'SELECT count(*)::int AS n FROM events WHERE tenant_id = 5 AND id <= 30')).toEqual([{ n: 30 }]);
+    expect(await c2.sql(1, 'SELECT count(*)::int AS n FROM events WHERE tenant_id = 5 AND id <= 30')).toEqual([
+      { n: 30 },
+    ]);
     expect(await c2.sql(0, 'SELECT count(*)::int AS n FROM notes WHERE tenant_id = 3')).toEqual([{ n: 10 }]);
     expect(await c2.sql(1, 'SELECT count(*)::int AS n FROM notes WHERE tenant_id = 3')).toEqual([{ n: 0 }]);
   });
@@ -312,9 +396,15 @@ describe('online moves with a text shard key and awkward names', () => {
   beforeAll(async () => {
     c3 = await createTestCluster({ shards: 2, strategy: 'hash', keyType: 'text', buckets: 16 });
     for (const i of [0, 1]) {
-      await c3.sql(i, 'CREATE TABLE docs (tenant_id text NOT NULL, id int NOT NULL, body text, PRIMARY KEY (tenant_id, id))');
+      await c3.sql(
+        i,
+        'CREATE TABLE docs (tenant_id text NOT NULL, id int NOT NULL, body text, PRIMARY KEY (tenant_id, id))',
+      );
       await c3.sql(i, 'CREATE SCHEMA "Odd Schema"');
-      await c3.sql(i, 'CREATE TABLE "Odd Schema"."Notes ""x""" ("Tenant Key" text, tenant_id text NOT NULL, "Id" uuid NOT NULL, at timestamptz NOT NULL, "Body" jsonb, PRIMARY KEY (tenant_id, "Id", at))');
+      await c3.sql(
+        i,
+        'CREATE TABLE "Odd Schema"."Notes ""x""" ("Tenant Key" text, tenant_id text NOT NULL, "Id" uuid NOT NULL, at timestamptz NOT NULL, "Body" jsonb, PRIMARY KEY (tenant_id, "Id", at))',
+      );
     }
   });
   afterAll(() => c3.drop());
@@ -329,7 +419,11 @@ describe('online moves with a text shard key and awkward names', () => {
     const to = 1 - from;
     await c3.sql(from, "INSERT INTO docs SELECT $1, g, 'b' || g FROM generate_series(1, 200) g", [tenant]);
     await c3.sql(from, "INSERT INTO docs SELECT $1, g, 'o' || g FROM generate_series(1, 20) g", [other]);
-    await c3.sql(from, `INSERT INTO "Odd Schema"."Notes ""x""" SELECT 'k', $1, gen_random_uuid(), timestamptz '2026-01-01 10:00:00.123456+05' + g * interval '1 day', jsonb_build_object('g', g) FROM generate_series(1, 50) g`, [tenant]);
+    await c3.sql(
+      from,
+      `INSERT INTO "Odd Schema"."Notes ""x""" SELECT 'k', $1, gen_random_uuid(), timestamptz '2026-01-01 10:00:00.123456+05' + g * interval '1 day', jsonb_build_object('g', g) FROM generate_series(1, 50) g`,
+      [tenant],
+    );
     let writing = true;
     let n = 0;
     // id -> body of every acknowledged update (writes rejected by the fence are not acknowledged)
@@ -339,11 +433,19 @@ describe('online moves with a text shard key and awkward names', () => {
         n++;
         const id = 1 + (n % 200);
         // Acknowledged = a row was updated (after the cleanup, this old shard has no row to update).
-        await c3.sql(from, 'UPDATE docs SET body = $2 WHERE tenant_id = $1 AND id = $3 RETURNING id', [tenant, `w${n}`, id]).then(
-          (r) => r.length > 0 && acknowledged.set(id, `w${n}`),
-          (e) => expect(isFenceError(e)).toBe(true),
-        );
-        await c3.sql(from, `UPDATE "Odd Schema"."Notes ""x""" SET "Body" = jsonb_build_object('n', $2::int) WHERE tenant_id = $1 AND at = (SELECT min(at) FROM "Odd Schema"."Notes ""x""" WHERE tenant_id = $1)`, [tenant, n]).catch(() => undefined);
+        await c3
+          .sql(from, 'UPDATE docs SET body = $2 WHERE tenant_id = $1 AND id = $3 RETURNING id', [tenant, `w${n}`, id])
+          .then(
+            (r) => r.length > 0 && acknowledged.set(id, `w${n}`),
+            (e) => expect(isFenceError(e)).toBe(true),
+          );
+        await c3
+          .sql(
+            from,
+            `UPDATE "Odd Schema"."Notes ""x""" SET "Body" = jsonb_build_object('n', $2::int) WHERE tenant_id = $1 AND at = (SELECT min(at) FROM "Odd Schema"."Notes ""x""" WHERE tenant_id = $1)`,
+            [tenant, n],
+          )
+          .catch(() => undefined);
       }
     })();
     const { move } = await moveTenant(c3.map, tenant, `shard-${to}`);
@@ -352,17 +454,31 @@ describe('online moves with a text shard key and awkward names', () => {
     expect(move).toMatchObject({ state: 'done', mode: 'online' });
     expect(n).toBeGreaterThan(0);
     const rows = async (i: number) => ({
-      docs: (await c3.sql<{ r: string }>(i, 'SELECT x::text AS r FROM docs x WHERE tenant_id = $1 ORDER BY id', [tenant])).map((r) => r.r),
-      notes: (await c3.sql<{ r: string }>(i, `SELECT x::text AS r FROM "Odd Schema"."Notes ""x""" x WHERE tenant_id = $1 ORDER BY at`, [tenant])).map((r) => r.r),
+      docs: (
+        await c3.sql<{ r: string }>(i, 'SELECT x::text AS r FROM docs x WHERE tenant_id = $1 ORDER BY id', [tenant])
+      ).map((r) => r.r),
+      notes: (
+        await c3.sql<{ r: string }>(
+          i,
+          `SELECT x::text AS r FROM "Odd Schema"."Notes ""x""" x WHERE tenant_id = $1 ORDER BY at`,
+          [tenant],
+        )
+      ).map((r) => r.r),
     });
     const moved = await rows(to);
     expect(moved.docs).toHaveLength(200);
     expect(acknowledged.size).toBeGreaterThan(0);
-    const bodies = new Map((await c3.sql<{ id: number; body: string }>(to, 'SELECT id, body FROM docs WHERE tenant_id = $1', [tenant])).map((r) => [r.id, r.body]));
+    const bodies = new Map(
+      (await c3.sql<{ id: number; body: string }>(to, 'SELECT id, body FROM docs WHERE tenant_id = $1', [tenant])).map(
+        (r) => [r.id, r.body],
+      ),
+    );
     for (let id = 1; id <= 200; id++) expect(bodies.get(id), `doc ${id}`).toBe(acknowledged.get(id) ?? `b${id}`);
     expect(moved.notes).toHaveLength(50);
     expect(await rows(from)).toEqual({ docs: [], notes: [] });
-    expect(await c3.sql(from, 'SELECT count(*)::int AS n FROM docs WHERE tenant_id = $1', [other])).toEqual([{ n: 20 }]);
+    expect(await c3.sql(from, 'SELECT count(*)::int AS n FROM docs WHERE tenant_id = $1', [other])).toEqual([
+      { n: 20 },
+    ]);
     expect(await replicationObjects(c3, 0)).toEqual([]);
     expect(await replicationObjects(c3, 1)).toEqual([]);
     expect((await verifyCluster(c3.map)).findings).toEqual([]);
@@ -376,7 +492,11 @@ describe('online moves between two databases of one server', () => {
   const last = n - 1;
   beforeAll(async () => {
     c4 = await createTestCluster({ shards: n });
-    for (let i = 0; i < n; i++) await c4.sql(i, 'CREATE TABLE items (tenant_id bigint NOT NULL, id int NOT NULL, v text, PRIMARY KEY (tenant_id, id))');
+    for (let i = 0; i < n; i++)
+      await c4.sql(
+        i,
+        'CREATE TABLE items (tenant_id bigint NOT NULL, id int NOT NULL, v text, PRIMARY KEY (tenant_id, id))',
+      );
     await c4.sql(0, "INSERT INTO items SELECT $1::int8, g, 'v' || g FROM generate_series(1, 100) g", [n]);
     await c4.sql(0, "INSERT INTO items SELECT $1::int8, g, 'w' || g FROM generate_series(1, 10) g", [2 * n]);
   });
@@ -387,7 +507,9 @@ describe('online moves between two databases of one server', () => {
     const { move } = await moveTenant(c4.map, n, `shard-${last}`);
     expect(move).toMatchObject({ state: 'done', mode: 'online' });
     expect(await c4.sql(last, 'SELECT count(*)::int AS n FROM items WHERE tenant_id = $1', [n])).toEqual([{ n: 100 }]);
-    expect(await c4.sql(0, 'SELECT tenant_id::int AS t, count(*)::int AS n FROM items GROUP BY 1')).toEqual([{ t: 2 * n, n: 10 }]);
+    expect(await c4.sql(0, 'SELECT tenant_id::int AS t, count(*)::int AS n FROM items GROUP BY 1')).toEqual([
+      { t: 2 * n, n: 10 },
+    ]);
     expect(await replicationObjects(c4, 0)).toEqual([]);
     expect(await replicationObjects(c4, last)).toEqual([]);
   });

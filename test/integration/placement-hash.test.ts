@@ -26,7 +26,19 @@ async function serverHashes(type: 'bigint' | 'text' | 'uuid', keys: string[]): P
 
 describe('hash placement equals PostgreSQL', () => {
   it('bigint keys, extremes and negatives included', async () => {
-    const extremes = [0n, 1n, -1n, 2n ** 31n - 1n, -(2n ** 31n), 2n ** 32n, -(2n ** 32n), 2n ** 53n, -(2n ** 53n) - 7n, 2n ** 63n - 1n, -(2n ** 63n)];
+    const extremes = [
+      0n,
+      1n,
+      -1n,
+      2n ** 31n - 1n,
+      -(2n ** 31n),
+      2n ** 32n,
+      -(2n ** 32n),
+      2n ** 53n,
+      -(2n ** 53n) - 7n,
+      2n ** 63n - 1n,
+      -(2n ** 63n),
+    ];
     const random = fc.sample(fc.bigInt({ min: -(2n ** 63n), max: 2n ** 63n - 1n }), 6000);
     const small = fc.sample(fc.integer({ min: -1_000_000, max: 1_000_000 }).map(BigInt), 4000);
     const keys = [...extremes, ...random, ...small];
@@ -40,8 +52,20 @@ describe('hash placement equals PostgreSQL', () => {
 
   it('text keys, non-ASCII and lengths across the 12-byte blocks', async () => {
     const keys = [
-      '', 'a', 'acme', 'ééé', '日本語のテナント', '🚀 rocket', 'x'.repeat(11), 'y'.repeat(12), 'z'.repeat(13), 'ü'.repeat(50),
-      ...fc.sample(fc.string({ unit: 'binary', maxLength: 40 }).filter((s) => !s.includes('\u0000')), 5000),
+      '',
+      'a',
+      'acme',
+      'ééé',
+      '日本語のテナント',
+      '🚀 rocket',
+      'x'.repeat(11),
+      'y'.repeat(12),
+      'z'.repeat(13),
+      'ü'.repeat(50),
+      ...fc.sample(
+        fc.string({ unit: 'binary', maxLength: 40 }).filter((s) => !s.includes('\u0000')),
+        5000,
+      ),
       ...fc.sample(fc.string({ maxLength: 30 }), 5000),
     ];
     const server = await serverHashes('text', keys);
@@ -52,7 +76,11 @@ describe('hash placement equals PostgreSQL', () => {
   });
 
   it('uuid keys', async () => {
-    const keys = ['00000000-0000-0000-0000-000000000000', 'ffffffff-ffff-ffff-ffff-ffffffffffff', ...fc.sample(fc.uuid(), 10_000)];
+    const keys = [
+      '00000000-0000-0000-0000-000000000000',
+      'ffffffff-ffff-ffff-ffff-ffffffffffff',
+      ...fc.sample(fc.uuid(), 10_000),
+    ];
     const server = await serverHashes('uuid', keys);
     keys.forEach((k, i) => {
       expect.soft(tenantHash(k, 'uuid'), k).toBe(server[i]!.h);

@@ -13,7 +13,7 @@ let single: { url: string; drop(): Promise<void> };
 let db: pg.Client;
 
 const SCHEMA = [
-  "CREATE TABLE plans (plan text PRIMARY KEY, rank int NOT NULL)",
+  'CREATE TABLE plans (plan text PRIMARY KEY, rank int NOT NULL)',
   "INSERT INTO plans VALUES ('free', 0), ('team', 1), ('business', 2), ('enterprise', 3)",
   'CREATE TABLE tenants (tenant_id bigint PRIMARY KEY, name text NOT NULL, plan text REFERENCES plans, region text)',
   `CREATE TABLE orders (
@@ -22,9 +22,24 @@ const SCHEMA = [
   'CREATE TABLE solo (tenant_id bigint NOT NULL, n int NOT NULL, v numeric, PRIMARY KEY (tenant_id, n))',
   // a column under a linguistic (ICU) collation: its order is not byte order
   'ALTER TABLE tenants ADD COLUMN label text COLLATE "en-x-icu"',
-  "UPDATE tenants SET label = name",
+  'UPDATE tenants SET label = name',
 ];
-const NAMES = ['Ärger GmbH', 'zeta', 'Zeta', 'alpha', 'Åsa', 'ümlaut', '日本語', 'emoji 🚀', '', 'beta', 'Beta', 'a b', 'a-b', 'ab'];
+const NAMES = [
+  'Ärger GmbH',
+  'zeta',
+  'Zeta',
+  'alpha',
+  'Åsa',
+  'ümlaut',
+  '日本語',
+  'emoji 🚀',
+  '',
+  'beta',
+  'Beta',
+  'a b',
+  'a-b',
+  'ab',
+];
 const CUSTOMERS = ['anna', 'Bob', 'bob', 'Émile', 'zoë', null, 'Zed', '李', 'ann', 'anna '];
 
 function rows(): { tenants: unknown[][]; orders: unknown[][]; solo: unknown[][] } {
@@ -49,7 +64,9 @@ function rows(): { tenants: unknown[][]; orders: unknown[][]; solo: unknown[][] 
         r < 0.05 ? null : Math.floor(r * 10),
         r < 0.2 ? '9223372036854775000' : r < 0.25 ? '-9223372036854775000' : String(Math.floor(r * 1e6)),
         r < 0.1 ? null : Math.round(r * 1e4) / 100,
-        r < 0.1 ? null : new Date(Date.UTC(2026, Math.floor(r * 12), 1 + Math.floor(r * 27), Math.floor(r * 24))).toISOString(),
+        r < 0.1
+          ? null
+          : new Date(Date.UTC(2026, Math.floor(r * 12), 1 + Math.floor(r * 27), Math.floor(r * 24))).toISOString(),
         r < 0.1 ? null : r < 0.6,
         r < 0.3 ? null : NAMES[Math.floor(r * NAMES.length)],
       ]);
@@ -61,8 +78,11 @@ function rows(): { tenants: unknown[][]; orders: unknown[][]; solo: unknown[][] 
 
 async function load(client: pg.Client, data: ReturnType<typeof rows>, keep: (t: number) => boolean): Promise<void> {
   for (const s of SCHEMA) await client.query(s);
-  for (const r of data.tenants) if (keep(r[0] as number)) await client.query('INSERT INTO tenants VALUES ($1, $2, $3, $4)', r);
-  for (const r of data.orders) if (keep(r[0] as number)) await client.query('INSERT INTO orders VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)', r);
+  for (const r of data.tenants)
+    if (keep(r[0] as number)) await client.query('INSERT INTO tenants VALUES ($1, $2, $3, $4)', r);
+  for (const r of data.orders)
+    if (keep(r[0] as number))
+      await client.query('INSERT INTO orders VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)', r);
   for (const r of data.solo) if (keep(r[0] as number)) await client.query('INSERT INTO solo VALUES ($1, $2, $3)', r);
 }
 
@@ -145,7 +165,10 @@ const CORPUS: [string, boolean][] = [
   ['SELECT customer, count(*) FROM orders GROUP BY customer ORDER BY customer', true],
   ['SELECT customer, count(*) FROM orders GROUP BY customer ORDER BY customer DESC NULLS LAST', true],
   ['SELECT customer, count(*) AS n FROM orders GROUP BY 1 ORDER BY n DESC, 1', true],
-  ['SELECT customer, sum(amount), avg(amount), min(qty), max(qty) FROM orders GROUP BY customer ORDER BY customer NULLS FIRST', true],
+  [
+    'SELECT customer, sum(amount), avg(amount), min(qty), max(qty) FROM orders GROUP BY customer ORDER BY customer NULLS FIRST',
+    true,
+  ],
   ['SELECT qty, count(*) FROM orders GROUP BY qty ORDER BY qty NULLS FIRST', true],
   ['SELECT qty % 3 AS m, count(*) FROM orders GROUP BY qty % 3 ORDER BY 1', true],
   ['SELECT paid, count(*), sum(big) FROM orders GROUP BY paid ORDER BY paid', true],
@@ -161,9 +184,18 @@ const CORPUS: [string, boolean][] = [
   ['SELECT DISTINCT qty, paid FROM orders ORDER BY qty, paid', true],
   ['SELECT DISTINCT region FROM tenants ORDER BY region NULLS FIRST', true],
   ['SELECT plan, count(*) FROM tenants GROUP BY plan ORDER BY plan', true],
-  ['SELECT t.plan, count(*), sum(o.amount) FROM orders o JOIN tenants t ON t.tenant_id = o.tenant_id GROUP BY t.plan ORDER BY 1', true],
-  ['SELECT t.plan, p.rank, count(*) FROM orders o JOIN tenants t USING (tenant_id) JOIN plans p ON p.plan = t.plan GROUP BY 1, 2 ORDER BY 2', true],
-  ['SELECT o.tenant_id, o.id, t.name FROM orders o JOIN tenants t ON o.tenant_id = t.tenant_id ORDER BY o.tenant_id, o.id LIMIT 20', true],
+  [
+    'SELECT t.plan, count(*), sum(o.amount) FROM orders o JOIN tenants t ON t.tenant_id = o.tenant_id GROUP BY t.plan ORDER BY 1',
+    true,
+  ],
+  [
+    'SELECT t.plan, p.rank, count(*) FROM orders o JOIN tenants t USING (tenant_id) JOIN plans p ON p.plan = t.plan GROUP BY 1, 2 ORDER BY 2',
+    true,
+  ],
+  [
+    'SELECT o.tenant_id, o.id, t.name FROM orders o JOIN tenants t ON o.tenant_id = t.tenant_id ORDER BY o.tenant_id, o.id LIMIT 20',
+    true,
+  ],
   ['SELECT p.rank, count(*) FROM tenants t JOIN plans p ON p.plan = t.plan GROUP BY p.rank ORDER BY 1', true],
   ['SELECT * FROM plans ORDER BY rank', true],
   ['SELECT count(*) FROM plans', true],
@@ -172,7 +204,10 @@ const CORPUS: [string, boolean][] = [
   ['SELECT tenant_id, count(*) FROM orders WHERE tenant_id IN (1, 2, 5) GROUP BY 1 ORDER BY 1', true],
   ['SELECT * FROM orders WHERE tenant_id = 3', true],
   ['SELECT count(*) FROM orders WHERE tenant_id = 3', true],
-  ['SELECT tenant_id, id, sum(qty) OVER (PARTITION BY tenant_id ORDER BY id) FROM orders WHERE tenant_id = 4 ORDER BY id', true],
+  [
+    'SELECT tenant_id, id, sum(qty) OVER (PARTITION BY tenant_id ORDER BY id) FROM orders WHERE tenant_id = 4 ORDER BY id',
+    true,
+  ],
   ['WITH x AS (SELECT * FROM orders WHERE tenant_id = 4) SELECT count(*) FROM x WHERE tenant_id = 4', true],
   ['SELECT tenant_id, n, v FROM solo ORDER BY tenant_id, n', true],
   ['SELECT sum(v), count(*), avg(v) FROM solo', true],
@@ -186,9 +221,9 @@ const CORPUS: [string, boolean][] = [
   ['SELECT upper(name) AS u FROM tenants ORDER BY u, 1', false],
   ['SELECT count(*) FILTER (WHERE paid), sum(qty) FILTER (WHERE qty > 5) FROM orders', true],
   ['SELECT customer, count(*) FILTER (WHERE paid) FROM orders GROUP BY customer ORDER BY customer', true],
-  ['SELECT date_trunc(\'month\', created) AS m, count(*) FROM orders GROUP BY 1 ORDER BY 1 NULLS FIRST', true],
-  ['SELECT count(*) FROM orders WHERE created >= \'2026-06-01T00:00:00Z\'', true],
-  ['SELECT coalesce(customer, \'?\') AS c, count(*) FROM orders GROUP BY 1 ORDER BY 1', true],
+  ["SELECT date_trunc('month', created) AS m, count(*) FROM orders GROUP BY 1 ORDER BY 1 NULLS FIRST", true],
+  ["SELECT count(*) FROM orders WHERE created >= '2026-06-01T00:00:00Z'", true],
+  ["SELECT coalesce(customer, '?') AS c, count(*) FROM orders GROUP BY 1 ORDER BY 1", true],
   ['SELECT tenant_id, id FROM orders WHERE note IS NULL ORDER BY tenant_id DESC, id DESC LIMIT 6', true],
   ['SELECT min(score), max(score) FROM orders', true],
   ['SELECT tenant_id, id, score FROM orders ORDER BY score DESC NULLS LAST, tenant_id, id LIMIT 8', true],
@@ -207,7 +242,12 @@ describe('differential: shardctl query equals one PostgreSQL', () => {
       try {
         await same(sql, ordered);
       } catch (e) {
-        failures.push(`${sql}\n    ${String((e as Error).message).split('\n').slice(0, 6).join('\n    ')}`);
+        failures.push(
+          `${sql}\n    ${String((e as Error).message)
+            .split('\n')
+            .slice(0, 6)
+            .join('\n    ')}`,
+        );
       }
     }
     expect(failures, failures.join('\n')).toEqual([]);
@@ -218,30 +258,64 @@ describe('differential: shardctl query equals one PostgreSQL', () => {
     await same('SELECT tenant_id, id FROM orders WHERE qty = $1 ORDER BY tenant_id, id LIMIT $2', true, ['3', '5']);
     const r = await runQuery(cluster.map, 'SELECT count(*) FROM orders WHERE tenant_id = $1', ['5'], { explain: true });
     expect(r.plan.shards).toEqual(['shard-1']);
-    const ins = await runQuery(cluster.map, 'SELECT count(*) FROM orders WHERE tenant_id IN (4, 5)', [], { explain: true });
+    const ins = await runQuery(cluster.map, 'SELECT count(*) FROM orders WHERE tenant_id IN (4, 5)', [], {
+      explain: true,
+    });
     expect(ins.plan.shards).toEqual(['shard-0', 'shard-1']);
   });
 
   it('generated ORDER BY / LIMIT / GROUP BY combinations agree', async () => {
     const cols = ['tenant_id', 'id', 'customer', 'amount', 'qty', 'big', 'created', 'paid', 'note'];
     const groupable = ['customer', 'qty', 'paid', 'note', 'tenant_id'];
-    const sortKey = fc.record({ col: fc.constantFrom(...cols), desc: fc.boolean(), nulls: fc.constantFrom('', ' NULLS FIRST', ' NULLS LAST') });
-    const plain = fc.record({ keys: fc.array(sortKey, { minLength: 1, maxLength: 3 }), limit: fc.option(fc.integer({ min: 0, max: 30 })), offset: fc.option(fc.integer({ min: 0, max: 40 })) });
-    const grouped = fc.record({ g: fc.subarray(groupable, { minLength: 1, maxLength: 2 }), agg: fc.constantFrom('count(*)', 'sum(amount)', 'avg(qty)', 'max(created)', 'min(customer)', 'count(DISTINCT big)'), desc: fc.boolean(), limit: fc.option(fc.integer({ min: 1, max: 10 })) });
+    const sortKey = fc.record({
+      col: fc.constantFrom(...cols),
+      desc: fc.boolean(),
+      nulls: fc.constantFrom('', ' NULLS FIRST', ' NULLS LAST'),
+    });
+    const plain = fc.record({
+      keys: fc.array(sortKey, { minLength: 1, maxLength: 3 }),
+      limit: fc.option(fc.integer({ min: 0, max: 30 })),
+      offset: fc.option(fc.integer({ min: 0, max: 40 })),
+    });
+    const grouped = fc.record({
+      g: fc.subarray(groupable, { minLength: 1, maxLength: 2 }),
+      agg: fc.constantFrom(
+        'count(*)',
+        'sum(amount)',
+        'avg(qty)',
+        'max(created)',
+        'min(customer)',
+        'count(DISTINCT big)',
+      ),
+      desc: fc.boolean(),
+      limit: fc.option(fc.integer({ min: 1, max: 10 })),
+    });
     const samples = [
       ...fc.sample(plain, 25).map((p) => {
         // tenant_id, id last: a total order, so LIMIT picks the same rows
-        const order = [...p.keys.map((k) => `${k.col}${k.desc ? ' DESC' : ''}${k.nulls}`), 'tenant_id', 'id'].join(', ');
+        const order = [...p.keys.map((k) => `${k.col}${k.desc ? ' DESC' : ''}${k.nulls}`), 'tenant_id', 'id'].join(
+          ', ',
+        );
         return `SELECT tenant_id, id, ${p.keys.map((k) => k.col).join(', ')} FROM orders ORDER BY ${order}${p.limit !== null ? ` LIMIT ${p.limit}` : ''}${p.offset !== null ? ` OFFSET ${p.offset}` : ''}`;
       }),
-      ...fc.sample(grouped, 25).map((g) => `SELECT ${g.g.join(', ')}, ${g.agg} AS a FROM orders GROUP BY ${g.g.join(', ')} ORDER BY ${g.g.map((c) => `${c}${g.desc ? ' DESC' : ''}`).join(', ')}${g.limit !== null ? ` LIMIT ${g.limit}` : ''}`),
+      ...fc
+        .sample(grouped, 25)
+        .map(
+          (g) =>
+            `SELECT ${g.g.join(', ')}, ${g.agg} AS a FROM orders GROUP BY ${g.g.join(', ')} ORDER BY ${g.g.map((c) => `${c}${g.desc ? ' DESC' : ''}`).join(', ')}${g.limit !== null ? ` LIMIT ${g.limit}` : ''}`,
+        ),
     ];
     const failures: string[] = [];
     for (const sql of samples) {
       try {
         await same(sql, true);
       } catch (e) {
-        failures.push(`${sql}\n    ${String((e as Error).message).split('\n').slice(0, 6).join('\n    ')}`);
+        failures.push(
+          `${sql}\n    ${String((e as Error).message)
+            .split('\n')
+            .slice(0, 6)
+            .join('\n    ')}`,
+        );
       }
     }
     expect(failures, failures.join('\n')).toEqual([]);
@@ -254,13 +328,13 @@ describe('refusals name the construct and return nothing', () => {
     ['SELECT o.id FROM orders o JOIN tenants t ON t.name = o.customer', /join not on the shard key/],
     ['SELECT id FROM orders UNION SELECT tenant_id FROM tenants', /set operation UNION/],
     ['SELECT DISTINCT ON (customer) customer, id FROM orders ORDER BY customer, id', /DISTINCT ON/],
-    ['SELECT string_agg(customer, \',\') FROM orders', /aggregate string_agg\(\)/],
+    ["SELECT string_agg(customer, ',') FROM orders", /aggregate string_agg\(\)/],
     ['SELECT array_agg(id ORDER BY id) FROM orders', /aggregate array_agg\(\)/],
     ['SELECT sum(DISTINCT qty) FROM orders', /sum\(DISTINCT \.\.\.\)/],
     ['SELECT count(*) FROM orders WHERE qty IN (SELECT qty FROM orders WHERE tenant_id = 1)', /sub-query/],
     ['WITH x AS (SELECT * FROM orders) SELECT count(*) FROM x', /WITH \(CTE\)/],
     ['SELECT * FROM orders FOR UPDATE', /FOR UPDATE/],
-    ["UPDATE orders SET qty = 0", /UPDATE is not a SELECT/],
+    ['UPDATE orders SET qty = 0', /UPDATE is not a SELECT/],
     ["INSERT INTO plans VALUES ('x', 9)", /INSERT is not a SELECT/],
     ['DELETE FROM orders', /DELETE is not a SELECT/],
     ['SELECT 1; SELECT 2', /2 statements/],
@@ -291,18 +365,47 @@ describe('refusals name the construct and return nothing', () => {
 
 describe('the CLI', () => {
   it('prints ndjson with exact numbers, csv, json and tables; explains without running', async () => {
-    const nd = await runCli(['-c', cluster.mapFile, 'query', 'SELECT sum(big) AS s, count(*) AS n, max(customer) AS m FROM orders']);
+    const nd = await runCli([
+      '-c',
+      cluster.mapFile,
+      'query',
+      'SELECT sum(big) AS s, count(*) AS n, max(customer) AS m FROM orders',
+    ]);
     expect(nd.code).toBe(0);
     const [want] = await expected('SELECT sum(big), count(*), max(customer) FROM orders');
     expect(nd.stdout.trim()).toBe(`{"s":${want![0]},"n":${want![1]},"m":${JSON.stringify(want![2])}}`);
-    const csv = await runCli(['-c', cluster.mapFile, 'query', 'SELECT tenant_id, name FROM tenants WHERE tenant_id IN (1, 2) ORDER BY 1', '--format', 'csv']);
+    const csv = await runCli([
+      '-c',
+      cluster.mapFile,
+      'query',
+      'SELECT tenant_id, name FROM tenants WHERE tenant_id IN (1, 2) ORDER BY 1',
+      '--format',
+      'csv',
+    ]);
     expect(csv.stdout).toBe(`tenant_id,name\n1,Ärger GmbH\n2,zeta\n`);
-    const json = await runCli(['-c', cluster.mapFile, 'query', 'SELECT tenant_id FROM tenants WHERE tenant_id = $1', '-p', '4', '--format', 'json']);
+    const json = await runCli([
+      '-c',
+      cluster.mapFile,
+      'query',
+      'SELECT tenant_id FROM tenants WHERE tenant_id = $1',
+      '-p',
+      '4',
+      '--format',
+      'json',
+    ]);
     expect(JSON.parse(json.stdout)).toEqual([{ tenant_id: 4 }]);
-    const explain = await runCli(['-c', cluster.mapFile, 'query', 'SELECT customer, avg(qty) FROM orders GROUP BY 1 ORDER BY 1', '--explain']);
+    const explain = await runCli([
+      '-c',
+      cluster.mapFile,
+      'query',
+      'SELECT customer, avg(qty) FROM orders GROUP BY 1 ORDER BY 1',
+      '--explain',
+    ]);
     expect(explain.stdout).toMatch(/shards: shard-0, shard-1, shard-2, shard-3/);
     expect(explain.stdout).toMatch(/sum\(qty\) AS __c\d+, count\(qty\) AS __c\d+/);
-    const stdin = await runCli(['-c', cluster.mapFile, 'query', '--format', 'csv'], { input: 'SELECT count(*) AS n FROM plans' });
+    const stdin = await runCli(['-c', cluster.mapFile, 'query', '--format', 'csv'], {
+      input: 'SELECT count(*) AS n FROM plans',
+    });
     expect(stdin.stdout).toBe('n\n4\n');
   });
 
@@ -328,11 +431,16 @@ describe('the library', () => {
     const router = await createRouter(cluster.map);
     try {
       const got: Record<string, string | null>[] = [];
-      for await (const row of router.scatter('SELECT customer, count(*) AS n FROM orders GROUP BY 1 ORDER BY 1 NULLS FIRST LIMIT 3')) got.push(row);
-      const want = await expected('SELECT customer, count(*) AS n FROM orders GROUP BY 1 ORDER BY 1 NULLS FIRST LIMIT 3');
+      for await (const row of router.scatter(
+        'SELECT customer, count(*) AS n FROM orders GROUP BY 1 ORDER BY 1 NULLS FIRST LIMIT 3',
+      ))
+        got.push(row);
+      const want = await expected(
+        'SELECT customer, count(*) AS n FROM orders GROUP BY 1 ORDER BY 1 NULLS FIRST LIMIT 3',
+      );
       expect(got).toEqual(want.map(([customer, n]) => ({ customer, n })));
       await expect(async () => {
-        for await (const _ of router.scatter('SELECT string_agg(customer, \',\') FROM orders')) void _;
+        for await (const _ of router.scatter("SELECT string_agg(customer, ',') FROM orders")) void _;
       }).rejects.toThrow(/refused: aggregate string_agg/);
     } finally {
       await router.close();

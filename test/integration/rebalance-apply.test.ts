@@ -1,6 +1,13 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { applyFleetPlan, computeFleetPlan, createRouter, loadShardMap, verifyCluster, type ShardMap } from '../../src/index.js';
+import {
+  applyFleetPlan,
+  computeFleetPlan,
+  createRouter,
+  loadShardMap,
+  verifyCluster,
+  type ShardMap,
+} from '../../src/index.js';
 import { createTestCluster, type TestCluster } from '../harness/cluster.js';
 import { runCli } from '../harness/run-cli.js';
 
@@ -11,7 +18,10 @@ let map: ShardMap;
 const SIZES = new Map<number, number>();
 
 async function rowsOf(shard: number): Promise<Map<string, string[]>> {
-  const rows = await cluster.sql<{ t: string; r: string }>(shard, 'SELECT tenant_id::text AS t, x::text AS r FROM items x ORDER BY tenant_id, n');
+  const rows = await cluster.sql<{ t: string; r: string }>(
+    shard,
+    'SELECT tenant_id::text AS t, x::text AS r FROM items x ORDER BY tenant_id, n',
+  );
   const out = new Map<string, string[]>();
   for (const r of rows) out.set(r.t, [...(out.get(r.t) ?? []), r.r]);
   return out;
@@ -19,28 +29,41 @@ async function rowsOf(shard: number): Promise<Map<string, string[]>> {
 
 async function everything(): Promise<Map<string, string[]>> {
   const all = new Map<string, string[]>();
-  for (let i = 0; i < 4; i++) for (const [t, r] of await rowsOf(i)) {
-    expect(all.has(t), `tenant ${t} on two shards`).toBe(false);
-    all.set(t, r);
-  }
+  for (let i = 0; i < 4; i++)
+    for (const [t, r] of await rowsOf(i)) {
+      expect(all.has(t), `tenant ${t} on two shards`).toBe(false);
+      all.set(t, r);
+    }
   return all;
 }
 
 beforeAll(async () => {
   cluster = await createTestCluster({ shards: 4, strategy: 'hash', buckets: 30 });
   // shard-3 owns no bucket: give shard-2 buckets 20-29
-  const text = readFileSync(cluster.mapFile, 'utf8').replace('buckets: 14-21', 'buckets: 14-29').replace(/buckets: 21-29/, 'buckets: 14-29');
-  const fixed = text.replace(/(name: shard-2\n\s+url: [^\n]+\n\s+buckets: )[^\n]+/, '$114-29').replace(/(name: shard-3\n\s+url: [^\n]+\n)\s+buckets: [^\n]+\n/, '$1');
+  const text = readFileSync(cluster.mapFile, 'utf8')
+    .replace('buckets: 14-21', 'buckets: 14-29')
+    .replace(/buckets: 21-29/, 'buckets: 14-29');
+  const fixed = text
+    .replace(/(name: shard-2\n\s+url: [^\n]+\n\s+buckets: )[^\n]+/, '$114-29')
+    .replace(/(name: shard-3\n\s+url: [^\n]+\n)\s+buckets: [^\n]+\n/, '$1');
   writeFileSync(cluster.mapFile, fixed);
   map = await loadShardMap(cluster.mapFile);
   expect(map.shards[3]!.buckets).toEqual([]);
-  for (let i = 0; i < 4; i++) await cluster.sql(i, 'CREATE TABLE items (tenant_id bigint NOT NULL, n int NOT NULL, payload text NOT NULL, PRIMARY KEY (tenant_id, n))');
+  for (let i = 0; i < 4; i++)
+    await cluster.sql(
+      i,
+      'CREATE TABLE items (tenant_id bigint NOT NULL, n int NOT NULL, payload text NOT NULL, PRIMARY KEY (tenant_id, n))',
+    );
   const router = await createRouter(map, { offline: true });
   for (let t = 1; t <= 45; t++) {
     const shard = Number(router.locate(t).shard.slice(6));
     const rows = shard === 0 ? 150 + ((t * 37) % 200) : 20 + ((t * 13) % 60);
     SIZES.set(t, rows);
-    await cluster.sql(shard, "INSERT INTO items SELECT $1::bigint, g, repeat('x', 200) FROM generate_series(1, $2::int) g", [t, rows]);
+    await cluster.sql(
+      shard,
+      "INSERT INTO items SELECT $1::bigint, g, repeat('x', 200) FROM generate_series(1, $2::int) g",
+      [t, rows],
+    );
   }
   for (let i = 0; i < 4; i++) await cluster.sql(i, 'VACUUM ANALYZE items');
 });
@@ -86,17 +109,27 @@ describe('fleet rebalancing', () => {
     expect(r0.code).toBe(0);
     const r = await runCli(['-c', cluster.mapFile, 'rebalance', '--apply', file, '--yes']);
     expect(r.code).toBe(1);
-    expect(r.stderr).toContain(`the plan no longer applies: tenant ${moved.tenant} now lives on ${other}, not ${moved.from} as the plan says`);
+    expect(r.stderr).toContain(
+      `the plan no longer applies: tenant ${moved.tenant} now lives on ${other}, not ${moved.from} as the plan says`,
+    );
   });
 
   it('drains a shard, survives SIGKILL between and during moves, and --resume-plan finishes it', async () => {
     const before = await everything();
-    const crash1 = await runCli(['-c', cluster.mapFile, 'rebalance', '--drain', 'shard-1', '--apply', '--yes', '--json'], { env: { SHARDCTL_TEST_CRASH_AT: 'plan-after-move:1' } });
+    const crash1 = await runCli(
+      ['-c', cluster.mapFile, 'rebalance', '--drain', 'shard-1', '--apply', '--yes', '--json'],
+      { env: { SHARDCTL_TEST_CRASH_AT: 'plan-after-move:1' } },
+    );
     expect(crash1.code).not.toBe(0);
-    const plans = await cluster.sql<{ id: string; state: string }>(0, 'SELECT id::text, state FROM shardctl.rebalance_plans ORDER BY id DESC LIMIT 1');
+    const plans = await cluster.sql<{ id: string; state: string }>(
+      0,
+      'SELECT id::text, state FROM shardctl.rebalance_plans ORDER BY id DESC LIMIT 1',
+    );
     expect(plans[0]!.state).toBe('running');
     const id = plans[0]!.id;
-    const crash2 = await runCli(['-c', cluster.mapFile, 'rebalance', '--resume-plan', id], { env: { SHARDCTL_TEST_CRASH_AT: 'mid-copy:public.items' } });
+    const crash2 = await runCli(['-c', cluster.mapFile, 'rebalance', '--resume-plan', id], {
+      env: { SHARDCTL_TEST_CRASH_AT: 'mid-copy:public.items' },
+    });
     expect(crash2.code).not.toBe(0);
     const fin = await runCli(['-c', cluster.mapFile, 'rebalance', '--resume-plan', id, '--json']);
     expect(fin.stderr).not.toMatch(/error/);

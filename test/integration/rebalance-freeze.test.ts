@@ -1,6 +1,17 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createRouter, ensureCatalogSchema, freezePlacements, loadShardMap, measureTenantSizes, pruneDirectory, ShardPools, verifyCluster, writeRuleState, type ShardMap } from '../../src/index.js';
+import {
+  createRouter,
+  ensureCatalogSchema,
+  freezePlacements,
+  loadShardMap,
+  measureTenantSizes,
+  pruneDirectory,
+  ShardPools,
+  verifyCluster,
+  writeRuleState,
+  type ShardMap,
+} from '../../src/index.js';
 import { createTestCluster, type TestCluster } from '../harness/cluster.js';
 import { runCli } from '../harness/run-cli.js';
 
@@ -20,8 +31,10 @@ beforeAll(async () => {
   map3 = await loadShardMap(file3);
   map4 = await loadShardMap(file4);
   expect(map3.shards).toHaveLength(3);
-  for (let i = 0; i < 4; i++) await cluster.sql(i, 'CREATE TABLE items (tenant_id bigint NOT NULL, n int NOT NULL, PRIMARY KEY (tenant_id, n))');
-  for (let t = 0; t < 60; t++) await cluster.sql(t % 3, 'INSERT INTO items SELECT $1::bigint, g FROM generate_series(1, 1 + $1::int % 5) g', [t]);
+  for (let i = 0; i < 4; i++)
+    await cluster.sql(i, 'CREATE TABLE items (tenant_id bigint NOT NULL, n int NOT NULL, PRIMARY KEY (tenant_id, n))');
+  for (let t = 0; t < 60; t++)
+    await cluster.sql(t % 3, 'INSERT INTO items SELECT $1::bigint, g FROM generate_series(1, 1 + $1::int % 5) g', [t]);
   // The cluster was managed with the 3-shard map: its rule is recorded.
   const pools = await ShardPools.open(map3);
   await pools.withShard('shard-0', async (c) => {
@@ -34,7 +47,9 @@ afterAll(() => cluster.drop());
 
 describe('changing the shard count under modulo', () => {
   it('catches a map grown without --freeze instead of routing by it', async () => {
-    await expect(createRouter(map4)).rejects.toThrow(/differs from the rule the catalog records \(modulo over 3 shards/);
+    await expect(createRouter(map4)).rejects.toThrow(
+      /differs from the rule the catalog records \(modulo over 3 shards/,
+    );
     const locate = await runCli(['-c', file4, 'locate', '4']);
     expect(locate.code).toBe(1);
     expect(locate.stderr).toMatch(/modulo over 4 shards/);
@@ -88,7 +103,9 @@ describe('changing the shard count under modulo', () => {
     try {
       for (let t = 0; t < 60; t++) {
         const at = Number(router.locate(t).shard.slice(6));
-        const [r] = await cluster.sql<{ n: string }>(at, 'SELECT count(*)::text AS n FROM items WHERE tenant_id = $1', [t]);
+        const [r] = await cluster.sql<{ n: string }>(at, 'SELECT count(*)::text AS n FROM items WHERE tenant_id = $1', [
+          t,
+        ]);
         expect(Number(r!.n), `tenant ${t} on shard-${at}`).toBe(1 + (t % 5));
       }
     } finally {

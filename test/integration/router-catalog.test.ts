@@ -1,12 +1,25 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CATALOG_STEPS, CATALOG_VERSION, checkShards, createRouter, ensureCatalogSchema, locateTenants, readCatalogVersion, setPlacement, ShardPools } from '../../src/index.js';
+import {
+  CATALOG_STEPS,
+  CATALOG_VERSION,
+  checkShards,
+  createRouter,
+  ensureCatalogSchema,
+  locateTenants,
+  readCatalogVersion,
+  setPlacement,
+  ShardPools,
+} from '../../src/index.js';
 import { createTestCluster, type TestCluster } from '../harness/cluster.js';
 
 let cluster: TestCluster;
 beforeAll(async () => {
   cluster = await createTestCluster({ shards: 3 });
   for (let i = 0; i < 3; i++) {
-    await cluster.sql(i, 'CREATE TABLE users (tenant_id bigint NOT NULL, id bigint NOT NULL, email text, PRIMARY KEY (tenant_id, id))');
+    await cluster.sql(
+      i,
+      'CREATE TABLE users (tenant_id bigint NOT NULL, id bigint NOT NULL, email text, PRIMARY KEY (tenant_id, id))',
+    );
   }
 });
 afterAll(() => cluster.drop());
@@ -51,7 +64,12 @@ describe('router', () => {
       await router.refresh();
       expect(router.directoryVersion).toBeGreaterThan(v);
       expect(router.locate(7n).override).toBe(false);
-      expect(await pools.withShard('shard-0', async (c) => (await c.query('SELECT count(*)::int AS n FROM shardctl.placements')).rows[0].n)).toBe(0);
+      expect(
+        await pools.withShard(
+          'shard-0',
+          async (c) => (await c.query('SELECT count(*)::int AS n FROM shardctl.placements')).rows[0].n,
+        ),
+      ).toBe(0);
     } finally {
       await pools.close();
       await router.close();
@@ -62,12 +80,20 @@ describe('router', () => {
     const router = await createRouter(cluster.map);
     try {
       for (const t of [3, 4, 5]) {
-        await router.db<{ users: { tenant_id: string; id: string; email: string } }>(t).insertInto('users').values({ tenant_id: String(t), id: '1', email: `a@${t}` }).execute();
+        await router
+          .db<{ users: { tenant_id: string; id: string; email: string } }>(t)
+          .insertInto('users')
+          .values({ tenant_id: String(t), id: '1', email: `a@${t}` })
+          .execute();
       }
       expect(await cluster.sql(0, 'SELECT tenant_id::int AS t FROM users')).toEqual([{ t: 3 }]);
       expect(await cluster.sql(1, 'SELECT tenant_id::int AS t FROM users')).toEqual([{ t: 4 }]);
       expect(await cluster.sql(2, 'SELECT tenant_id::int AS t FROM users')).toEqual([{ t: 5 }]);
-      const rows = await router.shard<{ users: { email: string } }>('shard-2').selectFrom('users').select('email').execute();
+      const rows = await router
+        .shard<{ users: { email: string } }>('shard-2')
+        .selectFrom('users')
+        .select('email')
+        .execute();
       expect(rows).toEqual([{ email: 'a@5' }]);
       expect(() => router.shard('nope')).toThrow(/unknown shard "nope"/);
     } finally {

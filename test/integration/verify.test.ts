@@ -20,7 +20,10 @@ const kinds = (fs: Finding[]) => fs.map((f) => f.kind);
 async function writes(): Promise<number[]> {
   return Promise.all(
     cluster.urls.map(async (_, i) => {
-      const [r] = await cluster.sql<{ n: string }>(i, 'SELECT (sum(n_tup_ins + n_tup_upd + n_tup_del) + (SELECT count(*) FROM pg_namespace))::text AS n FROM pg_stat_user_tables');
+      const [r] = await cluster.sql<{ n: string }>(
+        i,
+        'SELECT (sum(n_tup_ins + n_tup_upd + n_tup_del) + (SELECT count(*) FROM pg_namespace))::text AS n FROM pg_stat_user_tables',
+      );
       return Number(r!.n);
     }),
   );
@@ -33,7 +36,8 @@ describe('verify', () => {
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/verify: 3 shard\(s\) consistent/);
-    for (let i = 0; i < 3; i++) expect(await cluster.sql(i, "SELECT 1 FROM pg_namespace WHERE nspname = 'shardctl'")).toEqual([]);
+    for (let i = 0; i < 3; i++)
+      expect(await cluster.sql(i, "SELECT 1 FROM pg_namespace WHERE nspname = 'shardctl'")).toEqual([]);
     // statistics are flushed asynchronously; give them a moment before comparing
     await new Promise((r) => setTimeout(r, 1200));
     expect(await writes()).toEqual(before);
@@ -48,11 +52,20 @@ describe('verify', () => {
       expect(report.ok).toBe(false);
       const misplaced = report.findings.filter((f) => f.kind === 'misplaced-rows');
       expect(misplaced).toHaveLength(1);
-      expect(misplaced[0]).toMatchObject({ shard: 'shard-0', tenant: '4', details: { owner: 'shard-1', by: 'rule', rows: 3, tables: { 'public.tenants': 1, 'public.users': 2 } } });
-      expect(report.findings.find((f) => f.kind === 'tenant-on-two-shards')).toMatchObject({ tenant: '4', details: { shards: ['shard-1', 'shard-0'] } });
+      expect(misplaced[0]).toMatchObject({
+        shard: 'shard-0',
+        tenant: '4',
+        details: { owner: 'shard-1', by: 'rule', rows: 3, tables: { 'public.tenants': 1, 'public.users': 2 } },
+      });
+      expect(report.findings.find((f) => f.kind === 'tenant-on-two-shards')).toMatchObject({
+        tenant: '4',
+        details: { shards: ['shard-1', 'shard-0'] },
+      });
       const cli = await runCli(['-c', cluster.mapFile, 'verify', '--json']);
       expect(cli.code).toBe(1);
-      expect(JSON.parse(cli.stdout).findings.map((f: Finding) => f.kind)).toEqual(expect.arrayContaining(['misplaced-rows', 'tenant-on-two-shards']));
+      expect(JSON.parse(cli.stdout).findings.map((f: Finding) => f.kind)).toEqual(
+        expect.arrayContaining(['misplaced-rows', 'tenant-on-two-shards']),
+      );
       const one = await verifyCluster(cluster.map, { tenant: '4' });
       expect(kinds(one.findings)).toEqual(['misplaced-rows', 'tenant-on-two-shards']);
     } finally {
@@ -71,8 +84,15 @@ describe('verify', () => {
         await setPlacement(c, '999', 'shard-9', { ruleShard: 'shard-0' });
       });
       const report = await verifyCluster(cluster.map);
-      expect(report.findings.find((f) => f.kind === 'misplaced-rows')).toMatchObject({ shard: 'shard-2', tenant: '5', details: { owner: 'shard-0', by: 'directory' } });
-      expect(report.findings.find((f) => f.kind === 'directory-unknown-shard')).toMatchObject({ tenant: '999', message: expect.stringContaining('"shard-9", which is not in the map') });
+      expect(report.findings.find((f) => f.kind === 'misplaced-rows')).toMatchObject({
+        shard: 'shard-2',
+        tenant: '5',
+        details: { owner: 'shard-0', by: 'directory' },
+      });
+      expect(report.findings.find((f) => f.kind === 'directory-unknown-shard')).toMatchObject({
+        tenant: '999',
+        message: expect.stringContaining('"shard-9", which is not in the map'),
+      });
     } finally {
       await pools.withShard('shard-0', (c) => c.query('DELETE FROM shardctl.placements'));
       await pools.close();
@@ -81,7 +101,7 @@ describe('verify', () => {
 
   it('spells out schema drift and missing tables', async () => {
     await cluster.sql(2, 'ALTER TABLE users ADD COLUMN nickname text');
-    await cluster.sql(2, "ALTER TABLE projects ALTER COLUMN archived SET DEFAULT true");
+    await cluster.sql(2, 'ALTER TABLE projects ALTER COLUMN archived SET DEFAULT true');
     await cluster.sql(1, 'CREATE TABLE audit_log (tenant_id bigint, what text)');
     try {
       const report = await verifyCluster(cluster.map);
@@ -90,9 +110,14 @@ describe('verify', () => {
         ['shard-2', 'public.projects'],
         ['shard-2', 'public.users'],
       ]);
-      expect(drift[0]!.message).toContain('column archived is "boolean not null default true", expected "boolean not null default false"');
+      expect(drift[0]!.message).toContain(
+        'column archived is "boolean not null default true", expected "boolean not null default false"',
+      );
       expect(drift[1]!.message).toContain('extra column nickname (text)');
-      expect(report.findings.find((f) => f.kind === 'table-missing')).toMatchObject({ table: 'public.audit_log', details: { missing: ['shard-0', 'shard-2'] } });
+      expect(report.findings.find((f) => f.kind === 'table-missing')).toMatchObject({
+        table: 'public.audit_log',
+        details: { missing: ['shard-0', 'shard-2'] },
+      });
     } finally {
       await cluster.sql(2, 'ALTER TABLE users DROP COLUMN nickname');
       await cluster.sql(2, 'ALTER TABLE projects ALTER COLUMN archived SET DEFAULT false');
@@ -104,19 +129,37 @@ describe('verify', () => {
     const pools = await ShardPools.open(cluster.map);
     try {
       for (const s of ['shard-0', 'shard-1']) await pools.withShard(s, (c) => ensureCatalogSchema(c));
-      const { readMigrationFiles } = await import('../../src/verify/ledger-files.js');
+      const { readMigrationFiles } = await import('../../src/catalog/ledger.js');
       const files = (await readMigrationFiles(EXAMPLE_MIGRATIONS))!;
       for (const [i, f] of files.entries()) {
         const name = f.file.replace(/^\d+_/, '').replace(/\.sql$/, '');
-        await cluster.sql(0, 'INSERT INTO shardctl.migrations (id, name, checksum, duration_ms, shardctl_version) VALUES ($1, $2, $3, 1, $4)', [f.id, name, i === 2 ? 'deadbeef'.repeat(8) : f.checksum, 'test']);
-        if (i < 5) await cluster.sql(1, 'INSERT INTO shardctl.migrations (id, name, checksum, duration_ms, shardctl_version) VALUES ($1, $2, $3, 1, $4)', [f.id, name, f.checksum, 'test']);
+        await cluster.sql(
+          0,
+          'INSERT INTO shardctl.migrations (id, name, checksum, duration_ms, shardctl_version) VALUES ($1, $2, $3, 1, $4)',
+          [f.id, name, i === 2 ? 'deadbeef'.repeat(8) : f.checksum, 'test'],
+        );
+        if (i < 5)
+          await cluster.sql(
+            1,
+            'INSERT INTO shardctl.migrations (id, name, checksum, duration_ms, shardctl_version) VALUES ($1, $2, $3, 1, $4)',
+            [f.id, name, f.checksum, 'test'],
+          );
       }
-      await cluster.sql(1, "INSERT INTO shardctl.migrations (id, name, checksum, duration_ms, shardctl_version) VALUES ('9999', 'gone', 'x', 1, 'test')");
+      await cluster.sql(
+        1,
+        "INSERT INTO shardctl.migrations (id, name, checksum, duration_ms, shardctl_version) VALUES ('9999', 'gone', 'x', 1, 'test')",
+      );
       const report = await verifyCluster(cluster.map);
       const drift = report.findings.filter((f) => f.kind === 'migration-drift').map((f) => f.message);
-      expect(drift).toContainEqual(expect.stringMatching(/^shard-0: migration 0003_create_users\.sql changed after it was applied/));
+      expect(drift).toContainEqual(
+        expect.stringMatching(/^shard-0: migration 0003_create_users\.sql changed after it was applied/),
+      );
       expect(drift).toContainEqual('shard-1: migration 9999_gone is in the ledger but its file is gone');
-      expect(drift).toContainEqual(expect.stringMatching(/^migration ledgers differ between shards: shard-0 at 0007 \(7 applied\), shard-1 at 9999 \(6 applied\)/));
+      expect(drift).toContainEqual(
+        expect.stringMatching(
+          /^migration ledgers differ between shards: shard-0 at 0007 \(7 applied\), shard-1 at 9999 \(6 applied\)/,
+        ),
+      );
     } finally {
       for (const i of [0, 1]) await cluster.sql(i, 'DROP SCHEMA shardctl CASCADE');
       await pools.close();
@@ -126,7 +169,10 @@ describe('verify', () => {
   it('finds leftover replication objects and INVALID indexes, and --fix repairs them only with --yes', async () => {
     await cluster.sql(1, "SELECT pg_create_logical_replication_slot('shardctl_move_77', 'pgoutput')");
     await cluster.sql(1, 'CREATE PUBLICATION shardctl_move_77_pub');
-    await cluster.sql(2, "INSERT INTO tenants (tenant_id, name, plan_id) VALUES (101, 'dup', 'free'), (104, 'dup', 'free')");
+    await cluster.sql(
+      2,
+      "INSERT INTO tenants (tenant_id, name, plan_id) VALUES (101, 'dup', 'free'), (104, 'dup', 'free')",
+    );
     await cluster.sql(2, 'CREATE UNIQUE INDEX CONCURRENTLY tenants_name_uniq ON tenants (name)').catch(() => undefined);
     try {
       const report = await verifyCluster(cluster.map);
@@ -135,20 +181,31 @@ describe('verify', () => {
         'shard-1: publication shardctl_move_77_pub',
       ]);
       const invalid = report.findings.find((f) => f.kind === 'invalid-index')!;
-      expect(invalid).toMatchObject({ shard: 'shard-2', table: 'public.tenants', fix: { sql: 'DROP INDEX CONCURRENTLY IF EXISTS "public"."tenants_name_uniq"' } });
+      expect(invalid).toMatchObject({
+        shard: 'shard-2',
+        table: 'public.tenants',
+        fix: { sql: 'DROP INDEX CONCURRENTLY IF EXISTS "public"."tenants_name_uniq"' },
+      });
       const refused = await runCli(['-c', cluster.mapFile, 'verify', '--fix']);
       expect(refused.code).toBe(2);
       expect(refused.stderr).toContain('pass --yes');
-      expect(await cluster.sql(1, "SELECT 1 FROM pg_replication_slots WHERE slot_name = 'shardctl_move_77'")).toHaveLength(1);
+      expect(
+        await cluster.sql(1, "SELECT 1 FROM pg_replication_slots WHERE slot_name = 'shardctl_move_77'"),
+      ).toHaveLength(1);
       const fixed = await runCli(['-c', cluster.mapFile, 'verify', '--fix', '--yes']);
       expect(fixed.stdout).toContain('fixes (3):');
       expect(fixed.stderr).toMatch(/fixed: shard-1: drop replication-slot shardctl_move_77/);
-      expect(await cluster.sql(1, "SELECT 1 FROM pg_replication_slots WHERE slot_name = 'shardctl_move_77'")).toEqual([]);
+      expect(await cluster.sql(1, "SELECT 1 FROM pg_replication_slots WHERE slot_name = 'shardctl_move_77'")).toEqual(
+        [],
+      );
       expect(await cluster.sql(2, "SELECT 1 FROM pg_class WHERE relname = 'tenants_name_uniq'")).toEqual([]);
       const after = await verifyCluster(cluster.map);
       expect(kinds(after.findings)).toEqual([]);
     } finally {
-      await cluster.sql(1, "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = 'shardctl_move_77'");
+      await cluster.sql(
+        1,
+        "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = 'shardctl_move_77'",
+      );
       await cluster.sql(1, 'DROP PUBLICATION IF EXISTS shardctl_move_77_pub');
       await cluster.sql(2, 'DELETE FROM tenants WHERE tenant_id IN (101, 104)');
     }
@@ -160,7 +217,14 @@ describe('verify', () => {
     await cluster.sql(0, "INSERT INTO notes VALUES (NULL, 'orphan'), (3, 'ok')");
     try {
       const report = await verifyCluster(cluster.map);
-      expect(report.findings).toEqual([expect.objectContaining({ kind: 'rows-without-key', shard: 'shard-0', table: 'public.notes', details: { rows: 1 } })]);
+      expect(report.findings).toEqual([
+        expect.objectContaining({
+          kind: 'rows-without-key',
+          shard: 'shard-0',
+          table: 'public.notes',
+          details: { rows: 1 },
+        }),
+      ]);
     } finally {
       for (const i of [0, 1, 2]) await cluster.sql(i, 'DROP TABLE notes');
     }
@@ -173,7 +237,9 @@ describe('verify', () => {
     await writeFile(file, readFileSync(cluster.mapFile, 'utf8').replace(new URL(cluster.urls[2]!).port, '1'));
     const r = await runCli(['-c', file, 'verify', '--json', '--timeout', '2000']);
     expect(r.code).toBe(1);
-    expect(JSON.parse(r.stdout).findings).toContainEqual(expect.objectContaining({ kind: 'unreachable', shard: 'shard-2' }));
+    expect(JSON.parse(r.stdout).findings).toContainEqual(
+      expect.objectContaining({ kind: 'unreachable', shard: 'shard-2' }),
+    );
   });
 });
 
@@ -186,7 +252,16 @@ describe('verify on a hash-placed cluster', () => {
         const type = keyType === 'bigint' ? 'bigint' : keyType;
         for (const i of [0, 1]) await c.sql(i, `CREATE TABLE items (tenant_id ${type} NOT NULL, n int)`);
         const place = compileRule(c.map);
-        const values = keyType === 'bigint' ? ['1', '-77', '9000000000'] : keyType === 'text' ? ['acme', 'ünïcode', ''] : ['6f1c7e1a-0000-4000-8000-000000000001', '6f1c7e1a-0000-4000-8000-000000000002', '6f1c7e1a-0000-4000-8000-000000000003'];
+        const values =
+          keyType === 'bigint'
+            ? ['1', '-77', '9000000000']
+            : keyType === 'text'
+              ? ['acme', 'ünïcode', '']
+              : [
+                  '6f1c7e1a-0000-4000-8000-000000000001',
+                  '6f1c7e1a-0000-4000-8000-000000000002',
+                  '6f1c7e1a-0000-4000-8000-000000000003',
+                ];
         for (const v of values) {
           const idx = place(parseTenant(v, keyType)).shard.index;
           await c.sql(idx, 'INSERT INTO items VALUES ($1, 1)', [v]);

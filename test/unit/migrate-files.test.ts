@@ -1,7 +1,15 @@
 import { describe, expect, it } from 'vitest';
 import { compareIds, findDrift, lineColumn, nextMigrationName, type MigrationFile } from '../../src/index.js';
 
-const file = (id: string, checksum = 'c' + id): MigrationFile => ({ id, name: `m${id}`, file: `${id}_m${id}.sql`, path: '', checksum, sql: '', noTransaction: false });
+const file = (id: string, checksum = 'c' + id): MigrationFile => ({
+  id,
+  name: `m${id}`,
+  file: `${id}_m${id}.sql`,
+  path: '',
+  checksum,
+  sql: '',
+  noTransaction: false,
+});
 const applied = (id: string, checksum = 'c' + id) => ({ id, name: `m${id}`, checksum, appliedAt: '', durationMs: 1 });
 
 describe('migration files', () => {
@@ -23,7 +31,10 @@ describe('migration files', () => {
 
   it('finds drift: changed checksum, missing file, out-of-order history', () => {
     expect(findDrift([applied('0001'), applied('0002')], [file('0001'), file('0002'), file('0003')])).toEqual([]);
-    const d = findDrift([applied('0001', 'old'), applied('0003'), applied('0009')], [file('0001'), file('0002'), file('0003')]);
+    const d = findDrift(
+      [applied('0001', 'old'), applied('0003'), applied('0009')],
+      [file('0001'), file('0002'), file('0003')],
+    );
     expect(d.map((x) => [x.kind, x.id])).toEqual([
       ['checksum-changed', '0001'],
       ['file-missing', '0009'],

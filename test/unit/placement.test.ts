@@ -19,7 +19,10 @@ describe('modulo placement', () => {
   it('agrees with BigInt arithmetic over the whole int8 range (fast path included)', () => {
     for (const n of [2, 3, 5, 7, 16]) {
       const shards = Array.from({ length: n }, (_, i) => `  - name: s${i}\n    url: postgres://u:p@h${i}/d\n`).join('');
-      const map = parseShardMap(`version: 1\nshardKey: { column: t, type: bigint }\nplacement: { strategy: modulo }\nshards:\n${shards}`, { env: {} });
+      const map = parseShardMap(
+        `version: 1\nshardKey: { column: t, type: bigint }\nplacement: { strategy: modulo }\nshards:\n${shards}`,
+        { env: {} },
+      );
       const place = compileRule(map);
       fc.assert(
         fc.property(fc.bigInt({ min: -(2n ** 63n), max: 2n ** 63n - 1n }), (t) => {

@@ -13,9 +13,15 @@ beforeAll(() => loadSqlTools());
 describe('query planner', () => {
   it('routes a pinned shard key to one shard and sends the query unchanged', () => {
     const p = plan('SELECT * FROM users WHERE tenant_id = 3 AND active');
-    expect(p).toMatchObject({ kind: 'single', shards: ['s1'], shardSql: 'SELECT * FROM users WHERE tenant_id = 3 AND active' });
+    expect(p).toMatchObject({
+      kind: 'single',
+      shards: ['s1'],
+      shardSql: 'SELECT * FROM users WHERE tenant_id = 3 AND active',
+    });
     expect(plan('SELECT 1 FROM users WHERE tenant_id = $1', ['4']).shards).toEqual(['s0']);
-    expect(plan('SELECT 1 FROM users u JOIN projects p USING (tenant_id) WHERE u.tenant_id IN (1, 3)').shards).toEqual(['s1']);
+    expect(plan('SELECT 1 FROM users u JOIN projects p USING (tenant_id) WHERE u.tenant_id IN (1, 3)').shards).toEqual([
+      's1',
+    ]);
     expect(plan('SELECT * FROM plans').shards).toEqual(['s0']);
   });
 
@@ -28,7 +34,9 @@ describe('query planner', () => {
 
   it('sends sort keys not in the select list as hidden columns, with their collation', () => {
     const p = plan('SELECT id FROM users ORDER BY email DESC NULLS LAST LIMIT 3');
-    expect(p.shardSql).toBe('SELECT id AS __c0, email AS __c1, pg_collation_for(email::text) AS __c2 FROM users ORDER BY __c1 DESC NULLS LAST LIMIT 3');
+    expect(p.shardSql).toBe(
+      'SELECT id AS __c0, email AS __c1, pg_collation_for(email::text) AS __c2 FROM users ORDER BY __c1 DESC NULLS LAST LIMIT 3',
+    );
     expect(p.visible).toBe(1);
   });
 
@@ -41,7 +49,9 @@ describe('query planner', () => {
 
   it('refuses by name', () => {
     expect(() => plan('SELECT rank() OVER () FROM users')).toThrow(/refused: window function/);
-    expect(() => plan('SELECT count(*) FROM users u JOIN projects p ON p.owner = u.id')).toThrow(/join not on the shard key/);
+    expect(() => plan('SELECT count(*) FROM users u JOIN projects p ON p.owner = u.id')).toThrow(
+      /join not on the shard key/,
+    );
     expect(() => plan("UPDATE users SET name = 'x'")).toThrow(/UPDATE is not a SELECT/);
     expect(() => plan('SELECT * FROM users FOR UPDATE')).toThrow(/FOR UPDATE/);
   });

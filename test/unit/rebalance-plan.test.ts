@@ -2,11 +2,19 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { planRebalance, type PlanTenant } from '../../src/index.js';
 
-const spread = (loads: Record<string, number>, shards: string[]) => Math.max(...shards.map((s) => loads[s]!)) - Math.min(...shards.map((s) => loads[s]!));
+const spread = (loads: Record<string, number>, shards: string[]) =>
+  Math.max(...shards.map((s) => loads[s]!)) - Math.min(...shards.map((s) => loads[s]!));
 
 describe('rebalance planner', () => {
   it('moves the tenant closest to what brings both shards to the mean', () => {
-    const plan = planRebalance({ shards: ['a', 'b'], tenants: [{ tenant: '1', shard: 'a', bytes: 60 }, { tenant: '2', shard: 'a', bytes: 40 }, { tenant: '3', shard: 'a', bytes: 50 }] });
+    const plan = planRebalance({
+      shards: ['a', 'b'],
+      tenants: [
+        { tenant: '1', shard: 'a', bytes: 60 },
+        { tenant: '2', shard: 'a', bytes: 40 },
+        { tenant: '3', shard: 'a', bytes: 50 },
+      ],
+    });
     expect(plan.moves).toEqual([{ tenant: '1', from: 'a', to: 'b', bytes: 60, reason: 'balance' }]);
     expect(plan.after).toEqual({ a: 90, b: 60 });
     expect(plan.mean).toBe(75);
@@ -18,7 +26,8 @@ describe('rebalance planner', () => {
     const tenants: PlanTenant[] = [];
     let id = 0;
     const sizes = { s0: 400, s1: 250, s2: 150, s3: 100 };
-    for (const [shard, n] of Object.entries(sizes)) for (let i = 0; i < n; i++) tenants.push({ tenant: String(id++), shard, bytes: 1000 + ((id * 7919) % 5000) });
+    for (const [shard, n] of Object.entries(sizes))
+      for (let i = 0; i < n; i++) tenants.push({ tenant: String(id++), shard, bytes: 1000 + ((id * 7919) % 5000) });
     const shards = ['s0', 's1', 's2', 's3', 'new'];
     const plan = planRebalance({ shards, tenants, threshold: 0.1 });
     expect(plan.balanced).toBe(true);
@@ -74,7 +83,10 @@ describe('rebalance planner', () => {
   it('moves tenants toward the rule first when asked', () => {
     const plan = planRebalance({
       shards: ['a', 'b'],
-      tenants: [{ tenant: '1', shard: 'a', bytes: 10 }, { tenant: '2', shard: 'a', bytes: 10 }],
+      tenants: [
+        { tenant: '1', shard: 'a', bytes: 10 },
+        { tenant: '2', shard: 'a', bytes: 10 },
+      ],
       ruleShard: (t) => (t === '1' ? 'b' : 'a'),
       towardRule: true,
     });
@@ -85,7 +97,10 @@ describe('rebalance planner', () => {
     fc.assert(
       fc.property(
         fc.integer({ min: 2, max: 6 }),
-        fc.array(fc.record({ shard: fc.integer({ min: 0, max: 5 }), bytes: fc.integer({ min: 1, max: 10_000 }) }), { minLength: 1, maxLength: 120 }),
+        fc.array(fc.record({ shard: fc.integer({ min: 0, max: 5 }), bytes: fc.integer({ min: 1, max: 10_000 }) }), {
+          minLength: 1,
+          maxLength: 120,
+        }),
         fc.double({ min: 0.02, max: 0.5, noNaN: true }),
         (n, raw, threshold) => {
           const shards = Array.from({ length: n }, (_, i) => `s${i}`);

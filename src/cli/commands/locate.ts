@@ -17,8 +17,15 @@ export function registerLocate(program: Command, ctx: CliContext): void {
       await outTable(
         ctx,
         ['tenant', 'shard', 'rule', ...(hash ? ['bucket'] : []), 'directory override'],
-        report.locations.map((l) => [l.tenant, l.shard, l.ruleShard, ...(hash ? [l.bucket] : []), report.offline ? 'not checked' : l.override ? 'yes' : 'no']),
+        report.locations.map((l) => [
+          l.tenant,
+          l.shard,
+          l.ruleShard,
+          ...(hash ? [l.bucket] : []),
+          report.offline ? 'not checked' : l.override ? 'yes' : 'no',
+        ]),
       );
-      if (report.offline) err(ctx, 'offline: computed from the map alone; moved tenants (directory overrides) are not reflected');
+      if (report.offline)
+        err(ctx, 'offline: computed from the map alone; moved tenants (directory overrides) are not reflected');
     });
 }

@@ -1,5 +1,14 @@
 import type { Command } from 'commander';
-import { createMigration, ExitCode, migrateShards, migrationStatus, ShardctlError, type MigrateEvent, type ShardMigration, type ShardResult } from '../../index.js';
+import {
+  createMigration,
+  ExitCode,
+  migrateShards,
+  migrationStatus,
+  ShardctlError,
+  type MigrateEvent,
+  type ShardMigration,
+  type ShardResult,
+} from '../../index.js';
 import { err, globals, mapOf, out, outJson, outTable, timeoutOf, type CliContext } from '../context.js';
 import { createProgress } from '../progress.js';
 
@@ -15,7 +24,11 @@ interface MigrateOpts {
 
 function int(raw: string | undefined, flag: string): number | undefined {
   if (raw === undefined) return undefined;
-  if (!/^\d+$/.test(raw)) throw new ShardctlError(`${flag} must be a whole number, got "${raw}"`, { code: 'USAGE', exitCode: ExitCode.Usage });
+  if (!/^\d+$/.test(raw))
+    throw new ShardctlError(`${flag} must be a whole number, got "${raw}"`, {
+      code: 'USAGE',
+      exitCode: ExitCode.Usage,
+    });
   return Number(raw);
 }
 
@@ -23,22 +36,36 @@ function int(raw: string | undefined, flag: string): number | undefined {
 export function migrateExitCode(results: ShardResult<ShardMigration>[]): number {
   if (results.some((r) => r.status === 'ok' && r.value.status === 'drift')) return ExitCode.Drift;
   if (results.some((r) => r.status === 'failed' && r.error.code === 'LOCKED')) return ExitCode.Locked;
-  if (results.some((r) => r.status === 'failed' || r.status === 'skipped' || (r.status === 'ok' && (r.value.status === 'failed' || r.value.status === 'interrupted')))) return ExitCode.Failed;
+  if (
+    results.some(
+      (r) =>
+        r.status === 'failed' ||
+        r.status === 'skipped' ||
+        (r.status === 'ok' && (r.value.status === 'failed' || r.value.status === 'interrupted')),
+    )
+  )
+    return ExitCode.Failed;
   return ExitCode.Ok;
 }
 
 function describe(r: ShardResult<ShardMigration>): string[] {
   if (r.status === 'skipped') return [`${r.shard}: skipped (${r.reason})`];
-  if (r.status === 'failed') return [`${r.error.message.startsWith(`shard ${r.shard}:`) ? r.error.message : `${r.shard}: ${r.error.message}`}${r.error.hint ? ` (hint: ${r.error.hint})` : ''}`];
+  if (r.status === 'failed')
+    return [
+      `${r.error.message.startsWith(`shard ${r.shard}:`) ? r.error.message : `${r.shard}: ${r.error.message}`}${r.error.hint ? ` (hint: ${r.error.hint})` : ''}`,
+    ];
   const v = r.value;
   const lines: string[] = [];
   if (v.status === 'dry-run') lines.push(`${r.shard}: would apply ${v.pending.join(', ')}`);
   else if (v.status === 'up-to-date') lines.push(`${r.shard}: up to date`);
-  else if (v.applied.length) lines.push(`${r.shard}: applied ${v.applied.map((a) => `${a.id} (${a.ms} ms)`).join(', ')}`);
+  else if (v.applied.length)
+    lines.push(`${r.shard}: applied ${v.applied.map((a) => `${a.id} (${a.ms} ms)`).join(', ')}`);
   if (v.status === 'drift') for (const d of v.drift ?? []) lines.push(`${r.shard}: drift: ${d.message}`);
   if (v.failure) {
     const f = v.failure;
-    lines.push(`${r.shard}: FAILED ${f.file}${f.line ? `:${f.line}:${f.column}` : ''}: ${f.message}${f.pg?.code ? ` (SQLSTATE ${f.pg.code})` : ''}`);
+    lines.push(
+      `${r.shard}: FAILED ${f.file}${f.line ? `:${f.line}:${f.column}` : ''}: ${f.message}${f.pg?.code ? ` (SQLSTATE ${f.pg.code})` : ''}`,
+    );
     if (f.pg?.detail) lines.push(`${r.shard}:   detail: ${f.pg.detail}`);
     if (f.hint) lines.push(`${r.shard}:   hint: ${f.hint}`);
     lines.push(`${r.shard}:   not applied: ${v.pending.join(', ')}`);
@@ -72,7 +99,14 @@ export function registerMigrate(program: Command, ctx: CliContext): void {
       const state = new Map<string, string>();
       const onProgress = (e: MigrateEvent) => {
         if (e.phase === 'locking' || e.phase === 'done') return;
-        state.set(e.shard, e.phase === 'applying' ? `applying ${e.file}` : e.phase === 'applied' ? `applied ${e.file} (${e.ms} ms)` : e.phase);
+        state.set(
+          e.shard,
+          e.phase === 'applying'
+            ? `applying ${e.file}`
+            : e.phase === 'applied'
+              ? `applied ${e.file} (${e.ms} ms)`
+              : e.phase,
+        );
         progress.update(`${e.shard}: ${state.get(e.shard)}`, e);
       };
       let results;
@@ -97,14 +131,24 @@ export function registerMigrate(program: Command, ctx: CliContext): void {
       if (json) {
         return outJson(ctx, {
           ok: ctx.exitCode === 0,
-          shards: results.map((r) => (r.status === 'ok' ? { shard: r.shard, ...r.value } : r.status === 'failed' ? { shard: r.shard, status: 'failed', error: r.error.toJSON() } : { shard: r.shard, status: 'skipped', reason: r.reason })),
+          shards: results.map((r) =>
+            r.status === 'ok'
+              ? { shard: r.shard, ...r.value }
+              : r.status === 'failed'
+                ? { shard: r.shard, status: 'failed', error: r.error.toJSON() }
+                : { shard: r.shard, status: 'skipped', reason: r.reason },
+          ),
         });
       }
       for (const r of results) {
         const bad = r.status !== 'ok' || ['failed', 'drift', 'interrupted'].includes(r.value.status);
         for (const line of describe(r)) (bad ? err : out)(ctx, line);
       }
-      if (controller.signal.aborted) err(ctx, 'interrupted: running transactions were rolled back; the ledger shows what was applied (shardctl migrate status)');
+      if (controller.signal.aborted)
+        err(
+          ctx,
+          'interrupted: running transactions were rolled back; the ledger shows what was applied (shardctl migrate status)',
+        );
     });
 
   migrate
@@ -117,15 +161,34 @@ export function registerMigrate(program: Command, ctx: CliContext): void {
       if (opts.check) ctx.exitCode = report.exitCode;
       else if (report.exitCode === ExitCode.Partial) ctx.exitCode = ExitCode.Failed;
       if (globals(cmd).json) return outJson(ctx, report);
-      const ids = [...new Set([...report.files.map((f) => f.id), ...report.shards.flatMap((s) => (s.status === 'ok' ? Object.keys(s.value.cells) : []))])];
-      const mark: Record<string, string> = { applied: 'applied', pending: 'pending', 'checksum-changed': 'CHANGED', 'file-missing': 'NO FILE', 'out-of-order': 'OUT OF ORDER' };
+      const ids = [
+        ...new Set([
+          ...report.files.map((f) => f.id),
+          ...report.shards.flatMap((s) => (s.status === 'ok' ? Object.keys(s.value.cells) : [])),
+        ]),
+      ];
+      const mark: Record<string, string> = {
+        applied: 'applied',
+        pending: 'pending',
+        'checksum-changed': 'CHANGED',
+        'file-missing': 'NO FILE',
+        'out-of-order': 'OUT OF ORDER',
+      };
       await outTable(
         ctx,
         ['shard', ...ids],
-        report.shards.map((s) => (s.status === 'ok' ? [s.shard, ...ids.map((id) => mark[s.value.cells[id] ?? ''] ?? '')] : [s.shard, ...ids.map(() => (s.status === 'failed' ? 'unreachable' : ''))])),
+        report.shards.map((s) =>
+          s.status === 'ok'
+            ? [s.shard, ...ids.map((id) => mark[s.value.cells[id] ?? ''] ?? '')]
+            : [s.shard, ...ids.map(() => (s.status === 'failed' ? 'unreachable' : ''))],
+        ),
       );
       for (const s of report.shards) {
-        if (s.status === 'ok' && s.value.lockedBy) out(ctx, `${s.shard}: a migrate run holds the lock: pid ${s.value.lockedBy.pid} (${s.value.lockedBy.applicationName}) since ${s.value.lockedBy.since}`);
+        if (s.status === 'ok' && s.value.lockedBy)
+          out(
+            ctx,
+            `${s.shard}: a migrate run holds the lock: pid ${s.value.lockedBy.pid} (${s.value.lockedBy.applicationName}) since ${s.value.lockedBy.since}`,
+          );
         if (s.status === 'failed') out(ctx, `${s.shard}: ${s.error.message}`);
       }
       out(ctx, report.summary);

@@ -15,13 +15,19 @@ export function registerMoves(program: Command, ctx: CliContext): void {
         moveSlotsOf(map, { timeoutMs: timeoutOf(cmd) }),
       ]);
       // A slot keeps WAL on its server until dropped: shown with every listing, whatever the filter.
-      const slots = slotResults.flatMap((r) => (r.status === 'ok' ? r.value.map((s) => ({ shard: r.shard, ...s })) : []));
+      const slots = slotResults.flatMap((r) =>
+        r.status === 'ok' ? r.value.map((s) => ({ shard: r.shard, ...s })) : [],
+      );
       const unreachable = slotResults.filter((r) => r.status === 'failed').map((r) => r.shard);
-      if (globals(cmd).json) return outJson(ctx, { moves: list, replicationSlots: slots, ...(unreachable.length ? { unreachable } : {}) });
+      if (globals(cmd).json)
+        return outJson(ctx, { moves: list, replicationSlots: slots, ...(unreachable.length ? { unreachable } : {}) });
       const showSlots = () => {
         for (const s of slots) {
           const owner = list.find((m) => m.plan.replication === s.name);
-          out(ctx, `replication slot ${s.shard}: ${s.name} retains ${formatBytes(s.retainedWalBytes ?? 0)} of WAL${s.active ? ' (streaming)' : ' (inactive)'}${owner ? ` (move ${owner.id}, ${owner.state})` : ''}`);
+          out(
+            ctx,
+            `replication slot ${s.shard}: ${s.name} retains ${formatBytes(s.retainedWalBytes ?? 0)} of WAL${s.active ? ' (streaming)' : ' (inactive)'}${owner ? ` (move ${owner.id}, ${owner.state})` : ''}`,
+          );
         }
         for (const u of unreachable) out(ctx, `${u}: unreachable, its replication slots are unknown`);
       };
@@ -51,7 +57,8 @@ export function registerMoves(program: Command, ctx: CliContext): void {
     .description('delete the source rows a switched move kept (--keep-source) and finish it')
     .argument('<id>', 'move id')
     .action(async (id: string, _opts: unknown, cmd: Command) => {
-      if (!/^\d+$/.test(id)) throw new ShardctlError(`move id must be a number, got "${id}"`, { code: 'USAGE', exitCode: ExitCode.Usage });
+      if (!/^\d+$/.test(id))
+        throw new ShardctlError(`move id must be a number, got "${id}"`, { code: 'USAGE', exitCode: ExitCode.Usage });
       const map = await mapOf(cmd, ctx);
       const { move } = await cleanupMove(map, Number(id), { timeoutMs: timeoutOf(cmd) });
       if (globals(cmd).json) return outJson(ctx, { move });

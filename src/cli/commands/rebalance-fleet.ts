@@ -1,7 +1,16 @@
 import { modeOptions, type ModeOptions } from './rebalance.js';
 import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
-import { applyFleetPlan, computeFleetPlan, ExitCode, freezePlacements, resumeFleetPlan, ShardctlError, type FleetPlan, type ShardMap } from '../../index.js';
+import {
+  applyFleetPlan,
+  computeFleetPlan,
+  ExitCode,
+  freezePlacements,
+  resumeFleetPlan,
+  ShardctlError,
+  type FleetPlan,
+  type ShardMap,
+} from '../../index.js';
 import { confirm } from '../confirm.js';
 import { formatBytes, globals, out, outJson, outTable, timeoutOf, type CliContext } from '../context.js';
 import { createProgress } from '../progress.js';
@@ -57,7 +66,17 @@ export function parseSize(raw: string, flag: string): number {
   const m = /^\s*(\d+(?:\.\d+)?)\s*(b|kb|kib|mb|mib|gb|gib|tb|tib)?\s*$/i.exec(raw);
   if (!m) throw usage(`${flag} must be a size such as 500MB or 20GB, got "${raw}"`);
   const unit = (m[2] ?? 'b').toLowerCase();
-  const f: Record<string, number> = { b: 1, kb: 1e3, kib: 1024, mb: 1e6, mib: 1024 ** 2, gb: 1e9, gib: 1024 ** 3, tb: 1e12, tib: 1024 ** 4 };
+  const f: Record<string, number> = {
+    b: 1,
+    kb: 1e3,
+    kib: 1024,
+    mb: 1e6,
+    mib: 1024 ** 2,
+    gb: 1e9,
+    gib: 1024 ** 3,
+    tb: 1e12,
+    tib: 1024 ** 4,
+  };
   return Math.round(Number(m[1]) * f[unit]!);
 }
 
@@ -78,14 +97,25 @@ function int(raw: string | undefined, flag: string): number | undefined {
 async function showPlan(ctx: CliContext, plan: FleetPlan): Promise<void> {
   const shards = Object.keys(plan.before);
   const max = Math.max(...shards.map((s) => Math.max(plan.before[s]!, plan.after[s]!)), 1);
-  const pct = (v: number) => `${v >= plan.mean ? '+' : ''}${plan.mean > 0 ? (((v - plan.mean) / plan.mean) * 100).toFixed(0) : '0'}%`;
+  const pct = (v: number) =>
+    `${v >= plan.mean ? '+' : ''}${plan.mean > 0 ? (((v - plan.mean) / plan.mean) * 100).toFixed(0) : '0'}%`;
   await outTable(
     ctx,
     ['shard', 'before', '', 'after', ''],
-    shards.map((s) => [s, `${formatBytes(plan.before[s]!)} (${pct(plan.before[s]!)})`, bar(plan.before[s]!, max, 20), `${formatBytes(plan.after[s]!)} (${pct(plan.after[s]!)})`, bar(plan.after[s]!, max, 20)]),
+    shards.map((s) => [
+      s,
+      `${formatBytes(plan.before[s]!)} (${pct(plan.before[s]!)})`,
+      bar(plan.before[s]!, max, 20),
+      `${formatBytes(plan.after[s]!)} (${pct(plan.after[s]!)})`,
+      bar(plan.after[s]!, max, 20),
+    ]),
   );
   if (plan.moves.length > 0) {
-    await outTable(ctx, ['#', 'tenant', 'from', 'to', 'size', 'why'], plan.moves.map((m, i) => [i + 1, m.tenant, m.from, m.to, formatBytes(m.bytes), m.reason]));
+    await outTable(
+      ctx,
+      ['#', 'tenant', 'from', 'to', 'size', 'why'],
+      plan.moves.map((m, i) => [i + 1, m.tenant, m.from, m.to, formatBytes(m.bytes), m.reason]),
+    );
   }
   const lb = plan.lowerBound.surplus;
   out(
@@ -102,7 +132,12 @@ export async function runFleet(map: ShardMap, o: FleetOptions, cmd: Command, ctx
   if (o.freeze) {
     const report = await freezePlacements(map, { timeoutMs });
     if (json) return outJson(ctx, { frozen: report });
-    out(ctx, `froze ${report.tenants} tenant(s) in the directory (${Object.entries(report.perShard).map(([s, n]) => `${s} ${n}`).join(', ')}); the shard list can change now`);
+    out(
+      ctx,
+      `froze ${report.tenants} tenant(s) in the directory (${Object.entries(report.perShard)
+        .map(([s, n]) => `${s} ${n}`)
+        .join(', ')}); the shard list can change now`,
+    );
     return;
   }
   const progress = await createProgress(cmd, ctx);
@@ -112,7 +147,15 @@ export async function runFleet(map: ShardMap, o: FleetOptions, cmd: Command, ctx
     ...(o.continueOnError ? { continueOnError: true } : {}),
     ...(o.maxRate ? { maxBytesPerSecond: parseSize(o.maxRate, '--max-rate') } : {}),
     move: modeOptions(o),
-    onProgress: (p: { planId: number; done: number; total: number; bytesMoved: number; rate: number; etaSeconds?: number; move?: { phase: string; table?: string } }) =>
+    onProgress: (p: {
+      planId: number;
+      done: number;
+      total: number;
+      bytesMoved: number;
+      rate: number;
+      etaSeconds?: number;
+      move?: { phase: string; table?: string };
+    }) =>
       progress.update(
         `plan ${p.planId}: ${p.done}/${p.total} moves, ${formatBytes(p.bytesMoved)} moved (${formatBytes(p.rate)}/s${p.etaSeconds !== undefined ? `, ETA ${p.etaSeconds.toFixed(0)} s` : ''})${p.move ? `; ${p.move.phase}${p.move.table ? ` ${p.move.table}` : ''}` : ''}`,
         p,
@@ -160,6 +203,13 @@ export async function runFleet(map: ShardMap, o: FleetOptions, cmd: Command, ctx
   progress.done(`plan ${report.planId}: ${report.state}`);
   if (report.state !== 'done') ctx.exitCode = ExitCode.Failed;
   if (json) return outJson(ctx, { applied: report });
-  await outTable(ctx, ['tenant', 'from', 'to', 'size', 'status', 'move', 'error'], report.moves.map((m) => [m.tenant, m.from, m.to, formatBytes(m.bytes), m.status, m.moveId, m.error ?? '']));
-  out(ctx, `plan ${report.planId}: ${report.state}: ${report.moves.filter((m) => m.status === 'done').length}/${report.moves.length} moves, ${formatBytes(report.bytesMoved)} in ${report.seconds.toFixed(1)} s${report.state === 'done' ? '' : `; finish with \`shardctl rebalance --resume-plan ${report.planId}\``}`);
+  await outTable(
+    ctx,
+    ['tenant', 'from', 'to', 'size', 'status', 'move', 'error'],
+    report.moves.map((m) => [m.tenant, m.from, m.to, formatBytes(m.bytes), m.status, m.moveId, m.error ?? '']),
+  );
+  out(
+    ctx,
+    `plan ${report.planId}: ${report.state}: ${report.moves.filter((m) => m.status === 'done').length}/${report.moves.length} moves, ${formatBytes(report.bytesMoved)} in ${report.seconds.toFixed(1)} s${report.state === 'done' ? '' : `; finish with \`shardctl rebalance --resume-plan ${report.planId}\``}`,
+  );
 }

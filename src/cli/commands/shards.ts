@@ -14,10 +14,17 @@ export function registerShards(program: Command, ctx: CliContext): void {
       const json = globals(cmd).json;
       if (!opts.check) {
         if (json) return outJson(ctx, { shards: list });
-        await outTable(ctx, ['shard', 'url', ...(map.placement.strategy === 'hash' ? ['buckets'] : []), 'catalog'], list.map((s) => [s.name, s.url, ...(s.buckets !== undefined ? [s.buckets] : []), s.catalog ? 'yes' : '']));
+        await outTable(
+          ctx,
+          ['shard', 'url', ...(map.placement.strategy === 'hash' ? ['buckets'] : []), 'catalog'],
+          list.map((s) => [s.name, s.url, ...(s.buckets !== undefined ? [s.buckets] : []), s.catalog ? 'yes' : '']),
+        );
         return;
       }
-      const [results, sizes] = await Promise.all([checkShards(map, { timeoutMs: timeoutOf(cmd) }), measureTenantSizes(map, { timeoutMs: timeoutOf(cmd) })]);
+      const [results, sizes] = await Promise.all([
+        checkShards(map, { timeoutMs: timeoutOf(cmd) }),
+        measureTenantSizes(map, { timeoutMs: timeoutOf(cmd) }),
+      ]);
       const balance = shardBalance(sizes.flatMap((r) => (r.status === 'ok' ? [r.value] : [])));
       const failed = results.filter((r) => r.status === 'failed');
       if (failed.length > 0) ctx.exitCode = ExitCode.Failed;
@@ -35,12 +42,33 @@ export function registerShards(program: Command, ctx: CliContext): void {
       }
       await outTable(
         ctx,
-        ['shard', 'url', 'reachable', 'latency', 'version', 'db size', 'tenant rows (est.)', 'shardctl schema', 'error'],
+        [
+          'shard',
+          'url',
+          'reachable',
+          'latency',
+          'version',
+          'db size',
+          'tenant rows (est.)',
+          'shardctl schema',
+          'error',
+        ],
         results.map((r, i) => {
           const s = list[i]!;
-          if (r.status !== 'ok') return [s.name, s.url, 'no', '', '', '', '', '', r.status === 'failed' ? r.error.message : r.reason];
+          if (r.status !== 'ok')
+            return [s.name, s.url, 'no', '', '', '', '', '', r.status === 'failed' ? r.error.message : r.reason];
           const h = r.value;
-          return [s.name, s.url, 'yes', `${h.latencyMs.toFixed(1)} ms`, h.serverVersion, formatBytes(h.databaseBytes), h.tenantRowsEstimate.toLocaleString('en-US'), h.catalogVersion === 0 ? 'none' : `v${h.catalogVersion}`, ''];
+          return [
+            s.name,
+            s.url,
+            'yes',
+            `${h.latencyMs.toFixed(1)} ms`,
+            h.serverVersion,
+            formatBytes(h.databaseBytes),
+            h.tenantRowsEstimate.toLocaleString('en-US'),
+            h.catalogVersion === 0 ? 'none' : `v${h.catalogVersion}`,
+            '',
+          ];
         }),
       );
       if (balance.length > 0) {
@@ -48,12 +76,30 @@ export function registerShards(program: Command, ctx: CliContext): void {
         await outTable(
           ctx,
           ['shard', 'tenant data', 'tenants', 'skew vs mean', ''],
-          balance.map((b) => [b.shard, formatBytes(b.bytes), `${b.estimated ? '~' : ''}${b.tenants}`, `${b.skew >= 0 ? '+' : ''}${(b.skew * 100).toFixed(0)}%`, bar(b.bytes, max, 24)]),
+          balance.map((b) => [
+            b.shard,
+            formatBytes(b.bytes),
+            `${b.estimated ? '~' : ''}${b.tenants}`,
+            `${b.skew >= 0 ? '+' : ''}${(b.skew * 100).toFixed(0)}%`,
+            bar(b.bytes, max, 24),
+          ]),
         );
       }
-      const slots = results.flatMap((r) => (r.status === 'ok' ? r.value.replicationSlots.map((s) => `${r.shard}: ${s.name} retains ${formatBytes(s.retainedWalBytes)} of WAL${s.active ? '' : ' (inactive)'}`) : []));
+      const slots = results.flatMap((r) =>
+        r.status === 'ok'
+          ? r.value.replicationSlots.map(
+              (s) =>
+                `${r.shard}: ${s.name} retains ${formatBytes(s.retainedWalBytes)} of WAL${s.active ? '' : ' (inactive)'}`,
+            )
+          : [],
+      );
       for (const s of slots) out(ctx, `replication slot ${s}`);
-      out(ctx, failed.length === 0 ? `all ${results.length} shards reachable` : `${failed.length} of ${results.length} shards unreachable: ${failed.map((f) => f.shard).join(', ')}`);
+      out(
+        ctx,
+        failed.length === 0
+          ? `all ${results.length} shards reachable`
+          : `${failed.length} of ${results.length} shards unreachable: ${failed.map((f) => f.shard).join(', ')}`,
+      );
     });
 }
 

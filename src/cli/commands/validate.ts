@@ -12,17 +12,31 @@ export function registerValidate(program: Command, ctx: CliContext): void {
       const summary = describeShardMap(map);
       if (globals(cmd).json) return outJson(ctx, { valid: true, ...summary });
       out(ctx, `${map.file}: valid`);
-      await outTable(ctx, ['setting', 'value'], [
-        ['strategy', summary.strategy],
-        ['shard key', summary.shardKey],
-        ['shards', summary.shards],
-        ['catalog', summary.catalog],
-        ...(summary.buckets
-          ? [['buckets', `${summary.buckets.total}, all covered: ${Object.entries(summary.buckets.perShard).map(([s, n]) => `${s} ${n}`).join(', ')}`]]
-          : []),
-        ['migrations', summary.migrations],
-        ['tenant tables', summary.tables === 'auto' ? 'every table with the shard-key column' : summary.tables.join(', ')],
-        ['reference tables', summary.reference.join(', ') || '(none)'],
-      ]);
+      await outTable(
+        ctx,
+        ['setting', 'value'],
+        [
+          ['strategy', summary.strategy],
+          ['shard key', summary.shardKey],
+          ['shards', summary.shards],
+          ['catalog', summary.catalog],
+          ...(summary.buckets
+            ? [
+                [
+                  'buckets',
+                  `${summary.buckets.total}, all covered: ${Object.entries(summary.buckets.perShard)
+                    .map(([s, n]) => `${s} ${n}`)
+                    .join(', ')}`,
+                ],
+              ]
+            : []),
+          ['migrations', summary.migrations],
+          [
+            'tenant tables',
+            summary.tables === 'auto' ? 'every table with the shard-key column' : summary.tables.join(', '),
+          ],
+          ['reference tables', summary.reference.join(', ') || '(none)'],
+        ],
+      );
     });
 }

@@ -1,5 +1,13 @@
 import type { Command } from 'commander';
-import { applyFixes, ExitCode, ShardctlError, VERIFY_CHECKS, verifyCluster, type Finding, type VerifyCheck } from '../../index.js';
+import {
+  applyFixes,
+  ExitCode,
+  ShardctlError,
+  VERIFY_CHECKS,
+  verifyCluster,
+  type Finding,
+  type VerifyCheck,
+} from '../../index.js';
 import { confirm } from '../confirm.js';
 import { err, globals, mapOf, out, outJson, outTable, timeoutOf, type CliContext } from '../context.js';
 
@@ -13,33 +21,58 @@ export function registerVerify(program: Command, ctx: CliContext): void {
     .option('--only <check...>', `only these checks: ${VERIFY_CHECKS.join(', ')}`)
     .option('--fix', 'repair what is safe (orphaned replication objects, INVALID indexes): list, confirm, apply')
     .option('--yes', 'apply the listed fixes without asking')
-    .action(async (opts: { shard?: string[]; tenant?: string; only?: string[]; fix?: boolean; yes?: boolean }, cmd: Command) => {
-      const map = await mapOf(cmd, ctx);
-      const json = globals(cmd).json;
-      const report = await verifyCluster(map, { ...(opts.shard ? { shards: opts.shard } : {}), ...(opts.tenant !== undefined ? { tenant: opts.tenant } : {}), ...(opts.only ? { only: opts.only as VerifyCheck[] } : {}), timeoutMs: timeoutOf(cmd) });
-      const fixes = report.findings.flatMap((f) => (f.fix ? [f.fix] : []));
-      let applied: Awaited<ReturnType<typeof applyFixes>> | undefined;
-      if (opts.fix && fixes.length > 0) {
-        if (!json) {
-          out(ctx, `fixes (${fixes.length}):`);
-          for (const f of fixes) out(ctx, `  ${f.shard}: ${f.description}: ${f.sql}`);
+    .action(
+      async (
+        opts: { shard?: string[]; tenant?: string; only?: string[]; fix?: boolean; yes?: boolean },
+        cmd: Command,
+      ) => {
+        const map = await mapOf(cmd, ctx);
+        const json = globals(cmd).json;
+        const report = await verifyCluster(map, {
+          ...(opts.shard ? { shards: opts.shard } : {}),
+          ...(opts.tenant !== undefined ? { tenant: opts.tenant } : {}),
+          ...(opts.only ? { only: opts.only as VerifyCheck[] } : {}),
+          timeoutMs: timeoutOf(cmd),
+        });
+        const fixes = report.findings.flatMap((f) => (f.fix ? [f.fix] : []));
+        let applied: Awaited<ReturnType<typeof applyFixes>> | undefined;
+        if (opts.fix && fixes.length > 0) {
+          if (!json) {
+            out(ctx, `fixes (${fixes.length}):`);
+            for (const f of fixes) out(ctx, `  ${f.shard}: ${f.description}: ${f.sql}`);
+          }
+          const ok = opts.yes || (await confirm(ctx, `apply these ${fixes.length} fixes?`));
+          if (ok === undefined) {
+            throw new ShardctlError(
+              '--fix needs confirmation: pass --yes to apply the listed fixes without a terminal',
+              { code: 'CONFIRM_NEEDED', exitCode: ExitCode.Usage, details: { fixes } },
+            );
+          }
+          if (ok) applied = await applyFixes(map, fixes, { timeoutMs: timeoutOf(cmd) });
         }
-        const ok = opts.yes || (await confirm(ctx, `apply these ${fixes.length} fixes?`));
-        if (ok === undefined) {
-          throw new ShardctlError('--fix needs confirmation: pass --yes to apply the listed fixes without a terminal', { code: 'CONFIRM_NEEDED', exitCode: ExitCode.Usage, details: { fixes } });
+        ctx.exitCode = report.ok ? ExitCode.Ok : ExitCode.Failed;
+        if (json) return outJson(ctx, { ...report, ...(applied ? { fixes: applied } : {}) });
+        if (report.ok) {
+          out(
+            ctx,
+            `verify: ${report.shards.length} shard(s) consistent (${report.checks.join(', ')}) in ${report.durationMs} ms`,
+          );
+          return;
         }
-        if (ok) applied = await applyFixes(map, fixes, { timeoutMs: timeoutOf(cmd) });
-      }
-      ctx.exitCode = report.ok ? ExitCode.Ok : ExitCode.Failed;
-      if (json) return outJson(ctx, { ...report, ...(applied ? { fixes: applied } : {}) });
-      if (report.ok) {
-        out(ctx, `verify: ${report.shards.length} shard(s) consistent (${report.checks.join(', ')}) in ${report.durationMs} ms`);
-        return;
-      }
-      await outTable(ctx, ['finding', 'shard', 'table', 'tenant', 'detail'], report.findings.slice(0, 200).map((f: Finding) => [f.kind, f.shard, f.table, f.tenant, f.message]));
-      if (report.findings.length > 200) out(ctx, `... and ${report.findings.length - 200} more (use --json for all)`);
-      out(ctx, `verify: ${report.findings.length} finding(s) on ${report.shards.length} shard(s)`);
-      if (applied) for (const a of applied) err(ctx, `${a.status === 'ok' ? 'fixed' : 'fix failed'}: ${a.fix.shard}: ${a.fix.description}${a.error ? `: ${a.error}` : ''}`);
-      else if (fixes.length > 0 && !opts.fix) err(ctx, `${fixes.length} finding(s) can be repaired with --fix`);
-    });
+        await outTable(
+          ctx,
+          ['finding', 'shard', 'table', 'tenant', 'detail'],
+          report.findings.slice(0, 200).map((f: Finding) => [f.kind, f.shard, f.table, f.tenant, f.message]),
+        );
+        if (report.findings.length > 200) out(ctx, `... and ${report.findings.length - 200} more (use --json for all)`);
+        out(ctx, `verify: ${report.findings.length} finding(s) on ${report.shards.length} shard(s)`);
+        if (applied)
+          for (const a of applied)
+            err(
+              ctx,
+              `${a.status === 'ok' ? 'fixed' : 'fix failed'}: ${a.fix.shard}: ${a.fix.description}${a.error ? `: ${a.error}` : ''}`,
+            );
+        else if (fixes.length > 0 && !opts.fix) err(ctx, `${fixes.length} finding(s) can be repaired with --fix`);
+      },
+    );
 }

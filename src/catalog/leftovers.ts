@@ -36,8 +36,11 @@ export async function replicationLeftovers(client: PoolClient): Promise<Replicat
       -- Logical slots belong to one database: another database on the same server is another shard.
       WHERE slot_name LIKE 'shardctl\\_%' AND (database IS NULL OR database = current_database()) ORDER BY 1`,
   );
-  for (const s of slots.rows) out.push({ kind: 'replication-slot', name: s.name, active: s.active, retainedWalBytes: Number(s.retained ?? 0) });
-  const pubs = await client.query<{ name: string }>(`SELECT pubname AS name FROM pg_publication WHERE pubname LIKE 'shardctl\\_%' ORDER BY 1`);
+  for (const s of slots.rows)
+    out.push({ kind: 'replication-slot', name: s.name, active: s.active, retainedWalBytes: Number(s.retained ?? 0) });
+  const pubs = await client.query<{ name: string }>(
+    `SELECT pubname AS name FROM pg_publication WHERE pubname LIKE 'shardctl\\_%' ORDER BY 1`,
+  );
   for (const p of pubs.rows) out.push({ kind: 'publication', name: p.name });
   try {
     await client.query('SAVEPOINT shardctl_subs');

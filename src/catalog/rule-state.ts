@@ -24,21 +24,31 @@ export const FROZEN = '*';
  * describeRule(map) // { strategy: 'modulo', keyType: 'bigint', shards: ['shard-0', 'shard-1'] }
  */
 export function describeRule(map: ShardMap): RuleDescription {
-  if (map.placement.strategy === 'modulo') return { strategy: 'modulo', keyType: map.shardKey.type, shards: map.shards.map((s) => s.name) };
-  const ranges = map.shards.flatMap((s) => s.buckets.map((r) => ({ shard: s.name, from: r.from, to: r.to }))).sort((a, b) => a.from - b.from);
+  if (map.placement.strategy === 'modulo')
+    return { strategy: 'modulo', keyType: map.shardKey.type, shards: map.shards.map((s) => s.name) };
+  const ranges = map.shards
+    .flatMap((s) => s.buckets.map((r) => ({ shard: s.name, from: r.from, to: r.to })))
+    .sort((a, b) => a.from - b.from);
   return { strategy: 'hash', keyType: map.shardKey.type, buckets: map.placement.buckets, ranges };
 }
 
 /** A stable fingerprint of a map's placement rule. */
 export function ruleFingerprint(map: ShardMap): string {
-  return createHash('sha256').update(JSON.stringify(describeRule(map))).digest('hex').slice(0, 24);
+  return createHash('sha256')
+    .update(JSON.stringify(describeRule(map)))
+    .digest('hex')
+    .slice(0, 24);
 }
 
 /** The recorded rule state, or undefined when the catalog has none. */
-export async function readRuleState(client: PoolClient): Promise<{ fingerprint: string; rule: RuleDescription } | undefined> {
+export async function readRuleState(
+  client: PoolClient,
+): Promise<{ fingerprint: string; rule: RuleDescription } | undefined> {
   const exists = await client.query<{ t: string | null }>("SELECT to_regclass('shardctl.rule_state')::text AS t");
   if (!exists.rows[0]?.t) return undefined;
-  const r = await client.query<{ fingerprint: string; rule: RuleDescription }>('SELECT fingerprint, rule FROM shardctl.rule_state');
+  const r = await client.query<{ fingerprint: string; rule: RuleDescription }>(
+    'SELECT fingerprint, rule FROM shardctl.rule_state',
+  );
   return r.rows[0];
 }
 
@@ -47,7 +57,11 @@ export async function readRuleState(client: PoolClient): Promise<{ fingerprint: 
  * when nothing is recorded yet (the first write of shardctl to a cluster adopts the map's rule).
  * Needs the catalog schema.
  */
-export async function writeRuleState(client: PoolClient, map: ShardMap | typeof FROZEN, options: { ifAbsent?: boolean } = {}): Promise<void> {
+export async function writeRuleState(
+  client: PoolClient,
+  map: ShardMap | typeof FROZEN,
+  options: { ifAbsent?: boolean } = {},
+): Promise<void> {
   const fingerprint = map === FROZEN ? FROZEN : ruleFingerprint(map);
   const rule = map === FROZEN ? { frozen: true } : describeRule(map);
   await client.query(
@@ -73,14 +87,17 @@ function summarise(rule: RuleDescription | { frozen: true }): string {
  * @example
  * assertRuleUnchanged(map, await readRuleState(client)); // throws RULE_CHANGED (exit 1) with the fix
  */
-export function assertRuleUnchanged(map: ShardMap, state: { fingerprint: string; rule: RuleDescription } | undefined): void {
+export function assertRuleUnchanged(
+  map: ShardMap,
+  state: { fingerprint: string; rule: RuleDescription } | undefined,
+): void {
   if (!state || state.fingerprint === FROZEN || state.fingerprint === ruleFingerprint(map)) return;
   throw new ShardctlError(
     `the placement rule of ${map.file} (${summarise(describeRule(map))}) differs from the rule the catalog records (${summarise(state.rule)}): tenants may sit on shards the new rule no longer names, so shardctl will not route by it`,
     {
       code: 'RULE_CHANGED',
       exitCode: ExitCode.Failed,
-      hint: 'run `shardctl rebalance --freeze` (it records in the directory where every tenant\'s rows are now; a tenant found on two shards must be repaired first, see `shardctl verify`), or restore the previous shard list',
+      hint: "run `shardctl rebalance --freeze` (it records in the directory where every tenant's rows are now; a tenant found on two shards must be repaired first, see `shardctl verify`), or restore the previous shard list",
       details: { recorded: state.rule, map: describeRule(map) },
     },
   );

@@ -1,0 +1,66 @@
+import type { PoolClient } from 'pg';
+
+/** Options of {@link withTransaction}. */
+export interface TransactionOptions {
+  /** Isolation level. Default: the server's (READ COMMITTED). */
+  isolation?: 'read committed' | 'repeatable read' | 'serializable';
+  /** `READ ONLY`: the server itself refuses any write. */
+  readOnly?: boolean;
+  /** `lock_timeout` for this transaction, in ms: DDL on a live table waits for its writers, bounded. */
+  lockTimeoutMs?: number;
+  /** `statement_timeout` for this transaction, in ms. */
+  statementTimeoutMs?: number;
+  /** Further settings for this transaction only (`set_config(name, value, true)`, i.e. `SET LOCAL`). */
+  settings?: Record<string, string>;
+}
+
+/** The `BEGIN` statement for these options. */
+export function beginSql(options: TransactionOptions = {}): string {
+  const parts = ['BEGIN'];
+  if (options.isolation) parts.push(`ISOLATION LEVEL ${options.isolation.toUpperCase()}`);
+  if (options.readOnly) parts.push('READ ONLY');
+  return parts.join(' ');
+}
+
+/** Applies the per-transaction settings of `options` (after BEGIN). */
+export async function applyLocalSettings(client: PoolClient, options: TransactionOptions): Promise<void> {
+  const settings: Record<string, string> = { ...options.settings };
+  if (options.lockTimeoutMs !== undefined) settings.lock_timeout = `${Math.max(1, Math.floor(options.lockTimeoutMs))}`;
+  if (options.statementTimeoutMs !== undefined) {
+    settings.statement_timeout = `${Math.max(1, Math.floor(options.statementTimeoutMs))}`;
+  }
+  const names = Object.keys(settings);
+  if (names.length === 0) return;
+  // One round trip for all of them; values are parameters, never spliced into SQL.
+  await client.query(
+    `SELECT ${names.map((_, i) => `set_config($${2 * i + 1}, $${2 * i + 2}, true)`).join(', ')}`,
+    names.flatMap((n) => [n, settings[n]!]),
+  );
+}
+
+/**
+ * Runs `fn` inside a transaction on an already connected client: commit on success, rollback on any
+ * error (the rollback's own failure never hides the first error). The one place where shardctl writes
+ * BEGIN and COMMIT; {@link ShardPools.withTransaction} is this on a pooled connection.
+ *
+ * @example
+ * const n = await withTransaction(client, async () => (await client.query('SELECT count(*) FROM t')).rows[0],
+ *   { isolation: 'repeatable read', readOnly: true });
+ * await withTransaction(client, () => client.query('CREATE TRIGGER ...'), { lockTimeoutMs: 30_000 });
+ */
+export async function withTransaction<T>(
+  client: PoolClient,
+  fn: () => Promise<T>,
+  options: TransactionOptions = {},
+): Promise<T> {
+  await client.query(beginSql(options));
+  try {
+    await applyLocalSettings(client, options);
+    const result = await fn();
+    await client.query('COMMIT');
+    return result;
+  } catch (e) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw e;
+  }
+}
