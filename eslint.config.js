@@ -65,12 +65,17 @@ export default tseslint.config(
   {
     // The query planner walks libpg-query's AST: typed with @pgsql/types, never `any`.
     files: ['src/query/**/*.ts'],
+    linterOptions: { noInlineConfig: true },
     rules: { '@typescript-eslint/no-explicit-any': 'error' },
   },
   {
     files: ['src/**/*.ts'],
     ignores: ['src/query/**'],
     rules: { '@typescript-eslint/no-explicit-any': 'warn' },
+  },
+  {
+    files: ['**/*.cjs'],
+    languageOptions: { sourceType: 'commonjs', globals: { module: 'writable', require: 'readonly' } },
   },
   {
     files: ['test/**/*.ts', 'bench/**/*.mjs', 'scripts/**/*.mjs', '*.js', '*.ts'],
