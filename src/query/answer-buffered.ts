@@ -25,20 +25,18 @@ async function readShards(
 ): Promise<ShardRows[]> {
   const maxRows = options.maxRows ?? DEFAULT_MAX_ROWS;
   const read = { maxRows, ...(options.statementTimeoutMs ? { statementTimeoutMs: options.statementTimeoutMs } : {}) };
-  const results = await Promise.all(
-    plan.shards.map(async (shard) => {
-      try {
-        return await readShard(router.pools, shard, plan.shardSql, plan.params, read);
-      } catch (e) {
-        const err = fromDriverError(e, { shard });
-        if (options.allowPartial && err.code === 'UNREACHABLE') {
-          missing.push({ shard, error: err.message });
-          return undefined;
-        }
-        throw err;
-      }
-    }),
+  // Settled, not raced: the query ends once every session is back in its pool, whichever shard failed.
+  const settled = await Promise.allSettled(
+    plan.shards.map((shard) => readShard(router.pools, shard, plan.shardSql, plan.params, read)),
   );
+  const results = settled.map((r, i) => {
+    if (r.status === 'fulfilled') return r.value;
+    const shard = plan.shards[i]!;
+    const err = fromDriverError(r.reason, { shard });
+    if (!options.allowPartial || err.code !== 'UNREACHABLE') throw err;
+    missing.push({ shard, error: err.message });
+    return undefined;
+  });
   const ok = results.filter((r): r is ShardRows => r !== undefined);
   if (ok.length === 0 && plan.shards.length > 0) throw noShardAnswered(missing);
   const total = ok.reduce((a, r) => a + r.rows.length, 0);
