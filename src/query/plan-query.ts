@@ -56,7 +56,7 @@ function readOnlySelect(stmt: Node): SelectStmt {
  *
  * @example
  * const plan = planQuery({ sql: 'SELECT count(*) FROM users', params: [], map, locate });
- * plan.shardSql // 'SELECT count(*) AS "__c0" FROM users'
+ * plan.shardSql // 'SELECT count(*) AS __c0 FROM users'
  */
 export function planQuery(input: PlanQueryInput): QueryPlan {
   const stmt = parseOne(input.sql);

@@ -3,6 +3,7 @@
  * aggregates, and plan. The lookup result is passed to the planner as data.
  */
 import type { ShardMap } from '../config/shard-map.js';
+import type { ShardPools } from '../db/shard-pools.js';
 import { createRouter, type ShardRouter } from '../router/create-router.js';
 import { functionNames } from './plan-aggregates.js';
 import { planQuery } from './plan-query.js';
@@ -37,11 +38,7 @@ export async function queryRouter(
  * @example
  * await lookupAggregates(router.pools, 'shard-0', ['my_agg', 'lower']) // Set { 'my_agg' }
  */
-export async function lookupAggregates(
-  pools: ShardRouter['pools'],
-  shard: string,
-  names: string[],
-): Promise<Set<string>> {
+export async function lookupAggregates(pools: ShardPools, shard: string, names: string[]): Promise<Set<string>> {
   if (names.length === 0) return new Set();
   const found = await pools
     .withShard(shard, async (c) => (await c.query<{ n: string }>(AGGREGATES_SQL, [names])).rows.map((r) => r.n))

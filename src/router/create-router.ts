@@ -72,12 +72,11 @@ interface Connections {
   kysely: typeof import('kysely');
 }
 
-/** Opens the pools (no connection yet) and loads node-postgres and Kysely, which offline routers never pay for. */
+/** Opens the pools (no connection yet; node-postgres loads with them) and Kysely: offline routers pay for neither. */
 async function openConnections(map: ShardMap, options: RouterOptions): Promise<Connections | undefined> {
   if (options.offline) return undefined;
-  const { ShardPools: Pools, loadPg } = await import('../db/shard-pools.js');
+  const { ShardPools: Pools } = await import('../db/shard-pools.js');
   const pools = await Pools.open(map, options.pool);
-  await loadPg();
   return { pools, kysely: await import('kysely') };
 }
 
