@@ -25,8 +25,9 @@ export type { TenantKey } from './placement/tenant-key.js';
 export { compileRule, bucketOf, moduloIndex, tenantHash, ruleSql } from './placement/placement.js';
 export type { RulePlacement } from './placement/placement.js';
 export { hashBytes, hashInt8, hashUint32 } from './placement/pg-hash.js';
-export { createRouter } from './router/create-router.js';
-export type { Router, RouterOptions, Location } from './router/create-router.js';
+export { createRouter, withScatter } from './query/scatter.js';
+export type { Router, ScatterOptions } from './query/scatter.js';
+export type { ShardRouter, RouterOptions, Location } from './router/create-router.js';
 export { ShardPools, withAdvisoryLock, lockHolder, loadPg, ADVISORY_NAMESPACE } from './db/shard-pools.js';
 export type { ShardPoolsOptions, AdvisoryLockOptions, LockHolder } from './db/shard-pools.js';
 export { forEachShard } from './db/for-each-shard.js';
@@ -109,9 +110,18 @@ export {
 } from './migrate/migration-files.js';
 export type { MigrationFile } from './migrate/migration-files.js';
 export { runQuery } from './query/run-query.js';
-export type { QueryResult, QueryField, RunQueryOptions } from './query/run-query.js';
-export { planQuery } from './query/plan-query.js';
-export type { QueryPlan, PlanQueryInput, MergeKind } from './query/plan-query.js';
+export type { QueryResult, QueryField, RunQueryOptions, MissingShard } from './query/run-query.js';
+export { planQuery, functionNames } from './query/plan-query.js';
+export type {
+  QueryPlan,
+  PlanQueryInput,
+  MergeKind,
+  SinglePlan,
+  ConcatPlan,
+  FinalPlan,
+  SortKey,
+} from './query/plan-query.js';
+export type { MergeOp } from './query/merge-ops.js';
 export { loadSqlTools } from './query/sql-ast.js';
 export { streamQuery } from './query/stream-query.js';
 export type { QueryStream } from './query/stream-query.js';

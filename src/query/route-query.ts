@@ -1,6 +1,6 @@
-/* eslint-disable @typescript-eslint/no-explicit-any */
+import type { SelectStmt } from '@pgsql/types';
 import type { ShardMap } from '../config/shard-map.js';
-import { as, columnName, columnQualifier, conjuncts, type Node } from './sql-ast.js';
+import { as, columnName, columnQualifier, conjuncts, operatorOf, stringOf, type Node } from './sql-ast.js';
 
 /** A relation of a query's FROM. */
 export interface Rel {
@@ -9,12 +9,15 @@ export interface Rel {
   reference: boolean;
 }
 
-/** Where a query must run, and why. */
-export interface Routing {
-  shards?: string[];
-  reference?: boolean;
-  why: string;
-}
+/**
+ * Where a query must run, and why: on any one shard (only reference tables), on the shards owning the
+ * pinned tenants, or on every candidate shard; or nowhere exact (`unsplittable`: the planner refuses).
+ */
+export type Routing =
+  | { kind: 'reference'; why: string }
+  | { kind: 'pinned'; shards: string[]; why: string }
+  | { kind: 'scatter'; why: string }
+  | { kind: 'unsplittable'; construct: 'join not on the shard key' | 'sub-query in FROM'; why: string };
 
 /** What routing needs from the caller. */
 export interface RouteInput {
@@ -23,19 +26,21 @@ export interface RouteInput {
   locate: (tenant: string) => string;
 }
 
-/** The relations of a SELECT's FROM, reference tables marked. */
-export function relations(sel: any, map: ShardMap): Rel[] {
+/**
+ * The relations of a SELECT's FROM, reference tables marked.
+ *
+ * @example
+ * relations(sel, map).map((r) => r.alias) // ['u', 'p']
+ */
+export function relations(sel: SelectStmt, map: ShardMap): Rel[] {
   const rels: Rel[] = [];
   const refs = new Set(map.reference);
-  const visit = (n: Node) => {
+  const visit = (n: Node | undefined): void => {
     const rv = as(n, 'RangeVar');
     if (rv) {
-      const full = rv.schemaname ? `${rv.schemaname}.${rv.relname}` : rv.relname;
-      rels.push({
-        name: full,
-        alias: rv.alias?.aliasname ?? rv.relname,
-        reference: refs.has(full) || refs.has(rv.relname),
-      });
+      const relname = rv.relname ?? '';
+      const full = rv.schemaname ? `${rv.schemaname}.${relname}` : relname;
+      rels.push({ name: full, alias: rv.alias?.aliasname ?? relname, reference: refs.has(full) || refs.has(relname) });
       return;
     }
     const j = as(n, 'JoinExpr');
@@ -44,19 +49,21 @@ export function relations(sel: any, map: ShardMap): Rel[] {
       visit(j.rarg);
       return;
     }
-    if (as(n, 'RangeFunction')) {
-      rels.push({ name: '(function)', alias: '', reference: true });
-      return;
-    }
-    if (as(n, 'RangeSubselect'))
-      rels.push({ name: '(subquery)', alias: as(n, 'RangeSubselect').alias?.aliasname ?? '', reference: false });
+    if (as(n, 'RangeFunction')) rels.push({ name: '(function)', alias: '', reference: true });
+    const sub = as(n, 'RangeSubselect');
+    if (sub) rels.push({ name: '(subquery)', alias: sub.alias?.aliasname ?? '', reference: false });
   };
   for (const f of sel.fromClause ?? []) visit(f);
   return rels;
 }
 
-/** The value of a literal or bound parameter (casts and unary minus allowed), else undefined. */
-export function constValue(n: Node, params: unknown[]): string | undefined {
+/**
+ * The value of a literal or bound parameter (casts and unary minus allowed), else undefined.
+ *
+ * @example
+ * constValue(parsedExpr('-$1::int8'), ['5']) // '-5'
+ */
+export function constValue(n: Node | undefined, params: unknown[]): string | undefined {
   const tc = as(n, 'TypeCast');
   if (tc) return constValue(tc.arg, params);
   const c = as(n, 'A_Const');
@@ -68,94 +75,155 @@ export function constValue(n: Node, params: unknown[]): string | undefined {
   }
   const p = as(n, 'ParamRef');
   if (p) {
-    const v = params[p.number - 1];
+    const v = params[(p.number ?? 0) - 1];
     return v === undefined || v === null ? undefined : String(v);
   }
   const neg = as(n, 'A_Expr');
-  if (neg && neg.kind === 'AEXPR_OP' && !neg.lexpr && neg.name?.[0]?.String?.sval === '-') {
+  if (neg && neg.kind === 'AEXPR_OP' && !neg.lexpr && operatorOf(neg) === '-') {
     const v = constValue(neg.rexpr, params);
     return v === undefined ? undefined : v.startsWith('-') ? v.slice(1) : `-${v}`;
   }
   return undefined;
 }
 
-/** Relations connected by equality on the shard key, and the tenants pinned, from WHERE and JOIN quals. */
-export function route(sel: any, rels: Rel[], input: RouteInput): Routing {
-  const key = input.map.shardKey.column;
-  const dist = rels.filter((r) => !r.reference);
-  if (rels.length > 0 && dist.length === 0) return { reference: true, why: 'only reference tables' };
-  if (rels.length === 0) return { reference: true, why: 'no table' };
-  const relOf = (n: Node): Rel | undefined => {
-    if (columnName(n) !== key) return undefined;
+/** Union-find over distributed relations, with the tenants each relation is pinned to. */
+class RelGroups {
+  private readonly parent: Map<Rel, Rel>;
+  readonly pinned = new Map<Rel, Set<string>>();
+
+  constructor(dist: Rel[]) {
+    this.parent = new Map(dist.map((r) => [r, r]));
+  }
+
+  find(r: Rel): Rel {
+    const p = this.parent.get(r)!;
+    return p === r ? r : this.find(p);
+  }
+
+  unite(a: Rel, b: Rel): void {
+    this.parent.set(this.find(a), this.find(b));
+  }
+
+  /** Pins a relation to tenants; a second pin keeps the intersection (both conditions hold). */
+  pin(r: Rel, values: string[]): void {
+    const prev = this.pinned.get(r);
+    this.pinned.set(r, prev ? new Set(values.filter((v) => prev.has(v))) : new Set(values));
+  }
+}
+
+/** Shard-key equalities and pins, gathered from the WHERE clause and the joins of one SELECT. */
+class KeyQuals {
+  readonly quals: Node[];
+  readonly using: [Rel[], Rel[]][] = [];
+
+  constructor(
+    private readonly key: string,
+    private readonly dist: Rel[],
+    sel: SelectStmt,
+  ) {
+    this.quals = [...conjuncts(sel.whereClause)];
+    for (const f of sel.fromClause ?? []) this.joins(f);
+  }
+
+  /** The distributed relation whose shard key this column is, if it is one. */
+  relOf(n: Node | undefined): Rel | undefined {
+    if (columnName(n) !== this.key) return undefined;
     const q = columnQualifier(n);
-    if (q) return dist.find((r) => r.alias === q || r.name === q);
-    return dist.length === 1 ? dist[0] : undefined;
-  };
-  const quals: Node[] = [...conjuncts(sel.whereClause)];
-  const using: [Rel[], Rel[]][] = [];
-  const joins = (n: Node): Rel[] => {
+    if (q) return this.dist.find((r) => r.alias === q || r.name === q);
+    return this.dist.length === 1 ? this.dist[0] : undefined;
+  }
+
+  private isKeyEquality(q: Node): boolean {
+    const e = as(q, 'A_Expr');
+    return !!e && e.kind === 'AEXPR_OP' && operatorOf(e) === '=' && !!this.relOf(e.lexpr) && !!this.relOf(e.rexpr);
+  }
+
+  /** The relations under a FROM item; collects inner-join quals, outer joins' shard-key equalities, USING. */
+  private joins(n: Node | undefined): Rel[] {
     const j = as(n, 'JoinExpr');
     if (!j) {
       const rv = as(n, 'RangeVar');
-      if (rv) return dist.filter((r) => r.alias === (rv.alias?.aliasname ?? rv.relname));
-      return [];
+      return rv ? this.dist.filter((r) => r.alias === (rv.alias?.aliasname ?? rv.relname)) : [];
     }
-    const l = joins(j.larg);
-    const r = joins(j.rarg);
-    if (j.quals && j.jointype === 'JOIN_INNER') quals.push(...conjuncts(j.quals));
-    else if (j.quals) quals.push(...conjuncts(j.quals).filter((q) => isKeyEquality(q)));
-    if ((j.usingClause ?? []).some((u: any) => u.String?.sval === key)) using.push([l, r]);
+    const l = this.joins(j.larg);
+    const r = this.joins(j.rarg);
+    if (j.quals && j.jointype === 'JOIN_INNER') this.quals.push(...conjuncts(j.quals));
+    else if (j.quals) this.quals.push(...conjuncts(j.quals).filter((q) => this.isKeyEquality(q)));
+    if ((j.usingClause ?? []).some((u) => stringOf(u) === this.key)) this.using.push([l, r]);
     return [...l, ...r];
-  };
-  const isKeyEquality = (q: Node) => {
-    const e = as(q, 'A_Expr');
-    return e && e.kind === 'AEXPR_OP' && e.name?.[0]?.String?.sval === '=' && relOf(e.lexpr) && relOf(e.rexpr);
-  };
-  for (const f of sel.fromClause ?? []) joins(f);
-  // union-find over distributed relations
-  const parent = new Map(dist.map((r) => [r, r]));
-  const find = (r: Rel): Rel => (parent.get(r) === r ? r : find(parent.get(r)!));
-  const unite = (a: Rel, b: Rel) => parent.set(find(a), find(b));
-  for (const [l, r] of using) for (const a of l) for (const b of r) unite(a, b);
-  const pinned = new Map<Rel, Set<string>>();
-  const pin = (r: Rel, values: string[]) => {
-    const prev = pinned.get(r);
-    pinned.set(r, prev ? new Set(values.filter((v) => prev.has(v))) : new Set(values));
-  };
-  for (const q of quals) {
-    const e = as(q, 'A_Expr');
-    if (!e) continue;
-    if (e.kind === 'AEXPR_OP' && e.name?.[0]?.String?.sval === '=') {
-      const a = relOf(e.lexpr);
-      const b = relOf(e.rexpr);
-      if (a && b) unite(a, b);
-      else if (a && constValue(e.rexpr, input.params) !== undefined) pin(a, [constValue(e.rexpr, input.params)!]);
-      else if (b && constValue(e.lexpr, input.params) !== undefined) pin(b, [constValue(e.lexpr, input.params)!]);
-    } else if (e.kind === 'AEXPR_IN' && e.name?.[0]?.String?.sval === '=') {
-      const a = relOf(e.lexpr);
-      const items = as(e.rexpr, 'List')?.items ?? [];
-      const values = items.map((i: Node) => constValue(i, input.params));
-      if (a && values.every((v: string | undefined) => v !== undefined)) pin(a, values as string[]);
-    }
   }
-  const groups = new Set(dist.map(find));
-  if (dist.some((r) => r.name === '(subquery)') || groups.size > 1) {
-    // Relations not tied by the shard key: exact only when every one of them is pinned to tenants
-    // that all live on one shard (then that shard holds every row involved).
-    const all = dist.every((r) => pinned.has(r));
-    if (all && !dist.some((r) => r.name === '(subquery)')) {
-      const shards = [...new Set([...pinned.values()].flatMap((v) => [...v].map((t) => input.locate(t))))];
-      if (shards.length === 1) return { shards, why: `every relation pinned to tenants on ${shards[0]}` };
-    }
-    return { why: groups.size > 1 ? 'join not on the shard key' : 'subquery in FROM' };
+}
+
+/** Applies one qual: `key = key` ties two relations, `key = const` and `key IN (consts)` pin one. */
+function applyQual(q: Node, quals: KeyQuals, groups: RelGroups, params: unknown[]): void {
+  const e = as(q, 'A_Expr');
+  if (!e || operatorOf(e) !== '=') return;
+  if (e.kind === 'AEXPR_OP') {
+    const a = quals.relOf(e.lexpr);
+    const b = quals.relOf(e.rexpr);
+    const right = constValue(e.rexpr, params);
+    const left = constValue(e.lexpr, params);
+    if (a && b) groups.unite(a, b);
+    else if (a && right !== undefined) groups.pin(a, [right]);
+    else if (b && left !== undefined) groups.pin(b, [left]);
+  } else if (e.kind === 'AEXPR_IN') {
+    const a = quals.relOf(e.lexpr);
+    const values = (as(e.rexpr, 'List')?.items ?? []).map((i) => constValue(i, params));
+    if (a && values.every((v) => v !== undefined)) groups.pin(a, values as string[]);
   }
+}
+
+/**
+ * Where a SELECT must run: relations connected by equality on the shard key, and the tenants pinned,
+ * from WHERE and JOIN quals.
+ *
+ * @example
+ * route(sel, relations(sel, map), { map, params: [], locate }) // { kind: 'pinned', shards: ['s1'], why: ... }
+ */
+export function route(sel: SelectStmt, rels: Rel[], input: RouteInput): Routing {
+  const key = input.map.shardKey.column;
+  const dist = rels.filter((r) => !r.reference);
+  if (rels.length > 0 && dist.length === 0) return { kind: 'reference', why: 'only reference tables' };
+  if (rels.length === 0) return { kind: 'reference', why: 'no table' };
+  const quals = new KeyQuals(key, dist, sel);
+  const groups = new RelGroups(dist);
+  for (const [l, r] of quals.using) for (const a of l) for (const b of r) groups.unite(a, b);
+  for (const q of quals.quals) applyQual(q, quals, groups, input.params);
+  const roots = new Set(dist.map((r) => groups.find(r)));
+  const subquery = dist.some((r) => r.name === '(subquery)');
+  if (subquery || roots.size > 1) return routeUnconnected(dist, groups, subquery, roots.size > 1, input);
   // Tenants pinned anywhere in the (single) group decide the shards.
   let values: Set<string> | undefined;
-  for (const [r, v] of pinned) {
-    if (find(r) !== find(dist[0]!)) continue;
+  for (const [r, v] of groups.pinned) {
+    if (groups.find(r) !== groups.find(dist[0]!)) continue;
     values = values ? new Set([...values].filter((x) => v.has(x))) : v;
   }
-  if (!values) return { why: 'the shard key is not pinned' };
+  if (!values) return { kind: 'scatter', why: 'the shard key is not pinned' };
   const shards = [...new Set([...values].map((t) => input.locate(t)))];
-  return { shards, why: `${key} pinned to ${[...values].join(', ')}: ${shards.join(', ') || 'no shard'}` };
+  return {
+    kind: 'pinned',
+    shards,
+    why: `${key} pinned to ${[...values].join(', ')}: ${shards.join(', ') || 'no shard'}`,
+  };
+}
+
+/**
+ * Relations not tied by the shard key: exact only when every one of them is pinned to tenants that all
+ * live on one shard (then that shard holds every row involved).
+ */
+function routeUnconnected(
+  dist: Rel[],
+  groups: RelGroups,
+  subquery: boolean,
+  split: boolean,
+  input: RouteInput,
+): Routing {
+  if (!subquery && dist.every((r) => groups.pinned.has(r))) {
+    const tenants = [...groups.pinned.values()].flatMap((v) => [...v]);
+    const shards = [...new Set(tenants.map((t) => input.locate(t)))];
+    if (shards.length === 1) return { kind: 'pinned', shards, why: `every relation pinned to tenants on ${shards[0]}` };
+  }
+  return split
+    ? { kind: 'unsplittable', construct: 'join not on the shard key', why: 'join not on the shard key' }
+    : { kind: 'unsplittable', construct: 'sub-query in FROM', why: 'subquery in FROM' };
 }

@@ -35,9 +35,10 @@ export interface RouterOptions {
 /**
  * Routes tenants to shards: the TypeScript form of the classic `get_session(tenant_id)`.
  * `locate` is synchronous and served from memory; the directory is re-read in the background
- * when its TTL expires and its version changed.
+ * when its TTL expires and its version changed. This is the router layer's router: the public entry's
+ * `Router` (src/query/scatter.ts) adds `scatter`, which needs the query engine above this layer.
  */
-export interface Router {
+export interface ShardRouter {
   readonly map: ShardMap;
   /** True when built with `offline`: the directory was not read. */
   readonly offline: boolean;
@@ -51,163 +52,148 @@ export interface Router {
   shard<DB>(name: string): Kysely<DB>;
   /** The connection pools behind `db()` and `shard()`. */
   readonly pools: ShardPools;
-  /**
-   * Asks every shard one SELECT and yields the merged rows as objects of PostgreSQL text values
-   * (int8 and numeric stay exact strings), the same engine as `shardctl query`; refuses what cannot be
-   * answered exactly.
-   */
-  scatter(
-    sql: string,
-    params?: unknown[],
-    options?: { tenant?: string; shards?: string[]; statementTimeoutMs?: number; maxRows?: number },
-  ): AsyncIterableIterator<Record<string, string | null>>;
   /** Checks the directory version now and re-reads the directory if it changed. */
   refresh(): Promise<void>;
   /** Closes every connection. */
   close(): Promise<void>;
 }
 
+/** The directory as last read from the catalog shard, and the rule check that came with it. */
+interface DirectoryCache {
+  entries: Map<string, string>;
+  version: number;
+  checkedAt: number;
+  ruleError: ShardctlError | undefined;
+}
+
+/** Connections of an online router: the pools and the Kysely module bound to them. */
+interface Connections {
+  pools: ShardPools;
+  kysely: typeof import('kysely');
+}
+
+/** Opens the pools (no connection yet; node-postgres loads with them) and Kysely: offline routers pay for neither. */
+async function openConnections(map: ShardMap, options: RouterOptions): Promise<Connections | undefined> {
+  if (options.offline) return undefined;
+  const { ShardPools: Pools } = await import('../db/shard-pools.js');
+  const pools = await Pools.open(map, options.pool);
+  return { pools, kysely: await import('kysely') };
+}
+
+/** Re-reads the directory from the catalog shard when its version changed; records the rule check. */
+async function refreshDirectory(map: ShardMap, pools: ShardPools, cache: DirectoryCache): Promise<void> {
+  await pools.withShard(map.catalog, async (client) => {
+    const v = await readDirectoryVersion(client);
+    if (v === cache.version) return;
+    const dir = await readDirectory(client);
+    // A map whose rule differs from the recorded one would send tenants to shards that do not
+    // hold them: refuse to route rather than answer from the wrong shard.
+    try {
+      assertRuleUnchanged(map, await readRuleState(client));
+      cache.ruleError = undefined;
+    } catch (e) {
+      cache.ruleError = e as ShardctlError;
+    }
+    cache.entries = dir.entries;
+    cache.version = dir.version;
+  });
+  cache.checkedAt = Date.now();
+}
+
+/** The location of a parsed tenant: the directory's entry if any, else the rule's shard. */
+function locationOf(rule: ReturnType<typeof compileRule>, entries: Map<string, string>, tenant: TenantKey): Location {
+  const text = tenantText(tenant);
+  const r = rule(tenant);
+  const dirShard = entries.get(text);
+  return {
+    tenant: text,
+    shard: dirShard ?? r.shard.name,
+    ruleShard: r.shard.name,
+    ...(r.bucket !== undefined ? { bucket: r.bucket } : {}),
+    override: dirShard !== undefined && dirShard !== r.shard.name,
+  };
+}
+
+function offlineError(what: string): ShardctlError {
+  return new ShardctlError(`this router was created offline: ${what}`, { code: 'OFFLINE', exitCode: ExitCode.Usage });
+}
+
+/** One Kysely per shard, created on first use over the shard's pool. */
+function kyselyPerShard(map: ShardMap, connections: Connections | undefined): <DB>(name: string) => Kysely<DB> {
+  const shardByName = new Map(map.shards.map((s) => [s.name, s]));
+  const kyselies = new Map<string, Kysely<unknown>>();
+  return <DB>(name: string): Kysely<DB> => {
+    if (!connections) throw offlineError('it cannot connect');
+    const shard: Shard | undefined = shardByName.get(name);
+    if (!shard) {
+      throw new ShardctlError(`unknown shard "${name}"; the map has ${map.shards.map((s) => s.name).join(', ')}`, {
+        code: 'UNKNOWN_SHARD',
+        exitCode: ExitCode.Usage,
+      });
+    }
+    let db = kyselies.get(name);
+    if (!db) {
+      const { Kysely: K, PostgresDialect } = connections.kysely;
+      db = new K<unknown>({ dialect: new PostgresDialect({ pool: connections.pools.pool(name) }) });
+      kyselies.set(name, db);
+    }
+    return db as Kysely<DB>;
+  };
+}
+
 /**
  * Creates a router for a map (or the path of one). Reads the placement directory once from the
  * catalog shard unless `offline`; a catalog without a shardctl schema reads as an empty directory.
+ * Library users get this router with `scatter` from the public entry's `createRouter`.
  *
  * @example
  * const router = await createRouter('shards.yaml');
  * const rows = await router.db<DB>(123).selectFrom('users').selectAll().where('tenant_id', '=', 123).execute();
  * await router.close();
  */
-export async function createRouter(mapOrPath: ShardMap | string, options: RouterOptions = {}): Promise<Router> {
+export async function createRouter(mapOrPath: ShardMap | string, options: RouterOptions = {}): Promise<ShardRouter> {
   const map = typeof mapOrPath === 'string' ? await loadShardMap(mapOrPath) : mapOrPath;
   const rule = compileRule(map);
-  const shardByName = new Map(map.shards.map((s) => [s.name, s]));
   const ttl = options.directoryTtlMs ?? 2000;
-  const offline = options.offline ?? false;
-
-  let pools: ShardPools | undefined;
-  let kyselyModule: typeof import('kysely') | undefined;
-  let pg: typeof import('pg') | undefined;
-  if (!offline) {
-    const { ShardPools: Pools, loadPg } = await import('../db/shard-pools.js');
-    pools = await Pools.open(map, options.pool);
-    pg = await loadPg();
-    kyselyModule = await import('kysely');
-  }
-
-  let entries = new Map<string, string>();
-  let version = -1;
-  let checkedAt = 0;
-  let refreshing: Promise<void> | undefined;
-  let ruleError: ShardctlError | undefined;
-
-  const refresh = async (): Promise<void> => {
-    if (!pools) return;
-    const p = pools;
-    await p.withShard(map.catalog, async (client) => {
-      const v = await readDirectoryVersion(client);
-      if (v !== version) {
-        const dir = await readDirectory(client);
-        // A map whose rule differs from the recorded one would send tenants to shards that do not
-        // hold them: refuse to route rather than answer from the wrong shard.
-        try {
-          assertRuleUnchanged(map, await readRuleState(client));
-          ruleError = undefined;
-        } catch (e) {
-          ruleError = e as ShardctlError;
-        }
-        entries = dir.entries;
-        version = dir.version;
-      }
-    });
-    checkedAt = Date.now();
-  };
-  if (!offline) {
+  const connections = await openConnections(map, options);
+  const cache: DirectoryCache = { entries: new Map(), version: -1, checkedAt: 0, ruleError: undefined };
+  const refresh = async () => (connections ? refreshDirectory(map, connections.pools, cache) : undefined);
+  if (connections) {
     await refresh();
-    if (ruleError) {
-      await pools?.close();
-      throw ruleError;
+    if (cache.ruleError) {
+      await connections.pools.close();
+      throw cache.ruleError;
     }
   }
-
-  const kyselies = new Map<string, Kysely<unknown>>();
-  const located = (tenant: TenantKey): Location => {
-    const text = tenantText(tenant);
-    const r = rule(tenant);
-    const dirShard = entries.get(text);
-    return {
-      tenant: text,
-      shard: dirShard ?? r.shard.name,
-      ruleShard: r.shard.name,
-      ...(r.bucket !== undefined ? { bucket: r.bucket } : {}),
-      override: dirShard !== undefined && dirShard !== r.shard.name,
-    };
-  };
-
-  const router: Router = {
+  let refreshing: Promise<void> | undefined;
+  const shard = kyselyPerShard(map, connections);
+  const router: ShardRouter = {
     map,
-    offline,
+    offline: !connections,
     get directoryVersion() {
-      return version;
+      return cache.version;
     },
     locate(tenant) {
-      if (!offline && Date.now() - checkedAt > ttl && !refreshing) {
+      if (connections && Date.now() - cache.checkedAt > ttl && !refreshing) {
         // Stale reads are safe: a moved tenant's old shard rejects writes through its fence.
         refreshing = refresh()
           .catch(() => undefined)
-          .finally(() => {
-            refreshing = undefined;
-          });
+          .finally(() => (refreshing = undefined));
       }
-      if (ruleError) throw ruleError;
-      return located(parseTenant(tenant, map.shardKey.type));
+      if (cache.ruleError) throw cache.ruleError;
+      return locationOf(rule, cache.entries, parseTenant(tenant, map.shardKey.type));
     },
-    db<DB>(tenant: unknown) {
-      return router.shard<DB>(router.locate(tenant).shard);
-    },
-    shard<DB>(name: string) {
-      if (!pools || !kyselyModule || !pg) {
-        throw new ShardctlError('this router was created offline: it cannot connect', {
-          code: 'OFFLINE',
-          exitCode: ExitCode.Usage,
-        });
-      }
-      const shard: Shard | undefined = shardByName.get(name);
-      if (!shard) {
-        throw new ShardctlError(`unknown shard "${name}"; the map has ${map.shards.map((s) => s.name).join(', ')}`, {
-          code: 'UNKNOWN_SHARD',
-          exitCode: ExitCode.Usage,
-        });
-      }
-      let db = kyselies.get(name);
-      if (!db) {
-        db = new kyselyModule.Kysely<unknown>({
-          dialect: new kyselyModule.PostgresDialect({ pool: pools.pool(name) }),
-        });
-        kyselies.set(name, db);
-      }
-      return db as Kysely<DB>;
-    },
+    db: <DB>(tenant: unknown) => shard<DB>(router.locate(tenant).shard),
+    shard,
     get pools() {
-      if (!pools)
-        throw new ShardctlError('this router was created offline: it has no pools', {
-          code: 'OFFLINE',
-          exitCode: ExitCode.Usage,
-        });
-      return pools;
-    },
-    async *scatter(sql, params = [], options = {}) {
-      const { runQuery } = await import('../query/run-query.js');
-      const result = await runQuery(map, sql, params, { ...options, router });
-      for (const row of result.rows) {
-        const out: Record<string, string | null> = {};
-        result.fields.forEach((f, i) => (out[f.name] = row[i] ?? null));
-        yield out;
-      }
+      if (!connections) throw offlineError('it has no pools');
+      return connections.pools;
     },
     refresh,
     async close() {
       await refreshing;
       // Kysely's destroy would end the shared pools; closing the pools once is enough.
-      await pools?.close();
+      await connections?.pools.close();
     },
   };
   return router;

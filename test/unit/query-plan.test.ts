@@ -55,4 +55,37 @@ describe('query planner', () => {
     expect(() => plan("UPDATE users SET name = 'x'")).toThrow(/UPDATE is not a SELECT/);
     expect(() => plan('SELECT * FROM users FOR UPDATE')).toThrow(/FOR UPDATE/);
   });
+
+  it('takes the catalogue of aggregates as data: planning is a function of its input alone', () => {
+    const sql = 'SELECT my_total(amount) FROM invoices';
+    // a plain function call: every shard returns its rows
+    expect(plan(sql).kind).toBe('concat');
+    expect(() => planQuery({ sql, params: [], map, locate, aggregates: new Set(['my_total']) })).toThrow(
+      /refused: aggregate my_total\(\)/,
+    );
+    // the previous call's catalogue does not leak into the next plan
+    expect(plan(sql)).toEqual(plan(sql));
+    expect(plan(sql).kind).toBe('concat');
+  });
+
+  it('writes merges as typed operations in the final query, never as SQL placeholders', () => {
+    const p = plan('SELECT plan, sum(total), avg(total) FROM invoices GROUP BY plan');
+    expect(p.kind).toBe('final');
+    if (p.kind !== 'final') return;
+    const ops = JSON.stringify(p.final.targetList);
+    expect(ops).toContain('{"ShardctlMerge":{"op":"sum","col":2}}');
+    expect(ops).toContain('{"ShardctlMerge":{"op":"avg","sum":3,"count":4}}');
+    expect(ops).not.toMatch(/__c\d|__sum|__avg/);
+    expect(p.columns).toEqual(['plan', 'sum', 'avg']);
+  });
+
+  it('streams ordered rows without LIMIT with the sort keys, and sorts in PostgreSQL with one', () => {
+    const streamed = plan('SELECT id, email FROM users ORDER BY email DESC, id');
+    expect(streamed.kind === 'final' && streamed.sortKeys).toEqual([
+      { col: 2, desc: true, nullsFirst: true },
+      { col: 4, desc: false, nullsFirst: false },
+    ]);
+    const limited = plan('SELECT id FROM users ORDER BY id LIMIT 5');
+    expect(limited.kind === 'final' && limited.sortKeys).toBeUndefined();
+  });
 });

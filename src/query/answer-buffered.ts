@@ -1,0 +1,75 @@
+/** Answers a plan from whole shard results held in memory (aggregates, LIMIT, keys only PostgreSQL can sort). */
+import { fromDriverError, ShardctlError } from '../errors.js';
+import type { ShardRouter } from '../router/create-router.js';
+import { combineFinal, fieldsOf } from './merge-final.js';
+import type { QueryPlan } from './plan-types.js';
+import { DEFAULT_MAX_ROWS, type MissingShard, type QueryResult, type RunQueryOptions } from './query-types.js';
+import { readShard, type ShardRows } from './shard-session.js';
+
+/**
+ * The error that ends a query when no shard could be asked.
+ *
+ * @example
+ * if (answered.length === 0) throw noShardAnswered(missing);
+ */
+export function noShardAnswered(missing: MissingShard[]): ShardctlError {
+  return new ShardctlError(`no shard answered: ${missing.map((m) => m.error).join('; ')}`, { code: 'UNREACHABLE' });
+}
+
+/** Every planned shard's whole answer; with `allowPartial`, unreachable shards go to `missing`. */
+async function readShards(
+  router: ShardRouter,
+  plan: QueryPlan,
+  options: RunQueryOptions,
+  missing: MissingShard[],
+): Promise<ShardRows[]> {
+  const maxRows = options.maxRows ?? DEFAULT_MAX_ROWS;
+  const read = { maxRows, ...(options.statementTimeoutMs ? { statementTimeoutMs: options.statementTimeoutMs } : {}) };
+  // Settled, not raced: the query ends once every session is back in its pool, whichever shard failed.
+  const settled = await Promise.allSettled(
+    plan.shards.map((shard) => readShard(router.pools, shard, plan.shardSql, plan.params, read)),
+  );
+  const results = settled.map((r, i) => {
+    if (r.status === 'fulfilled') return r.value;
+    const shard = plan.shards[i]!;
+    const err = fromDriverError(r.reason, { shard });
+    if (!options.allowPartial || err.code !== 'UNREACHABLE') throw err;
+    missing.push({ shard, error: err.message });
+    return undefined;
+  });
+  const ok = results.filter((r): r is ShardRows => r !== undefined);
+  if (ok.length === 0 && plan.shards.length > 0) throw noShardAnswered(missing);
+  const total = ok.reduce((a, r) => a + r.rows.length, 0);
+  if (total > maxRows)
+    throw new ShardctlError(`the shards returned ${total} rows, more than --max-rows ${maxRows}`, {
+      code: 'MAX_ROWS',
+      hint: 'add a LIMIT or raise --max-rows',
+    });
+  return ok;
+}
+
+/**
+ * Answers a plan by reading every shard's answer whole, then merging: unchanged (single), appended with
+ * the window applied (concat), or combined by PostgreSQL's final query (final).
+ *
+ * @example
+ * const { fields, rows, missing } = await answerBuffered(router, plan, { maxRows: 1000 });
+ */
+export async function answerBuffered(
+  router: ShardRouter,
+  plan: QueryPlan,
+  options: RunQueryOptions,
+): Promise<QueryResult> {
+  const missing: MissingShard[] = [];
+  const ok = await readShards(router, plan, options, missing);
+  const first = ok[0];
+  if (!first) return { fields: [], rows: [], plan, missing };
+  if (plan.kind === 'single') return { fields: fieldsOf(first.fields), rows: first.rows, plan, missing };
+  if (plan.kind === 'concat') {
+    const from = Number(plan.offset ?? 0n);
+    const to = plan.limit !== undefined ? from + Number(plan.limit) : undefined;
+    return { fields: fieldsOf(first.fields), rows: ok.flatMap((r) => r.rows).slice(from, to), plan, missing };
+  }
+  const combined = await combineFinal(router.pools, plan, ok, options);
+  return { ...combined, plan, missing };
+}

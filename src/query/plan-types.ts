@@ -1,0 +1,74 @@
+import type { SelectStmt } from '@pgsql/types';
+import type { ShardMap } from '../config/shard-map.js';
+
+/** How shard results become the answer. */
+export type MergeKind = 'single' | 'concat' | 'final';
+
+/** A sort key of a streaming merge: shard-result column, direction, NULL order. */
+export interface SortKey {
+  col: number;
+  desc: boolean;
+  nullsFirst: boolean;
+}
+
+interface PlanBase {
+  /** Shards asked, in map order. */
+  shards: string[];
+  /** Why these shards (routing). */
+  routing: string;
+  /** SQL sent to every shard. */
+  shardSql: string;
+  params: unknown[];
+  /** Columns of the shard result shown to the user (the rest are hidden helpers); -1: all. */
+  visible: number;
+  /** Rows skipped after merging (concat: in the client; final: in the final query or the stream). */
+  offset?: bigint;
+  /** concat: rows kept after merging. */
+  limit?: bigint;
+  /** Merge steps, for --explain. */
+  steps: string[];
+}
+
+/** One shard answers, with the query unchanged. */
+export interface SinglePlan extends PlanBase {
+  kind: 'single';
+}
+
+/** Every shard answers; rows are appended and the window applied once. */
+export interface ConcatPlan extends PlanBase {
+  kind: 'concat';
+}
+
+/** Every shard answers part of it; a final PostgreSQL query (or a streaming merge) combines them. */
+export interface FinalPlan extends PlanBase {
+  kind: 'final';
+  /** The combine query over all shard rows; shard columns and merges are `MergeOp` nodes (merge-ops.ts). */
+  final: SelectStmt;
+  /** Output column names of the answer. */
+  columns: string[];
+  /** Shard-result columns whose collation (pg_collation_for) decides how they order: column -> collation column. */
+  collations: Record<number, number>;
+  /** Plain ordered queries without LIMIT: the sort keys of a streaming k-way merge. */
+  sortKeys?: SortKey[];
+}
+
+/** A query plan: what each shard runs and how the results merge. */
+export type QueryPlan = SinglePlan | ConcatPlan | FinalPlan;
+
+/** Inputs of `planQuery`. */
+export interface PlanQueryInput {
+  sql: string;
+  params: unknown[];
+  map: ShardMap;
+  /** Shard of a tenant key (directory applied). */
+  locate: (tenant: string) => string;
+  /** Only these shards (--shard). */
+  shards?: string[];
+  /** Only this tenant's shard (--tenant). */
+  tenant?: string;
+  /**
+   * Function names the shards' catalogs call aggregates (user-defined ones too), as `lookupAggregates`
+   * reads them. Default: none beyond the built-in ones the planner knows.
+   */
+  aggregates?: ReadonlySet<string>;
+}

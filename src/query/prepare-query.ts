@@ -1,0 +1,80 @@
+/**
+ * The prepare stage: parse, look up in the shards' catalog which of the query's functions are
+ * aggregates, and plan. The lookup result is passed to the planner as data.
+ */
+import type { ShardMap } from '../config/shard-map.js';
+import type { ShardPools } from '../db/shard-pools.js';
+import { createRouter, type ShardRouter } from '../router/create-router.js';
+import { functionNames } from './plan-aggregates.js';
+import { planQuery } from './plan-query.js';
+import type { QueryPlan } from './plan-types.js';
+import type { RunQueryOptions } from './query-types.js';
+import { loadSqlTools } from './sql-ast.js';
+
+const AGGREGATES_SQL = "SELECT DISTINCT proname AS n FROM pg_proc WHERE prokind IN ('a', 'w') AND proname = ANY($1)";
+
+/**
+ * The router a query runs with: the caller's, or one of its own (closed by `release`).
+ *
+ * @example
+ * const { router, release } = await queryRouter(map, options);
+ * try { ... } finally { await release(); }
+ */
+export async function queryRouter(
+  map: ShardMap,
+  options: RunQueryOptions,
+): Promise<{ router: ShardRouter; release: () => Promise<void> }> {
+  if (options.router) return { router: options.router, release: async () => undefined };
+  const router = await createRouter(map, {
+    pool: { connectTimeoutMs: options.timeoutMs ?? 5000, maxPerShard: 2, applicationName: 'shardctl query' },
+  });
+  return { router, release: () => router.close() };
+}
+
+/**
+ * Which of these function names the shard's catalog calls aggregates (user-defined ones too). A shard
+ * that cannot answer yields none: the planner still refuses the built-in aggregates it knows.
+ *
+ * @example
+ * await lookupAggregates(router.pools, 'shard-0', ['my_agg', 'lower']) // Set { 'my_agg' }
+ */
+export async function lookupAggregates(pools: ShardPools, shard: string, names: string[]): Promise<Set<string>> {
+  if (names.length === 0) return new Set();
+  const found = await pools
+    .withShard(shard, async (c) => (await c.query<{ n: string }>(AGGREGATES_SQL, [names])).rows.map((r) => r.n))
+    .catch(() => [] as string[]);
+  return new Set(found);
+}
+
+/**
+ * Plans a query for a router: loads the parser, reads the aggregate names from the catalog shard (or
+ * the first `--shard`), then calls the pure planner.
+ *
+ * @example
+ * const plan = await prepareQuery(router, 'SELECT count(*) FROM users', [], {});
+ */
+export async function prepareQuery(
+  router: ShardRouter,
+  sql: string,
+  params: unknown[],
+  options: RunQueryOptions,
+): Promise<QueryPlan> {
+  await loadSqlTools();
+  let names: string[] = [];
+  try {
+    names = functionNames(sql);
+  } catch {
+    // a syntax error is reported by the planner with its position
+  }
+  const probe = options.shards?.[0] ?? router.map.catalog;
+  const aggregates = await lookupAggregates(router.pools, probe, names);
+  return planQuery({
+    sql,
+    params,
+    map: router.map,
+    locate: (t) => router.locate(t).shard,
+    aggregates,
+    ...(options.shards ? { shards: options.shards } : {}),
+    ...(options.tenant !== undefined ? { tenant: options.tenant } : {}),
+  });
+}
