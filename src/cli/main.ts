@@ -81,7 +81,11 @@ export async function main(argv: string[], io: Partial<CliContext> = {}): Promis
   } catch (e) {
     if (e instanceof CommanderError) {
       // help and version end through exitOverride too; they are not errors
-      return e.exitCode === 0 ? ExitCode.Ok : ExitCode.Usage;
+      if (e.exitCode === 0) return ExitCode.Ok;
+      // A bad option value (an option parser refused it): commander printed it; --json still gets a document.
+      if (wantsJson && e.code === 'commander.invalidArgument')
+        outJson(ctx, { ok: false, error: 'USAGE', message: e.message.replace(/^error: /, '') });
+      return ExitCode.Usage;
     }
     if (e instanceof ShardctlError) {
       if (wantsJson) outJson(ctx, { ok: false, ...e.toJSON() });

@@ -5,15 +5,16 @@ import { main } from '../../src/cli/main.js';
 import { durationArg, percentArg, sizeArg, wholeNumberArg } from '../../src/cli/options.js';
 
 /** Runs the CLI in-process and collects what it wrote. */
-async function cli(args: string[]): Promise<{ code: number; stderr: string }> {
+async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  let stdout = '';
   let stderr = '';
   const sink = (write: (s: string) => void) => ({ write: (s: string) => (write(s), true) }) as never;
   const code = await main(['node', 'shardctl', ...args], {
-    stdout: sink(() => undefined),
+    stdout: sink((s) => (stdout += s)),
     stderr: sink((s) => (stderr += s)),
     env: {},
   });
-  return { code, stderr };
+  return { code, stdout, stderr };
 }
 
 describe('one duration and size grammar for the map and the command line', () => {
@@ -74,5 +75,12 @@ describe('one duration and size grammar for the map and the command line', () =>
       expect(r.code, args.join(' ')).toBe(2);
       expect(r.stderr).toMatch(message);
     }
+    const json = await cli(['--json', 'rebalance', '--max-pause', 'soon']);
+    expect(json.code).toBe(2);
+    expect(JSON.parse(json.stdout)).toMatchObject({
+      ok: false,
+      error: 'USAGE',
+      message: expect.stringMatching(/--max-pause needs a duration such as 500ms or 2s, got "soon"/),
+    });
   });
 });
