@@ -65,7 +65,7 @@ export { planMove, moveTenant, resumeMove, abortMove, cleanupMove } from './move
 export type { MovePreview, MoveEvent, MoveOptions, MoveResult } from './move/move-tenant.js';
 export { MOVE_STATES, SWITCHED_STATES } from './move/move-journal.js';
 export type { MoveRecord, MoveState, MovePlanRecord } from './move/move-journal.js';
-export { fencesOf, removeTenantFence, movesOf } from './move/list-fences.js';
+export { fencesOf, removeTenantFence, movesOf, moveSlotsOf } from './move/list-fences.js';
 export { replicationName } from './move/replication.js';
 export { isFenceError } from './router/fence-error.js';
 export type { Fence } from './move/fence.js';

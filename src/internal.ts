@@ -15,7 +15,6 @@ export { readMigrationFolder, MIGRATION_NAME } from './migrate/migration-files.j
 export { misplacedRowsSql, bucketOwners } from './verify/misplaced-sql.js';
 export { readSchema, fingerprint, diffTable } from './verify/schema-fingerprint.js';
 export type { TableSchema, SchemaDifference } from './verify/schema-fingerprint.js';
-export { moveSlotsOf } from './move/list-fences.js';
 export { readTenantTables } from './move/tenant-tables.js';
 export type { TenantTable } from './move/tenant-tables.js';
 export { planConflicts } from './rebalance/apply-plan.js';

@@ -1,7 +1,6 @@
 import type { Command } from 'commander';
-import { cleanupMove, movesOf } from '../../index.js';
+import { cleanupMove, moveSlotsOf, movesOf } from '../../index.js';
 import { usage } from '../options.js';
-import { moveSlotsOf } from '../../internal.js';
 import { formatBytes, globals, mapOf, out, outJson, outTable, timeoutOf, type CliContext } from '../context.js';
 
 /** `shardctl moves`: the move journal; `moves cleanup ID` removes kept source rows. */
