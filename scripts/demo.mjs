@@ -4,7 +4,6 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, rmSync } from 'node:fs';
 import path from 'node:path';
-import pg from 'pg';
 import { createRouter, loadShardMap } from '../dist/index.js';
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');

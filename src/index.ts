@@ -1,12 +1,15 @@
 /**
- * shardctl's public library entry. The CLI imports only from here, so it uses what library users get.
- * Modules that need node-postgres or Kysely load them on first use, so importing this entry stays cheap.
+ * shardctl's public library entry: what library users need (the map loader and validator, placement,
+ * the router, every command as a function that returns data, errors and types). The CLI imports from
+ * here and, for what only it needs, from `src/internal.ts`. Modules that need node-postgres or Kysely
+ * load them on first use, so importing this entry stays cheap.
  */
 export { ExitCode, ShardctlError, ConfigError, fromDriverError } from './errors.js';
 export type { ExitCodeValue, ConfigProblem, PgErrorFields, ShardctlErrorOptions } from './errors.js';
 export { redact, redactUrl } from './redact.js';
 export { loadShardMap, defaultShardMapPath } from './config/load-shard-map.js';
-export { parseShardMap, parseDuration } from './config/validate-shard-map.js';
+export { parseShardMap } from './config/validate-shard-map.js';
+export { parseDuration } from './config/units.js';
 export type { ParseShardMapOptions } from './config/validate-shard-map.js';
 export { interpolateEnv } from './config/interpolate-env.js';
 export { describeShardMap } from './config/describe-shard-map.js';
@@ -28,15 +31,14 @@ export { hashBytes, hashInt8, hashUint32 } from './placement/pg-hash.js';
 export { createRouter, withScatter } from './query/scatter.js';
 export type { Router, ScatterOptions } from './query/scatter.js';
 export type { ShardRouter, RouterOptions, Location } from './router/create-router.js';
-export { ShardPools, withAdvisoryLock, lockHolder, loadPg, ADVISORY_NAMESPACE } from './db/shard-pools.js';
+export { ShardPools, withAdvisoryLock, ADVISORY_NAMESPACE } from './db/shard-pools.js';
 export type { ShardPoolsOptions, AdvisoryLockOptions, LockHolder } from './db/shard-pools.js';
 export { forEachShard } from './db/for-each-shard.js';
 export type { ShardResult, ForEachShardOptions } from './db/for-each-shard.js';
 export { CATALOG_STEPS, CATALOG_VERSION, ensureCatalogSchema, readCatalogVersion } from './catalog/catalog-schema.js';
-export { readDirectory, readDirectoryVersion, setPlacement } from './catalog/directory.js';
+export { readDirectory, setPlacement } from './catalog/directory.js';
 export type { Directory } from './catalog/directory.js';
 export { listShards, checkShards, shardBalance } from './shards/check-shards.js';
-export { TENANT_TABLES_SQL } from './catalog/user-tables.js';
 export type { ShardSummary, ShardHealth, ShardBalance, CheckShardsOptions } from './shards/check-shards.js';
 export { locateTenants } from './locate/locate-tenants.js';
 export type { LocateReport } from './locate/locate-tenants.js';
@@ -53,24 +55,13 @@ export type {
   Fix,
   FixResult,
 } from './verify/verify-cluster.js';
-export { misplacedRowsSql, bucketOwners } from './verify/misplaced-sql.js';
-export { readSchema, fingerprint, diffTable } from './verify/schema-fingerprint.js';
-export type { TableSchema, SchemaDifference } from './verify/schema-fingerprint.js';
 export { planRebalance } from './rebalance/plan-rebalance.js';
 export type { PlanInput, PlanTenant, PlannedMove, RebalancePlan } from './rebalance/plan-rebalance.js';
 export { measureTenantSizes } from './rebalance/tenant-sizes.js';
 export type { TenantSize, ShardSize, TenantSizesOptions } from './rebalance/tenant-sizes.js';
 export { freezePlacements, pruneDirectory } from './rebalance/freeze-placements.js';
 export type { FreezeReport } from './rebalance/freeze-placements.js';
-export {
-  describeRule,
-  ruleFingerprint,
-  readRuleState,
-  writeRuleState,
-  assertRuleUnchanged,
-  FROZEN,
-} from './catalog/rule-state.js';
-export type { RuleDescription } from './catalog/rule-state.js';
+export { writeRuleState } from './catalog/rule-state.js';
 export { planMove, moveTenant, resumeMove, abortMove, cleanupMove } from './move/move-tenant.js';
 export type { MovePreview, MoveEvent, MoveOptions, MoveResult } from './move/move-tenant.js';
 export { MOVE_STATES, SWITCHED_STATES } from './move/move-journal.js';
@@ -79,9 +70,7 @@ export { fencesOf, removeTenantFence, movesOf, moveSlotsOf } from './move/list-f
 export { replicationName } from './move/replication.js';
 export { isFenceError } from './router/fence-error.js';
 export type { Fence } from './move/fence.js';
-export { readTenantTables } from './move/tenant-tables.js';
-export type { TenantTable } from './move/tenant-tables.js';
-export { computeFleetPlan, applyFleetPlan, resumeFleetPlan, planConflicts } from './rebalance/apply-plan.js';
+export { computeFleetPlan, applyFleetPlan, resumeFleetPlan } from './rebalance/apply-plan.js';
 export type {
   FleetPlan,
   FleetPlanOptions,
@@ -90,7 +79,7 @@ export type {
   ApplyOptions,
   PlanProgress,
 } from './rebalance/apply-plan.js';
-export { migrateShards, findDrift, readLedgerRows, MIGRATE_LOCK_KEY } from './migrate/migrate-shards.js';
+export { migrateShards, findDrift } from './migrate/migrate-shards.js';
 export type {
   MigrateOptions,
   MigrateEvent,
@@ -101,13 +90,7 @@ export type {
 } from './migrate/migrate-shards.js';
 export { migrationStatus, createMigration } from './migrate/migrate-status.js';
 export type { MigrationStatusReport, ShardMigrationStatus, MigrationCell } from './migrate/migrate-status.js';
-export {
-  readMigrationFolder,
-  lineColumn,
-  nextMigrationName,
-  compareIds,
-  MIGRATION_NAME,
-} from './migrate/migration-files.js';
+export { lineColumn, nextMigrationName, compareIds } from './migrate/migration-files.js';
 export type { MigrationFile } from './migrate/migration-files.js';
 export { runQuery } from './query/run-query.js';
 export type { QueryResult, QueryField, RunQueryOptions, MissingShard } from './query/run-query.js';

@@ -1,4 +1,5 @@
 import type { PoolClient } from 'pg';
+import { withTransaction } from '../db/transaction.js';
 import { ADVISORY_NAMESPACE, LockKey } from '../db/lock-keys.js';
 import { SHARDCTL_VERSION } from '../version.js';
 
@@ -264,8 +265,7 @@ export async function ensureCatalogSchema(client: PoolClient): Promise<number[]>
   // would leave this backend's catalog cache stale). Only this short section ever holds key 0.
   await client.query('SELECT pg_advisory_lock($1::int4, $2::int4)', [ADVISORY_NAMESPACE, LockKey.catalogSchema]);
   try {
-    await client.query('BEGIN');
-    try {
+    await withTransaction(client, async () => {
       // Applied by membership, not by the highest version, so that a step added with a lower number
       // than one already applied (work developed side by side) still runs.
       const done = new Set(await appliedSteps(client));
@@ -278,11 +278,7 @@ export async function ensureCatalogSchema(client: PoolClient): Promise<number[]>
         );
         applied.push(step.version);
       }
-      await client.query('COMMIT');
-    } catch (e) {
-      await client.query('ROLLBACK').catch(() => undefined);
-      throw e;
-    }
+    });
   } finally {
     await client
       .query('SELECT pg_advisory_unlock($1::int4, $2::int4)', [ADVISORY_NAMESPACE, LockKey.catalogSchema])

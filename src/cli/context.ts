@@ -1,12 +1,13 @@
 import type { Command } from 'commander';
-import { ExitCode, loadShardMap, redact, ShardctlError, defaultShardMapPath, type ShardMap } from '../index.js';
+import { loadShardMap, redact, defaultShardMapPath, type ShardMap } from '../index.js';
 
 /** Global options, accepted before or after the command name. */
 export interface GlobalOptions {
   config?: string;
   json?: boolean;
   progress?: boolean;
-  timeout?: string;
+  /** ms, parsed by the option's parser. */
+  timeout?: number;
   verbose?: boolean;
 }
 
@@ -29,17 +30,9 @@ export async function mapOf(cmd: Command, ctx: CliContext): Promise<ShardMap> {
   return loadShardMap(globals(cmd).config ?? defaultShardMapPath(ctx.env), { env: ctx.env });
 }
 
-/** `--timeout` in ms, or the default. */
+/** `--timeout` in ms (commander parsed it, see main.ts), or the default. */
 export function timeoutOf(cmd: Command, fallback = 5000): number {
-  const raw = globals(cmd).timeout;
-  if (raw === undefined) return fallback;
-  const m = /^(\d+)(ms|s)?$/.exec(raw.trim());
-  if (!m)
-    throw new ShardctlError(`--timeout must be milliseconds or seconds such as 2000 or 5s, got "${raw}"`, {
-      code: 'USAGE',
-      exitCode: ExitCode.Usage,
-    });
-  return Number(m[1]) * (m[2] === 's' ? 1000 : 1);
+  return globals(cmd).timeout ?? fallback;
 }
 
 /** True when live progress (spinners) may be drawn: a TTY, not CI, not --json, not --no-progress. */

@@ -1,6 +1,7 @@
 import { Command, CommanderError, Option } from 'commander';
 import { ExitCode, redact, SHARDCTL_VERSION, ShardctlError } from '../index.js';
 import { err, outJson, type CliContext } from './context.js';
+import { durationOption } from './options.js';
 import { registerDev } from './commands/dev.js';
 import { registerLocate } from './commands/locate.js';
 import { registerShards } from './commands/shards.js';
@@ -38,7 +39,11 @@ export function buildProgram(ctx: CliContext): Command {
     .option('-c, --config <file>', 'shard map (default: $SHARDCTL_CONFIG, else ./shards.yaml)')
     .option('--json', 'print one JSON document on stdout')
     .option('--no-progress', 'no live progress (also off when stderr is not a TTY or CI is set)')
-    .addOption(new Option('--timeout <ms>', 'connection timeout per shard in ms (default 5000)'))
+    .addOption(
+      new Option('--timeout <duration>', 'connection timeout per shard, e.g. 5000 or 5s (default 5s)').argParser(
+        durationOption('--timeout', { minMs: 0 }),
+      ),
+    )
     .option('-v, --verbose', 'more detail, including stack traces of internal errors')
     .showHelpAfterError('(run shardctl --help for usage)')
     .exitOverride()
@@ -76,7 +81,11 @@ export async function main(argv: string[], io: Partial<CliContext> = {}): Promis
   } catch (e) {
     if (e instanceof CommanderError) {
       // help and version end through exitOverride too; they are not errors
-      return e.exitCode === 0 ? ExitCode.Ok : ExitCode.Usage;
+      if (e.exitCode === 0) return ExitCode.Ok;
+      // A bad option value (an option parser refused it): commander printed it; --json still gets a document.
+      if (wantsJson && e.code === 'commander.invalidArgument')
+        outJson(ctx, { ok: false, error: 'USAGE', message: e.message.replace(/^error: /, '') });
+      return ExitCode.Usage;
     }
     if (e instanceof ShardctlError) {
       if (wantsJson) outJson(ctx, { ok: false, ...e.toJSON() });

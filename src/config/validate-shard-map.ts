@@ -3,6 +3,7 @@ import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type
 import { ConfigError, type ConfigProblem } from '../errors.js';
 import { registerSecret } from '../redact.js';
 import { interpolateEnv } from './interpolate-env.js';
+import { parseDuration } from './units.js';
 import type { BucketRange, MigrateSettings, PlacementRule, Shard, ShardKeyType, ShardMap } from './shard-map.js';
 
 /** Options of {@link parseShardMap}. */
@@ -14,6 +15,12 @@ export interface ParseShardMapOptions {
 }
 
 type PathPart = string | number;
+
+/** Names and server endpoints of the shards read so far, with their index: duplicates are problems. */
+interface SeenShards {
+  names: Map<string, number>;
+  endpoints: Map<string, number>;
+}
 
 const TOP_KEYS = [
   'version',
@@ -267,62 +274,72 @@ class Validator {
       this.problem(p, 'lists no shards: add at least one with name and url');
       return undefined;
     }
-    const shards: Shard[] = [];
-    const names = new Map<string, number>();
-    const endpoints = new Map<string, number>();
-    n.items.forEach((item, i) => {
-      const sp: PathPart[] = ['shards', i];
-      if (!isMap(item)) {
-        this.problem(sp, 'must be a mapping with name and url');
-        return;
-      }
-      this.rejectUnknownKeys(sp, SHARD_KEYS);
-      const name = this.string([...sp, 'name'], { required: true });
-      if (name !== undefined) {
-        if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(name))
-          this.problem([...sp, 'name'], `"${name}" may hold only letters, digits, "-", "_" and "."`);
-        const prev = names.get(name);
-        if (prev !== undefined) this.problem([...sp, 'name'], `duplicate shard name "${name}" (also shards[${prev}])`);
-        else names.set(name, i);
-      }
-      const url = this.string([...sp, 'url'], { required: true, interpolate: true });
-      let parsed: URL | undefined;
-      if (url !== undefined) {
-        try {
-          parsed = new URL(url);
-          if (parsed.protocol !== 'postgres:' && parsed.protocol !== 'postgresql:') throw new Error('protocol');
-          registerSecret(parsed.password);
-        } catch {
-          parsed = undefined;
-          this.problem([...sp, 'url'], 'is not a PostgreSQL URL (postgres://USER:${PASSWORD_VAR}@HOST:PORT/DATABASE)');
-        }
-      }
-      if (parsed) {
-        const endpoint = `${parsed.hostname.toLowerCase()}:${parsed.port || '5432'}/${decodeURIComponent(parsed.pathname.slice(1)) || decodeURIComponent(parsed.username)}`;
-        const prev = endpoints.get(endpoint);
-        if (prev !== undefined)
-          this.problem([...sp, 'url'], `duplicate URL: shards[${prev}] already points at ${endpoint}`);
-        else endpoints.set(endpoint, i);
-      }
-      const replicationUrl = this.string([...sp, 'replicationUrl'], { interpolate: true });
-      if (replicationUrl !== undefined) {
-        try {
-          registerSecret(new URL(replicationUrl).password);
-        } catch {
-          this.problem([...sp, 'replicationUrl'], 'is not a PostgreSQL URL');
-        }
-      }
-      let buckets: BucketRange[] = [];
-      if (placement?.strategy === 'hash') {
-        buckets = this.bucketRanges([...sp, 'buckets'], placement.buckets);
-      } else if (this.node([...sp, 'buckets']) !== undefined && placement?.strategy === 'modulo') {
-        this.problem([...sp, 'buckets'], 'applies only to placement strategy hash', true);
-      }
-      if (name !== undefined && url !== undefined) {
-        shards.push({ name, index: i, url, buckets, ...(replicationUrl !== undefined ? { replicationUrl } : {}) });
-      }
+    const seen: SeenShards = { names: new Map(), endpoints: new Map() };
+    const shards = n.items.flatMap((item, i) => {
+      const shard = this.shard(item, i, placement, seen);
+      return shard ? [shard] : [];
     });
     return shards.length === n.items.length ? shards : this.problems.length > 0 ? undefined : shards;
+  }
+
+  /** One entry of `shards`, or undefined when it lacks a usable name or url (the problem is recorded). */
+  private shard(item: unknown, i: number, placement: PlacementRule | undefined, seen: SeenShards): Shard | undefined {
+    const sp: PathPart[] = ['shards', i];
+    if (!isMap(item)) {
+      this.problem(sp, 'must be a mapping with name and url');
+      return undefined;
+    }
+    this.rejectUnknownKeys(sp, SHARD_KEYS);
+    const name = this.shardName(sp, i, seen.names);
+    const url = this.shardUrl(sp, i, seen.endpoints);
+    const replicationUrl = this.string([...sp, 'replicationUrl'], { interpolate: true });
+    if (replicationUrl !== undefined) {
+      try {
+        registerSecret(new URL(replicationUrl).password);
+      } catch {
+        this.problem([...sp, 'replicationUrl'], 'is not a PostgreSQL URL');
+      }
+    }
+    let buckets: BucketRange[] = [];
+    if (placement?.strategy === 'hash') {
+      buckets = this.bucketRanges([...sp, 'buckets'], placement.buckets);
+    } else if (this.node([...sp, 'buckets']) !== undefined && placement?.strategy === 'modulo') {
+      this.problem([...sp, 'buckets'], 'applies only to placement strategy hash', true);
+    }
+    if (name === undefined || url === undefined) return undefined;
+    return { name, index: i, url, buckets, ...(replicationUrl !== undefined ? { replicationUrl } : {}) };
+  }
+
+  private shardName(sp: PathPart[], i: number, names: Map<string, number>): string | undefined {
+    const name = this.string([...sp, 'name'], { required: true });
+    if (name === undefined) return undefined;
+    if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(name))
+      this.problem([...sp, 'name'], `"${name}" may hold only letters, digits, "-", "_" and "."`);
+    const prev = names.get(name);
+    if (prev !== undefined) this.problem([...sp, 'name'], `duplicate shard name "${name}" (also shards[${prev}])`);
+    else names.set(name, i);
+    return name;
+  }
+
+  /** The shard's url (interpolated); a second shard on the same server and database is a problem. */
+  private shardUrl(sp: PathPart[], i: number, endpoints: Map<string, number>): string | undefined {
+    const url = this.string([...sp, 'url'], { required: true, interpolate: true });
+    if (url === undefined) return undefined;
+    let parsed: URL;
+    try {
+      parsed = new URL(url);
+      if (parsed.protocol !== 'postgres:' && parsed.protocol !== 'postgresql:') throw new Error('protocol');
+      registerSecret(parsed.password);
+    } catch {
+      this.problem([...sp, 'url'], 'is not a PostgreSQL URL (postgres://USER:${PASSWORD_VAR}@HOST:PORT/DATABASE)');
+      return url;
+    }
+    const endpoint = `${parsed.hostname.toLowerCase()}:${parsed.port || '5432'}/${decodeURIComponent(parsed.pathname.slice(1)) || decodeURIComponent(parsed.username)}`;
+    const prev = endpoints.get(endpoint);
+    if (prev !== undefined)
+      this.problem([...sp, 'url'], `duplicate URL: shards[${prev}] already points at ${endpoint}`);
+    else endpoints.set(endpoint, i);
+    return url;
   }
 
   private bucketRanges(p: PathPart[], total: number): BucketRange[] {
@@ -412,23 +429,6 @@ class Validator {
     }
     return settings;
   }
-}
-
-/**
- * Parses a duration written as milliseconds (`500`, `500ms`), seconds (`5s`) or minutes (`2min`).
- * Returns `undefined` when the text is not a duration.
- *
- * @example
- * parseDuration('5s') // 5000
- */
-export function parseDuration(raw: unknown): number | undefined {
-  if (typeof raw === 'number') return Number.isFinite(raw) && raw >= 0 ? raw : undefined;
-  if (typeof raw !== 'string') return undefined;
-  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|min|m|h)?\s*$/.exec(raw);
-  if (!m) return undefined;
-  const n = Number(m[1]);
-  const unit = { ms: 1, s: 1000, min: 60_000, m: 60_000, h: 3_600_000 }[m[2] ?? 'ms'] ?? 1;
-  return Math.round(n * unit);
 }
 
 function formatPath(p: PathPart[]): string {

@@ -132,9 +132,11 @@ export async function devStatus(options: { dir?: string } = {}): Promise<DevServ
 /** Creates a database on a server unless it exists. */
 export async function ensureDatabase(info: ServerInfo, database: string): Promise<void> {
   const pg = await loadPg();
+  // A plain client, not a shard pool: CREATE DATABASE runs on the server's maintenance database.
   const client = new pg.Client({ connectionString: serverUrl(info), connectionTimeoutMillis: 10_000 });
-  await client.connect();
   try {
+    // Inside the try: a connect that fails half-way still has its socket closed by end().
+    await client.connect();
     const r = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [database]);
     if (r.rowCount === 0) {
       await client.query(`CREATE DATABASE ${quoteIdent(database)}`).catch((e: { code?: string }) => {
@@ -142,7 +144,7 @@ export async function ensureDatabase(info: ServerInfo, database: string): Promis
       });
     }
   } finally {
-    await client.end();
+    await client.end().catch(() => undefined);
   }
 }
 

@@ -14,10 +14,10 @@ import { lockHolder, ShardPools, withAdvisoryLock, type LockHolder } from '../db
 import { ExitCode, fromDriverError, ShardctlError, type PgErrorFields } from '../errors.js';
 import { writeRuleState } from '../catalog/rule-state.js';
 import { invalidIndexes } from '../catalog/leftovers.js';
+import { withTransaction } from '../db/transaction.js';
 import { SHARDCTL_VERSION } from '../version.js';
 import { compareIds, lineColumn, readMigrationFolder, type MigrationFile } from './migration-files.js';
 
-/** Advisory lock key (in shardctl's namespace) held by a migrate run on each shard. */
 /** The advisory lock key of migrate runs ({@link LockKey.migrate}), for library users that inspect it. */
 export const MIGRATE_LOCK_KEY = LockKey.migrate;
 
@@ -164,6 +164,135 @@ function failureOf(e: unknown, f: MigrationFile, shard: string): MigrationFailur
   };
 }
 
+/** What one shard's run needs besides its connection. */
+interface ShardRun {
+  pools: ShardPools;
+  map: ShardMap;
+  shard: Shard;
+  files: MigrationFile[];
+  options: MigrateOptions;
+  stopAll: () => boolean;
+  emit: (e: Omit<MigrateEvent, 'shard'>) => void;
+}
+
+const LEDGER_INSERT =
+  'INSERT INTO shardctl.migrations (id, name, checksum, duration_ms, shardctl_version) VALUES ($1, $2, $3, $4, $5)';
+
+function ledgerValues(f: MigrationFile, t0: number): unknown[] {
+  return [f.id, f.name, f.checksum, Math.round(performance.now() - t0), SHARDCTL_VERSION];
+}
+
+/**
+ * Runs one file and records it in the ledger: in one transaction with the map's lock and statement
+ * timeouts, or, for a `no-transaction` file (CREATE INDEX CONCURRENTLY cannot run inside one), as
+ * plain statements with session timeouts reset afterwards.
+ */
+async function applyFile(c: PoolClient, f: MigrationFile, map: ShardMap, t0: number): Promise<void> {
+  // Settings as text, not lockTimeoutMs/statementTimeoutMs: 0 here means "no limit", as PostgreSQL reads it.
+  const timeouts = {
+    lock_timeout: `${map.migrate.lockTimeoutMs}`,
+    statement_timeout: `${map.migrate.statementTimeoutMs}`,
+  };
+  if (!f.noTransaction) {
+    await withTransaction(
+      c,
+      async () => {
+        await c.query(f.sql);
+        await c.query(LEDGER_INSERT, ledgerValues(f, t0));
+      },
+      { settings: timeouts },
+    );
+    return;
+  }
+  await c.query('SELECT set_config($1, $2, false), set_config($3, $4, false)', [
+    'lock_timeout',
+    timeouts.lock_timeout,
+    'statement_timeout',
+    timeouts.statement_timeout,
+  ]);
+  try {
+    await c.query(f.sql);
+  } finally {
+    await c.query('RESET lock_timeout; RESET statement_timeout').catch(() => undefined);
+  }
+  await c.query(LEDGER_INSERT, ledgerValues(f, t0));
+}
+
+/** Runs `fn` on `c` so that aborting `signal` cancels its running statement from a second connection. */
+async function cancellable<T>(run: ShardRun, c: PoolClient, fn: () => Promise<T>): Promise<T> {
+  const signal = run.options.signal;
+  if (!signal) return fn();
+  const pid = (await c.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
+  const cancel = () =>
+    void run.pools
+      .withShard(run.shard.name, (k) => k.query('SELECT pg_cancel_backend($1)', [pid]))
+      .catch(() => undefined);
+  signal.addEventListener('abort', cancel);
+  try {
+    return await fn();
+  } finally {
+    signal.removeEventListener('abort', cancel);
+  }
+}
+
+/** The failure of `f`, naming the INVALID indexes a failed concurrent build left behind. */
+async function failureWithLeftovers(
+  c: PoolClient,
+  e: unknown,
+  f: MigrationFile,
+  shard: string,
+  invalidBefore: Set<string> | undefined,
+): Promise<MigrationFailure> {
+  const failure = failureOf(e, f, shard);
+  if (!invalidBefore) return failure;
+  const left = (await invalidIndexes(c)).map((x) => x.index).filter((x) => !invalidBefore.has(x));
+  if (left.length > 0) {
+    failure.invalidIndexes = left;
+    failure.hint = `the failed build left INVALID index(es) ${left.join(', ')}: drop them with DROP INDEX CONCURRENTLY ${left.join(', ')}; then fix the file and run migrate again (or let \`shardctl verify --fix\` drop them)`;
+  }
+  return failure;
+}
+
+/** Applies `pending` in order; stops at the first failure, an abort, or a fail-fast stop elsewhere. */
+async function applyPending(run: ShardRun, c: PoolClient, pending: MigrationFile[]): Promise<ShardMigration> {
+  const { options, emit } = run;
+  const applied: ShardMigration['applied'] = [];
+  const rest = (i: number) => pending.slice(i).map((p) => p.id);
+  for (const [i, f] of pending.entries()) {
+    if (options.signal?.aborted || run.stopAll()) return { status: 'interrupted', applied, pending: rest(i) };
+    emit({ phase: 'applying', id: f.id, file: f.file });
+    const t0 = performance.now();
+    const invalidBefore = f.noTransaction ? new Set((await invalidIndexes(c)).map((x) => x.index)) : undefined;
+    try {
+      await cancellable(run, c, () => applyFile(c, f, run.map, t0));
+    } catch (e) {
+      const failure = await failureWithLeftovers(c, e, f, run.shard.name, invalidBefore);
+      emit({ phase: 'failed', id: f.id, file: f.file });
+      return { status: options.signal?.aborted ? 'interrupted' : 'failed', applied, pending: rest(i), failure };
+    }
+    const ms = Math.round(performance.now() - t0);
+    applied.push({ id: f.id, name: f.name, ms });
+    emit({ phase: 'applied', id: f.id, file: f.file, ms });
+  }
+  emit({ phase: 'done' });
+  return { status: applied.length > 0 ? 'applied' : 'up-to-date', applied, pending: [] };
+}
+
+/** Reads the ledger, then reports drift, reports a dry run, or applies what is pending. */
+async function migrateLocked(run: ShardRun, c: PoolClient): Promise<ShardMigration> {
+  const { files, options } = run;
+  const ledger = (await readLedgerRows(c)) ?? [];
+  const drift = findDrift(ledger, files);
+  if (drift.length > 0) return { status: 'drift', applied: [], pending: [], drift };
+  const done = new Set(ledger.map((e) => e.id));
+  const pending = files.filter(
+    (f) => !done.has(f.id) && (options.to === undefined || compareIds(f.id, options.to) <= 0),
+  );
+  if (options.dryRun)
+    return { status: pending.length ? 'dry-run' : 'up-to-date', applied: [], pending: pending.map((f) => f.id) };
+  return applyPending(run, c, pending);
+}
+
 async function migrateOne(
   pools: ShardPools,
   map: ShardMap,
@@ -173,92 +302,13 @@ async function migrateOne(
   stopAll: () => boolean,
 ): Promise<ShardMigration> {
   const emit = (e: Omit<MigrateEvent, 'shard'>) => options.onProgress?.({ shard: shard.name, ...e });
+  const run: ShardRun = { pools, map, shard, files, options, stopAll, emit };
   return pools.withShard(shard.name, async (c) => {
     if (!options.dryRun) await ensureCatalogSchema(c);
     if (shard.name === map.catalog && !options.dryRun) await writeRuleState(c, map, { ifAbsent: true });
     emit({ phase: 'locking' });
-    const run = async (): Promise<ShardMigration> => {
-      const ledger = (await readLedgerRows(c)) ?? [];
-      const drift = findDrift(ledger, files);
-      if (drift.length > 0) return { status: 'drift', applied: [], pending: [], drift };
-      const done = new Set(ledger.map((e) => e.id));
-      const pending = files.filter(
-        (f) => !done.has(f.id) && (options.to === undefined || compareIds(f.id, options.to) <= 0),
-      );
-      if (options.dryRun)
-        return { status: pending.length ? 'dry-run' : 'up-to-date', applied: [], pending: pending.map((f) => f.id) };
-      const applied: ShardMigration['applied'] = [];
-      const { lockTimeoutMs, statementTimeoutMs } = map.migrate;
-      for (const [i, f] of pending.entries()) {
-        if (options.signal?.aborted || stopAll())
-          return { status: 'interrupted', applied, pending: pending.slice(i).map((p) => p.id) };
-        emit({ phase: 'applying', id: f.id, file: f.file });
-        const t0 = performance.now();
-        const invalidBefore = f.noTransaction ? new Set((await invalidIndexes(c)).map((x) => x.index)) : undefined;
-        const pid = (await c.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
-        const cancel = () =>
-          void pools
-            .withShard(shard.name, (k) => k.query('SELECT pg_cancel_backend($1)', [pid]))
-            .catch(() => undefined);
-        options.signal?.addEventListener('abort', cancel);
-        try {
-          if (f.noTransaction) {
-            await c.query(`SET lock_timeout = ${lockTimeoutMs}; SET statement_timeout = ${statementTimeoutMs}`);
-            try {
-              await c.query(f.sql);
-            } finally {
-              await c.query('RESET lock_timeout; RESET statement_timeout').catch(() => undefined);
-            }
-            await c.query(
-              'INSERT INTO shardctl.migrations (id, name, checksum, duration_ms, shardctl_version) VALUES ($1, $2, $3, $4, $5)',
-              [f.id, f.name, f.checksum, Math.round(performance.now() - t0), SHARDCTL_VERSION],
-            );
-          } else {
-            await c.query('BEGIN');
-            try {
-              await c.query(
-                `SET LOCAL lock_timeout = ${lockTimeoutMs}; SET LOCAL statement_timeout = ${statementTimeoutMs}`,
-              );
-              await c.query(f.sql);
-              await c.query(
-                'INSERT INTO shardctl.migrations (id, name, checksum, duration_ms, shardctl_version) VALUES ($1, $2, $3, $4, $5)',
-                [f.id, f.name, f.checksum, Math.round(performance.now() - t0), SHARDCTL_VERSION],
-              );
-              await c.query('COMMIT');
-            } catch (e) {
-              await c.query('ROLLBACK').catch(() => undefined);
-              throw e;
-            }
-          }
-        } catch (e) {
-          const failure = failureOf(e, f, shard.name);
-          if (invalidBefore) {
-            const left = (await invalidIndexes(c)).map((x) => x.index).filter((x) => !invalidBefore.has(x));
-            if (left.length > 0) {
-              failure.invalidIndexes = left;
-              failure.hint = `the failed build left INVALID index(es) ${left.join(', ')}: drop them with DROP INDEX CONCURRENTLY ${left.join(', ')}; then fix the file and run migrate again (or let \`shardctl verify --fix\` drop them)`;
-            }
-          }
-          emit({ phase: 'failed', id: f.id, file: f.file });
-          const interrupted = options.signal?.aborted;
-          return {
-            status: interrupted ? 'interrupted' : 'failed',
-            applied,
-            pending: pending.slice(i).map((p) => p.id),
-            failure,
-          };
-        } finally {
-          options.signal?.removeEventListener('abort', cancel);
-        }
-        const ms = Math.round(performance.now() - t0);
-        applied.push({ id: f.id, name: f.name, ms });
-        emit({ phase: 'applied', id: f.id, file: f.file, ms });
-      }
-      emit({ phase: 'done' });
-      return { status: applied.length > 0 ? 'applied' : 'up-to-date', applied, pending: [] };
-    };
-    if (options.dryRun) return run();
-    return withAdvisoryLock(c, MIGRATE_LOCK_KEY, run, {
+    if (options.dryRun) return migrateLocked(run, c);
+    return withAdvisoryLock(c, MIGRATE_LOCK_KEY, () => migrateLocked(run, c), {
       timeoutMs: options.lockTimeoutMs ?? 10_000,
       purpose: 'migrate',
       shard: shard.name,

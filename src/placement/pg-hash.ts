@@ -62,71 +62,90 @@ export function hashSafeInteger(v: number): number {
 }
 
 /**
+ * The state a, b, c of one `hash_bytes` run. Int32Array slots wrap to 32 bits as C's uint32 does; one
+ * scratch array serves every call, since a call runs to its end before another starts.
+ */
+const state = new Int32Array(3);
+
+function word(k: Uint8Array, i: number): number {
+  return k[i]! | (k[i + 1]! << 8) | (k[i + 2]! << 16) | (k[i + 3]! << 24) | 0;
+}
+
+/** PostgreSQL's `mix(a, b, c)` on {@link state}. */
+function mix(s: Int32Array): void {
+  let a = s[0]!;
+  let b = s[1]!;
+  let c = s[2]!;
+  a = (a - c) | 0;
+  a ^= rot(c, 4);
+  c = (c + b) | 0;
+  b = (b - a) | 0;
+  b ^= rot(a, 6);
+  a = (a + c) | 0;
+  c = (c - b) | 0;
+  c ^= rot(b, 8);
+  b = (b + a) | 0;
+  a = (a - c) | 0;
+  a ^= rot(c, 16);
+  c = (c + b) | 0;
+  b = (b - a) | 0;
+  b ^= rot(a, 19);
+  a = (a + c) | 0;
+  c = (c - b) | 0;
+  c ^= rot(b, 4);
+  b = (b + a) | 0;
+  s[0] = a;
+  s[1] = b;
+  s[2] = c;
+}
+
+/** Adds the last `len` (< 12) bytes from `o`, little-endian; the lowest byte of c is reserved for the length. */
+function addTail(s: Int32Array, k: Uint8Array, o: number, len: number): void {
+  switch (len) {
+    case 11:
+      s[2]! += k[o + 10]! << 24; // falls through
+    case 10:
+      s[2]! += k[o + 9]! << 16; // falls through
+    case 9:
+      s[2]! += k[o + 8]! << 8; // falls through
+    case 8:
+      s[1]! += word(k, o + 4);
+      s[0]! += word(k, o);
+      break;
+    case 7:
+      s[1]! += k[o + 6]! << 16; // falls through
+    case 6:
+      s[1]! += k[o + 5]! << 8; // falls through
+    case 5:
+      s[1]! += k[o + 4]!; // falls through
+    case 4:
+      s[0]! += word(k, o);
+      break;
+    case 3:
+      s[0]! += k[o + 2]! << 16; // falls through
+    case 2:
+      s[0]! += k[o + 1]! << 8; // falls through
+    case 1:
+      s[0]! += k[o]!;
+  }
+}
+
+/**
  * `hash_bytes`: the hash of a byte string, as `hashtext` (deterministic collation) and `uuid_hash` compute it.
  *
  * @example
  * hashBytes(Buffer.from('acme', 'utf8')) // equals SELECT hashtext('acme' COLLATE "C")
  */
 export function hashBytes(k: Uint8Array): number {
-  let len = k.length;
-  let a = (0x9e3779b9 + len + 3923095) | 0;
-  let b = a;
-  let c = a;
+  const s = state;
+  s.fill((0x9e3779b9 + k.length + 3923095) | 0);
   let o = 0;
-  const word = (i: number) => k[i]! | (k[i + 1]! << 8) | (k[i + 2]! << 16) | (k[i + 3]! << 24) | 0;
-  while (len >= 12) {
-    a = (a + word(o)) | 0;
-    b = (b + word(o + 4)) | 0;
-    c = (c + word(o + 8)) | 0;
-    // mix(a, b, c)
-    a = (a - c) | 0;
-    a ^= rot(c, 4);
-    c = (c + b) | 0;
-    b = (b - a) | 0;
-    b ^= rot(a, 6);
-    a = (a + c) | 0;
-    c = (c - b) | 0;
-    c ^= rot(b, 8);
-    b = (b + a) | 0;
-    a = (a - c) | 0;
-    a ^= rot(c, 16);
-    c = (c + b) | 0;
-    b = (b - a) | 0;
-    b ^= rot(a, 19);
-    a = (a + c) | 0;
-    c = (c - b) | 0;
-    c ^= rot(b, 4);
-    b = (b + a) | 0;
-    o += 12;
-    len -= 12;
+  for (; k.length - o >= 12; o += 12) {
+    s[0]! += word(k, o);
+    s[1]! += word(k, o + 4);
+    s[2]! += word(k, o + 8);
+    mix(s);
   }
-  // The last 11 bytes, little-endian; the lowest byte of c is reserved for the length.
-  switch (len) {
-    case 11:
-      c = (c + (k[o + 10]! << 24)) | 0; // falls through
-    case 10:
-      c = (c + (k[o + 9]! << 16)) | 0; // falls through
-    case 9:
-      c = (c + (k[o + 8]! << 8)) | 0; // falls through
-    case 8:
-      b = (b + word(o + 4)) | 0;
-      a = (a + word(o)) | 0;
-      break;
-    case 7:
-      b = (b + (k[o + 6]! << 16)) | 0; // falls through
-    case 6:
-      b = (b + (k[o + 5]! << 8)) | 0; // falls through
-    case 5:
-      b = (b + k[o + 4]!) | 0; // falls through
-    case 4:
-      a = (a + word(o)) | 0;
-      break;
-    case 3:
-      a = (a + (k[o + 2]! << 16)) | 0; // falls through
-    case 2:
-      a = (a + (k[o + 1]! << 8)) | 0; // falls through
-    case 1:
-      a = (a + k[o]!) | 0;
-  }
-  return finalMix(a, b, c);
+  addTail(s, k, o, k.length - o);
+  return finalMix(s[0]!, s[1]!, s[2]!);
 }

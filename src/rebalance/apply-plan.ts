@@ -4,7 +4,7 @@ import { ensureCatalogSchema } from '../catalog/catalog-schema.js';
 import { ShardPools } from '../db/shard-pools.js';
 import { ExitCode, fromDriverError, ShardctlError } from '../errors.js';
 import { crashPoint } from '../crash-points.js';
-import { listMoves } from '../move/move-journal.js';
+import { listMoves, type MoveRecord } from '../move/move-journal.js';
 import { cleanupMove, moveTenant, resumeMove, type MoveEvent } from '../move/move-tenant.js';
 import { compileRule } from '../placement/placement.js';
 import { parseTenant } from '../placement/tenant-key.js';
@@ -213,112 +213,151 @@ export async function resumeFleetPlan(map: ShardMap, planId: number, options: Ap
   return runPlan(map, planId, plan, options);
 }
 
-async function runPlan(map: ShardMap, planId: number, plan: FleetPlan, options: ApplyOptions): Promise<ApplyReport> {
-  const start = performance.now();
-  const pools = await ShardPools.open(map, { connectTimeoutMs: options.timeoutMs ?? 5000, maxPerShard: 2 });
-  const results: AppliedMove[] = plan.moves.map((m) => ({ ...m, status: 'skipped' }));
-  let bytesMoved = 0;
-  const totalBytes = plan.moves.reduce((a, m) => a + m.bytes, 0);
-  try {
-    const journal = await pools.withShard(map.catalog, (c) => listMoves(c));
-    const ofPlan = journal.filter((m) => m.planId === planId);
+/** One run of a fleet plan: its moves' results and the small scheduler that runs them. */
+class PlanRun {
+  private readonly start = performance.now();
+  readonly results: AppliedMove[];
+  bytesMoved = 0;
+  private readonly totalBytes: number;
+  /** Set when a move fails without continueOnError: nothing new starts. */
+  private stop = false;
+  private readonly cleanups = new Set<Promise<void>>();
+
+  constructor(
+    private readonly map: ShardMap,
+    private readonly planId: number,
+    private readonly plan: FleetPlan,
+    private readonly options: ApplyOptions,
+    /** The plan's moves already in the journal (a resumed plan). */
+    private readonly journaled: MoveRecord[],
+  ) {
+    this.results = plan.moves.map((m) => ({ ...m, status: 'skipped' }));
+    this.totalBytes = plan.moves.reduce((a, m) => a + m.bytes, 0);
+  }
+
+  private doneCount(): number {
+    return this.results.filter((r) => r.status === 'done').length;
+  }
+
+  private report(move?: MoveEvent): void {
+    const s = (performance.now() - this.start) / 1000;
+    const rate = this.bytesMoved / Math.max(s, 0.001);
+    this.options.onProgress?.({
+      planId: this.planId,
+      done: this.doneCount(),
+      total: this.plan.moves.length,
+      bytesMoved: this.bytesMoved,
+      totalBytes: this.totalBytes,
+      rate,
+      ...(rate > 0 ? { etaSeconds: (this.totalBytes - this.bytesMoved) / rate } : {}),
+      ...(move ? { move } : {}),
+    });
+  }
+
+  private fail(i: number, e: unknown): void {
+    this.results[i] = { ...this.results[i]!, status: 'failed', error: fromDriverError(e).message };
+    if (!this.options.continueOnError) this.stop = true;
+  }
+
+  /**
+   * Each move switches and keeps its source rows; their cleanup (which first waits the routers' grace
+   * period after the switch) runs beside the next moves instead of holding them up.
+   */
+  private cleanLater(i: number, id: number): void {
+    const timeout = this.options.timeoutMs ? { timeoutMs: this.options.timeoutMs } : {};
+    const p: Promise<void> = cleanupMove(this.map, id, timeout)
+      .then(
+        () => undefined,
+        (e: unknown) => this.fail(i, e),
+      )
+      .finally(() => this.cleanups.delete(p));
+    this.cleanups.add(p);
+  }
+
+  /** Move `i` carried out: taken from the journal when done, resumed when in flight, else started. */
+  private async moveOf(i: number): Promise<MoveRecord> {
+    const m = this.plan.moves[i]!;
+    const previous = this.journaled.find((j) => j.tenant === m.tenant);
+    const common = {
+      ...this.options.move,
+      onProgress: (e: MoveEvent) => this.report(e),
+      ...(this.options.timeoutMs ? { timeoutMs: this.options.timeoutMs } : {}),
+    };
+    if (previous && ['done', 'switched', 'cleaned'].includes(previous.state)) return previous;
+    if (previous && previous.state !== 'aborted') return (await resumeMove(this.map, previous.id, common)).move;
+    const throttle = this.options.maxBytesPerSecond ? { maxBytesPerSecond: this.options.maxBytesPerSecond } : {};
+    return (
+      await moveTenant(this.map, m.tenant, m.to, { ...common, planId: this.planId, keepSource: true, ...throttle })
+    ).move;
+  }
+
+  private async runOne(i: number): Promise<void> {
+    const m = this.plan.moves[i]!;
+    try {
+      const move = await this.moveOf(i);
+      this.results[i] = { ...m, status: 'done', moveId: move.id };
+      this.bytesMoved += m.bytes;
+      if (move.state !== 'done') this.cleanLater(i, move.id);
+      crashPoint(`plan-after-move:${this.doneCount()}`);
+    } catch (e) {
+      this.fail(i, e);
+    }
+    this.report();
+  }
+
+  /** Runs the moves, up to `parallel` at once whose shards are all idle; waits for the cleanups. */
+  async runAll(): Promise<void> {
+    const parallel = Math.max(1, this.options.parallel ?? 1);
     const busy = new Set<string>();
-    let next = 0;
-    let stop = false;
-    const report = (move?: MoveEvent) => {
-      const s = (performance.now() - start) / 1000;
-      const rate = bytesMoved / Math.max(s, 0.001);
-      options.onProgress?.({
-        planId,
-        done: results.filter((r) => r.status === 'done').length,
-        total: plan.moves.length,
-        bytesMoved,
-        totalBytes,
-        rate,
-        ...(rate > 0 ? { etaSeconds: (totalBytes - bytesMoved) / rate } : {}),
-        ...(move ? { move } : {}),
-      });
-    };
-    // Each move switches and keeps its source rows; their cleanup (which first waits the routers'
-    // grace period after the switch) runs beside the next moves instead of holding them up.
-    const cleanups = new Set<Promise<void>>();
-    const cleanLater = (i: number, id: number) => {
-      const p: Promise<void> = cleanupMove(map, id, { ...(options.timeoutMs ? { timeoutMs: options.timeoutMs } : {}) })
-        .then(
-          () => undefined,
-          (e: unknown) => {
-            results[i] = { ...results[i]!, status: 'failed', error: fromDriverError(e).message };
-            if (!options.continueOnError) stop = true;
-          },
-        )
-        .finally(() => cleanups.delete(p));
-      cleanups.add(p);
-    };
-    const runOne = async (i: number) => {
-      const m = plan.moves[i]!;
-      const previous = ofPlan.find((j) => j.tenant === m.tenant);
-      const common = {
-        ...options.move,
-        onProgress: report,
-        ...(options.timeoutMs ? { timeoutMs: options.timeoutMs } : {}),
-      };
-      try {
-        let move;
-        if (previous?.state === 'done') move = previous;
-        else if (previous && (previous.state === 'switched' || previous.state === 'cleaned')) move = previous;
-        else if (previous && previous.state !== 'aborted') move = (await resumeMove(map, previous.id, common)).move;
-        else
-          move = (
-            await moveTenant(map, m.tenant, m.to, {
-              ...common,
-              planId,
-              keepSource: true,
-              ...(options.maxBytesPerSecond ? { maxBytesPerSecond: options.maxBytesPerSecond } : {}),
-            })
-          ).move;
-        results[i] = { ...m, status: 'done', moveId: move.id };
-        bytesMoved += m.bytes;
-        if (move.state !== 'done') cleanLater(i, move.id);
-        crashPoint(`plan-after-move:${results.filter((r) => r.status === 'done').length}`);
-      } catch (e) {
-        results[i] = { ...m, status: 'failed', error: fromDriverError(e).message };
-        if (!options.continueOnError) stop = true;
-      }
-      report();
-    };
-    // A small scheduler: up to `parallel` moves whose shards are all idle.
-    const parallel = Math.max(1, options.parallel ?? 1);
     const running = new Set<Promise<void>>();
-    const pending = plan.moves.map((_, i) => i);
-    while ((pending.length > 0 && !stop) || running.size > 0) {
+    const pending = this.plan.moves.map((_, i) => i);
+    while ((pending.length > 0 && !this.stop) || running.size > 0) {
       let started = false;
-      for (let k = 0; k < pending.length && running.size < parallel && !stop; k++) {
+      for (let k = 0; k < pending.length && running.size < parallel && !this.stop; k++) {
         const i = pending[k]!;
-        const m = plan.moves[i]!;
+        const m = this.plan.moves[i]!;
         if (busy.has(m.from) || busy.has(m.to)) continue;
         pending.splice(k, 1);
         k--;
         busy.add(m.from);
         busy.add(m.to);
-        const p: Promise<void> = runOne(i).finally(() => {
+        const p: Promise<void> = this.runOne(i).finally(() => {
           busy.delete(m.from);
           busy.delete(m.to);
           running.delete(p);
         });
         running.add(p);
         started = true;
-        next++;
       }
       if (running.size > 0) await Promise.race(running);
       else if (!started) break;
     }
-    await Promise.all([...cleanups]);
-    const state =
-      results.some((r) => r.status === 'failed') || results.some((r) => r.status === 'skipped') ? 'failed' : 'done';
+    await Promise.all([...this.cleanups]);
+  }
+
+  seconds(): number {
+    return (performance.now() - this.start) / 1000;
+  }
+}
+
+async function runPlan(map: ShardMap, planId: number, plan: FleetPlan, options: ApplyOptions): Promise<ApplyReport> {
+  const pools = await ShardPools.open(map, { connectTimeoutMs: options.timeoutMs ?? 5000, maxPerShard: 2 });
+  try {
+    const journal = await pools.withShard(map.catalog, (c) => listMoves(c));
+    const run = new PlanRun(
+      map,
+      planId,
+      plan,
+      options,
+      journal.filter((m) => m.planId === planId),
+    );
+    await run.runAll();
+    const { results, bytesMoved } = run;
+    const state = results.some((r) => r.status === 'failed' || r.status === 'skipped') ? 'failed' : 'done';
     await pools.withShard(map.catalog, (c) =>
       c.query('UPDATE shardctl.rebalance_plans SET state = $2, updated_at = now() WHERE id = $1', [planId, state]),
     );
-    return { planId, state, moves: results, bytesMoved, seconds: (performance.now() - start) / 1000 };
+    return { planId, state, moves: results, bytesMoved, seconds: run.seconds() };
   } finally {
     await pools.close();
   }

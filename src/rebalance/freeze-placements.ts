@@ -1,8 +1,11 @@
+import type { PoolClient } from 'pg';
 import type { ShardMap } from '../config/shard-map.js';
 import { ensureCatalogSchema } from '../catalog/catalog-schema.js';
 import { forEachShard } from '../db/for-each-shard.js';
 import { ADVISORY_NAMESPACE, LockKey } from '../db/lock-keys.js';
 import { ShardPools } from '../db/shard-pools.js';
+import { withTransaction } from '../db/transaction.js';
+import type { ShardResult } from '../db/for-each-shard.js';
 import { ExitCode, ShardctlError } from '../errors.js';
 import { compileRule } from '../placement/placement.js';
 import { parseTenant } from '../placement/tenant-key.js';
@@ -36,61 +39,13 @@ export async function freezePlacements(map: ShardMap, options: { timeoutMs?: num
     applicationName: 'shardctl freeze',
   });
   try {
-    const key = quoteIdent(map.shardKey.column);
-    const results = await forEachShard(map.shards, (shard) =>
-      pools.withShard(shard.name, async (c) => {
-        const tables = (
-          await c.query<{ table_name: string }>(TENANT_TABLES_SQL, [map.shardKey.column, map.tables])
-        ).rows.map((r) => r.table_name);
-        if (tables.length === 0) return [] as string[];
-        const sql = tables
-          .map((t) => `SELECT DISTINCT ${key}::text AS tenant FROM ${quoteTable(t)} WHERE ${key} IS NOT NULL`)
-          .join('\nUNION\n');
-        return (await c.query<{ tenant: string }>(sql)).rows.map((r) => r.tenant);
-      }),
-    );
-    const failed = results.filter((r) => r.status === 'failed');
-    if (failed.length > 0) {
-      throw new ShardctlError(
-        `cannot freeze: ${failed.map((f) => (f.status === 'failed' ? f.error.message : '')).join('; ')}`,
-        {
-          code: 'UNREACHABLE',
-          hint: 'every shard must be reachable: a tenant on a shard that was not scanned would be left to the rule',
-        },
-      );
-    }
-    const where = new Map<string, string[]>();
-    const perShard: Record<string, number> = {};
-    for (const r of results) {
-      if (r.status !== 'ok') continue;
-      perShard[r.shard] = r.value.length;
-      for (const t of r.value) {
-        // Canonical form, so that the directory key equals what locate looks up.
-        const canonical = String(parseTenant(t, map.shardKey.type));
-        where.set(canonical, [...(where.get(canonical) ?? []), r.shard]);
-      }
-    }
-    const split = [...where].filter(([, s]) => s.length > 1);
-    if (split.length > 0) {
-      throw new ShardctlError(
-        `cannot freeze: ${split.length} tenant(s) have rows on two shards (${split
-          .slice(0, 10)
-          .map(([t, s]) => `${t} on ${s.join(' and ')}`)
-          .join(', ')}${split.length > 10 ? ', ...' : ''})`,
-        {
-          code: 'SPLIT_TENANTS',
-          exitCode: ExitCode.Failed,
-          hint: 'repair them first: `shardctl verify` lists their rows per shard',
-          details: { tenants: split },
-        },
-      );
-    }
+    const results = await forEachShard(map.shards, (shard) => pools.withShard(shard.name, (c) => tenantsOn(c, map)));
+    const { where, perShard } = tenantShards(map, results);
     const tenants = [...where.keys()];
     const shards = tenants.map((t) => where.get(t)![0]!);
     await pools.withShard(map.catalog, async (c) => {
       await ensureCatalogSchema(c);
-      await c.query('BEGIN');
-      try {
+      await withTransaction(c, async () => {
         await c.query('SELECT pg_advisory_xact_lock($1::int4, $2::int4)', [ADVISORY_NAMESPACE, LockKey.directory]);
         await c.query(
           `INSERT INTO shardctl.placements (tenant, shard) SELECT * FROM unnest($1::text[], $2::text[])
@@ -98,16 +53,72 @@ export async function freezePlacements(map: ShardMap, options: { timeoutMs?: num
           [tenants, shards],
         );
         await writeRuleState(c, FROZEN);
-        await c.query('COMMIT');
-      } catch (e) {
-        await c.query('ROLLBACK').catch(() => undefined);
-        throw e;
-      }
+      });
     });
     return { tenants: tenants.length, perShard };
   } finally {
     await pools.close();
   }
+}
+
+/** The distinct tenants with rows in any tenant table of one shard, as text. */
+async function tenantsOn(c: PoolClient, map: ShardMap): Promise<string[]> {
+  const key = quoteIdent(map.shardKey.column);
+  const tables = (await c.query<{ table_name: string }>(TENANT_TABLES_SQL, [map.shardKey.column, map.tables])).rows.map(
+    (r) => r.table_name,
+  );
+  if (tables.length === 0) return [];
+  const sql = tables
+    .map((t) => `SELECT DISTINCT ${key}::text AS tenant FROM ${quoteTable(t)} WHERE ${key} IS NOT NULL`)
+    .join('\nUNION\n');
+  return (await c.query<{ tenant: string }>(sql)).rows.map((r) => r.tenant);
+}
+
+/**
+ * Each tenant's shards (canonical tenant text) and the tenant count per shard; refuses when a shard was
+ * not scanned or a tenant has rows on two shards.
+ */
+function tenantShards(
+  map: ShardMap,
+  results: ShardResult<string[]>[],
+): { where: Map<string, string[]>; perShard: Record<string, number> } {
+  const failed = results.filter((r) => r.status === 'failed');
+  if (failed.length > 0) {
+    throw new ShardctlError(
+      `cannot freeze: ${failed.map((f) => (f.status === 'failed' ? f.error.message : '')).join('; ')}`,
+      {
+        code: 'UNREACHABLE',
+        hint: 'every shard must be reachable: a tenant on a shard that was not scanned would be left to the rule',
+      },
+    );
+  }
+  const where = new Map<string, string[]>();
+  const perShard: Record<string, number> = {};
+  for (const r of results) {
+    if (r.status !== 'ok') continue;
+    perShard[r.shard] = r.value.length;
+    for (const t of r.value) {
+      // Canonical form, so that the directory key equals what locate looks up.
+      const canonical = String(parseTenant(t, map.shardKey.type));
+      where.set(canonical, [...(where.get(canonical) ?? []), r.shard]);
+    }
+  }
+  const split = [...where].filter(([, s]) => s.length > 1);
+  if (split.length > 0) {
+    throw new ShardctlError(
+      `cannot freeze: ${split.length} tenant(s) have rows on two shards (${split
+        .slice(0, 10)
+        .map(([t, s]) => `${t} on ${s.join(' and ')}`)
+        .join(', ')}${split.length > 10 ? ', ...' : ''})`,
+      {
+        code: 'SPLIT_TENANTS',
+        exitCode: ExitCode.Failed,
+        hint: 'repair them first: `shardctl verify` lists their rows per shard',
+        details: { tenants: split },
+      },
+    );
+  }
+  return { where, perShard };
 }
 
 /**
@@ -122,8 +133,7 @@ export async function pruneDirectory(map: ShardMap, pools: ShardPools): Promise<
   const rule = compileRule(map);
   return pools.withShard(map.catalog, async (c) => {
     await ensureCatalogSchema(c);
-    await c.query('BEGIN');
-    try {
+    return withTransaction(c, async () => {
       await c.query('SELECT pg_advisory_xact_lock($1::int4, $2::int4)', [ADVISORY_NAMESPACE, LockKey.directory]);
       const rows = (
         await c.query<{ tenant: string; shard: string }>('SELECT tenant, shard FROM shardctl.placements FOR UPDATE')
@@ -133,11 +143,7 @@ export async function pruneDirectory(map: ShardMap, pools: ShardPools): Promise<
         .map((r) => r.tenant);
       if (agree.length > 0) await c.query('DELETE FROM shardctl.placements WHERE tenant = ANY($1::text[])', [agree]);
       await writeRuleState(c, map);
-      await c.query('COMMIT');
       return agree.length;
-    } catch (e) {
-      await c.query('ROLLBACK').catch(() => undefined);
-      throw e;
-    }
+    });
   });
 }

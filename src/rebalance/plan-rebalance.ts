@@ -74,41 +74,73 @@ export interface RebalancePlan {
  * // moves tenant 2 (40 bytes) from a to b
  */
 export function planRebalance(input: PlanInput): RebalancePlan {
-  const threshold = input.threshold ?? 0.1;
-  const drain = new Set(input.drain ?? []);
-  const exclude = new Set(input.exclude ?? []);
-  const notes: string[] = [];
-  const load = new Map<string, number>(input.shards.map((s) => [s, 0]));
-  const location = new Map<string, string>();
-  for (const t of input.tenants) {
-    if (!load.has(t.shard)) {
-      notes.push(`tenant ${t.tenant} sits on unknown shard ${t.shard}: left out`);
-      continue;
+  const p = new Planner(input);
+  p.drainShards();
+  if (input.towardRule && input.ruleShard) p.towardRule(input.ruleShard);
+  const whales = p.balance();
+  return p.plan(whales);
+}
+
+/** The planner's working state: each shard's load and each tenant's shard as moves are chosen. */
+class Planner {
+  readonly threshold: number;
+  private readonly drain: Set<string>;
+  private readonly exclude: Set<string>;
+  private readonly notes: string[] = [];
+  private readonly load: Map<string, number>;
+  private readonly location = new Map<string, string>();
+  private readonly before: Record<string, number>;
+  private readonly receivers: string[];
+  private readonly mean: number;
+  private readonly upper: number;
+  private readonly lower: number;
+  private readonly moves: PlannedMove[] = [];
+  private readonly moved = new Set<string>();
+  private bytesMoved = 0;
+  /** Tenants largest first (ties by id), so that every pass is deterministic. */
+  private readonly bySizeDesc: PlanTenant[];
+
+  constructor(private readonly input: PlanInput) {
+    this.threshold = input.threshold ?? 0.1;
+    this.drain = new Set(input.drain ?? []);
+    this.exclude = new Set(input.exclude ?? []);
+    this.load = new Map<string, number>(input.shards.map((s) => [s, 0]));
+    for (const t of input.tenants) {
+      if (!this.load.has(t.shard)) {
+        this.notes.push(`tenant ${t.tenant} sits on unknown shard ${t.shard}: left out`);
+        continue;
+      }
+      this.load.set(t.shard, this.load.get(t.shard)! + t.bytes);
+      this.location.set(t.tenant, t.shard);
     }
-    load.set(t.shard, load.get(t.shard)! + t.bytes);
-    location.set(t.tenant, t.shard);
+    this.before = Object.fromEntries(this.load);
+    this.receivers = input.shards.filter((s) => !this.drain.has(s));
+    if (this.receivers.length === 0) throw new Error('every shard is being drained: nothing can receive tenants');
+    const total = [...this.load.values()].reduce((a, b) => a + b, 0);
+    this.mean = total / this.receivers.length;
+    this.upper = this.mean * (1 + this.threshold);
+    this.lower = this.mean * (1 - this.threshold);
+    this.bySizeDesc = [...input.tenants]
+      .filter((t) => this.location.has(t.tenant))
+      .sort((a, b) => b.bytes - a.bytes || a.tenant.localeCompare(b.tenant));
   }
-  const before = Object.fromEntries(load);
-  const receivers = input.shards.filter((s) => !drain.has(s));
-  if (receivers.length === 0) throw new Error('every shard is being drained: nothing can receive tenants');
-  const total = [...load.values()].reduce((a, b) => a + b, 0);
-  const mean = total / receivers.length;
-  const upper = mean * (1 + threshold);
-  const lower = mean * (1 - threshold);
-  const moves: PlannedMove[] = [];
-  const moved = new Set<string>();
-  let bytesMoved = 0;
-  const budgetLeft = (b: number) =>
-    (input.maxMoves === undefined || moves.length < input.maxMoves) &&
-    (input.maxBytes === undefined || bytesMoved + b <= input.maxBytes);
-  const move = (t: PlanTenant, to: string, reason: PlannedMove['reason']) => {
-    const from = location.get(t.tenant)!;
-    load.set(from, load.get(from)! - t.bytes);
-    load.set(to, load.get(to)! + t.bytes);
-    location.set(t.tenant, to);
-    moved.add(t.tenant);
-    bytesMoved += t.bytes;
-    moves.push({
+
+  private budgetLeft(bytes: number): boolean {
+    const { maxMoves, maxBytes } = this.input;
+    return (
+      (maxMoves === undefined || this.moves.length < maxMoves) &&
+      (maxBytes === undefined || this.bytesMoved + bytes <= maxBytes)
+    );
+  }
+
+  private move(t: PlanTenant, to: string, reason: PlannedMove['reason']): void {
+    const from = this.location.get(t.tenant)!;
+    this.load.set(from, this.load.get(from)! - t.bytes);
+    this.load.set(to, this.load.get(to)! + t.bytes);
+    this.location.set(t.tenant, to);
+    this.moved.add(t.tenant);
+    this.bytesMoved += t.bytes;
+    this.moves.push({
       tenant: t.tenant,
       from,
       to,
@@ -116,90 +148,114 @@ export function planRebalance(input: PlanInput): RebalancePlan {
       ...(t.rows !== undefined ? { rows: t.rows } : {}),
       reason,
     });
-  };
-  const emptiest = () => receivers.reduce((best, s) => (load.get(s)! < load.get(best)! ? s : best));
-  const bySizeDesc = [...input.tenants]
-    .filter((t) => location.has(t.tenant))
-    .sort((a, b) => b.bytes - a.bytes || a.tenant.localeCompare(b.tenant));
-
-  // 1. Drain: everything leaves, whatever its size.
-  for (const t of bySizeDesc) {
-    if (!drain.has(location.get(t.tenant)!)) continue;
-    if (exclude.has(t.tenant)) {
-      notes.push(
-        `tenant ${t.tenant} is excluded but sits on drained shard ${location.get(t.tenant)}: the shard will not be empty`,
-      );
-      continue;
-    }
-    if (!budgetLeft(t.bytes)) {
-      notes.push('move or byte limit reached while draining: the shard will not be empty');
-      break;
-    }
-    move(t, emptiest(), 'drain');
   }
 
-  // 2. Toward the rule: tenants the current rule places elsewhere go there.
-  if (input.towardRule && input.ruleShard) {
-    for (const t of bySizeDesc) {
-      const target = input.ruleShard(t.tenant);
-      const at = location.get(t.tenant)!;
-      if (moved.has(t.tenant) || exclude.has(t.tenant) || target === at || drain.has(target) || !load.has(target))
+  private emptiest(): string {
+    return this.receivers.reduce((best, s) => (this.load.get(s)! < this.load.get(best)! ? s : best));
+  }
+
+  /** 1. Drain: everything leaves, whatever its size, each tenant to the emptiest receiver. */
+  drainShards(): void {
+    for (const t of this.bySizeDesc) {
+      if (!this.drain.has(this.location.get(t.tenant)!)) continue;
+      if (this.exclude.has(t.tenant)) {
+        this.notes.push(
+          `tenant ${t.tenant} is excluded but sits on drained shard ${this.location.get(t.tenant)}: the shard will not be empty`,
+        );
         continue;
-      if (!budgetLeft(t.bytes)) {
-        notes.push('move or byte limit reached while moving tenants toward the rule');
+      }
+      if (!this.budgetLeft(t.bytes)) {
+        this.notes.push('move or byte limit reached while draining: the shard will not be empty');
         break;
       }
-      move(t, target, 'rule');
+      this.move(t, this.emptiest(), 'drain');
     }
   }
 
-  // 3. Balance.
-  const whales = bySizeDesc.filter((t) => t.bytes > upper && !moved.has(t.tenant));
-  const whaleSet = new Set(whales.map((w) => w.tenant));
-  const stuck = new Set<string>();
-  for (;;) {
-    const candidates = receivers.filter((s) => !stuck.has(s));
-    if (candidates.length < 2) break;
-    const src = candidates.reduce((best, s) => (load.get(s)! > load.get(best)! ? s : best));
-    const dst = receivers.reduce((best, s) => (load.get(s)! < load.get(best)! ? s : best));
-    const ls = load.get(src)!;
-    const ld = load.get(dst)!;
-    if (ls <= upper && ld >= lower) break;
-    if (src === dst) break;
-    const gap = Math.min(ls - mean, mean - ld);
-    const room = ls - ld; // moving b < room strictly shrinks the spread between the two
+  /** 2. Toward the rule: tenants the current rule places elsewhere go there. */
+  towardRule(ruleShard: (tenant: string) => string): void {
+    for (const t of this.bySizeDesc) {
+      const target = ruleShard(t.tenant);
+      const at = this.location.get(t.tenant)!;
+      if (this.moved.has(t.tenant) || this.exclude.has(t.tenant) || target === at) continue;
+      if (this.drain.has(target) || !this.load.has(target)) continue;
+      if (!this.budgetLeft(t.bytes)) {
+        this.notes.push('move or byte limit reached while moving tenants toward the rule');
+        break;
+      }
+      this.move(t, target, 'rule');
+    }
+  }
+
+  /**
+   * The tenant of `src` whose size is closest to `gap`, below `room` (so that the spread between the two
+   * shards strictly shrinks), never a whale or an excluded or already moved tenant.
+   */
+  private closest(src: string, ls: number, ld: number, whales: Set<string>): PlanTenant | undefined {
+    const gap = Math.min(ls - this.mean, this.mean - ld);
+    const room = ls - ld;
     let best: PlanTenant | undefined;
-    for (const t of bySizeDesc) {
-      if (location.get(t.tenant) !== src || moved.has(t.tenant) || exclude.has(t.tenant) || whaleSet.has(t.tenant))
-        continue;
+    for (const t of this.bySizeDesc) {
+      if (this.location.get(t.tenant) !== src || this.moved.has(t.tenant)) continue;
+      if (this.exclude.has(t.tenant) || whales.has(t.tenant)) continue;
       if (t.bytes <= 0 || t.bytes >= room) continue;
-      if (ld + t.bytes > upper && ls <= upper) continue; // would push the receiver out of the band for nothing
+      if (ld + t.bytes > this.upper && ls <= this.upper) continue; // would push the receiver out of the band for nothing
       if (!best || Math.abs(t.bytes - gap) < Math.abs(best.bytes - gap)) best = t;
     }
-    if (!best) {
-      stuck.add(src);
-      continue;
-    }
-    if (!budgetLeft(best.bytes)) {
-      notes.push('move or byte limit reached before the fleet was balanced');
-      break;
-    }
-    move(best, dst, 'balance');
+    return best;
   }
-  for (const w of whales)
-    notes.push(
-      `tenant ${w.tenant} (${w.bytes} bytes) is larger than a shard may hold within ${Math.round(threshold * 100)}% of the mean: left on ${w.shard}`,
-    );
 
-  const after = Object.fromEntries(load);
-  const balanced =
-    receivers.every((s) => load.get(s)! <= upper + 1e-9 && load.get(s)! >= lower - 1e-9) &&
-    [...drain].every((s) => load.get(s) === 0);
-  const surplus =
-    receivers.reduce((a, s) => a + Math.max(0, before[s]! - mean), 0) +
-    [...drain].reduce((a, s) => a + (before[s] ?? 0), 0);
-  const band =
-    receivers.reduce((a, s) => a + Math.max(0, before[s]! - upper), 0) +
-    [...drain].reduce((a, s) => a + (before[s] ?? 0), 0);
-  return { moves, before, after, mean, threshold, bytesMoved, lowerBound: { surplus, band }, whales, balanced, notes };
+  /** 3. Balance: fullest to emptiest until both are within the band. Returns the whales, left in place. */
+  balance(): PlanTenant[] {
+    const whales = this.bySizeDesc.filter((t) => t.bytes > this.upper && !this.moved.has(t.tenant));
+    const whaleSet = new Set(whales.map((w) => w.tenant));
+    const stuck = new Set<string>();
+    for (;;) {
+      const candidates = this.receivers.filter((s) => !stuck.has(s));
+      if (candidates.length < 2) break;
+      const src = candidates.reduce((best, s) => (this.load.get(s)! > this.load.get(best)! ? s : best));
+      const dst = this.emptiest();
+      const ls = this.load.get(src)!;
+      const ld = this.load.get(dst)!;
+      if ((ls <= this.upper && ld >= this.lower) || src === dst) break;
+      const best = this.closest(src, ls, ld, whaleSet);
+      if (!best) {
+        stuck.add(src);
+        continue;
+      }
+      if (!this.budgetLeft(best.bytes)) {
+        this.notes.push('move or byte limit reached before the fleet was balanced');
+        break;
+      }
+      this.move(best, dst, 'balance');
+    }
+    for (const w of whales)
+      this.notes.push(
+        `tenant ${w.tenant} (${w.bytes} bytes) is larger than a shard may hold within ${Math.round(this.threshold * 100)}% of the mean: left on ${w.shard}`,
+      );
+    return whales;
+  }
+
+  plan(whales: PlanTenant[]): RebalancePlan {
+    const { load, receivers, before, mean, upper, lower } = this;
+    const drain = [...this.drain];
+    const drained = drain.reduce((a, s) => a + (before[s] ?? 0), 0);
+    const balanced =
+      receivers.every((s) => load.get(s)! <= upper + 1e-9 && load.get(s)! >= lower - 1e-9) &&
+      drain.every((s) => load.get(s) === 0);
+    const surplus = receivers.reduce((a, s) => a + Math.max(0, before[s]! - mean), 0) + drained;
+    const band = receivers.reduce((a, s) => a + Math.max(0, before[s]! - upper), 0) + drained;
+    return {
+      moves: this.moves,
+      before,
+      after: Object.fromEntries(load),
+      mean,
+      threshold: this.threshold,
+      bytesMoved: this.bytesMoved,
+      lowerBound: { surplus, band },
+      whales,
+      balanced,
+      notes: this.notes,
+    };
+  }
 }

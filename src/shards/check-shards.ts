@@ -60,6 +60,11 @@ export interface CheckShardsOptions {
   timeoutMs?: number;
 }
 
+/**
+ * Bounds one shard's whole check (connect and queries) as a backstop to the driver's own timeouts. A
+ * race against one promise rather than a wait for a condition, so not a `pollUntil` (db/poll.ts) loop:
+ * polling would only add latency to every answer.
+ */
 async function withDeadline<T>(p: Promise<T>, ms: number, shard: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<never>((_, reject) => {

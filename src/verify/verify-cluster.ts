@@ -15,7 +15,8 @@ import {
   type ReplicationLeftover,
 } from '../catalog/leftovers.js';
 import { readLedger, readMigrationFiles, type LedgerEntry, type MigrationFileSum } from '../catalog/ledger.js';
-import { quoteIdent, quoteTable } from '../db/sql.js';
+import { keyCast, quoteIdent, quoteTable } from '../db/sql.js';
+import { withTransaction } from '../db/transaction.js';
 import { misplacedRowsSql } from './misplaced-sql.js';
 import { judgeMoves, readMoveFacts, type MoveFacts } from './move-leftovers.js';
 import { diffTable, fingerprint, readSchema, type SchemaDifference, type TableSchema } from './schema-fingerprint.js';
@@ -107,26 +108,7 @@ interface ShardFacts {
  */
 export async function verifyCluster(map: ShardMap, options: VerifyOptions = {}): Promise<VerifyReport> {
   const start = performance.now();
-  const names = new Set(map.shards.map((s) => s.name));
-  for (const n of options.shards ?? []) {
-    if (!names.has(n))
-      throw new ShardctlError(`unknown shard "${n}"; the map has ${[...names].join(', ')}`, {
-        code: 'UNKNOWN_SHARD',
-        exitCode: ExitCode.Usage,
-      });
-  }
-  const selected = options.shards ? map.shards.filter((s) => options.shards!.includes(s.name)) : map.shards;
-  const tenant = options.tenant === undefined ? undefined : tenantText(parseTenant(options.tenant, map.shardKey.type));
-  for (const c of options.only ?? []) {
-    if (!VERIFY_CHECKS.includes(c))
-      throw new ShardctlError(`unknown check "${c}"; checks: ${VERIFY_CHECKS.join(', ')}`, {
-        code: 'USAGE',
-        exitCode: ExitCode.Usage,
-      });
-  }
-  const want = new Set<VerifyCheck>(options.only ?? VERIFY_CHECKS);
-  const findings: Finding[] = [];
-  const checks: string[] = [];
+  const { selected, tenant, want } = verifyScope(map, options);
   const pools = await ShardPools.open(map, {
     connectTimeoutMs: options.timeoutMs ?? 5000,
     maxPerShard: 2,
@@ -139,93 +121,158 @@ export async function verifyCluster(map: ShardMap, options: VerifyOptions = {}):
     const warm = Promise.all(
       selected.map((s) => pools.withShard(s.name, async () => undefined).catch(() => undefined)),
     );
-    // The directory decides where moved tenants belong: without it, misplaced rows cannot be judged.
-    let directory: Map<string, string> | undefined;
-    try {
-      const [dir, rule] = await pools.withShard(
-        map.catalog,
-        async (c) => [await readDirectory(c), await readRuleState(c)] as const,
-      );
-      directory = dir.entries;
-      checks.push('directory');
-      try {
-        assertRuleUnchanged(map, rule);
-      } catch (e) {
-        const err = e as ShardctlError;
-        findings.push({
-          kind: 'rule-changed',
-          shard: map.catalog,
-          message: `${err.message}; ${err.hint ?? ''}`,
-          details: err.details,
-        });
-      }
-      for (const [t, s] of directory) {
-        if (!names.has(s) && (tenant === undefined || tenant === t)) {
-          findings.push({
-            kind: 'directory-unknown-shard',
-            shard: map.catalog,
-            tenant: t,
-            message: `directory entry for tenant ${t} points to shard "${s}", which is not in the map`,
-            details: { tenant: t, shard: s },
-          });
-        }
-      }
-    } catch (e) {
-      findings.push({
-        kind: 'unreachable',
-        shard: map.catalog,
-        message: `catalog shard ${map.catalog}: ${(e as Error).message}; misplaced rows not checked`,
-      });
-    }
-
+    const run: VerifyRun = { map, pools, tenant, want, findings: [], checks: [] };
+    const directory = await catalogFindings(run);
     await warm;
-    const files = tenant === undefined && want.has('migrations') ? await readMigrationFiles(map.migrations) : null;
-    const owner = ownerOf(map, directory ?? new Map());
-    const results = await forEachShard(selected, (shard) =>
-      pools.withShard(shard.name, (c) =>
-        shardFacts(c, map, shard, want.has('misplaced-rows') ? directory : undefined, tenant, want),
-      ),
-    );
-    const facts = new Map<string, ShardFacts>();
-    for (const r of results) {
-      if (r.status === 'ok') facts.set(r.shard, r.value);
-      else if (r.status === 'failed')
-        findings.push({
-          kind: r.error.code === 'UNREACHABLE' ? 'unreachable' : 'check-failed',
-          shard: r.shard,
-          message: r.error.message,
-        });
-    }
+    const facts = await collectFacts(run, selected, directory);
     if (directory && want.has('misplaced-rows')) {
-      checks.push('misplaced-rows');
-      findings.push(...(await misplacedFindings(map, pools, facts, owner)));
+      run.checks.push('misplaced-rows');
+      run.findings.push(...(await misplacedFindings(map, pools, facts, ownerOf(map, directory))));
     }
-    if (tenant === undefined) {
-      if (want.has('schema')) {
-        checks.push('schema-drift');
-        findings.push(...schemaFindings(facts, map));
-      }
-      if (want.has('migrations')) {
-        checks.push('migration-drift');
-        findings.push(...migrationFindings(facts, files));
-      }
-      if (want.has('leftovers')) {
-        checks.push('leftovers');
-        findings.push(...leftoverFindings(facts, map));
-      }
-    } else {
-      checks.push('tenant-moves');
-      findings.push(...leftoverFindings(facts, map).filter((f) => f.tenant === tenant));
-    }
+    await factFindings(run, facts);
     return {
-      ok: findings.length === 0,
+      ok: run.findings.length === 0,
       shards: selected.map((s) => s.name),
-      checks,
-      findings,
+      checks: run.checks,
+      findings: run.findings,
       durationMs: Math.round(performance.now() - start),
     };
   } finally {
     await pools.close();
+  }
+}
+
+/** One verify run: what it checks, and the findings and checks done so far. */
+interface VerifyRun {
+  map: ShardMap;
+  pools: ShardPools;
+  /** Only this tenant (canonical text), or every tenant. */
+  tenant: string | undefined;
+  want: Set<VerifyCheck>;
+  findings: Finding[];
+  checks: string[];
+}
+
+/** The shards and checks asked for, refusing unknown shard and check names. */
+function verifyScope(
+  map: ShardMap,
+  options: VerifyOptions,
+): { selected: Shard[]; tenant: string | undefined; want: Set<VerifyCheck> } {
+  const names = new Set(map.shards.map((s) => s.name));
+  for (const n of options.shards ?? []) {
+    if (!names.has(n))
+      throw new ShardctlError(`unknown shard "${n}"; the map has ${[...names].join(', ')}`, {
+        code: 'UNKNOWN_SHARD',
+        exitCode: ExitCode.Usage,
+      });
+  }
+  for (const c of options.only ?? []) {
+    if (!VERIFY_CHECKS.includes(c))
+      throw new ShardctlError(`unknown check "${c}"; checks: ${VERIFY_CHECKS.join(', ')}`, {
+        code: 'USAGE',
+        exitCode: ExitCode.Usage,
+      });
+  }
+  return {
+    selected: options.shards ? map.shards.filter((s) => options.shards!.includes(s.name)) : map.shards,
+    tenant: options.tenant === undefined ? undefined : tenantText(parseTenant(options.tenant, map.shardKey.type)),
+    want: new Set<VerifyCheck>(options.only ?? VERIFY_CHECKS),
+  };
+}
+
+/**
+ * Reads the directory and the rule state from the catalog shard, recording a changed rule and entries
+ * naming unknown shards. Returns the directory, or undefined when the catalog could not be read: the
+ * directory decides where moved tenants belong, so without it misplaced rows cannot be judged.
+ */
+async function catalogFindings(run: VerifyRun): Promise<Map<string, string> | undefined> {
+  const { map, tenant, findings } = run;
+  const names = new Set(map.shards.map((s) => s.name));
+  let directory: Map<string, string>;
+  try {
+    const [dir, rule] = await run.pools.withShard(
+      map.catalog,
+      async (c) => [await readDirectory(c), await readRuleState(c)] as const,
+    );
+    directory = dir.entries;
+    run.checks.push('directory');
+    try {
+      assertRuleUnchanged(map, rule);
+    } catch (e) {
+      const err = e as ShardctlError;
+      findings.push({
+        kind: 'rule-changed',
+        shard: map.catalog,
+        message: `${err.message}; ${err.hint ?? ''}`,
+        details: err.details,
+      });
+    }
+  } catch (e) {
+    findings.push({
+      kind: 'unreachable',
+      shard: map.catalog,
+      message: `catalog shard ${map.catalog}: ${(e as Error).message}; misplaced rows not checked`,
+    });
+    return undefined;
+  }
+  for (const [t, s] of directory) {
+    if (!names.has(s) && (tenant === undefined || tenant === t)) {
+      findings.push({
+        kind: 'directory-unknown-shard',
+        shard: map.catalog,
+        tenant: t,
+        message: `directory entry for tenant ${t} points to shard "${s}", which is not in the map`,
+        details: { tenant: t, shard: s },
+      });
+    }
+  }
+  return directory;
+}
+
+/** Each reachable shard's facts, read in one snapshot per shard; a shard that failed is a finding. */
+async function collectFacts(
+  run: VerifyRun,
+  selected: Shard[],
+  directory: Map<string, string> | undefined,
+): Promise<Map<string, ShardFacts>> {
+  const { map, want, tenant } = run;
+  const results = await forEachShard(selected, (shard) =>
+    run.pools.withShard(shard.name, (c) =>
+      shardFacts(c, map, shard, want.has('misplaced-rows') ? directory : undefined, tenant, want),
+    ),
+  );
+  const facts = new Map<string, ShardFacts>();
+  for (const r of results) {
+    if (r.status === 'ok') facts.set(r.shard, r.value);
+    else if (r.status === 'failed')
+      run.findings.push({
+        kind: r.error.code === 'UNREACHABLE' ? 'unreachable' : 'check-failed',
+        shard: r.shard,
+        message: r.error.message,
+      });
+  }
+  return facts;
+}
+
+/** The checks judged from the facts alone: schema, migrations and leftovers (or one tenant's moves). */
+async function factFindings(run: VerifyRun, facts: Map<string, ShardFacts>): Promise<void> {
+  const { map, want, tenant, findings, checks } = run;
+  if (tenant !== undefined) {
+    checks.push('tenant-moves');
+    findings.push(...leftoverFindings(facts, map).filter((f) => f.tenant === tenant));
+    return;
+  }
+  if (want.has('schema')) {
+    checks.push('schema-drift');
+    findings.push(...schemaFindings(facts, map));
+  }
+  if (want.has('migrations')) {
+    checks.push('migration-drift');
+    findings.push(...migrationFindings(facts, await readMigrationFiles(map.migrations)));
+  }
+  if (want.has('leftovers')) {
+    checks.push('leftovers');
+    findings.push(...leftoverFindings(facts, map));
   }
 }
 
@@ -250,57 +297,77 @@ async function shardFacts(
   tenant: string | undefined,
   want: Set<VerifyCheck>,
 ): Promise<ShardFacts> {
-  await c.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-  try {
-    const tables = (
-      await c.query<{ table_name: string }>(TENANT_TABLES_SQL, [map.shardKey.column, map.tables])
-    ).rows.map((r) => r.table_name);
-    const misplaced: ShardFacts['misplaced'] = [];
-    if (directory) {
-      const here: string[] = [];
-      const elsewhere: string[] = [];
-      for (const [t, s] of directory) (s === shard.name ? here : elsewhere).push(t);
-      if (tenant !== undefined) {
-        for (const table of tables) {
-          // One tenant: count its rows here with the key index; the owner is judged in the client.
-          const r = await c.query<{ n: string }>(
-            `SELECT count(*)::text AS n FROM ${quoteTable(table)} WHERE ${quoteIdent(map.shardKey.column)} = $1`,
-            [tenant],
-          );
-          const n = Number(r.rows[0]!.n);
-          if (n > 0) misplaced.push({ table, tenant, rows: n });
-        }
-      } else if (tables.length > 0) {
-        const q = misplacedRowsSql(map, tables, shard.index, here, elsewhere);
-        const r = await c.query<{ tbl: string; tenant: string | null; rows: string }>(q.sql, q.params);
-        for (const row of r.rows) misplaced.push({ table: row.tbl, tenant: row.tenant, rows: Number(row.rows) });
-      }
-    }
-    const whole = tenant === undefined;
-    const schema = whole && want.has('schema') ? await readSchema(c) : undefined;
-    const ledger = whole && want.has('migrations') ? await readLedger(c) : null;
-    const replication = whole && want.has('leftovers') ? await replicationLeftovers(c) : [];
-    const invalid = whole && want.has('leftovers') ? await invalidIndexes(c) : [];
-    const moves = want.has('leftovers') ? await readMoveFacts(c, shard.name) : { moves: [], fences: [] };
-    return { tables, misplaced, ...(schema ? { schema } : {}), ledger, replication, invalid, moves };
-  } finally {
-    await c.query('COMMIT').catch(() => undefined);
-  }
+  // One snapshot: every fact of a shard describes the same moment.
+  return withTransaction(
+    c,
+    async () => {
+      const tables = (
+        await c.query<{ table_name: string }>(TENANT_TABLES_SQL, [map.shardKey.column, map.tables])
+      ).rows.map((r) => r.table_name);
+      const misplaced = directory ? await misplacedOn(c, map, shard, tables, directory, tenant) : [];
+      const whole = tenant === undefined;
+      const schema = whole && want.has('schema') ? await readSchema(c) : undefined;
+      const ledger = whole && want.has('migrations') ? await readLedger(c) : null;
+      const replication = whole && want.has('leftovers') ? await replicationLeftovers(c) : [];
+      const invalid = whole && want.has('leftovers') ? await invalidIndexes(c) : [];
+      const moves = want.has('leftovers') ? await readMoveFacts(c, shard.name) : { moves: [], fences: [] };
+      return { tables, misplaced, ...(schema ? { schema } : {}), ledger, replication, invalid, moves };
+    },
+    { isolation: 'repeatable read', readOnly: true },
+  );
 }
 
-async function misplacedFindings(
+/**
+ * Rows on `shard` that may not belong there: for the whole cluster, what the placement SQL finds; for
+ * one tenant, its row count per table (its owner is judged in the client).
+ */
+async function misplacedOn(
+  c: PoolClient,
   map: ShardMap,
-  pools: ShardPools,
+  shard: Shard,
+  tables: string[],
+  directory: Map<string, string>,
+  tenant: string | undefined,
+): Promise<ShardFacts['misplaced']> {
+  const misplaced: ShardFacts['misplaced'] = [];
+  if (tenant !== undefined) {
+    for (const table of tables) {
+      // One tenant: count its rows here with the key index.
+      const r = await c.query<{ n: string }>(
+        `SELECT count(*)::text AS n FROM ${quoteTable(table)} WHERE ${quoteIdent(map.shardKey.column)} = $1`,
+        [tenant],
+      );
+      const n = Number(r.rows[0]!.n);
+      if (n > 0) misplaced.push({ table, tenant, rows: n });
+    }
+    return misplaced;
+  }
+  if (tables.length === 0) return misplaced;
+  const here: string[] = [];
+  const elsewhere: string[] = [];
+  for (const [t, s] of directory) (s === shard.name ? here : elsewhere).push(t);
+  const q = misplacedRowsSql(map, tables, shard.index, here, elsewhere);
+  const r = await c.query<{ tbl: string; tenant: string | null; rows: string }>(q.sql, q.params);
+  for (const row of r.rows) misplaced.push({ table: row.tbl, tenant: row.tenant, rows: Number(row.rows) });
+  return misplaced;
+}
+
+type Owner = ReturnType<typeof ownerOf>;
+/** tenant -> shard -> table -> rows, of rows that are not on their owner's shard. */
+type MisplacedByTenant = Map<string, Map<string, Record<string, number>>>;
+
+/** Groups the misplaced rows by tenant; rows with no shard key are findings of their own. */
+function groupMisplaced(
+  map: ShardMap,
   facts: Map<string, ShardFacts>,
-  owner: ReturnType<typeof ownerOf>,
-): Promise<Finding[]> {
-  const out: Finding[] = [];
-  // tenant -> shard -> table -> rows
-  const byTenant = new Map<string, Map<string, Record<string, number>>>();
+  owner: Owner,
+): { keyless: Finding[]; byTenant: MisplacedByTenant } {
+  const keyless: Finding[] = [];
+  const byTenant: MisplacedByTenant = new Map();
   for (const [shard, f] of facts) {
     for (const m of f.misplaced) {
       if (m.tenant === null) {
-        out.push({
+        keyless.push({
           kind: 'rows-without-key',
           shard,
           table: m.table,
@@ -309,8 +376,7 @@ async function misplacedFindings(
         });
         continue;
       }
-      const o = owner(m.tenant);
-      if (o.shard === shard) continue; // only in single-tenant mode: counted rows that are where they belong
+      if (owner(m.tenant).shard === shard) continue; // only in single-tenant mode: counted rows that are where they belong
       let shards = byTenant.get(m.tenant);
       if (!shards) byTenant.set(m.tenant, (shards = new Map()));
       let tables = shards.get(shard);
@@ -318,33 +384,56 @@ async function misplacedFindings(
       tables[m.table] = (tables[m.table] ?? 0) + m.rows;
     }
   }
-  // Does the owning shard hold rows of the same tenant too? Then the tenant is on two shards at once.
+  return { keyless, byTenant };
+}
+
+/** Which of the misplaced tenants also have rows on their owning shard (a tenant on two shards at once). */
+async function presentOnOwners(
+  map: ShardMap,
+  pools: ShardPools,
+  facts: Map<string, ShardFacts>,
+  tenants: string[],
+  owner: Owner,
+): Promise<Set<string>> {
   const wanted = new Map<string, string[]>();
-  for (const t of byTenant.keys()) {
+  for (const t of tenants) {
     const o = owner(t).shard;
     if (!wanted.has(o)) wanted.set(o, []);
     wanted.get(o)!.push(t);
   }
-  const presentOnOwner = new Set<string>();
+  const present = new Set<string>();
+  const key = quoteIdent(map.shardKey.column);
+  const arr = `${keyCast(map.shardKey.type)}[]`;
   await Promise.all(
-    [...wanted].map(async ([shard, tenants]) => {
+    [...wanted].map(async ([shard, ids]) => {
       if (!map.shards.some((s) => s.name === shard)) return;
       const tables = facts.get(shard)?.tables;
       if (!tables) return;
       await pools
         .withShard(shard, async (c) => {
           for (const table of tables) {
-            const arr = { bigint: 'int8[]', text: 'text[]', uuid: 'uuid[]' }[map.shardKey.type];
             const r = await c.query<{ t: string }>(
-              `SELECT DISTINCT ${quoteIdent(map.shardKey.column)}::text AS t FROM ${quoteTable(table)} WHERE ${quoteIdent(map.shardKey.column)} = ANY($1::${arr})`,
-              [tenants],
+              `SELECT DISTINCT ${key}::text AS t FROM ${quoteTable(table)} WHERE ${key} = ANY($1::${arr})`,
+              [ids],
             );
-            for (const row of r.rows) presentOnOwner.add(row.t);
+            for (const row of r.rows) present.add(row.t);
           }
         })
         .catch(() => undefined);
     }),
   );
+  return present;
+}
+
+async function misplacedFindings(
+  map: ShardMap,
+  pools: ShardPools,
+  facts: Map<string, ShardFacts>,
+  owner: Owner,
+): Promise<Finding[]> {
+  const { keyless, byTenant } = groupMisplaced(map, facts, owner);
+  const out = keyless;
+  const presentOnOwner = await presentOnOwners(map, pools, facts, [...byTenant.keys()], owner);
   for (const [tenant, shards] of byTenant) {
     const o = owner(tenant);
     for (const [shard, tables] of shards) {
@@ -369,10 +458,8 @@ async function misplacedFindings(
       });
     }
   }
-  if (
-    out.some((f) => f.kind === 'misplaced-rows' && (f.details as { by: string }).by === 'rule') &&
-    map.placement.strategy === 'modulo'
-  ) {
+  const byRule = out.some((f) => f.kind === 'misplaced-rows' && (f.details as { by: string }).by === 'rule');
+  if (byRule && map.placement.strategy === 'modulo') {
     const first = out.find((f) => f.kind === 'misplaced-rows')!;
     first.message +=
       '; if the shard list changed, restore the old map, run `shardctl rebalance --freeze`, then edit it again';

@@ -1,9 +1,9 @@
-import { spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createTestCluster, type TestCluster } from '../harness/cluster.js';
-import { BIN, runCli } from '../harness/run-cli.js';
+import { runCli, spawnCli } from '../harness/run-cli.js';
+import { pollUntil } from '../../src/db/poll.js';
 
 const clusters: TestCluster[] = [];
 afterEach(async () => {
@@ -23,6 +23,16 @@ async function ledger(c: TestCluster, shard: number): Promise<string[]> {
   const exists = await c.sql<{ t: string | null }>(shard, "SELECT to_regclass('shardctl.migrations')::text AS t");
   if (!exists[0]!.t) return [];
   return (await c.sql<{ id: string }>(shard, 'SELECT id FROM shardctl.migrations ORDER BY id')).map((r) => r.id);
+}
+
+/** True while a migration's pg_sleep runs on the shard's database (seen from another session). */
+async function sleeping(c: TestCluster, shard: number): Promise<boolean> {
+  const rows = await c.sql(
+    shard,
+    `SELECT 1 FROM pg_stat_activity
+      WHERE datname = current_database() AND pid <> pg_backend_pid() AND state = 'active' AND query LIKE '%pg_sleep(30)%'`,
+  );
+  return rows.length > 0;
 }
 
 const BASE = {
@@ -120,25 +130,15 @@ describe('shardctl migrate', () => {
 
   it('two runs at once: nothing is applied twice, the second reports who holds the lock', async () => {
     const c = await setup(2, { ...BASE, '0004_slow.sql': 'SELECT pg_sleep(3);\n' });
-    const child = spawn(process.execPath, [BIN, '-c', c.mapFile, 'migrate'], {
-      env: { ...process.env, CI: '1' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let log = '';
-    child.stderr.on('data', (d: Buffer) => (log += d.toString()));
-    const first = new Promise<number | null>((resolve) => child.on('close', resolve));
+    const first = spawnCli(['-c', c.mapFile, 'migrate']);
     // the first run holds both shards' locks once it applies the slow file on both
-    const t0 = Date.now();
-    while ((log.match(/applying 0004_slow\.sql/g) ?? []).length < 2) {
-      if (Date.now() - t0 > 20_000) throw new Error(`first run never reached 0004: ${log}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    await first.waitForStderr(/applying 0004_slow\.sql/g, { count: 2 });
     const second = await runCli(['-c', c.mapFile, 'migrate', '--lock-timeout', '500']);
     expect(second.code).toBe(6);
     expect(second.stderr).toMatch(
       /shard shard-0: migrate is locked: held by pid \d+ \(shardctl migrate from 127\.0\.0\.1\) since/,
     );
-    expect(await first).toBe(0);
+    expect((await first.done).code).toBe(0);
     for (let i = 0; i < 2; i++) expect(await ledger(c, i)).toEqual(['0001', '0002', '0003', '0004']);
   });
 
@@ -200,21 +200,18 @@ describe('shardctl migrate', () => {
 
   it('SIGINT during a long migration rolls it back; the ledger stays true and a re-run completes', async () => {
     const c = await setup(2, { ...BASE, '0004_long.sql': 'CREATE TABLE long_one (id int);\nSELECT pg_sleep(30);\n' });
-    const child = spawn(process.execPath, [BIN, '-c', c.mapFile, 'migrate'], {
-      env: { ...process.env, CI: '1' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stderr = '';
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const code = new Promise<number | null>((resolve) => child.on('close', resolve));
     const t0 = Date.now();
-    while ((stderr.match(/applying 0004_long\.sql/g) ?? []).length < 2) {
-      if (Date.now() - t0 > 20_000) throw new Error(`never started: ${stderr}`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    await new Promise((r) => setTimeout(r, 500));
-    child.kill('SIGINT');
-    expect(await code).toBe(1);
+    const run = spawnCli(['-c', c.mapFile, 'migrate']);
+    await run.waitForStderr(/applying 0004_long\.sql/g, { count: 2 });
+    // SIGINT only once the long statement runs on both shards: the interrupt must cancel it, not race it.
+    await pollUntil(async () => (await Promise.all([0, 1].map((i) => sleeping(c, i)))).every(Boolean), {
+      timeoutMs: 20_000,
+      intervalMs: 50,
+      reason: 'pg_sleep of 0004_long.sql to run on both shards',
+    });
+    run.child.kill('SIGINT');
+    const { code, stderr } = await run.done;
+    expect(code).toBe(1);
     expect(Date.now() - t0).toBeLessThan(20_000);
     expect(stderr).toMatch(/interrupted/);
     for (let i = 0; i < 2; i++) {

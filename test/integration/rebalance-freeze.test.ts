@@ -27,7 +27,7 @@ beforeAll(async () => {
   file4 = cluster.mapFile;
   const text = readFileSync(file4, 'utf8');
   file3 = `${cluster.dir}/shards3.yaml`;
-  writeFileSync(file3, text.replace(/  - name: shard-3\n    url: [^\n]+\n/, ''));
+  writeFileSync(file3, text.replace(/ {2}- name: shard-3\n {4}url: [^\n]+\n/, ''));
   map3 = await loadShardMap(file3);
   map4 = await loadShardMap(file4);
   expect(map3.shards).toHaveLength(3);

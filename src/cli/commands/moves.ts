@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
-import { cleanupMove, ExitCode, moveSlotsOf, movesOf, ShardctlError } from '../../index.js';
+import { cleanupMove, moveSlotsOf, movesOf } from '../../index.js';
+import { usage } from '../options.js';
 import { formatBytes, globals, mapOf, out, outJson, outTable, timeoutOf, type CliContext } from '../context.js';
 
 /** `shardctl moves`: the move journal; `moves cleanup ID` removes kept source rows. */
@@ -52,13 +53,16 @@ export function registerMoves(program: Command, ctx: CliContext): void {
       );
       showSlots();
     });
+  registerCleanup(moves, ctx);
+}
+
+function registerCleanup(moves: Command, ctx: CliContext): void {
   moves
     .command('cleanup')
     .description('delete the source rows a switched move kept (--keep-source) and finish it')
     .argument('<id>', 'move id')
     .action(async (id: string, _opts: unknown, cmd: Command) => {
-      if (!/^\d+$/.test(id))
-        throw new ShardctlError(`move id must be a number, got "${id}"`, { code: 'USAGE', exitCode: ExitCode.Usage });
+      if (!/^\d+$/.test(id)) throw usage(`move id must be a number, got "${id}"`);
       const map = await mapOf(cmd, ctx);
       const { move } = await cleanupMove(map, Number(id), { timeoutMs: timeoutOf(cmd) });
       if (globals(cmd).json) return outJson(ctx, { move });

@@ -1,7 +1,8 @@
 import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
-import { ExitCode, streamQuery, ShardctlError, type QueryField } from '../../index.js';
+import { ExitCode, streamQuery, type QueryField } from '../../index.js';
 import { err, globals, mapOf, out, outTable, timeoutOf, type CliContext } from '../context.js';
+import { durationOption, usage, wholeNumberOption } from '../options.js';
 
 const NUMERIC = new Set([20, 21, 23, 26, 700, 701, 1700]);
 const JSONISH = new Set([114, 3802]);
@@ -30,6 +31,104 @@ async function readStdin(): Promise<string> {
   return Buffer.concat(chunks).toString('utf8');
 }
 
+interface QueryOpts {
+  file?: string;
+  param?: string[];
+  tenant?: string;
+  shard?: string[];
+  format?: string;
+  /** ms, parsed by the option's parser. */
+  statementTimeout?: number;
+  allowPartial?: boolean;
+  explain?: boolean;
+  maxRows: number;
+}
+
+type QueryResult = Awaited<ReturnType<typeof streamQuery>>;
+type Row = (string | null)[];
+
+/** The query text: `-f FILE`, the argument, or stdin when it is not a terminal. */
+async function querySql(sqlArg: string | undefined, opts: QueryOpts): Promise<string> {
+  const sql = opts.file
+    ? await readFile(opts.file, 'utf8')
+    : (sqlArg ?? (process.stdin.isTTY ? undefined : await readStdin()));
+  if (!sql || !sql.trim()) throw usage('no query: pass it as an argument, with -f FILE, or on stdin');
+  return sql;
+}
+
+function formatOf(opts: QueryOpts, json: boolean | undefined, ctx: CliContext): string {
+  const format = opts.format ?? (json ? 'json' : ctx.stdout.isTTY ? 'table' : 'ndjson');
+  if (!['table', 'json', 'ndjson', 'csv'].includes(format))
+    throw usage(`--format must be table, json, ndjson or csv, got "${format}"`);
+  return format;
+}
+
+function showExplain(ctx: CliContext, plan: QueryResult['plan'], json: boolean | undefined): void {
+  if (json) {
+    const { kind, shards, routing, shardSql, steps } = plan;
+    ctx.stdout.write(JSON.stringify({ kind, shards, routing, shardSql, steps }, null, 2) + '\n');
+    return;
+  }
+  out(ctx, `shards: ${plan.shards.join(', ') || '(none)'} (${plan.routing})`);
+  out(ctx, `sent to each shard (READ ONLY):\n  ${plan.shardSql}`);
+  out(ctx, 'merge:');
+  for (const s of plan.steps) out(ctx, `  - ${s}`);
+}
+
+/** ndjson and csv: rows are written as they arrive, waiting for stdout to drain. */
+async function writeStreamed(ctx: CliContext, result: QueryResult, format: string): Promise<void> {
+  const { fields, batches } = result;
+  const line = format === 'ndjson' ? (r: Row) => jsonRow(r, fields) : (r: Row) => r.map(csvCell).join(',');
+  if (format === 'csv') ctx.stdout.write(fields.map((f) => csvCell(f.name)).join(',') + '\n');
+  for await (const batch of batches) {
+    if (!ctx.stdout.write(batch.map(line).join('\n') + '\n')) await new Promise((res) => ctx.stdout.once('drain', res));
+  }
+}
+
+/** json and table need every row before the first byte. */
+async function writeCollected(ctx: CliContext, result: QueryResult, format: string): Promise<void> {
+  const { fields, batches } = result;
+  const all: Row[] = [];
+  for await (const batch of batches) all.push(...batch);
+  if (format === 'json') {
+    ctx.stdout.write(`[${all.map((r) => jsonRow(r, fields)).join(',\n')}]\n`);
+    return;
+  }
+  const width = Math.max(20, Math.floor((ctx.stdout.columns ?? 160) / Math.max(1, fields.length)) - 3);
+  const cell = (v: string | null) =>
+    v === null ? 'NULL' : v.length > width && ctx.stdout.isTTY ? `${v.slice(0, width - 1)}…` : v;
+  await outTable(
+    ctx,
+    fields.map((f) => f.name),
+    all.map((r) => r.map(cell)),
+  );
+  const n = all.length;
+  const shards = result.plan.shards.length;
+  out(ctx, `(${n} row${n === 1 ? '' : 's'} from ${shards} shard${shards === 1 ? '' : 's'})`);
+}
+
+async function queryAction(sqlArg: string | undefined, opts: QueryOpts, cmd: Command, ctx: CliContext) {
+  const map = await mapOf(cmd, ctx);
+  const sql = await querySql(sqlArg, opts);
+  const json = globals(cmd).json;
+  const format = formatOf(opts, json, ctx);
+  const result = await streamQuery(map, sql, opts.param ?? [], {
+    ...(opts.tenant !== undefined ? { tenant: opts.tenant } : {}),
+    ...(opts.shard ? { shards: opts.shard } : {}),
+    ...(opts.statementTimeout ? { statementTimeoutMs: opts.statementTimeout } : {}),
+    timeoutMs: timeoutOf(cmd),
+    allowPartial: opts.allowPartial ?? false,
+    maxRows: opts.maxRows,
+    explain: opts.explain ?? false,
+  });
+  if (opts.explain) return showExplain(ctx, result.plan, json);
+  for (const m of result.missing)
+    err(ctx, `warning: ${m.shard} did not answer (${m.error}): the result lacks its rows`);
+  if (result.missing.length > 0) ctx.exitCode = ExitCode.Partial;
+  if (format === 'ndjson' || format === 'csv') await writeStreamed(ctx, result, format);
+  else await writeCollected(ctx, result, format);
+}
+
 /** `shardctl query`: one SELECT answered across shards, exactly, or refused. */
 export function registerQuery(program: Command, ctx: CliContext): void {
   program
@@ -41,122 +140,13 @@ export function registerQuery(program: Command, ctx: CliContext): void {
     .option('--tenant <id>', "only this tenant's shard")
     .option('--shard <name...>', 'only these shards')
     .option('--format <format>', 'table, json, ndjson or csv (default: table on a terminal, else ndjson)')
-    .option('--statement-timeout <ms>', 'statement_timeout on every shard')
+    .option(
+      '--statement-timeout <duration>',
+      'statement_timeout on every shard, e.g. 30000 or 30s',
+      durationOption('--statement-timeout', { minMs: 0 }),
+    )
     .option('--allow-partial', 'answer from the reachable shards; name the missing ones on stderr (exit 5)')
     .option('--explain', 'print the SQL sent to each shard and the merge steps; run nothing')
-    .option('--max-rows <n>', 'most rows held in memory before merging', '1000000')
-    .action(
-      async (
-        sqlArg: string | undefined,
-        opts: {
-          file?: string;
-          param?: string[];
-          tenant?: string;
-          shard?: string[];
-          format?: string;
-          statementTimeout?: string;
-          allowPartial?: boolean;
-          explain?: boolean;
-          maxRows: string;
-        },
-        cmd: Command,
-      ) => {
-        const map = await mapOf(cmd, ctx);
-        const sql = opts.file
-          ? await readFile(opts.file, 'utf8')
-          : (sqlArg ?? (process.stdin.isTTY ? undefined : await readStdin()));
-        if (!sql || !sql.trim())
-          throw new ShardctlError('no query: pass it as an argument, with -f FILE, or on stdin', {
-            code: 'USAGE',
-            exitCode: ExitCode.Usage,
-          });
-        const json = globals(cmd).json;
-        const format = opts.format ?? (json ? 'json' : ctx.stdout.isTTY ? 'table' : 'ndjson');
-        if (!['table', 'json', 'ndjson', 'csv'].includes(format))
-          throw new ShardctlError(`--format must be table, json, ndjson or csv, got "${format}"`, {
-            code: 'USAGE',
-            exitCode: ExitCode.Usage,
-          });
-        for (const [flag, v] of [
-          ['--max-rows', opts.maxRows],
-          ['--statement-timeout', opts.statementTimeout],
-        ] as const) {
-          if (v !== undefined && !/^\d+$/.test(v))
-            throw new ShardctlError(`${flag} must be a whole number, got "${v}"`, {
-              code: 'USAGE',
-              exitCode: ExitCode.Usage,
-            });
-        }
-        const result = await streamQuery(map, sql, opts.param ?? [], {
-          ...(opts.tenant !== undefined ? { tenant: opts.tenant } : {}),
-          ...(opts.shard ? { shards: opts.shard } : {}),
-          ...(opts.statementTimeout ? { statementTimeoutMs: Number(opts.statementTimeout) } : {}),
-          timeoutMs: timeoutOf(cmd),
-          allowPartial: opts.allowPartial ?? false,
-          maxRows: Number(opts.maxRows),
-          explain: opts.explain ?? false,
-        });
-        if (opts.explain) {
-          const p = result.plan;
-          if (json) {
-            ctx.stdout.write(
-              JSON.stringify(
-                { kind: p.kind, shards: p.shards, routing: p.routing, shardSql: p.shardSql, steps: p.steps },
-                null,
-                2,
-              ) + '\n',
-            );
-            return;
-          }
-          out(ctx, `shards: ${p.shards.join(', ') || '(none)'} (${p.routing})`);
-          out(ctx, `sent to each shard (READ ONLY):\n  ${p.shardSql}`);
-          out(ctx, 'merge:');
-          for (const s of p.steps) out(ctx, `  - ${s}`);
-          return;
-        }
-        for (const m of result.missing)
-          err(ctx, `warning: ${m.shard} did not answer (${m.error}): the result lacks its rows`);
-        if (result.missing.length > 0) ctx.exitCode = ExitCode.Partial;
-
-        const { fields, batches } = result;
-        let count = 0;
-        if (format === 'ndjson' || format === 'csv') {
-          const line =
-            format === 'ndjson'
-              ? (r: (string | null)[]) => jsonRow(r, fields)
-              : (r: (string | null)[]) => r.map(csvCell).join(',');
-          if (format === 'csv') ctx.stdout.write(fields.map((f) => csvCell(f.name)).join(',') + '\n');
-          for await (const batch of batches) {
-            count += batch.length;
-            if (!ctx.stdout.write(batch.map(line).join('\n') + '\n'))
-              await new Promise((res) => ctx.stdout.once('drain', res));
-          }
-        } else {
-          const all: (string | null)[][] = [];
-          for await (const batch of batches) all.push(...batch);
-          count = all.length;
-          if (format === 'json') {
-            ctx.stdout.write(`[${all.map((r) => jsonRow(r, fields)).join(',\n')}]\n`);
-          } else {
-            const width = Math.max(
-              20,
-              Math.floor(((ctx.stdout as { columns?: number }).columns ?? 160) / Math.max(1, fields.length)) - 3,
-            );
-            await outTable(
-              ctx,
-              fields.map((f) => f.name),
-              all.map((r) =>
-                r.map((v) =>
-                  v === null ? 'NULL' : v.length > width && ctx.stdout.isTTY ? `${v.slice(0, width - 1)}…` : v,
-                ),
-              ),
-            );
-            out(
-              ctx,
-              `(${count} row${count === 1 ? '' : 's'} from ${result.plan.shards.length} shard${result.plan.shards.length === 1 ? '' : 's'})`,
-            );
-          }
-        }
-      },
-    );
+    .option('--max-rows <n>', 'most rows held in memory before merging', wholeNumberOption('--max-rows'), 1_000_000)
+    .action((sqlArg: string | undefined, opts: QueryOpts, cmd: Command) => queryAction(sqlArg, opts, cmd, ctx));
 }

@@ -1,20 +1,23 @@
-import { modeOptions, type ModeOptions } from './rebalance.js';
 import { readFile } from 'node:fs/promises';
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import {
   applyFleetPlan,
   computeFleetPlan,
   ExitCode,
   freezePlacements,
   resumeFleetPlan,
-  ShardctlError,
+  type ApplyOptions,
+  type ApplyReport,
   type FleetPlan,
+  type PlanProgress,
   type ShardMap,
 } from '../../index.js';
 import { confirm } from '../confirm.js';
 import { formatBytes, globals, out, outJson, outTable, timeoutOf, type CliContext } from '../context.js';
-import { createProgress } from '../progress.js';
-import { bar } from './shards.js';
+import { percentOption, sizeOption, usage, wholeNumberOption } from '../options.js';
+import { createProgress, type Progress } from '../progress.js';
+import { bar } from '../render.js';
+import { modeOptions, type ModeOptions } from './move-mode.js';
 
 /** Fleet options of `shardctl rebalance`. */
 export interface FleetOptions extends ModeOptions {
@@ -23,14 +26,15 @@ export interface FleetOptions extends ModeOptions {
   drain?: string[];
   freeze?: boolean;
   towardRule?: boolean;
-  threshold?: string;
-  maxMoves?: string;
-  maxBytes?: string;
+  /** A fraction (commander parsed `10%`). */
+  threshold: number;
+  maxMoves?: number;
+  maxBytes?: number;
   excludeTenant?: string[];
-  parallel?: string;
+  parallel: number;
   continueOnError?: boolean;
-  maxRate?: string;
-  resumePlan?: string;
+  maxRate?: number;
+  resumePlan?: number;
   yes?: boolean;
 }
 
@@ -42,56 +46,27 @@ export function addFleetOptions(cmd: Command): void {
     .option('--drain <shard...>', 'plan to empty these shards onto the others')
     .option('--freeze', "record every tenant's current shard in the directory (before changing the shard list)")
     .option('--toward-rule', 'move tenants onto the shard the current rule names first')
-    .option('--threshold <pct>', 'allowed deviation from the mean size, e.g. 10%', '10%')
-    .option('--max-moves <n>', 'at most this many moves')
-    .option('--max-bytes <size>', 'move at most this much data, e.g. 50GB')
+    .addOption(
+      new Option('--threshold <pct>', 'allowed deviation from the mean size, e.g. 10%')
+        .argParser(percentOption('--threshold'))
+        .default(0.1, '10%'),
+    )
+    .option('--max-moves <n>', 'at most this many moves', wholeNumberOption('--max-moves'))
+    .option('--max-bytes <size>', 'move at most this much data, e.g. 50GB', sizeOption('--max-bytes'))
     .option('--exclude-tenant <id...>', 'never move these tenants')
-    .option('--parallel <n>', 'moves at once (on disjoint shards) when applying', '1')
+    .option('--parallel <n>', 'moves at once (on disjoint shards) when applying', wholeNumberOption('--parallel'), 1)
     .option('--continue-on-error', 'keep applying after a failed move')
-    .option('--max-rate <size>', 'throttle each copy to this many bytes per second, e.g. 20MB')
-    .option('--resume-plan <id>', 'finish an interrupted plan');
+    .option(
+      '--max-rate <size>',
+      'throttle each copy to this many bytes per second, e.g. 20MB',
+      sizeOption('--max-rate'),
+    )
+    .option('--resume-plan <id>', 'finish an interrupted plan', wholeNumberOption('--resume-plan'));
 }
 
 /** True when the options ask for fleet work rather than a single move. */
 export function wantsFleet(o: FleetOptions): boolean {
   return Boolean(o.plan || o.apply || o.drain || o.freeze || o.resumePlan);
-}
-
-function usage(message: string): ShardctlError {
-  return new ShardctlError(message, { code: 'USAGE', exitCode: ExitCode.Usage });
-}
-
-/** Parses sizes such as `50GB`, `20MB`, `512kB`, `1000`. */
-export function parseSize(raw: string, flag: string): number {
-  const m = /^\s*(\d+(?:\.\d+)?)\s*(b|kb|kib|mb|mib|gb|gib|tb|tib)?\s*$/i.exec(raw);
-  if (!m) throw usage(`${flag} must be a size such as 500MB or 20GB, got "${raw}"`);
-  const unit = (m[2] ?? 'b').toLowerCase();
-  const f: Record<string, number> = {
-    b: 1,
-    kb: 1e3,
-    kib: 1024,
-    mb: 1e6,
-    mib: 1024 ** 2,
-    gb: 1e9,
-    gib: 1024 ** 3,
-    tb: 1e12,
-    tib: 1024 ** 4,
-  };
-  return Math.round(Number(m[1]) * f[unit]!);
-}
-
-function parseThreshold(raw: string): number {
-  const m = /^\s*(\d+(?:\.\d+)?)\s*(%)?\s*$/.exec(raw);
-  if (!m) throw usage(`--threshold must be a percentage such as 10%, got "${raw}"`);
-  const v = Number(m[1]) / (m[2] || Number(m[1]) > 1 ? 100 : 1);
-  if (v <= 0 || v >= 1) throw usage(`--threshold must be between 0% and 100%, got "${raw}"`);
-  return v;
-}
-
-function int(raw: string | undefined, flag: string): number | undefined {
-  if (raw === undefined) return undefined;
-  if (!/^\d+$/.test(raw)) throw usage(`${flag} must be a whole number, got "${raw}"`);
-  return Number(raw);
 }
 
 async function showPlan(ctx: CliContext, plan: FleetPlan): Promise<void> {
@@ -125,91 +100,117 @@ async function showPlan(ctx: CliContext, plan: FleetPlan): Promise<void> {
   for (const n of plan.notes) out(ctx, `note: ${n}`);
 }
 
-/** Runs the fleet part of `shardctl rebalance`: --freeze, --plan, --drain, --apply, --resume-plan. */
-export async function runFleet(map: ShardMap, o: FleetOptions, cmd: Command, ctx: CliContext): Promise<void> {
-  const json = globals(cmd).json;
-  const timeoutMs = timeoutOf(cmd);
-  if (o.freeze) {
-    const report = await freezePlacements(map, { timeoutMs });
-    if (json) return outJson(ctx, { frozen: report });
-    out(
-      ctx,
-      `froze ${report.tenants} tenant(s) in the directory (${Object.entries(report.perShard)
-        .map(([s, n]) => `${s} ${n}`)
-        .join(', ')}); the shard list can change now`,
-    );
-    return;
-  }
-  const progress = await createProgress(cmd, ctx);
-  const applyOptions = {
+function planProgressText(p: PlanProgress): string {
+  const eta = p.etaSeconds !== undefined ? `, ETA ${p.etaSeconds.toFixed(0)} s` : '';
+  const move = p.move ? `; ${p.move.phase}${p.move.table ? ` ${p.move.table}` : ''}` : '';
+  return `plan ${p.planId}: ${p.done}/${p.total} moves, ${formatBytes(p.bytesMoved)} moved (${formatBytes(p.rate)}/s${eta})${move}`;
+}
+
+function applyOptionsOf(o: FleetOptions, timeoutMs: number, progress: Progress): ApplyOptions {
+  return {
     timeoutMs,
-    ...(o.parallel ? { parallel: int(o.parallel, '--parallel')! } : {}),
+    parallel: o.parallel,
     ...(o.continueOnError ? { continueOnError: true } : {}),
-    ...(o.maxRate ? { maxBytesPerSecond: parseSize(o.maxRate, '--max-rate') } : {}),
+    ...(o.maxRate !== undefined ? { maxBytesPerSecond: o.maxRate } : {}),
     move: modeOptions(o),
-    onProgress: (p: {
-      planId: number;
-      done: number;
-      total: number;
-      bytesMoved: number;
-      rate: number;
-      etaSeconds?: number;
-      move?: { phase: string; table?: string };
-    }) =>
-      progress.update(
-        `plan ${p.planId}: ${p.done}/${p.total} moves, ${formatBytes(p.bytesMoved)} moved (${formatBytes(p.rate)}/s${p.etaSeconds !== undefined ? `, ETA ${p.etaSeconds.toFixed(0)} s` : ''})${p.move ? `; ${p.move.phase}${p.move.table ? ` ${p.move.table}` : ''}` : ''}`,
-        p,
-      ),
+    onProgress: (p) => progress.update(planProgressText(p), p),
   };
-  let report;
-  if (o.resumePlan !== undefined) {
-    report = await resumeFleetPlan(map, int(o.resumePlan, '--resume-plan')!, applyOptions);
-  } else {
-    let plan: FleetPlan;
-    if (typeof o.apply === 'string') {
-      try {
-        plan = JSON.parse(await readFile(o.apply, 'utf8')) as FleetPlan;
-      } catch (e) {
-        throw usage(`cannot read plan ${o.apply}: ${(e as Error).message}`);
-      }
-      if ((plan as { plan?: FleetPlan }).plan) plan = (plan as unknown as { plan: FleetPlan }).plan;
-    } else {
-      plan = await computeFleetPlan(map, {
-        threshold: parseThreshold(o.threshold ?? '10%'),
-        ...(o.maxMoves ? { maxMoves: int(o.maxMoves, '--max-moves')! } : {}),
-        ...(o.maxBytes ? { maxBytes: parseSize(o.maxBytes, '--max-bytes') } : {}),
-        ...(o.excludeTenant ? { exclude: o.excludeTenant } : {}),
-        ...(o.drain ? { drain: o.drain } : {}),
-        ...(o.towardRule ? { towardRule: true } : {}),
-        timeoutMs,
-      });
-    }
-    if (!o.apply) {
-      if (json) return outJson(ctx, { plan });
-      return showPlan(ctx, plan);
-    }
-    if (!json) await showPlan(ctx, plan);
-    if (plan.moves.length === 0) {
-      if (json) return outJson(ctx, { plan, applied: null });
-      return out(ctx, 'nothing to move');
-    }
-    if (!o.yes) {
-      const ok = await confirm(ctx, `apply ${plan.moves.length} move(s)?`);
-      if (ok === undefined) throw usage('no terminal to confirm on: pass --yes to apply the plan without asking');
-      if (!ok) return out(ctx, 'nothing changed');
-    }
-    report = await applyFleetPlan(map, plan, applyOptions);
+}
+
+async function freeze(map: ShardMap, timeoutMs: number, json: boolean, ctx: CliContext): Promise<void> {
+  const report = await freezePlacements(map, { timeoutMs });
+  if (json) return outJson(ctx, { frozen: report });
+  const perShard = Object.entries(report.perShard)
+    .map(([s, n]) => `${s} ${n}`)
+    .join(', ');
+  out(ctx, `froze ${report.tenants} tenant(s) in the directory (${perShard}); the shard list can change now`);
+}
+
+/** The plan to show or apply: read from `--apply FILE`, or computed now from the options. */
+async function planOf(map: ShardMap, o: FleetOptions, timeoutMs: number): Promise<FleetPlan> {
+  if (typeof o.apply !== 'string') {
+    return computeFleetPlan(map, {
+      threshold: o.threshold,
+      ...(o.maxMoves !== undefined ? { maxMoves: o.maxMoves } : {}),
+      ...(o.maxBytes !== undefined ? { maxBytes: o.maxBytes } : {}),
+      ...(o.excludeTenant ? { exclude: o.excludeTenant } : {}),
+      ...(o.drain ? { drain: o.drain } : {}),
+      ...(o.towardRule ? { towardRule: true } : {}),
+      timeoutMs,
+    });
   }
-  progress.done(`plan ${report.planId}: ${report.state}`);
-  if (report.state !== 'done') ctx.exitCode = ExitCode.Failed;
-  if (json) return outJson(ctx, { applied: report });
+  let plan: FleetPlan;
+  try {
+    plan = JSON.parse(await readFile(o.apply, 'utf8')) as FleetPlan;
+  } catch (e) {
+    throw usage(`cannot read plan ${o.apply}: ${(e as Error).message}`);
+  }
+  // `--json --plan` output wraps the plan in { plan }: accept both.
+  return (plan as { plan?: FleetPlan }).plan ?? plan;
+}
+
+/**
+ * Shows the plan and, with --apply, carries it out after confirmation: the report, or undefined when
+ * nothing was applied (already printed).
+ */
+async function planAndApply(
+  map: ShardMap,
+  o: FleetOptions,
+  ctx: CliContext,
+  json: boolean,
+  applyOptions: ApplyOptions,
+): Promise<ApplyReport | undefined> {
+  const plan = await planOf(map, o, applyOptions.timeoutMs ?? 5000);
+  if (!o.apply) {
+    if (json) outJson(ctx, { plan });
+    else await showPlan(ctx, plan);
+    return undefined;
+  }
+  if (!json) await showPlan(ctx, plan);
+  if (plan.moves.length === 0) {
+    if (json) outJson(ctx, { plan, applied: null });
+    else out(ctx, 'nothing to move');
+    return undefined;
+  }
+  if (!o.yes) {
+    const ok = await confirm(ctx, `apply ${plan.moves.length} move(s)?`);
+    if (ok === undefined) throw usage('no terminal to confirm on: pass --yes to apply the plan without asking');
+    if (!ok) {
+      out(ctx, 'nothing changed');
+      return undefined;
+    }
+  }
+  return applyFleetPlan(map, plan, applyOptions);
+}
+
+async function showReport(ctx: CliContext, report: ApplyReport): Promise<void> {
   await outTable(
     ctx,
     ['tenant', 'from', 'to', 'size', 'status', 'move', 'error'],
     report.moves.map((m) => [m.tenant, m.from, m.to, formatBytes(m.bytes), m.status, m.moveId, m.error ?? '']),
   );
+  const done = report.moves.filter((m) => m.status === 'done').length;
+  const resume = report.state === 'done' ? '' : `; finish with \`shardctl rebalance --resume-plan ${report.planId}\``;
   out(
     ctx,
-    `plan ${report.planId}: ${report.state}: ${report.moves.filter((m) => m.status === 'done').length}/${report.moves.length} moves, ${formatBytes(report.bytesMoved)} in ${report.seconds.toFixed(1)} s${report.state === 'done' ? '' : `; finish with \`shardctl rebalance --resume-plan ${report.planId}\``}`,
+    `plan ${report.planId}: ${report.state}: ${done}/${report.moves.length} moves, ${formatBytes(report.bytesMoved)} in ${report.seconds.toFixed(1)} s${resume}`,
   );
+}
+
+/** Runs the fleet part of `shardctl rebalance`: --freeze, --plan, --drain, --apply, --resume-plan. */
+export async function runFleet(map: ShardMap, o: FleetOptions, cmd: Command, ctx: CliContext): Promise<void> {
+  const json = Boolean(globals(cmd).json);
+  const timeoutMs = timeoutOf(cmd);
+  if (o.freeze) return freeze(map, timeoutMs, json, ctx);
+  const progress = await createProgress(cmd, ctx);
+  const applyOptions = applyOptionsOf(o, timeoutMs, progress);
+  const report =
+    o.resumePlan !== undefined
+      ? await resumeFleetPlan(map, o.resumePlan, applyOptions)
+      : await planAndApply(map, o, ctx, json, applyOptions);
+  if (report === undefined) return;
+  progress.done(`plan ${report.planId}: ${report.state}`);
+  if (report.state !== 'done') ctx.exitCode = ExitCode.Failed;
+  if (json) return outJson(ctx, { applied: report });
+  await showReport(ctx, report);
 }

@@ -9,57 +9,16 @@ import {
   type MoveEvent,
   type MovePreview,
   type MoveRecord,
+  type ShardMap,
 } from '../../index.js';
 import { confirm } from '../confirm.js';
 import { formatBytes, globals, mapOf, out, outJson, outTable, timeoutOf, type CliContext } from '../context.js';
 import { createProgress } from '../progress.js';
+import { usage, wholeNumberArg } from '../options.js';
+import { addModeOptions, modeOptions, type ModeOptions, type MoveMode } from './move-mode.js';
 import { addFleetOptions, runFleet, wantsFleet, type FleetOptions } from './rebalance-fleet.js';
 
-/** Options choosing how a move runs, shared by single and fleet moves. */
-export interface ModeOptions {
-  online?: boolean;
-  offline?: boolean;
-  allowOffline?: boolean;
-  maxPause?: string;
-}
-
-/** Parses a duration: `250ms`, `1s`, `1.5s` or plain milliseconds. */
-export function parseDuration(raw: string, flag: string): number {
-  const m = /^(\d+(?:\.\d+)?)\s*(ms|s)?$/.exec(raw.trim());
-  if (!m)
-    throw new ShardctlError(`${flag} needs a duration such as 500ms or 2s, got "${raw}"`, {
-      code: 'USAGE',
-      exitCode: ExitCode.Usage,
-    });
-  const ms = Number(m[1]) * (m[2] === 's' ? 1000 : 1);
-  if (ms < 1)
-    throw new ShardctlError(`${flag} must be at least 1ms, got "${raw}"`, { code: 'USAGE', exitCode: ExitCode.Usage });
-  return Math.round(ms);
-}
-
-/** Move options from the mode flags (`--online` is the default). */
-export function modeOptions(o: ModeOptions): { mode: 'online' | 'fenced'; allowOffline: boolean; maxPauseMs?: number } {
-  if (o.offline && o.online)
-    throw new ShardctlError('--online and --offline exclude each other', { code: 'USAGE', exitCode: ExitCode.Usage });
-  return {
-    mode: o.offline ? 'fenced' : 'online',
-    allowOffline: o.allowOffline ?? false,
-    ...(o.maxPause !== undefined ? { maxPauseMs: parseDuration(o.maxPause, '--max-pause') } : {}),
-  };
-}
-
-/** Adds the mode flags to a command. */
-export function addModeOptions(cmd: Command): void {
-  cmd
-    .option('--online', 'copy while writes continue and pause writes only for the switch (the default)')
-    .option('--offline', "fenced move: reject the tenant's writes for the whole copy")
-    .option('--allow-offline', 'move fenced where the servers cannot move online, instead of refusing')
-    .option(
-      '--max-pause <duration>',
-      'longest write pause of an online move, e.g. 500ms or 2s; a drain that does not fit lifts the fence and retries',
-      '1s',
-    );
-}
+export { addModeOptions, modeOptions, parseDuration, type ModeOptions } from './move-mode.js';
 
 interface RebalanceOptions extends FleetOptions, ModeOptions {
   tenant?: string;
@@ -72,12 +31,8 @@ interface RebalanceOptions extends FleetOptions, ModeOptions {
 }
 
 function moveId(raw: string, flag: string): number {
-  if (!/^\d+$/.test(raw))
-    throw new ShardctlError(`${flag} needs a move id (a number), got "${raw}"`, {
-      code: 'USAGE',
-      exitCode: ExitCode.Usage,
-    });
-  return Number(raw);
+  if (!/^\d+$/.test(raw)) throw usage(`${flag} needs a move id (a number), got "${raw}"`);
+  return wholeNumberArg(raw, flag);
 }
 
 /** Renders a move preview as a table. */
@@ -113,6 +68,104 @@ function progressText(e: MoveEvent, started: number): string {
   return `move ${e.moveId}: ${e.phase}${e.table ? ` ${e.table}` : ''}${e.rows !== undefined ? ` ${e.rows.toLocaleString('en-US')} rows` : ''}${e.message ? `: ${e.message}` : ''}`;
 }
 
+/** What a single move needs besides the map: how to report progress, how long to wait, how to move. */
+interface MoveRun {
+  map: ShardMap;
+  opts: RebalanceOptions;
+  ctx: CliContext;
+  json: boolean;
+  onProgress: (e: MoveEvent) => void;
+  timeoutMs: number;
+  mode: MoveMode;
+}
+
+/** Asks before a move unless --yes; without a terminal to ask on, refuses. */
+async function confirmMove(run: MoveRun, preview: MovePreview): Promise<boolean> {
+  if (run.opts.yes) return true;
+  if (!run.json) await showPreview(run.ctx, preview);
+  const answer = await confirm(run.ctx, `move tenant ${preview.tenant} from ${preview.source} to ${preview.target}?`);
+  if (answer === undefined)
+    throw new ShardctlError('no terminal to confirm on: pass --yes to move without asking', {
+      code: 'CONFIRM_NEEDED',
+      exitCode: ExitCode.Usage,
+    });
+  return answer;
+}
+
+/** --tenant ID --to SHARD: the move's record, or undefined after a dry run (which printed the preview). */
+async function moveOne(run: MoveRun): Promise<MoveRecord | undefined> {
+  const { map, opts, ctx, mode, timeoutMs } = run;
+  if (opts.tenant === undefined || opts.to === undefined) {
+    throw usage(
+      'rebalance needs --tenant ID --to SHARD (or --resume ID, --abort ID, --plan, --apply, --drain SHARD, --freeze)',
+    );
+  }
+  if (opts.dryRun) {
+    const preview = await planMove(map, opts.tenant, opts.to, {
+      timeoutMs,
+      mode: mode.mode,
+      allowOffline: mode.allowOffline,
+    });
+    if (run.json) outJson(ctx, { dryRun: true, preview });
+    else {
+      await showPreview(ctx, preview);
+      out(ctx, 'dry run: nothing changed');
+    }
+    return undefined;
+  }
+  const result = await moveTenant(map, opts.tenant, opts.to, {
+    ...mode,
+    onProgress: run.onProgress,
+    timeoutMs,
+    keepSource: opts.keepSource ?? false,
+    confirm: (preview) => confirmMove(run, preview),
+  });
+  return result.move;
+}
+
+/** --resume ID, --abort ID, or a new move. */
+async function runMove(run: MoveRun): Promise<MoveRecord | undefined> {
+  const { map, opts, onProgress, timeoutMs, mode } = run;
+  if (opts.resume !== undefined) {
+    const maxPause = mode.maxPauseMs ? { maxPauseMs: mode.maxPauseMs } : {};
+    return (await resumeMove(map, moveId(opts.resume, '--resume'), { onProgress, timeoutMs, ...maxPause })).move;
+  }
+  if (opts.abort !== undefined) {
+    return (await abortMove(map, moveId(opts.abort, '--abort'), { onProgress, timeoutMs })).move;
+  }
+  return moveOne(run);
+}
+
+async function rebalanceAction(opts: RebalanceOptions, command: Command, ctx: CliContext): Promise<void> {
+  const map = await mapOf(command, ctx);
+  const json = Boolean(globals(command).json);
+  if (wantsFleet(opts)) return runFleet(map, opts, command, ctx);
+  const progress = await createProgress(command, ctx);
+  const started = performance.now();
+  const run: MoveRun = {
+    map,
+    opts,
+    ctx,
+    json,
+    onProgress: (e) => progress.update(progressText(e, started), e),
+    timeoutMs: timeoutOf(command),
+    mode: modeOptions(opts),
+  };
+  let move: MoveRecord | undefined;
+  try {
+    move = await runMove(run);
+  } catch (e) {
+    progress.fail();
+    throw e;
+  }
+  if (move === undefined) return;
+  progress.done(describe(move));
+  if (json) return outJson(ctx, { move });
+  out(ctx, describe(move));
+  if (move.state === 'switched' && move.keepSource)
+    out(ctx, `source rows kept on ${move.source}: remove them with \`shardctl moves cleanup ${move.id}\``);
+}
+
 /** `shardctl rebalance`: move one tenant (fenced, verified, resumable), or plan and apply fleet moves. */
 export function registerRebalance(program: Command, ctx: CliContext): void {
   const cmd = program
@@ -132,74 +185,5 @@ export function registerRebalance(program: Command, ctx: CliContext): void {
     .option('--abort <id>', 'undo a move that has not switched');
   addModeOptions(cmd);
   addFleetOptions(cmd);
-  cmd.action(async (opts: RebalanceOptions, command: Command) => {
-    const map = await mapOf(command, ctx);
-    const json = globals(command).json;
-    if (wantsFleet(opts)) return runFleet(map, opts, command, ctx);
-    const progress = await createProgress(command, ctx);
-    const started = performance.now();
-    const onProgress = (e: MoveEvent) => progress.update(progressText(e, started), e);
-    const timeoutMs = timeoutOf(command);
-    const mode = modeOptions(opts);
-    let move: MoveRecord;
-    try {
-      if (opts.resume !== undefined) {
-        move = (
-          await resumeMove(map, moveId(opts.resume, '--resume'), {
-            onProgress,
-            timeoutMs,
-            ...(mode.maxPauseMs ? { maxPauseMs: mode.maxPauseMs } : {}),
-          })
-        ).move;
-      } else if (opts.abort !== undefined) {
-        move = (await abortMove(map, moveId(opts.abort, '--abort'), { onProgress, timeoutMs })).move;
-      } else {
-        if (opts.tenant === undefined || opts.to === undefined) {
-          throw new ShardctlError(
-            'rebalance needs --tenant ID --to SHARD (or --resume ID, --abort ID, --plan, --apply, --drain SHARD, --freeze)',
-            { code: 'USAGE', exitCode: ExitCode.Usage },
-          );
-        }
-        if (opts.dryRun) {
-          const preview = await planMove(map, opts.tenant, opts.to, {
-            timeoutMs,
-            mode: mode.mode,
-            allowOffline: mode.allowOffline,
-          });
-          if (json) return outJson(ctx, { dryRun: true, preview });
-          await showPreview(ctx, preview);
-          return out(ctx, 'dry run: nothing changed');
-        }
-        const result = await moveTenant(map, opts.tenant, opts.to, {
-          ...mode,
-          onProgress,
-          timeoutMs,
-          keepSource: opts.keepSource ?? false,
-          confirm: async (preview) => {
-            if (opts.yes) return true;
-            if (!json) await showPreview(ctx, preview);
-            const answer = await confirm(
-              ctx,
-              `move tenant ${preview.tenant} from ${preview.source} to ${preview.target}?`,
-            );
-            if (answer === undefined)
-              throw new ShardctlError('no terminal to confirm on: pass --yes to move without asking', {
-                code: 'CONFIRM_NEEDED',
-                exitCode: ExitCode.Usage,
-              });
-            return answer;
-          },
-        });
-        move = result.move;
-      }
-    } catch (e) {
-      progress.fail();
-      throw e;
-    }
-    progress.done(describe(move));
-    if (json) return outJson(ctx, { move });
-    out(ctx, describe(move));
-    if (move.state === 'switched' && move.keepSource)
-      out(ctx, `source rows kept on ${move.source}: remove them with \`shardctl moves cleanup ${move.id}\``);
-  });
+  cmd.action((opts: RebalanceOptions, command: Command) => rebalanceAction(opts, command, ctx));
 }

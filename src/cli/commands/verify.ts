@@ -7,9 +7,85 @@ import {
   verifyCluster,
   type Finding,
   type VerifyCheck,
+  type VerifyReport,
+  type ShardMap,
 } from '../../index.js';
 import { confirm } from '../confirm.js';
 import { err, globals, mapOf, out, outJson, outTable, timeoutOf, type CliContext } from '../context.js';
+
+interface VerifyOpts {
+  shard?: string[];
+  tenant?: string;
+  only?: string[];
+  fix?: boolean;
+  yes?: boolean;
+}
+
+type Fixes = Parameters<typeof applyFixes>[1];
+type Applied = Awaited<ReturnType<typeof applyFixes>>;
+
+/** --fix: lists the repairs, asks (unless --yes), applies them; undefined when nothing was applied. */
+async function confirmAndFix(
+  map: ShardMap,
+  fixes: Fixes,
+  opts: VerifyOpts,
+  cmd: Command,
+  ctx: CliContext,
+): Promise<Applied | undefined> {
+  if (!opts.fix || fixes.length === 0) return undefined;
+  if (!globals(cmd).json) {
+    out(ctx, `fixes (${fixes.length}):`);
+    for (const f of fixes) out(ctx, `  ${f.shard}: ${f.description}: ${f.sql}`);
+  }
+  const ok = opts.yes || (await confirm(ctx, `apply these ${fixes.length} fixes?`));
+  if (ok === undefined) {
+    throw new ShardctlError('--fix needs confirmation: pass --yes to apply the listed fixes without a terminal', {
+      code: 'CONFIRM_NEEDED',
+      exitCode: ExitCode.Usage,
+      details: { fixes },
+    });
+  }
+  return ok ? applyFixes(map, fixes, { timeoutMs: timeoutOf(cmd) }) : undefined;
+}
+
+async function showFindings(ctx: CliContext, report: VerifyReport, fixes: Fixes, applied: Applied | undefined) {
+  await outTable(
+    ctx,
+    ['finding', 'shard', 'table', 'tenant', 'detail'],
+    report.findings.slice(0, 200).map((f: Finding) => [f.kind, f.shard, f.table, f.tenant, f.message]),
+  );
+  if (report.findings.length > 200) out(ctx, `... and ${report.findings.length - 200} more (use --json for all)`);
+  out(ctx, `verify: ${report.findings.length} finding(s) on ${report.shards.length} shard(s)`);
+  if (applied)
+    for (const a of applied)
+      err(
+        ctx,
+        `${a.status === 'ok' ? 'fixed' : 'fix failed'}: ${a.fix.shard}: ${a.fix.description}${a.error ? `: ${a.error}` : ''}`,
+      );
+  else if (fixes.length > 0) err(ctx, `${fixes.length} finding(s) can be repaired with --fix`);
+}
+
+async function verifyAction(opts: VerifyOpts, cmd: Command, ctx: CliContext): Promise<void> {
+  const map = await mapOf(cmd, ctx);
+  const report = await verifyCluster(map, {
+    ...(opts.shard ? { shards: opts.shard } : {}),
+    ...(opts.tenant !== undefined ? { tenant: opts.tenant } : {}),
+    ...(opts.only ? { only: opts.only as VerifyCheck[] } : {}),
+    timeoutMs: timeoutOf(cmd),
+  });
+  const fixes = report.findings.flatMap((f) => (f.fix ? [f.fix] : []));
+  const applied = await confirmAndFix(map, fixes, opts, cmd, ctx);
+  ctx.exitCode = report.ok ? ExitCode.Ok : ExitCode.Failed;
+  if (globals(cmd).json) return outJson(ctx, { ...report, ...(applied ? { fixes: applied } : {}) });
+  if (report.ok) {
+    out(
+      ctx,
+      `verify: ${report.shards.length} shard(s) consistent (${report.checks.join(', ')}) in ${report.durationMs} ms`,
+    );
+    return;
+  }
+  await showFindings(ctx, report, opts.fix ? [] : fixes, applied);
+}
 
 /** `shardctl verify`: proves the cluster consistent, or lists what is not. */
 export function registerVerify(program: Command, ctx: CliContext): void {
@@ -21,58 +97,5 @@ export function registerVerify(program: Command, ctx: CliContext): void {
     .option('--only <check...>', `only these checks: ${VERIFY_CHECKS.join(', ')}`)
     .option('--fix', 'repair what is safe (orphaned replication objects, INVALID indexes): list, confirm, apply')
     .option('--yes', 'apply the listed fixes without asking')
-    .action(
-      async (
-        opts: { shard?: string[]; tenant?: string; only?: string[]; fix?: boolean; yes?: boolean },
-        cmd: Command,
-      ) => {
-        const map = await mapOf(cmd, ctx);
-        const json = globals(cmd).json;
-        const report = await verifyCluster(map, {
-          ...(opts.shard ? { shards: opts.shard } : {}),
-          ...(opts.tenant !== undefined ? { tenant: opts.tenant } : {}),
-          ...(opts.only ? { only: opts.only as VerifyCheck[] } : {}),
-          timeoutMs: timeoutOf(cmd),
-        });
-        const fixes = report.findings.flatMap((f) => (f.fix ? [f.fix] : []));
-        let applied: Awaited<ReturnType<typeof applyFixes>> | undefined;
-        if (opts.fix && fixes.length > 0) {
-          if (!json) {
-            out(ctx, `fixes (${fixes.length}):`);
-            for (const f of fixes) out(ctx, `  ${f.shard}: ${f.description}: ${f.sql}`);
-          }
-          const ok = opts.yes || (await confirm(ctx, `apply these ${fixes.length} fixes?`));
-          if (ok === undefined) {
-            throw new ShardctlError(
-              '--fix needs confirmation: pass --yes to apply the listed fixes without a terminal',
-              { code: 'CONFIRM_NEEDED', exitCode: ExitCode.Usage, details: { fixes } },
-            );
-          }
-          if (ok) applied = await applyFixes(map, fixes, { timeoutMs: timeoutOf(cmd) });
-        }
-        ctx.exitCode = report.ok ? ExitCode.Ok : ExitCode.Failed;
-        if (json) return outJson(ctx, { ...report, ...(applied ? { fixes: applied } : {}) });
-        if (report.ok) {
-          out(
-            ctx,
-            `verify: ${report.shards.length} shard(s) consistent (${report.checks.join(', ')}) in ${report.durationMs} ms`,
-          );
-          return;
-        }
-        await outTable(
-          ctx,
-          ['finding', 'shard', 'table', 'tenant', 'detail'],
-          report.findings.slice(0, 200).map((f: Finding) => [f.kind, f.shard, f.table, f.tenant, f.message]),
-        );
-        if (report.findings.length > 200) out(ctx, `... and ${report.findings.length - 200} more (use --json for all)`);
-        out(ctx, `verify: ${report.findings.length} finding(s) on ${report.shards.length} shard(s)`);
-        if (applied)
-          for (const a of applied)
-            err(
-              ctx,
-              `${a.status === 'ok' ? 'fixed' : 'fix failed'}: ${a.fix.shard}: ${a.fix.description}${a.error ? `: ${a.error}` : ''}`,
-            );
-        else if (fixes.length > 0 && !opts.fix) err(ctx, `${fixes.length} finding(s) can be repaired with --fix`);
-      },
-    );
+    .action((opts: VerifyOpts, cmd: Command) => verifyAction(opts, cmd, ctx));
 }

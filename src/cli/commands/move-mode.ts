@@ -1,0 +1,61 @@
+import { Option, type Command } from 'commander';
+import { durationArg, durationOption, usage } from '../options.js';
+
+/** Options choosing how a move runs, shared by single and fleet moves. */
+export interface ModeOptions {
+  online?: boolean;
+  offline?: boolean;
+  allowOffline?: boolean;
+  /** ms once commander parsed it; text when given by a caller that did not. */
+  maxPause?: number | string;
+}
+
+/** What {@link modeOptions} gives the move functions. */
+export interface MoveMode {
+  mode: 'online' | 'fenced';
+  allowOffline: boolean;
+  maxPauseMs?: number;
+}
+
+/**
+ * Parses a duration flag: `250ms`, `1s`, `1.5s` or plain milliseconds, at least 1ms (the grammar of
+ * the shard map, `config/units.ts`).
+ *
+ * @example
+ * parseDuration('1.5s', '--max-pause') // 1500
+ */
+export function parseDuration(raw: string, flag: string): number {
+  return durationArg(raw, flag);
+}
+
+/**
+ * Move options from the mode flags (`--online` is the default).
+ *
+ * @example
+ * modeOptions({ offline: true, maxPause: '2s' }) // { mode: 'fenced', allowOffline: false, maxPauseMs: 2000 }
+ */
+export function modeOptions(o: ModeOptions): MoveMode {
+  if (o.offline && o.online) throw usage('--online and --offline exclude each other');
+  const maxPauseMs = typeof o.maxPause === 'string' ? parseDuration(o.maxPause, '--max-pause') : o.maxPause;
+  return {
+    mode: o.offline ? 'fenced' : 'online',
+    allowOffline: o.allowOffline ?? false,
+    ...(maxPauseMs !== undefined ? { maxPauseMs } : {}),
+  };
+}
+
+/** Adds the mode flags to a command. */
+export function addModeOptions(cmd: Command): void {
+  cmd
+    .option('--online', 'copy while writes continue and pause writes only for the switch (the default)')
+    .option('--offline', "fenced move: reject the tenant's writes for the whole copy")
+    .option('--allow-offline', 'move fenced where the servers cannot move online, instead of refusing')
+    .addOption(
+      new Option(
+        '--max-pause <duration>',
+        'longest write pause of an online move, e.g. 500ms or 2s; a drain that does not fit lifts the fence and retries',
+      )
+        .argParser(durationOption('--max-pause'))
+        .default(1000, '1s'),
+    );
+}
