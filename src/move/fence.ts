@@ -86,12 +86,22 @@ export function tenantFilter(keyColumn: string, keyType: string): string {
   return `${quoteIdent(keyColumn)} = current_setting('shardctl.move_tenant')::${keyCast(keyType)}`;
 }
 
-/** The transaction setting that binds the tenant for {@link tenantFilter} (a `withTransaction` setting). */
+/**
+ * The transaction setting that binds the tenant for {@link tenantFilter} (a `withTransaction` setting).
+ *
+ * @example
+ * await withTransaction(client, () => client.query(`DELETE FROM t WHERE ${tenantFilter('tenant_id', 'bigint')}`), { settings: tenantSetting('7') });
+ */
 export function tenantSetting(tenant: string): Record<string, string> {
   return { 'shardctl.move_tenant': tenant };
 }
 
-/** The transaction setting under which shardctl's own writes pass the tenant's fence (a `withTransaction` setting). */
+/**
+ * The transaction setting under which shardctl's own writes pass the tenant's fence (a `withTransaction` setting).
+ *
+ * @example
+ * await withTransaction(client, () => deleteRows(client), { settings: { ...FENCE_BYPASS, ...tenantSetting('7') } });
+ */
 export const FENCE_BYPASS: Readonly<Record<string, string>> = { 'shardctl.fence_bypass': 'on' };
 
 /** Binds the tenant for {@link tenantFilter} in the current transaction, as a parameter. */

@@ -87,7 +87,12 @@ async function verify(r: MoveRun): Promise<Next> {
   };
 }
 
-/** The fenced move's steps up to `verified`: the tenant's writes are rejected from the fence to the switch. */
+/**
+ * The fenced move's steps up to `verified`: the tenant's writes are rejected from the fence to the switch.
+ *
+ * @example
+ * const next = await FENCED_STEPS.copying.run(r); // { state: 'copied', entry: { stats, message } }
+ */
 export const FENCED_STEPS: StepTable<'planned' | 'fenced' | 'copying' | 'copied'> = {
   planned: { run: async (r) => ({ state: 'fenced', entry: { message: fencing(r) } }) },
   fenced: { run: fence },

@@ -26,7 +26,12 @@ import type { MoveOptions } from './plan-move.js';
 import { removeFence } from './fence.js';
 import { SWITCH_STEPS } from './switch-steps.js';
 
-/** The capture of each move mode. A new capture is one more entry (and its steps), not a branch. */
+/**
+ * The capture of each move mode. A new capture is one more entry (and its steps), not a branch.
+ *
+ * @example
+ * CAPTURES[move.mode].teardown?.run(pools, move);
+ */
 export const CAPTURES: Record<MoveMode, Capture> = { fenced: FENCED_CAPTURE, online: ONLINE_CAPTURE };
 
 /** The whole step table of a move: its capture's steps, then the switch and cleanup. */
@@ -45,6 +50,9 @@ function stepOf(table: Partial<StepTable>, m: MoveRecord, state: MoveState): Ste
  * Runs a move's steps from its journal state, holding the move's lock on the catalog: a failed move
  * restarts from the step that failed, an interrupted one redoes its current step (every step is
  * idempotent).
+ *
+ * @example
+ * const done = await drive(map, pools, 7, {}); done.state // 'done'
  */
 export async function drive(map: ShardMap, pools: ShardPools, id: number, options: MoveOptions): Promise<MoveRecord> {
   return pools.withShard(map.catalog, (lockClient) =>

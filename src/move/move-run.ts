@@ -18,8 +18,13 @@ export interface Next {
   together?: (catalog: PoolClient) => Promise<void>;
 }
 
-/** A failure that names its own journal entry (with the state to restart from), which the move loop records
- * instead of the generic one. */
+/**
+ * A failure that names its own journal entry (with the state to restart from), which the move loop
+ * records instead of the generic one.
+ *
+ * @example
+ * throw new JournaledFailure(error, { state: 'failed', entry: { failedIn: 'copying', message: 'verification failed' } });
+ */
 export class JournaledFailure extends Error {
   constructor(
     readonly error: Error,
@@ -84,7 +89,12 @@ export interface MoveRun {
   tables(): Promise<TenantTable[]>;
 }
 
-/** Builds the context of one run of a move. */
+/**
+ * Builds the context of one run of a move.
+ *
+ * @example
+ * const r = moveRun(map, pools, move, options, CAPTURES[move.mode]); await FENCED_STEPS.copying.run(r);
+ */
 export function moveRun(
   map: ShardMap,
   pools: ShardPools,
@@ -111,6 +121,9 @@ export function moveRun(
 /**
  * Journals a state (with the action that must commit with it, if any) in one catalog transaction, then
  * passes the state's crash point.
+ *
+ * @example
+ * await journal(pools, map, 7, { state: 'copying', entry: { message: 'copying' } });
  */
 export async function journal(pools: ShardPools, map: ShardMap, id: number, next: Next): Promise<void> {
   await pools.withTransaction(map.catalog, async (c) => {
@@ -120,7 +133,12 @@ export async function journal(pools: ShardPools, map: ShardMap, id: number, next
   crashPoint(`after-state:${next.state}`);
 }
 
-/** Opens the pools of a move command: every move command connects the same way. */
+/**
+ * Opens the pools of a move command: every move command connects the same way.
+ *
+ * @example
+ * const pools = await openMovePools(map, { timeoutMs: 2000 });
+ */
 export function openMovePools(map: ShardMap, options: MoveOptions): Promise<ShardPools> {
   return ShardPools.open(map, {
     connectTimeoutMs: options.timeoutMs ?? 5000,
@@ -148,7 +166,12 @@ export async function withMovePools<T>(
   }
 }
 
-/** Reads a move from the catalog's journal, or refuses naming it. */
+/**
+ * Reads a move from the catalog's journal, or refuses naming it.
+ *
+ * @example
+ * const m = await loadMove(pools, map, 7); m.state // 'copying'
+ */
 export async function loadMove(pools: ShardPools, map: ShardMap, id: number): Promise<MoveRecord> {
   const m = await pools.withShard(map.catalog, (c) => readMove(c, id));
   if (!m)

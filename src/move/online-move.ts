@@ -17,7 +17,12 @@ export class PauseExceeded extends Error {
   readonly code = 'PAUSE_EXCEEDED';
 }
 
-/** A failure of the online capture; `restartFrom` is the state a resume starts from (the copy is void). */
+/**
+ * A failure of the online capture; `restartFrom` is the state a resume starts from (the copy is void).
+ *
+ * @example
+ * throw fail('the slot disappeared', 'SLOT_LOST', 'resume copies again', 'syncing');
+ */
 export function fail(message: string, code: string, hint: string, restartFrom?: MoveState): ShardctlError {
   return new ShardctlError(message, { code, hint, ...(restartFrom ? { details: { restartFrom } } : {}) });
 }
@@ -25,6 +30,9 @@ export function fail(message: string, code: string, hint: string, restartFrom?: 
 /**
  * The name of the move's publication, slot and subscription, chosen and journaled on first use. Slot
  * names are per server: two clusters sharing a server must not meet on the same move id.
+ *
+ * @example
+ * await ensureReplicationName(r) // 'shardctl_move_7_9f2c01aa'
  */
 export async function ensureReplicationName(r: MoveRun): Promise<string> {
   const m = r.move;
@@ -98,7 +106,12 @@ function replicationWatch(r: MoveRun, src: PoolClient, dst: PoolClient): () => P
   };
 }
 
-/** Waits until the target has applied the source's mark `mark`; false when `deadline` passes first. */
+/**
+ * Waits until the target has applied the source's mark `mark`; false when `deadline` passes first.
+ *
+ * @example
+ * const drained = await waitConfirmed(r, src, dst, await writeMark(src, r.move.id), Date.now() + 1000, 2);
+ */
 export async function waitConfirmed(
   r: MoveRun,
   src: PoolClient,
@@ -123,7 +136,12 @@ export async function waitConfirmed(
   );
 }
 
-/** Refuses the switch when a tenant table's columns changed on either side during the move (DDL is not replicated). */
+/**
+ * Refuses the switch when a tenant table's columns changed on either side during the move (DDL is not replicated).
+ *
+ * @example
+ * await checkSchemaUnchanged(r, src, dst, await r.tables()); // throws SCHEMA_CHANGED naming the tables
+ */
 export async function checkSchemaUnchanged(
   r: MoveRun,
   src: PoolClient,
@@ -152,6 +170,9 @@ export async function checkSchemaUnchanged(
 /**
  * Moves every sequence feeding a tenant table on the target past the source's: rows inserted on the
  * source after the copy took values the target's sequence has not given out yet.
+ *
+ * @example
+ * await syncSequences(src, dst, tables);
  */
 export async function syncSequences(src: PoolClient, dst: PoolClient, tables: TenantTable[]): Promise<void> {
   for (const t of tables) {

@@ -317,7 +317,12 @@ async function replicationGone(r: MoveRun): Promise<string | undefined> {
   return sub.exists && sub.enabled ? undefined : 'subscription';
 }
 
-/** The online move's steps up to `verified`: logical replication, writes paused only to drain and check. */
+/**
+ * The online move's steps up to `verified`: logical replication, writes paused only to drain and check.
+ *
+ * @example
+ * const next = await ONLINE_STEPS.fenced.run(r); // verified, or replicating when over the pause budget
+ */
 export const ONLINE_STEPS: StepTable<'planned' | 'syncing' | 'replicating' | 'fenced'> = {
   planned: {
     run: async (r) => {

@@ -92,7 +92,12 @@ async function afterSwitch(r: MoveRun): Promise<StepResult> {
   return { state: 'cleaned', entry: { message: `source rows of tenant ${m.tenant} deleted from ${m.source}` } };
 }
 
-/** The steps from `verified` on, the same for every capture. */
+/**
+ * The steps from `verified` on, the same for every capture.
+ *
+ * @example
+ * const table = { ...capture.steps, ...SWITCH_STEPS };
+ */
 export const SWITCH_STEPS: StepTable<'verified' | 'switched' | 'cleaned'> = {
   verified: { run: switchTenant },
   switched: { run: afterSwitch },
