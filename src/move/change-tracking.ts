@@ -1,5 +1,6 @@
 import type { PoolClient } from 'pg';
 import { lockedTx } from '../db/shard-pools.js';
+import { withTransaction } from '../db/transaction.js';
 import { STABLE_TEXT_SETTINGS } from './copy-tenant.js';
 import { quoteIdent, quoteLiteral, quoteTable } from '../db/sql.js';
 import { tenantLiteral } from './replication.js';
@@ -127,22 +128,21 @@ export async function hashRowsByKey(client: PoolClient, t: TenantTable, keys: st
   if (keys.length === 0) return out;
   const cols = t.allColumns.map((c) => `x.${quoteIdent(c.name)}`).join(', ');
   const join = t.primaryKey.map((c) => `x.${quoteIdent(c)} = r.${quoteIdent(c)}`).join(' AND ');
-  await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-  try {
-    await client.query(STABLE_TEXT_SETTINGS);
-    const r = await client.query<{ k: string; h: string | null }>(
-      `SELECT k.pk AS k, y.h
-         FROM unnest($1::text[]) AS k(pk)
-         CROSS JOIN LATERAL jsonb_populate_record(NULL::${quoteTable(t.table)}, k.pk::jsonb) AS r
-         LEFT JOIN LATERAL (SELECT md5(ROW(${cols})::text) AS h FROM ${quoteTable(t.table)} x WHERE ${join}) y ON true`,
-      [keys],
-    );
-    await client.query('COMMIT');
-    for (const x of r.rows) if (x.h !== null) out.set(x.k, x.h);
-  } catch (e) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw e;
-  }
+  const r = await withTransaction(
+    client,
+    async () => {
+      await client.query(STABLE_TEXT_SETTINGS);
+      return client.query<{ k: string; h: string | null }>(
+        `SELECT k.pk AS k, y.h
+           FROM unnest($1::text[]) AS k(pk)
+           CROSS JOIN LATERAL jsonb_populate_record(NULL::${quoteTable(t.table)}, k.pk::jsonb) AS r
+           LEFT JOIN LATERAL (SELECT md5(ROW(${cols})::text) AS h FROM ${quoteTable(t.table)} x WHERE ${join}) y ON true`,
+        [keys],
+      );
+    },
+    { isolation: 'repeatable read', readOnly: true },
+  );
+  for (const x of r.rows) if (x.h !== null) out.set(x.k, x.h);
   return out;
 }
 

@@ -4,7 +4,8 @@ import { pipeline } from 'node:stream/promises';
 import type { PoolClient } from 'pg';
 import { ShardctlError } from '../errors.js';
 import { quoteIdent, quoteLiteral, quoteTable } from '../db/sql.js';
-import { bindTenant, tenantFilter } from './fence.js';
+import { withTransaction } from '../db/transaction.js';
+import { bindTenant, FENCE_BYPASS, tenantFilter, tenantSetting } from './fence.js';
 import type { TenantTable } from './tenant-tables.js';
 
 /** Progress of a table copy. */
@@ -50,26 +51,22 @@ export async function deleteTenantRows(
   for (const t of [...tables].reverse()) {
     out[t.table] = 0;
     for (;;) {
-      await client.query('BEGIN');
-      try {
-        await client.query("SELECT set_config('shardctl.fence_bypass', 'on', true)");
-        await bindTenant(client, tenant);
-        // By row address: a TID scan whatever the table's statistics say (a table just filled by a copy
-        // has none, and a join plan built on that can take minutes per batch). The tenant test stays on
-        // the DELETE: in a partitioned table one address names a row in every partition.
-        const filter = tenantFilter(key.column, key.type);
-        const r = await client.query(
-          `DELETE FROM ${quoteTable(t.table)} WHERE ctid = ANY (ARRAY(SELECT ctid FROM ${quoteTable(t.table)} WHERE ${filter} LIMIT ${batch})) AND ${filter}`,
-        );
-        await client.query('COMMIT');
-        const n = r.rowCount ?? 0;
-        out[t.table] = (out[t.table] ?? 0) + n;
-        if (n > 0) options.onBatch?.(t.table, n);
-        if (n < batch) break;
-      } catch (e) {
-        await client.query('ROLLBACK').catch(() => undefined);
-        throw e;
-      }
+      // By row address: a TID scan whatever the table's statistics say (a table just filled by a copy
+      // has none, and a join plan built on that can take minutes per batch). The tenant test stays on
+      // the DELETE: in a partitioned table one address names a row in every partition.
+      const filter = tenantFilter(key.column, key.type);
+      const r = await withTransaction(
+        client,
+        () =>
+          client.query(
+            `DELETE FROM ${quoteTable(t.table)} WHERE ctid = ANY (ARRAY(SELECT ctid FROM ${quoteTable(t.table)} WHERE ${filter} LIMIT ${batch})) AND ${filter}`,
+          ),
+        { settings: { ...FENCE_BYPASS, ...tenantSetting(tenant) } },
+      );
+      const n = r.rowCount ?? 0;
+      out[t.table] = (out[t.table] ?? 0) + n;
+      if (n > 0) options.onBatch?.(t.table, n);
+      if (n < batch) break;
     }
   }
   return out;
@@ -88,76 +85,108 @@ export async function copyTenant(
   tables: TenantTable[],
   tenant: string,
   key: { column: string; type: string },
-  options: { onProgress?: (p: CopyProgress) => void; maxBytesPerSecond?: number; snapshot?: string } = {},
+  options: CopyOptions = {},
 ): Promise<CopyStats> {
-  // pg-copy-streams: `to` reads COPY ... TO STDOUT, `from` writes COPY ... FROM STDIN.
-  const { to: copyTo, from: copyFrom } = await streams();
   const start = performance.now();
   const stats: CopyStats = { tables: {}, rows: 0, bytes: 0, ms: 0 };
-  await source.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-  await target.query('BEGIN');
-  try {
-    // An online move copies in the snapshot its replication slot starts from.
-    if (options.snapshot) await source.query(`SET TRANSACTION SNAPSHOT ${quoteLiteral(options.snapshot)}`);
-    await bindTenant(source, tenant);
-    await bindTenant(target, tenant);
-    // The target may hold a tombstone fence of this tenant from an earlier move away from it.
-    await target.query("SELECT set_config('shardctl.fence_bypass', 'on', true)");
-    // Parents are copied before children; only tables in a foreign-key cycle need deferred checks.
-    if (tables.some((t, i) => t.parents.some((p) => tables.findIndex((x) => x.table === p) >= i)))
-      await target.query('SET CONSTRAINTS ALL DEFERRED');
-    // A resumed copy starts from nothing: rows an earlier attempt committed are removed first.
-    for (const t of [...tables].reverse())
-      await target.query(`DELETE FROM ${quoteTable(t.table)} WHERE ${tenantFilter(key.column, key.type)}`);
-    for (const t of tables) {
-      const t0 = performance.now();
-      crashPoint(`before-copy:${t.table}`);
-      const cols = t.columns.map(quoteIdent).join(', ');
-      const reader = source.query(
-        copyTo(
-          `COPY (SELECT ${cols} FROM ${quoteTable(t.table)} WHERE ${tenantFilter(key.column, key.type)}) TO STDOUT (FORMAT binary)`,
-        ),
-      );
-      const writer = target.query(copyFrom(`COPY ${quoteTable(t.table)} (${cols}) FROM STDIN (FORMAT binary)`));
-      let bytes = 0;
-      let chunks = 0;
-      const limit = options.maxBytesPerSecond;
-      const meter = new Transform({
-        transform(chunk: Buffer, _enc, cb: TransformCallback) {
-          bytes += chunk.length;
-          chunks++;
-          if (chunks === 1) crashPoint(`mid-copy:${t.table}`);
-          if (chunks % 64 === 0) options.onProgress?.({ table: t.table, rows: -1, bytes });
-          // --max-rate: hold the chunk until the average rate is back under the limit.
-          const wait = limit ? ((stats.bytes + bytes) / limit) * 1000 - (performance.now() - start) : 0;
-          if (wait > 0) setTimeout(() => cb(null, chunk), wait);
-          else cb(null, chunk);
+  // The target commits first: a source commit (read only) cannot fail in a way that voids the copy.
+  await withTransaction(
+    source,
+    () =>
+      withTransaction(
+        target,
+        async () => {
+          // An online move copies in the snapshot its replication slot starts from (first in the transaction).
+          if (options.snapshot) await source.query(`SET TRANSACTION SNAPSHOT ${quoteLiteral(options.snapshot)}`);
+          await bindTenant(source, tenant);
+          await clearTarget(target, tables, key);
+          for (const t of tables) await copyTable(source, target, t, key, stats, start, options);
+          await advanceSequences(target, tables);
+          crashPoint('before-copy-commit');
         },
-      });
-      await pipeline(reader, meter, writer);
-      const rows = Number((writer as unknown as { rowCount?: number }).rowCount ?? 0);
-      // Statistics inside the transaction (ANALYZE counts its own inserts): a table a move emptied keeps
-      // "no rows" statistics, and the foreign-key checks of the next table's COPY are planned from them;
-      // with two indexes on the tenant column the planner may pick the wrong one and scan the whole
-      // tenant per row (minutes instead of seconds). Also gives the app's first queries a good plan.
-      await target.query(`ANALYZE ${quoteTable(t.table)}`);
-      stats.tables[t.table] = { rows, bytes, ms: Math.round(performance.now() - t0) };
-      stats.rows += rows;
-      stats.bytes += bytes;
-      options.onProgress?.({ table: t.table, rows, bytes });
-      crashPoint(`after-copy:${t.table}`);
-    }
-    await advanceSequences(target, tables);
-    crashPoint('before-copy-commit');
-    await target.query('COMMIT');
-    await source.query('COMMIT');
-  } catch (e) {
-    await target.query('ROLLBACK').catch(() => undefined);
-    await source.query('ROLLBACK').catch(() => undefined);
-    throw e;
-  }
+        // The target may hold a tombstone fence of this tenant from an earlier move away from it.
+        { settings: { ...FENCE_BYPASS, ...tenantSetting(tenant) } },
+      ),
+    { isolation: 'repeatable read', readOnly: true },
+  );
   stats.ms = Math.round(performance.now() - start);
   return stats;
+}
+
+/** Options of {@link copyTenant}. */
+export interface CopyOptions {
+  onProgress?: (p: CopyProgress) => void;
+  /** Throttle, bytes per second (`--max-rate`). */
+  maxBytesPerSecond?: number;
+  /** Exported snapshot to read the source in (an online move's slot snapshot). */
+  snapshot?: string;
+}
+
+/**
+ * Prepares the target transaction: constraints deferred when tables reference each other in a cycle
+ * (parents are copied before children otherwise), and rows an earlier attempt committed removed, so a
+ * resumed copy starts from nothing.
+ */
+async function clearTarget(target: PoolClient, tables: TenantTable[], key: { column: string; type: string }) {
+  if (tables.some((t, i) => t.parents.some((p) => tables.findIndex((x) => x.table === p) >= i)))
+    await target.query('SET CONSTRAINTS ALL DEFERRED');
+  for (const t of [...tables].reverse())
+    await target.query(`DELETE FROM ${quoteTable(t.table)} WHERE ${tenantFilter(key.column, key.type)}`);
+}
+
+/** Counts the bytes of a table's COPY stream, reports progress and holds chunks to keep under `--max-rate`. */
+function copyMeter(table: string, stats: CopyStats, start: number, options: CopyOptions) {
+  const limit = options.maxBytesPerSecond;
+  const meter = { bytes: 0, chunks: 0, stream: undefined as unknown as Transform };
+  meter.stream = new Transform({
+    transform(chunk: Buffer, _enc, cb: TransformCallback) {
+      meter.bytes += chunk.length;
+      meter.chunks++;
+      if (meter.chunks === 1) crashPoint(`mid-copy:${table}`);
+      if (meter.chunks % 64 === 0) options.onProgress?.({ table, rows: -1, bytes: meter.bytes });
+      // --max-rate: hold the chunk until the average rate is back under the limit.
+      const wait = limit ? ((stats.bytes + meter.bytes) / limit) * 1000 - (performance.now() - start) : 0;
+      if (wait > 0) setTimeout(() => cb(null, chunk), wait);
+      else cb(null, chunk);
+    },
+  });
+  return meter;
+}
+
+/** Pipes one table's tenant rows from the source's COPY TO into the target's COPY FROM. */
+async function copyTable(
+  source: PoolClient,
+  target: PoolClient,
+  t: TenantTable,
+  key: { column: string; type: string },
+  stats: CopyStats,
+  start: number,
+  options: CopyOptions,
+): Promise<void> {
+  // pg-copy-streams: `to` reads COPY ... TO STDOUT, `from` writes COPY ... FROM STDIN.
+  const { to: copyTo, from: copyFrom } = await streams();
+  const t0 = performance.now();
+  crashPoint(`before-copy:${t.table}`);
+  const cols = t.columns.map(quoteIdent).join(', ');
+  const reader = source.query(
+    copyTo(
+      `COPY (SELECT ${cols} FROM ${quoteTable(t.table)} WHERE ${tenantFilter(key.column, key.type)}) TO STDOUT (FORMAT binary)`,
+    ),
+  );
+  const writer = target.query(copyFrom(`COPY ${quoteTable(t.table)} (${cols}) FROM STDIN (FORMAT binary)`));
+  const meter = copyMeter(t.table, stats, start, options);
+  await pipeline(reader, meter.stream, writer);
+  const rows = Number((writer as unknown as { rowCount?: number }).rowCount ?? 0);
+  // Statistics inside the transaction (ANALYZE counts its own inserts): a table a move emptied keeps
+  // "no rows" statistics, and the foreign-key checks of the next table's COPY are planned from them;
+  // with two indexes on the tenant column the planner may pick the wrong one and scan the whole
+  // tenant per row (minutes instead of seconds). Also gives the app's first queries a good plan.
+  await target.query(`ANALYZE ${quoteTable(t.table)}`);
+  stats.tables[t.table] = { rows, bytes: meter.bytes, ms: Math.round(performance.now() - t0) };
+  stats.rows += rows;
+  stats.bytes += meter.bytes;
+  options.onProgress?.({ table: t.table, rows, bytes: meter.bytes });
+  crashPoint(`after-copy:${t.table}`);
 }
 
 /**
@@ -210,25 +239,24 @@ export async function tenantChecksums(
   options: { snapshot?: string } = {},
 ): Promise<Record<string, { rows: string; sum: string }>> {
   const out: Record<string, { rows: string; sum: string }> = {};
-  await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-  try {
-    if (options.snapshot) await client.query(`SET TRANSACTION SNAPSHOT ${quoteLiteral(options.snapshot)}`);
-    // The text form of values depends on session settings: fix them so both sides print alike.
-    await client.query(STABLE_TEXT_SETTINGS);
-    await bindTenant(client, tenant);
-    for (const t of tables) {
-      const cols = t.allColumns.map((c) => quoteIdent(c.name)).join(', ');
-      const r = await client.query<{ n: string; h: string }>(
-        `SELECT count(*)::text AS n,
-                coalesce(sum(('x' || substr(md5(ROW(${cols})::text), 1, 15))::bit(60)::int8::numeric), 0)::text AS h
-           FROM ${quoteTable(t.table)} WHERE ${tenantFilter(key.column, key.type)}`,
-      );
-      out[t.table] = { rows: r.rows[0]!.n, sum: r.rows[0]!.h };
-    }
-    await client.query('COMMIT');
-  } catch (e) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw e;
-  }
+  await withTransaction(
+    client,
+    async () => {
+      if (options.snapshot) await client.query(`SET TRANSACTION SNAPSHOT ${quoteLiteral(options.snapshot)}`);
+      // The text form of values depends on session settings: fix them so both sides print alike.
+      await client.query(STABLE_TEXT_SETTINGS);
+      await bindTenant(client, tenant);
+      for (const t of tables) {
+        const cols = t.allColumns.map((c) => quoteIdent(c.name)).join(', ');
+        const r = await client.query<{ n: string; h: string }>(
+          `SELECT count(*)::text AS n,
+                  coalesce(sum(('x' || substr(md5(ROW(${cols})::text), 1, 15))::bit(60)::int8::numeric), 0)::text AS h
+             FROM ${quoteTable(t.table)} WHERE ${tenantFilter(key.column, key.type)}`,
+        );
+        out[t.table] = { rows: r.rows[0]!.n, sum: r.rows[0]!.h };
+      }
+    },
+    { isolation: 'repeatable read', readOnly: true },
+  );
   return out;
 }

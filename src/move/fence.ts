@@ -1,6 +1,8 @@
 import type { PoolClient } from 'pg';
 import { ensureCatalogSchema } from '../catalog/catalog-schema.js';
+import { pollUntil } from '../db/poll.js';
 import { lockedTx } from '../db/shard-pools.js';
+import { withTransaction } from '../db/transaction.js';
 import { ShardctlError } from '../errors.js';
 import { keyCast, quoteIdent, quoteLiteral, quoteTable } from '../db/sql.js';
 
@@ -84,6 +86,24 @@ export function tenantFilter(keyColumn: string, keyType: string): string {
   return `${quoteIdent(keyColumn)} = current_setting('shardctl.move_tenant')::${keyCast(keyType)}`;
 }
 
+/**
+ * The transaction setting that binds the tenant for {@link tenantFilter} (a `withTransaction` setting).
+ *
+ * @example
+ * await withTransaction(client, () => client.query(`DELETE FROM t WHERE ${tenantFilter('tenant_id', 'bigint')}`), { settings: tenantSetting('7') });
+ */
+export function tenantSetting(tenant: string): Record<string, string> {
+  return { 'shardctl.move_tenant': tenant };
+}
+
+/**
+ * The transaction setting under which shardctl's own writes pass the tenant's fence (a `withTransaction` setting).
+ *
+ * @example
+ * await withTransaction(client, () => deleteRows(client), { settings: { ...FENCE_BYPASS, ...tenantSetting('7') } });
+ */
+export const FENCE_BYPASS: Readonly<Record<string, string>> = { 'shardctl.fence_bypass': 'on' };
+
 /** Binds the tenant for {@link tenantFilter} in the current transaction, as a parameter. */
 export async function bindTenant(client: PoolClient, tenant: string): Promise<void> {
   await client.query("SELECT set_config('shardctl.move_tenant', $1, true)", [tenant]);
@@ -117,21 +137,15 @@ export async function raiseFence(
   client: PoolClient,
   f: { tenant: string; moveId: number; target: string; waitMs: number; shard?: string },
 ): Promise<void> {
-  await client.query('BEGIN');
-  let fenceXid: string;
-  try {
+  const fenceXid = await withTransaction(client, async () => {
     await addFence(client, {
       tenant: f.tenant,
       moveId: f.moveId,
       target: f.target,
       reason: `move ${f.moveId} of tenant ${f.tenant} to ${f.target} in progress`,
     });
-    fenceXid = (await client.query<{ x: string }>('SELECT pg_current_xact_id()::text AS x')).rows[0]!.x;
-    await client.query('COMMIT');
-  } catch (e) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw e;
-  }
+    return (await client.query<{ x: string }>('SELECT pg_current_xact_id()::text AS x')).rows[0]!.x;
+  });
   await waitForOlderWriters(client, fenceXid, f.waitMs, f.shard ?? 'the source');
 }
 
@@ -157,6 +171,15 @@ export async function fenceTenant(
   await raiseFence(client, f);
 }
 
+/** Whether every session older than the xid `$1` ended, and the pids of those still open. */
+const OLDER_WRITERS_SQL = `WITH older AS (
+   SELECT pid FROM pg_stat_activity
+    WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'
+      AND (age(backend_xid) >= age(($1::xid8::text::numeric % 4294967296)::text::xid)
+           OR age(backend_xmin) >= age(($1::xid8::text::numeric % 4294967296)::text::xid)))
+ SELECT pg_snapshot_xmin(pg_current_snapshot()) > $1::xid8 AND NOT EXISTS (SELECT 1 FROM older) AS done,
+        (SELECT array_agg(pid) FROM older) AS pids`;
+
 /**
  * Waits until every transaction and snapshot of the current database that started before `xid`
  * committed has ended. Client backends only: autovacuum and walsenders never write tenant rows.
@@ -167,28 +190,26 @@ export async function waitForOlderWriters(
   waitMs: number,
   shard: string,
 ): Promise<void> {
-  const deadline = Date.now() + waitMs;
-  for (;;) {
-    const r = await client.query<{ done: boolean; pids: number[] | null }>(
-      `WITH older AS (
-         SELECT pid FROM pg_stat_activity
-          WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'
-            AND (age(backend_xid) >= age(($1::xid8::text::numeric % 4294967296)::text::xid)
-                 OR age(backend_xmin) >= age(($1::xid8::text::numeric % 4294967296)::text::xid)))
-       SELECT pg_snapshot_xmin(pg_current_snapshot()) > $1::xid8 AND NOT EXISTS (SELECT 1 FROM older) AS done,
-              (SELECT array_agg(pid) FROM older) AS pids`,
-      [xid],
-    );
-    if (r.rows[0]?.done) return;
-    if (Date.now() > deadline) {
-      throw new ShardctlError(
-        `transactions or snapshots older than the fence are still open on ${shard} after ${waitMs} ms${r.rows[0]?.pids?.length ? ` (backend pids ${r.rows[0].pids.join(', ')})` : ''}`,
-        {
-          code: 'OLD_TRANSACTIONS',
-          hint: 'find them in pg_stat_activity (xact_start, backend_xmin) and end them, then resume',
-        },
-      );
-    }
-    await new Promise((r2) => setTimeout(r2, 20));
-  }
+  let pids: number[] | null = null;
+  await pollUntil(
+    async () => {
+      const r = await client.query<{ done: boolean; pids: number[] | null }>(OLDER_WRITERS_SQL, [xid]);
+      pids = r.rows[0]?.pids ?? null;
+      return r.rows[0]?.done ?? false;
+    },
+    {
+      timeoutMs: waitMs,
+      intervalMs: 20,
+      reason: `transactions older than the fence on ${shard}`,
+      onTimeout: () => {
+        throw new ShardctlError(
+          `transactions or snapshots older than the fence are still open on ${shard} after ${waitMs} ms${pids?.length ? ` (backend pids ${pids.join(', ')})` : ''}`,
+          {
+            code: 'OLD_TRANSACTIONS',
+            hint: 'find them in pg_stat_activity (xact_start, backend_xmin) and end them, then resume',
+          },
+        );
+      },
+    },
+  );
 }

@@ -1,11 +1,12 @@
 import type { PoolClient } from 'pg';
+import type { ShardPools } from '../db/shard-pools.js';
 import type { ShardMap } from '../config/shard-map.js';
 import { ExitCode, ShardctlError } from '../errors.js';
 import { parseTenant, tenantText } from '../placement/tenant-key.js';
 import { createRouter } from '../router/create-router.js';
 import { readLedger } from '../catalog/ledger.js';
 import { quoteIdent, quoteTable } from '../db/sql.js';
-import type { OnlineEvent, OnlineOptions } from './online-move.js';
+import type { OnlineEvent, OnlineOptions } from './online-types.js';
 import { inFlightMove, type MoveMode, type MoveRecord, type MoveState } from './move-journal.js';
 import { onlineProblems } from './replication.js';
 import { readTenantTables, type TenantTable } from './tenant-tables.js';
@@ -142,98 +143,13 @@ export async function planMove(
         undefined,
         ExitCode.Usage,
       );
-    const pools = router.pools;
-    const inflight = await pools.withShard(map.catalog, (c) => inFlightMove(c, tenant));
-    if (inflight) {
-      throw refuse(
-        `a move of tenant ${tenant} is already in flight: move ${inflight.id} (${inflight.source} -> ${inflight.target}) is ${inflight.state}`,
-        'MOVE_IN_FLIGHT',
-        `resume it with \`shardctl rebalance --resume ${inflight.id}\` or abort it with \`shardctl rebalance --abort ${inflight.id}\``,
-      );
-    }
-    const [srcTables, dstTables] = await Promise.all([
-      pools.withShard(source, (c) => readTenantTables(c, map)),
-      pools.withShard(to, (c) => readTenantTables(c, map)),
-    ]);
-    if (srcTables.length === 0)
-      throw refuse(`shard ${source} has no tenant tables (no table has column ${map.shardKey.column})`, 'NO_TABLES');
-    const noPk = srcTables.filter((t) => t.primaryKey.length === 0).map((t) => t.table);
-    if (noPk.length > 0)
-      throw refuse(
-        `tenant table(s) without a primary key: ${noPk.join(', ')}: a move cannot prove what it copied`,
-        'NO_PRIMARY_KEY',
-        "add a primary key, or list only keyed tables in the map's tables:",
-      );
-    // Schemas must match: by migration ledger where either shard has one, and by columns always.
-    const [srcLedger, dstLedger] = await Promise.all([
-      pools.withShard(source, readLedger),
-      pools.withShard(to, readLedger),
-    ]);
-    if (srcLedger !== null || dstLedger !== null) {
-      const sig = (l: typeof srcLedger) => (l ?? []).map((e) => `${e.id}:${e.checksum}`).join(',');
-      if (sig(srcLedger) !== sig(dstLedger)) {
-        const at = (l: typeof srcLedger) =>
-          l && l.length ? `${l[l.length - 1]!.id} (${l.length} applied)` : 'no migrations';
-        throw refuse(
-          `${source} is at ${at(srcLedger)} but ${to} is at ${at(dstLedger)}: their schemas may differ`,
-          'MIGRATION_MISMATCH',
-          'run `shardctl migrate` so both are at the same migration',
-        );
-      }
-    }
-    const dstByName = new Map(dstTables.map((t) => [t.table, t]));
-    const colDiffs: string[] = [];
-    for (const t of srcTables) {
-      const d = dstByName.get(t.table);
-      if (!d) {
-        colDiffs.push(`${t.table} is missing on ${to}`);
-        continue;
-      }
-      const sig = (x: TenantTable) =>
-        x.allColumns.map((c) => `${c.name} ${c.type}${c.generated ? ' generated' : ''}`).join(', ');
-      if (sig(t) !== sig(d)) colDiffs.push(`${t.table}: ${source} has (${sig(t)}), ${to} has (${sig(d)})`);
-    }
-    if (colDiffs.length > 0)
-      throw refuse(
-        `tenant tables differ between ${source} and ${to}: ${colDiffs.join('; ')}`,
-        'SCHEMA_MISMATCH',
-        'bring both shards to the same schema first (shardctl verify shows the drift)',
-      );
-    const stats = await pools.withShard(source, (c) => tenantStats(c, srcTables, tenant, map));
+    const pair: ShardPair = { map, pools: router.pools, tenant, source, target: to };
+    await refuseInFlight(pair);
+    const tables = await checkSchemas(pair);
+    const stats = await checkRows(pair, tables);
     const rows = stats.reduce((a, s) => a + s.rows, 0);
-    if (rows === 0)
-      throw refuse(
-        `tenant ${tenant} has no rows on ${source}`,
-        'NO_ROWS',
-        'check the tenant id with `shardctl locate`',
-      );
-    const conflicts = await pools.withShard(to, (c) => existingKeys(c, srcTables, tenant, map));
-    if (conflicts.length > 0) {
-      throw refuse(
-        `tenant ${tenant} already has rows on ${to}: ${conflicts.map((c) => `${c.table} (${c.keys.join(', ')}${c.more ? ', ...' : ''})`).join('; ')}; nothing was copied`,
-        'TARGET_HAS_ROWS',
-        'find out where these rows come from (shardctl verify --tenant ' + tenant + ') and remove them before moving',
-        conflicts,
-      );
-    }
     const bytes = stats.reduce((a, s) => a + s.bytes, 0);
-    let mode: MoveMode = options.mode ?? 'online';
-    let problems: string[] | undefined;
-    if (mode === 'online') {
-      problems = await pools.withShard(source, (s) =>
-        pools.withShard(to, (t) => onlineProblems(s, t, srcTables, map.shardKey.column, { source, target: to })),
-      );
-      if (problems.length > 0 && !options.allowOffline) {
-        throw refuse(
-          `tenant ${tenant} cannot move online from ${source} to ${to}: ${problems.join('; ')}`,
-          'ONLINE_UNSUPPORTED',
-          "fix the above, or pass --allow-offline (or --offline) to move fenced: the tenant's writes are then rejected for the whole copy",
-          problems,
-          ExitCode.Refused,
-        );
-      }
-      if (problems.length > 0) mode = 'fenced';
-    }
+    const { mode, problems } = await chooseMode(pair, tables, options);
     return {
       tenant,
       source,
@@ -243,11 +159,132 @@ export async function planMove(
       bytes,
       estimateSeconds: Math.ceil(rows / 150_000 + bytes / 40_000_000 + 1),
       mode,
-      ...(problems && problems.length > 0 ? { onlineProblems: problems } : {}),
+      ...(problems.length > 0 ? { onlineProblems: problems } : {}),
     };
   } finally {
     await router.close();
   }
+}
+
+/** The two shards of a planned move and the tenant, for the preflight checks. */
+interface ShardPair {
+  map: ShardMap;
+  pools: ShardPools;
+  tenant: string;
+  source: string;
+  target: string;
+}
+
+async function refuseInFlight({ map, pools, tenant }: ShardPair): Promise<void> {
+  const inflight = await pools.withShard(map.catalog, (c) => inFlightMove(c, tenant));
+  if (inflight) {
+    throw refuse(
+      `a move of tenant ${tenant} is already in flight: move ${inflight.id} (${inflight.source} -> ${inflight.target}) is ${inflight.state}`,
+      'MOVE_IN_FLIGHT',
+      `resume it with \`shardctl rebalance --resume ${inflight.id}\` or abort it with \`shardctl rebalance --abort ${inflight.id}\``,
+    );
+  }
+}
+
+/** Refuses unless both shards have the same tenant tables, keyed, at the same migration; returns the source's. */
+async function checkSchemas(pair: ShardPair): Promise<TenantTable[]> {
+  const { map, pools, source, target } = pair;
+  const [srcTables, dstTables] = await Promise.all([
+    pools.withShard(source, (c) => readTenantTables(c, map)),
+    pools.withShard(target, (c) => readTenantTables(c, map)),
+  ]);
+  if (srcTables.length === 0)
+    throw refuse(`shard ${source} has no tenant tables (no table has column ${map.shardKey.column})`, 'NO_TABLES');
+  const noPk = srcTables.filter((t) => t.primaryKey.length === 0).map((t) => t.table);
+  if (noPk.length > 0)
+    throw refuse(
+      `tenant table(s) without a primary key: ${noPk.join(', ')}: a move cannot prove what it copied`,
+      'NO_PRIMARY_KEY',
+      "add a primary key, or list only keyed tables in the map's tables:",
+    );
+  // Schemas must match: by migration ledger where either shard has one, and by columns always.
+  await checkLedgers(pair);
+  const colDiffs = columnDifferences(srcTables, dstTables, source, target);
+  if (colDiffs.length > 0)
+    throw refuse(
+      `tenant tables differ between ${source} and ${target}: ${colDiffs.join('; ')}`,
+      'SCHEMA_MISMATCH',
+      'bring both shards to the same schema first (shardctl verify shows the drift)',
+    );
+  return srcTables;
+}
+
+async function checkLedgers({ pools, source, target }: ShardPair): Promise<void> {
+  const [srcLedger, dstLedger] = await Promise.all([
+    pools.withShard(source, readLedger),
+    pools.withShard(target, readLedger),
+  ]);
+  if (srcLedger === null && dstLedger === null) return;
+  const sig = (l: typeof srcLedger) => (l ?? []).map((e) => `${e.id}:${e.checksum}`).join(',');
+  if (sig(srcLedger) === sig(dstLedger)) return;
+  const at = (l: typeof srcLedger) =>
+    l && l.length ? `${l[l.length - 1]!.id} (${l.length} applied)` : 'no migrations';
+  throw refuse(
+    `${source} is at ${at(srcLedger)} but ${target} is at ${at(dstLedger)}: their schemas may differ`,
+    'MIGRATION_MISMATCH',
+    'run `shardctl migrate` so both are at the same migration',
+  );
+}
+
+function columnDifferences(srcTables: TenantTable[], dstTables: TenantTable[], source: string, to: string): string[] {
+  const dstByName = new Map(dstTables.map((t) => [t.table, t]));
+  const sig = (x: TenantTable) =>
+    x.allColumns.map((c) => `${c.name} ${c.type}${c.generated ? ' generated' : ''}`).join(', ');
+  const colDiffs: string[] = [];
+  for (const t of srcTables) {
+    const d = dstByName.get(t.table);
+    if (!d) colDiffs.push(`${t.table} is missing on ${to}`);
+    else if (sig(t) !== sig(d)) colDiffs.push(`${t.table}: ${source} has (${sig(t)}), ${to} has (${sig(d)})`);
+  }
+  return colDiffs;
+}
+
+/** Refuses a tenant without rows on the source or with rows already on the target; returns its rows per table. */
+async function checkRows(
+  { map, pools, tenant, source, target }: ShardPair,
+  tables: TenantTable[],
+): Promise<{ table: string; rows: number; bytes: number }[]> {
+  const stats = await pools.withShard(source, (c) => tenantStats(c, tables, tenant, map));
+  if (stats.reduce((a, s) => a + s.rows, 0) === 0)
+    throw refuse(`tenant ${tenant} has no rows on ${source}`, 'NO_ROWS', 'check the tenant id with `shardctl locate`');
+  const conflicts = await pools.withShard(target, (c) => existingKeys(c, tables, tenant, map));
+  if (conflicts.length > 0) {
+    throw refuse(
+      `tenant ${tenant} already has rows on ${target}: ${conflicts.map((c) => `${c.table} (${c.keys.join(', ')}${c.more ? ', ...' : ''})`).join('; ')}; nothing was copied`,
+      'TARGET_HAS_ROWS',
+      'find out where these rows come from (shardctl verify --tenant ' + tenant + ') and remove them before moving',
+      conflicts,
+    );
+  }
+  return stats;
+}
+
+/** Online unless asked otherwise; where the servers cannot, refused, or fenced with `allowOffline`. */
+async function chooseMode(
+  { map, pools, tenant, source, target }: ShardPair,
+  tables: TenantTable[],
+  options: { mode?: MoveMode; allowOffline?: boolean },
+): Promise<{ mode: MoveMode; problems: string[] }> {
+  const mode: MoveMode = options.mode ?? 'online';
+  if (mode !== 'online') return { mode, problems: [] };
+  const problems = await pools.withShard(source, (s) =>
+    pools.withShard(target, (t) => onlineProblems(s, t, tables, map.shardKey.column, { source, target })),
+  );
+  if (problems.length > 0 && !options.allowOffline) {
+    throw refuse(
+      `tenant ${tenant} cannot move online from ${source} to ${target}: ${problems.join('; ')}`,
+      'ONLINE_UNSUPPORTED',
+      "fix the above, or pass --allow-offline (or --offline) to move fenced: the tenant's writes are then rejected for the whole copy",
+      problems,
+      ExitCode.Refused,
+    );
+  }
+  return { mode: problems.length > 0 ? 'fenced' : mode, problems };
 }
 
 async function existingKeys(

@@ -4,6 +4,8 @@ import { loadPg } from '../db/shard-pools.js';
 import { fromDriverError, ShardctlError } from '../errors.js';
 import { quoteIdent, quoteLiteral, quoteTable } from '../db/sql.js';
 import { keyCast } from '../db/sql.js';
+import { pollUntil, sleep } from '../db/poll.js';
+import { withTransaction } from '../db/transaction.js';
 import type { TenantTable } from './tenant-tables.js';
 
 /**
@@ -146,19 +148,16 @@ export async function createTenantPublication(
  * and durable there: replication applies transactions in commit order.
  */
 export async function writeMark(client: PoolClient, moveId: number): Promise<number> {
-  await client.query('BEGIN');
-  try {
-    await client.query('SET LOCAL synchronous_commit = on');
-    const r = await client.query<{ mark: string }>(
-      'INSERT INTO shardctl.move_marks (move_id, mark) SELECT $1, coalesce(max(mark), 0) + 1 FROM shardctl.move_marks WHERE move_id = $1 RETURNING mark::text',
-      [moveId],
-    );
-    await client.query('COMMIT');
-    return Number(r.rows[0]!.mark);
-  } catch (e) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw e;
-  }
+  const r = await withTransaction(
+    client,
+    () =>
+      client.query<{ mark: string }>(
+        'INSERT INTO shardctl.move_marks (move_id, mark) SELECT $1, coalesce(max(mark), 0) + 1 FROM shardctl.move_marks WHERE move_id = $1 RETURNING mark::text',
+        [moveId],
+      ),
+    { settings: { synchronous_commit: 'on' } },
+  );
+  return Number(r.rows[0]!.mark);
 }
 
 /** The highest mark of the move the target has applied (0 before the first). */
@@ -313,35 +312,54 @@ export async function dropMoveReplication(
     }
   }
   if (source) {
-    const deadline = Date.now() + (options.waitMs ?? 10_000);
-    for (;;) {
+    await dropSlot(source, name, options.waitMs ?? 10_000);
+    await dropPublication(source, name);
+  }
+}
+
+/**
+ * Drops the move's slot once no walsender streams it; a walsender still attached after `waitMs` serves
+ * nobody (the subscription is gone) and is terminated. Fails with `SLOT_BUSY` if the slot stays in use.
+ */
+async function dropSlot(source: PoolClient, name: string, waitMs: number): Promise<void> {
+  const terminateAfter = Date.now() + waitMs;
+  let pid: number | null = null;
+  await pollUntil(
+    async () => {
       const r = await source.query<{ active_pid: number | null }>(
         'SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1 AND database = current_database()',
         [name],
       );
-      if (r.rows.length === 0) break;
-      const pid = r.rows[0]!.active_pid;
-      if (pid === null) {
-        try {
-          await source.query('SELECT pg_drop_replication_slot($1)', [name]);
-          break;
-        } catch (e) {
-          const code = (e as { code?: string }).code;
-          if (code === '42704') break; // dropped meanwhile
-          if (code !== '55006') throw e; // 55006: a walsender attached between the read and the drop
-        }
-      } else if (Date.now() > deadline) {
-        // The subscription is gone; a walsender still attached serves nobody.
-        await source.query('SELECT pg_terminate_backend($1)', [pid]);
-      }
-      await new Promise((r2) => setTimeout(r2, 50));
-      if (Date.now() > deadline + 10_000)
+      if (r.rows.length === 0) return true;
+      pid = r.rows[0]!.active_pid;
+      if (pid === null) return tryDropSlot(source, name);
+      if (Date.now() > terminateAfter) await source.query('SELECT pg_terminate_backend($1)', [pid]);
+      return false;
+    },
+    {
+      deadline: terminateAfter + 10_000,
+      intervalMs: 50,
+      reason: `replication slot ${name} to be released`,
+      onTimeout: () => {
         throw new ShardctlError(`replication slot ${name} stays in use by backend ${pid}`, {
           code: 'SLOT_BUSY',
           hint: `drop it with SELECT pg_drop_replication_slot('${name}') once its walsender is gone`,
         });
-    }
-    await dropPublication(source, name);
+      },
+    },
+  );
+}
+
+/** Drops an inactive slot: true when it is gone, false when a walsender attached between the read and the drop. */
+async function tryDropSlot(source: PoolClient, name: string): Promise<boolean> {
+  try {
+    await source.query('SELECT pg_drop_replication_slot($1)', [name]);
+    return true;
+  } catch (e) {
+    const code = (e as { code?: string }).code;
+    if (code === '42704') return true; // dropped meanwhile
+    if (code === '55006') return false;
+    throw e;
   }
 }
 
@@ -360,7 +378,8 @@ export async function dropPublication(client: PoolClient, name: string, settleMs
   if (exists.rowCount === 0) return;
   if (tables.rows.length > 0) {
     await client.query(`ALTER PUBLICATION ${quoteIdent(name)} DROP TABLE ${tables.rows.map((r) => r.t).join(', ')}`);
-    await new Promise((r) => setTimeout(r, settleMs));
+    // Fixed by design: nothing tells when every writer has rebuilt its publication list.
+    await sleep(settleMs);
   }
   await client.query(`DROP PUBLICATION IF EXISTS ${quoteIdent(name)}`);
 }

@@ -1,4 +1,5 @@
 import { isFenceError, type Router } from '../../src/index.js';
+import { pollUntil } from '../../src/db/poll.js';
 
 /** What a concurrent writer saw: its model of acknowledged rows, and its errors. */
 export interface WriterReport {
@@ -13,6 +14,19 @@ export interface WriterReport {
   longestPauseMs: number;
   /** Pauses observed (rejection to acceptance), ms. */
   pauses: number[];
+  /** Acknowledged writes per tenant. */
+  writesByTenant: Map<number, number>;
+}
+
+/** A running writer. */
+export interface RunningWriter {
+  /** Stops it and returns what it saw. */
+  stop(): Promise<WriterReport>;
+  /**
+   * Resolves once `count` more writes (of `tenant`, when given) have been acknowledged from now: a test
+   * waits on the writer's progress, never on a guess of how long it takes.
+   */
+  waitForWrites(count: number, options?: { tenant?: number; timeoutMs?: number }): Promise<void>;
 }
 
 /**
@@ -24,7 +38,7 @@ export function startWriter(
   router: Router,
   tenants: number[],
   options: { ratePerSecond?: number; concurrency?: number; seed?: number } = {},
-): { stop(): Promise<WriterReport> } {
+): RunningWriter {
   const report: WriterReport = {
     model: new Map(),
     writes: 0,
@@ -32,6 +46,7 @@ export function startWriter(
     otherErrors: [],
     longestPauseMs: 0,
     pauses: [],
+    writesByTenant: new Map(tenants.map((t) => [t, 0])),
   };
   let running = true;
   let seed = options.seed ?? 42;
@@ -55,6 +70,7 @@ export function startWriter(
           report.longestPauseMs = Math.max(report.longestPauseMs, p);
         }
         report.writes++;
+        report.writesByTenant.set(tenant, (report.writesByTenant.get(tenant) ?? 0) + 1);
         return;
       } catch (e) {
         if (!isFenceError(e)) {
@@ -103,11 +119,21 @@ export function startWriter(
     }
   };
   const workers = Array.from({ length: n }, (_, w) => worker(w));
+  const acknowledged = (tenant?: number) =>
+    tenant === undefined ? report.writes : (report.writesByTenant.get(tenant) ?? 0);
   return {
     async stop() {
       running = false;
       await Promise.all(workers);
       return report;
+    },
+    async waitForWrites(count, w = {}) {
+      const goal = acknowledged(w.tenant) + count;
+      await pollUntil(() => acknowledged(w.tenant) >= goal, {
+        timeoutMs: w.timeoutMs ?? 20_000,
+        intervalMs: 10,
+        reason: `${count} more acknowledged writes${w.tenant === undefined ? '' : ` of tenant ${w.tenant}`}`,
+      });
     },
   };
 }

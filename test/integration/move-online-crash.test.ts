@@ -4,7 +4,7 @@ import { createTestCluster, type TestCluster } from '../harness/cluster.js';
 import { applyMoveSchema, loadMoveTenant } from '../harness/move-fixture.js';
 import { replicationObjects, writerMismatches } from '../harness/online.js';
 import { runCli } from '../harness/run-cli.js';
-import { startWriter } from '../harness/writer.js';
+import { startWriter, type WriterReport } from '../harness/writer.js';
 import { tenantRows } from '../harness/move-fixture.js';
 
 // SIGKILL an online move in every phase, a writer on the moving tenant and a bystander running
@@ -50,6 +50,7 @@ describe('crash safety of online moves', () => {
     const router = await createRouter(cluster.map, { directoryTtlMs: 60_000 });
     const writer = startWriter(router, [TENANT, 2], { concurrency: 2, ratePerSecond: 300 });
     let where = 1;
+    let report: WriterReport;
     try {
       for (const [i, point] of POINTS.entries()) {
         const to = 1 - where;
@@ -88,7 +89,7 @@ describe('crash safety of online moves', () => {
         where = now;
       }
     } finally {
-      var report = await writer.stop();
+      report = await writer.stop();
       await router.close();
     }
     expect(report.otherErrors).toEqual([]);

@@ -18,7 +18,8 @@ import { applyMoveSchema, loadMoveTenant, tenantRowCount, tenantRows } from '../
 import { replicationObjects, writerMismatches } from '../harness/online.js';
 import { refusal } from '../harness/refusal.js';
 import { runCli } from '../harness/run-cli.js';
-import { startWriter } from '../harness/writer.js';
+import { startWriter, type WriterReport } from '../harness/writer.js';
+import { pollUntil, sleep } from '../../src/db/poll.js';
 
 let cluster: TestCluster;
 // modulo over 2 shards: tenant t on shard t % 2
@@ -28,8 +29,6 @@ beforeAll(async () => {
   for (const t of [1, 2, 3, 4, 5]) await loadMoveTenant(cluster, t % 2, t, t === 3 ? 400 : 5);
 });
 afterAll(() => cluster.drop());
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Rows of a tenant in every table but `users` (the writer's table). */
 async function fixedRows(shard: number, tenant: number) {
@@ -57,18 +56,21 @@ describe('online tenant moves', () => {
           if (!isFenceError(e)) throw e;
           await router.refresh();
         }
+        // Pacing, not a wait for something: a steady trickle of identity values during the move.
         await sleep(5);
       }
     })();
+    let report: WriterReport;
     try {
-      await sleep(300);
+      await writer.waitForWrites(30);
       const { move } = await moveTenant(cluster.map, 3, 'shard-0', { onProgress: (e) => events.push(e) });
       expect(move).toMatchObject({ state: 'done', mode: 'online' });
-      await sleep(300);
+      // Writes of the moved tenant go on after the switch, through the router, on the new shard.
+      await writer.waitForWrites(30, { tenant: 3 });
     } finally {
       inserting = false;
       await identities;
-      var report = await writer.stop();
+      report = await writer.stop();
       await router.close();
     }
     expect(identityInserts).toBeGreaterThan(10);
@@ -97,8 +99,9 @@ describe('online tenant moves', () => {
     const router = await createRouter(cluster.map, { directoryTtlMs: 60_000 });
     const writer = startWriter(router, [5, 4], { concurrency: 2 });
     let failure: ShardctlError | undefined;
+    let report: WriterReport;
     try {
-      await sleep(200);
+      await writer.waitForWrites(20);
       failure = await refusal(
         moveTenant(cluster.map, 5, 'shard-0', { maxPauseMs: 1, switchAttempts: 2, retryDelayMs: 50 }),
       );
@@ -106,10 +109,16 @@ describe('online tenant moves', () => {
       const writesAtFailure = (
         await cluster.sql<{ n: string }>(1, 'SELECT count(*)::text AS n FROM users WHERE tenant_id = 5')
       ).map((r) => r.n)[0];
-      await sleep(300);
-      const later = (
-        await cluster.sql<{ n: string }>(1, 'SELECT count(*)::text AS n FROM users WHERE tenant_id = 5')
-      ).map((r) => r.n)[0];
+      const usersOf5 = async () =>
+        (await cluster.sql<{ n: string }>(1, 'SELECT count(*)::text AS n FROM users WHERE tenant_id = 5')).map(
+          (r) => r.n,
+        )[0];
+      await pollUntil(async () => (await usersOf5()) !== writesAtFailure, {
+        timeoutMs: 20_000,
+        intervalMs: 20,
+        reason: 'a write of tenant 5 on shard-1 after the failure',
+      });
+      const later = await usersOf5();
       expect(later).not.toBe(writesAtFailure);
       expect(failure.code).toBe('PAUSE_BUDGET');
       expect(failure.message).toMatch(/pause budget of 1 ms/);
@@ -131,9 +140,9 @@ describe('online tenant moves', () => {
       );
       const { move } = await resumeMove(cluster.map, m!.id);
       expect(move.state).toBe('done');
-      await sleep(200);
+      await writer.waitForWrites(20, { tenant: 5 });
     } finally {
-      var report = await writer.stop();
+      report = await writer.stop();
       await router.close();
     }
     expect(report.otherErrors).toEqual([]);
@@ -233,14 +242,16 @@ describe('online moves and a dropped replication connection', () => {
     });
     expect(crashed.code).not.toBe(0);
     // The subscription's worker connects on its own schedule: wait until it streams, then drop it.
-    for (let i = 0; i < 200; i++) {
-      const active = await cluster.sql(
-        1,
-        "SELECT 1 FROM pg_replication_slots WHERE slot_name LIKE 'shardctl_move_%' AND active_pid IS NOT NULL AND database = current_database()",
-      );
-      if (active.length > 0) break;
-      await sleep(50);
-    }
+    await pollUntil(
+      async () =>
+        (
+          await cluster.sql(
+            1,
+            "SELECT 1 FROM pg_replication_slots WHERE slot_name LIKE 'shardctl_move_%' AND active_pid IS NOT NULL AND database = current_database()",
+          )
+        ).length > 0,
+      { timeoutMs: 10_000, intervalMs: 50, reason: 'the subscription to stream from the slot' },
+    );
     // Fault: the replication connection drops; writes of the tenant go on meanwhile.
     const killed = await cluster.sql<{ ok: boolean }>(
       1,

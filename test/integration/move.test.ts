@@ -8,7 +8,6 @@ import {
   abortMove,
   verifyCluster,
   fencesOf,
-  ShardctlError,
 } from '../../src/index.js';
 import { createTestCluster, type TestCluster } from '../harness/cluster.js';
 import { applyMoveSchema, loadMoveTenant, tenantRowCount, tenantRows } from '../harness/move-fixture.js';

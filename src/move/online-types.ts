@@ -1,0 +1,33 @@
+import type { MoveState } from './move-journal.js';
+
+/** Progress of an online move, as the move reports it. */
+export interface OnlineEvent {
+  phase: MoveState;
+  message?: string;
+  table?: string;
+  rows?: number;
+  bytes?: number;
+  totalRows?: number;
+  totalBytes?: number;
+  /** Replication lag: WAL bytes the target has not confirmed. */
+  lagBytes?: number;
+  /** Replication lag in seconds (the walsender's replay lag). */
+  lagSeconds?: number;
+  /** Length of a write pause, ms (after it ended). */
+  pauseMs?: number;
+}
+
+/** Options of the online phases (a subset of the move's options). */
+export interface OnlineOptions {
+  /** Longest write pause, ms: a drain that does not fit lifts the fence (`--max-pause`). Default 1000. */
+  maxPauseMs?: number;
+  /** Switch attempts before the move fails (writes continue). Default 5. */
+  switchAttempts?: number;
+  /** Wait between switch attempts, ms, doubled each time. Default 1000. */
+  retryDelayMs?: number;
+  /** How long the target may stay disconnected from the source's slot, ms. Default 30000. */
+  connectWaitMs?: number;
+  /** How long to wait for table locks while installing triggers, ms. Default 30000. */
+  waitMs?: number;
+  maxBytesPerSecond?: number;
+}

@@ -1,0 +1,114 @@
+import type { PoolClient } from 'pg';
+import { crashPoint } from '../crash-points.js';
+import { setPlacement } from '../catalog/directory.js';
+import { sleep } from '../db/poll.js';
+import { compileRule } from '../placement/placement.js';
+import { parseTenant } from '../placement/tenant-key.js';
+import { deleteTenantRows } from './copy-tenant.js';
+import { addFence, removeFence } from './fence.js';
+import type { MoveRun, StepResult, StepTable } from './move-run.js';
+
+/** The directory change, committed with the journal's `switched`. */
+async function switchTenant(r: MoveRun): Promise<StepResult> {
+  const m = r.move;
+  r.emit({ phase: 'verified', message: `switching tenant ${m.tenant} to ${m.target}` });
+  const rule = compileRule(r.map);
+  return {
+    state: 'switched',
+    entry: { message: `tenant ${m.tenant} now lives on ${m.target}` },
+    together: (c) =>
+      setPlacement(c, m.tenant, m.target, {
+        ruleShard: rule(parseTenant(m.tenant, r.map.shardKey.type)).shard.name,
+        moveId: m.id,
+      }),
+  };
+}
+
+/**
+ * Idempotent, so it also runs on resume: the fence on the source stays as a tombstone (a writer with a
+ * stale map gets an error, not a lost row); a tombstone an earlier move left on the target goes, since
+ * the tenant lives there again.
+ */
+async function tombstones(r: MoveRun): Promise<void> {
+  const m = r.move;
+  await r.pools.withShard(m.target, (c) => removeFence(c, m.tenant));
+  await r.pools.withShard(m.source, (c) =>
+    addFence(c, {
+      tenant: m.tenant,
+      moveId: m.id,
+      target: m.target,
+      reason: `tenant ${m.tenant} moved to ${m.target} by move ${m.id}`,
+    }),
+  );
+}
+
+/** Waits until routers have had the time to re-read the directory since the switch. */
+async function graceForRouters(r: MoveRun): Promise<void> {
+  const switchedAt = await r.pools.withShard(r.map.catalog, (c) => switchTime(c, r.move.id));
+  const wait = switchedAt + (r.options.cleanupGraceMs ?? 2500) - Date.now();
+  if (wait <= 0) return;
+  r.emit({
+    phase: 'cleanup',
+    message: `waiting ${Math.ceil(wait / 100) / 10} s for routers to see the switch before deleting the source rows`,
+  });
+  // A fixed grace by design: routers re-read the directory on a timer, there is nothing to poll.
+  await sleep(wait);
+}
+
+async function cleanupSource(r: MoveRun): Promise<void> {
+  const m = r.move;
+  const tables = await r.tables();
+  r.emit({ phase: 'cleanup', message: `deleting tenant ${m.tenant}'s rows from ${m.source}` });
+  await r.pools.withShard(m.source, (c) =>
+    deleteTenantRows(c, tables, m.tenant, r.key, {
+      batch: r.options.batch ?? 50_000,
+      onBatch: (table, rows) => {
+        r.emit({ phase: 'cleanup', table, rows });
+        crashPoint('mid-cleanup');
+      },
+    }),
+  );
+}
+
+async function afterSwitch(r: MoveRun): Promise<StepResult> {
+  const m = r.move;
+  await tombstones(r);
+  const teardown = r.capture.teardown;
+  if (teardown) {
+    // Before the cleanup, which must never replicate to the target; after the tombstones, so that the
+    // tenant's writes reach the target while this runs.
+    r.emit({ phase: 'switched', message: teardown.message });
+    await teardown.run(r.pools, m);
+  }
+  if (m.keepSource) {
+    r.emit({
+      phase: 'switched',
+      message: `source rows kept on ${m.source}: remove them with \`shardctl moves cleanup ${m.id}\``,
+    });
+    return { stop: true };
+  }
+  await graceForRouters(r);
+  await cleanupSource(r);
+  return { state: 'cleaned', entry: { message: `source rows of tenant ${m.tenant} deleted from ${m.source}` } };
+}
+
+/**
+ * The steps from `verified` on, the same for every capture.
+ *
+ * @example
+ * const table = { ...capture.steps, ...SWITCH_STEPS };
+ */
+export const SWITCH_STEPS: StepTable<'verified' | 'switched' | 'cleaned'> = {
+  verified: { run: switchTenant },
+  switched: { run: afterSwitch },
+  cleaned: { run: async () => ({ state: 'done', entry: { message: 'done' } }) },
+};
+
+/** When the move switched (ms since the epoch, by the catalog's clock compared to ours: now minus the age). */
+async function switchTime(c: PoolClient, id: number): Promise<number> {
+  const r = await c.query<{ age: number | null }>(
+    "SELECT extract(epoch FROM clock_timestamp() - max(at)) * 1000 AS age FROM shardctl.move_events WHERE move_id = $1 AND state = 'switched'",
+    [id],
+  );
+  return Date.now() - Number(r.rows[0]?.age ?? Number.POSITIVE_INFINITY);
+}
