@@ -12,6 +12,8 @@ import { registerMoves } from './commands/moves.js';
 import { registerFences } from './commands/fences.js';
 import { registerMigrate } from './commands/migrate.js';
 import { registerQuery } from './commands/query.js';
+import { registerCompletion } from './commands/completion.js';
+import { addExamples } from './help.js';
 
 /** Every command module registers itself here; each keeps its own options and rendering. */
 const COMMANDS: ((program: Command, ctx: CliContext) => void)[] = [
@@ -25,6 +27,7 @@ const COMMANDS: ((program: Command, ctx: CliContext) => void)[] = [
   registerFences,
   registerMigrate,
   registerQuery,
+  registerCompletion,
 ];
 
 /**
@@ -53,6 +56,7 @@ export function buildProgram(ctx: CliContext): Command {
     });
   for (const register of COMMANDS) register(program, ctx);
   for (const sub of program.commands) applyExitOverride(sub, ctx);
+  addExamples(program);
   return program;
 }
 
