@@ -5,6 +5,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { createRouter, isFenceError, loadShardMap } from '../dist/index.js';
+import { shellLine } from '../dist/cli/shell-quote.js';
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
 const bin = path.join(root, 'bin', 'shardctl');
@@ -17,17 +18,9 @@ function step(title) {
   console.log(`\n\x1b[1m== ${title}\x1b[0m`);
 }
 
-/**
- * One word for a POSIX shell: as is when it is safe, else in single quotes (`'\''` for a quote
- * inside), so that `$1`, `*` and spaces reach shardctl unchanged.
- */
-function shellQuote(word) {
-  return /^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`;
-}
-
 /** Prints the command as a user would type it in the repository, then runs it. */
 function echo(args) {
-  console.log(`$ npx shardctl ${args.map(shellQuote).join(' ')}`);
+  console.log(`$ ${shellLine(['npx', 'shardctl', ...args])}`);
 }
 
 function shardctl(...args) {

@@ -13,7 +13,7 @@ import { registerFences } from './commands/fences.js';
 import { registerMigrate } from './commands/migrate.js';
 import { registerQuery } from './commands/query.js';
 import { registerCompletion } from './commands/completion.js';
-import { addExamples } from './help.js';
+import { addExamples, commandPath } from './help.js';
 
 /** Every command module registers itself here; each keeps its own options and rendering. */
 const COMMANDS: ((program: Command, ctx: CliContext) => void)[] = [
@@ -62,6 +62,8 @@ export function buildProgram(ctx: CliContext): Command {
 
 function applyExitOverride(cmd: Command, ctx: CliContext): void {
   cmd.exitOverride().configureOutput({ writeOut: (s) => ctx.stdout.write(s), writeErr: (s) => ctx.stderr.write(s) });
+  // A usage error points at the help of the command that refused it, where its examples are.
+  cmd.showHelpAfterError(`(run shardctl ${commandPath(cmd)} --help for usage and examples)`);
   for (const sub of cmd.commands) applyExitOverride(sub, ctx);
 }
 
