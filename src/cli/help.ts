@@ -5,6 +5,11 @@ import type { Command } from 'commander';
  * same lines (test/unit/readme.test.ts checks that each one is there and that it parses).
  */
 export const HELP_EXAMPLES: Record<string, string[]> = {
+  '': [
+    'shardctl dev up --shards 3 && shardctl -c shards.dev.yaml shards --check',
+    'shardctl locate 123 456 --offline',
+    'shardctl migrate status',
+  ],
   validate: ['shardctl -c shards.yaml validate', 'shardctl validate --json'],
   shards: ['shardctl shards', 'shardctl shards --check --timeout 2000'],
   locate: ['shardctl locate 123 456 --offline', 'shardctl locate 123 --json'],

@@ -49,6 +49,8 @@ export function buildProgram(ctx: CliContext): Command {
     )
     .option('-v, --verbose', 'more detail, including stack traces of internal errors')
     .showHelpAfterError('(run shardctl --help for usage)')
+    // Each command's --help lists -c, --json and the other global options too: its examples use them.
+    .configureHelp({ showGlobalOptions: true })
     .exitOverride()
     .configureOutput({
       writeOut: (s) => ctx.stdout.write(s),

@@ -50,7 +50,7 @@ async function devUpAction(opts: DevUpOpts, cmd: Command, ctx: CliContext): Prom
 function registerDevUp(dev: Command, ctx: CliContext): void {
   dev
     .command('up')
-    .description('start N local shards (created on first use) and write shards.dev.yaml')
+    .description('start N local shards (created on first use) and write their shard map (--out)')
     .option('--shards <n>', 'number of shards', wholeNumberOption('--shards'), 3)
     .option('--dir <dir>', 'folder for the servers', '.shardctl/dev')
     .option('--port <port>', 'port of the first server; the others follow', wholeNumberOption('--port'), 54320)
