@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { loadShardMap, redact, defaultShardMapPath, type ShardMap } from '../index.js';
-import { cutCell, fitColumnWidths, naturalWidth } from './table-fit.js';
+import { cutCell, fitColumnWidths, longestWord, naturalWidth } from './table-fit.js';
 
 /** Global options, accepted before or after the command name. */
 export interface GlobalOptions {
@@ -91,10 +91,12 @@ export async function outTable(
 ): Promise<void> {
   const { default: Table } = await import('cli-table3');
   const text = rows.map((r) => r.map((c) => (c === null || c === undefined ? '' : String(c))));
+  const column = (i: number) => [head[i]!, ...text.map((r) => r[i] ?? '')];
   const widths = stdoutIsTerminal(ctx)
     ? fitColumnWidths(
-        head.map((h, i) => Math.max(naturalWidth(h), ...text.map((r) => naturalWidth(r[i] ?? '')))),
+        head.map((_, i) => Math.max(...column(i).map(naturalWidth))),
         terminalColumns(ctx),
+        head.map((_, i) => longestWord(column(i))),
       )
     : undefined;
   const table = new Table({

@@ -70,6 +70,17 @@ function applyExitOverride(cmd: Command, ctx: CliContext): void {
 }
 
 /**
+ * `shardctl query ... | head` closes stdout early: that is the reader's choice, not an error, so the
+ * CLI ends at once without a stack trace (as `cat` does), with the exit code set so far.
+ */
+function stopQuietlyWhenStdoutCloses(ctx: CliContext): void {
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code !== 'EPIPE') throw e;
+    process.exit(ctx.exitCode);
+  });
+}
+
+/**
  * Runs the CLI and returns the exit code (the `bin/shardctl` wrapper sets it). Never throws: user
  * errors print a message (and hint) without a stack trace; internal errors print a stack only with -v.
  */
@@ -80,6 +91,7 @@ export async function main(argv: string[], io: Partial<CliContext> = {}): Promis
     env: io.env ?? process.env,
     exitCode: ExitCode.Ok,
   };
+  if (!io.stdout) stopQuietlyWhenStdoutCloses(ctx);
   const program = buildProgram(ctx);
   const wantsJson = argv.includes('--json');
   const verbose = argv.includes('-v') || argv.includes('--verbose');

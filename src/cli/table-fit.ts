@@ -6,43 +6,75 @@ const MIN_COLUMN = 8;
 export const MAX_CELL_LINES = 4;
 
 /**
+ * Splits `budget` between columns that ask for `demands`: those asking less than an equal share get
+ * what they ask, the others share the rest equally (water-filling).
+ */
+function shareOut(demands: number[], budget: number): number[] {
+  const given = demands.map(() => 0);
+  let left = budget;
+  let open = demands.map((_, i) => i).filter((i) => demands[i]! > 0);
+  while (open.length > 0) {
+    const share = Math.floor(left / open.length);
+    const settled = open.filter((i) => demands[i]! <= share);
+    if (settled.length === 0) {
+      for (const i of open) given[i] = share;
+      return given;
+    }
+    for (const i of settled) {
+      given[i] = demands[i]!;
+      left -= demands[i]!;
+    }
+    open = open.filter((i) => demands[i]! > share);
+  }
+  return given;
+}
+
+/**
  * Widths (padding included) for columns of the given natural widths so that the table, with its
- * `n + 1` borders, fits in `columns` characters: columns that fit their fair share keep their width,
- * the wider ones share what is left equally. Returns `undefined` when the table already fits.
+ * `n + 1` borders, fits in `columns` characters. Each column first gets its `minimum` (its longest
+ * word, so that headers and short values do not break), then the room left goes to the columns
+ * that want more, shared fairly; when even the minimums do not fit, all columns share the width.
+ * Returns `undefined` when the table already fits.
  *
  * @example
  * fitColumnWidths([10, 250], 80) // [10, 67]
  */
-export function fitColumnWidths(natural: number[], columns: number): number[] | undefined {
+export function fitColumnWidths(natural: number[], columns: number, minimum: number[] = []): number[] | undefined {
   const borders = natural.length + 1;
   if (natural.reduce((a, b) => a + b, 0) + borders <= columns) return undefined;
-  const widths = [...natural];
-  let budget = Math.max(columns - borders, MIN_COLUMN * natural.length);
-  let open = natural.map((_, i) => i);
-  // Water-filling: settle the columns narrower than the fair share, then split the rest evenly.
-  for (;;) {
-    const share = Math.floor(budget / open.length);
-    const fits = open.filter((i) => natural[i]! <= share);
-    if (fits.length === 0) {
-      for (const i of open) widths[i] = Math.max(MIN_COLUMN, share);
-      return widths;
-    }
-    for (const i of fits) budget -= natural[i]!;
-    open = open.filter((i) => natural[i]! > share);
-    if (open.length === 0) return widths;
-  }
+  const budget = Math.max(columns - borders, MIN_COLUMN * natural.length);
+  const floor = natural.map((n, i) => Math.min(n, Math.max(MIN_COLUMN, minimum[i] ?? MIN_COLUMN)));
+  const floorTotal = floor.reduce((a, b) => a + b, 0);
+  // Not even the longest words fit: the columns with long words give up room first.
+  if (floorTotal > budget) return shareOut(floor, budget).map((w) => Math.max(MIN_COLUMN, w));
+  const extra = shareOut(
+    natural.map((n, i) => n - floor[i]!),
+    budget - floorTotal,
+  );
+  return floor.map((f, i) => f + extra[i]!);
+}
+
+/** Longest word a column should not break, padding included, at most `cap` (a URL may break). */
+export function longestWord(texts: string[], cap = 24): number {
+  const words = texts.flatMap((t) => t.split(/\s+/));
+  return Math.min(cap, Math.max(0, ...words.map((w) => w.length)) + 2);
 }
 
 /**
- * A cell's text cut so that, wrapped to `width` (padding included), it takes at most
- * {@link MAX_CELL_LINES} lines; the cut ends with `…`.
+ * A cell's text for a column `width` wide (padding included): words longer than the column are
+ * broken across lines (cli-table3 would cut them), and the whole is cut so that it takes at most
+ * {@link MAX_CELL_LINES} lines, ending with `…`.
  *
  * @example
  * cutCell('x'.repeat(100), 12) // 'xxxxxxxxx…' (4 lines of 10 characters at most)
  */
 export function cutCell(text: string, width: number): string {
-  const max = Math.max(1, (width - 2) * MAX_CELL_LINES);
-  return text.length > max ? `${text.slice(0, max - 1)}…` : text;
+  const room = Math.max(1, width - 2);
+  const max = room * MAX_CELL_LINES;
+  const cut = text.length > max ? `${text.slice(0, max - 1)}…` : text;
+  return cut.replace(new RegExp(`\\S{${room + 1},}`, 'g'), (word) =>
+    word.match(new RegExp(`.{1,${room}}`, 'g'))!.join('\n'),
+  );
 }
 
 /** The widest line of a cell, the padding of cli-table3 (one space each side) included. */

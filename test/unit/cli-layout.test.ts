@@ -21,6 +21,15 @@ describe('fitColumnWidths', () => {
     expect(widths).toEqual([8, 44, 44]);
   });
 
+  it('gives each column its longest word first, then shares the rest', () => {
+    // a URL column and short ones: the short ones keep their words whole
+    const widths = fitColumnWidths([9, 45, 11, 9, 20], 60, [9, 24, 11, 9, 8])!;
+    expect(widths.reduce((a, b) => a + b, 0) + 6).toBeLessThanOrEqual(60);
+    expect(widths[0]).toBe(9);
+    expect(widths[2]).toBe(11);
+    expect(widths[1]).toBeGreaterThan(widths[4]!);
+  });
+
   it('never goes below a readable width, even on a very narrow terminal', () => {
     for (const w of fitColumnWidths([40, 40, 40, 40], 20)!) expect(w).toBeGreaterThanOrEqual(8);
   });
@@ -29,7 +38,9 @@ describe('fitColumnWidths', () => {
 describe('cutCell and naturalWidth', () => {
   it('cuts after the lines a cell may take, with an ellipsis', () => {
     const cut = cutCell('x'.repeat(100), 12);
-    expect(cut).toHaveLength(10 * MAX_CELL_LINES);
+    expect(cut.split('\n')).toHaveLength(MAX_CELL_LINES);
+    for (const line of cut.split('\n')) expect(line.length).toBeLessThanOrEqual(10);
+    expect(cut.replace(/\n/g, '')).toHaveLength(10 * MAX_CELL_LINES);
     expect(cut.endsWith('…')).toBe(true);
     expect(cutCell('short', 12)).toBe('short');
   });
