@@ -1,9 +1,9 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestCluster, type TestCluster } from '../harness/cluster.js';
-import { runCli } from '../harness/run-cli.js';
+import { BIN, runCli } from '../harness/run-cli.js';
 
 let cluster: TestCluster;
 const LONG_NOTE = `${'a long note that no terminal shows on one line '.repeat(6)}END`;
@@ -108,6 +108,22 @@ describe('tables that fit the terminal', () => {
     } finally {
       await cluster.sql(1, 'DELETE FROM tenants WHERE tenant_id = 2');
     }
+  });
+});
+
+describe('a reader that stops early', () => {
+  it('query ... | head ends quietly: no EPIPE stack trace, exit 0', () => {
+    const r = spawnSync(
+      'sh',
+      [
+        '-c',
+        `"${process.execPath}" "${BIN}" -c "${cluster.mapFile}" query --shard=shard-0 'SELECT g FROM generate_series(1, 300000) g' | head -2`,
+      ],
+      { encoding: 'utf8', env: { ...process.env, CI: '1' } },
+    );
+    expect(r.stdout).toBe('{"g":1}\n{"g":2}\n');
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
   });
 });
 
