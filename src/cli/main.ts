@@ -12,6 +12,8 @@ import { registerMoves } from './commands/moves.js';
 import { registerFences } from './commands/fences.js';
 import { registerMigrate } from './commands/migrate.js';
 import { registerQuery } from './commands/query.js';
+import { registerCompletion } from './commands/completion.js';
+import { addExamples, commandPath } from './help.js';
 
 /** Every command module registers itself here; each keeps its own options and rendering. */
 const COMMANDS: ((program: Command, ctx: CliContext) => void)[] = [
@@ -25,6 +27,7 @@ const COMMANDS: ((program: Command, ctx: CliContext) => void)[] = [
   registerFences,
   registerMigrate,
   registerQuery,
+  registerCompletion,
 ];
 
 /**
@@ -46,6 +49,8 @@ export function buildProgram(ctx: CliContext): Command {
     )
     .option('-v, --verbose', 'more detail, including stack traces of internal errors')
     .showHelpAfterError('(run shardctl --help for usage)')
+    // Each command's --help lists -c, --json and the other global options too: its examples use them.
+    .configureHelp({ showGlobalOptions: true })
     .exitOverride()
     .configureOutput({
       writeOut: (s) => ctx.stdout.write(s),
@@ -53,12 +58,26 @@ export function buildProgram(ctx: CliContext): Command {
     });
   for (const register of COMMANDS) register(program, ctx);
   for (const sub of program.commands) applyExitOverride(sub, ctx);
+  addExamples(program);
   return program;
 }
 
 function applyExitOverride(cmd: Command, ctx: CliContext): void {
   cmd.exitOverride().configureOutput({ writeOut: (s) => ctx.stdout.write(s), writeErr: (s) => ctx.stderr.write(s) });
+  // A usage error points at the help of the command that refused it, where its examples are.
+  cmd.showHelpAfterError(`(run shardctl ${commandPath(cmd)} --help for usage and examples)`);
   for (const sub of cmd.commands) applyExitOverride(sub, ctx);
+}
+
+/**
+ * `shardctl query ... | head` closes stdout early: that is the reader's choice, not an error, so the
+ * CLI ends at once without a stack trace (as `cat` does), with the exit code set so far.
+ */
+function stopQuietlyWhenStdoutCloses(ctx: CliContext): void {
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code !== 'EPIPE') throw e;
+    process.exit(ctx.exitCode);
+  });
 }
 
 /**
@@ -72,6 +91,7 @@ export async function main(argv: string[], io: Partial<CliContext> = {}): Promis
     env: io.env ?? process.env,
     exitCode: ExitCode.Ok,
   };
+  if (!io.stdout) stopQuietlyWhenStdoutCloses(ctx);
   const program = buildProgram(ctx);
   const wantsJson = argv.includes('--json');
   const verbose = argv.includes('-v') || argv.includes('--verbose');

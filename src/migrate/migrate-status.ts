@@ -93,8 +93,15 @@ function summarise(shards: ShardResult<ShardMigrationStatus>[], files: Migration
   const ranked = [...groups].sort(
     (a, b) => b[1].length - a[1].length || (a[0] === 'none' ? 1 : b[0] === 'none' ? -1 : compareIds(b[0], a[0])),
   );
+  // A fleet where nothing is applied anywhere says so, with what would run, instead of "at none".
+  if (ranked.length === 1 && ranked[0]![0] === 'none' && ok.length === shards.length && latest)
+    return `nothing applied on ${shards.length} shard${shards.length === 1 ? '' : 's'}; ${files.length} file${files.length === 1 ? '' : 's'} pending (latest ${latest})`;
   const parts = ranked.map(([v, names], i) =>
-    i === 0 ? `${names.length} of ${shards.length} shards at ${v}` : `${names.join(', ')} at ${v}`,
+    v === 'none'
+      ? `${i === 0 ? `${names.length} of ${shards.length} shards` : names.join(', ')} with nothing applied`
+      : i === 0
+        ? `${names.length} of ${shards.length} shards at ${v}`
+        : `${names.join(', ')} at ${v}`,
   );
   const down = shards.filter((s) => s.status === 'failed').map((s) => s.shard);
   if (down.length) parts.push(`${down.join(', ')} unreachable`);

@@ -1,6 +1,8 @@
+import path from 'node:path';
 import type { Command } from 'commander';
 import { devDown, devStatus, devUp } from '../../index.js';
 import { usage, wholeNumberOption } from '../options.js';
+import { shellLine } from '../shell-quote.js';
 import { err, globals, out, outJson, outTable, type CliContext } from '../context.js';
 
 /** `shardctl dev up|down|status`: local embedded PostgreSQL shards for development. */
@@ -39,13 +41,16 @@ async function devUpAction(opts: DevUpOpts, cmd: Command, ctx: CliContext): Prom
     ['shard', 'port', 'status', 'pid'],
     result.servers.map((s) => [s.name, s.port, s.action, s.pid]),
   );
-  out(ctx, `wrote ${result.configFile}; try: shardctl -c ${result.configFile} shards --check`);
+  // The next step as it can be pasted: relative to here when the map is below, quoted when it needs it.
+  const rel = path.relative(process.cwd(), result.configFile);
+  const mapArg = rel && !rel.startsWith('..') && !path.isAbsolute(rel) ? rel : result.configFile;
+  out(ctx, `wrote ${result.configFile}; next: ${shellLine(['shardctl', '-c', mapArg, 'shards', '--check'])}`);
 }
 
 function registerDevUp(dev: Command, ctx: CliContext): void {
   dev
     .command('up')
-    .description('start N local shards (created on first use) and write shards.dev.yaml')
+    .description('start N local shards (created on first use) and write their shard map (--out)')
     .option('--shards <n>', 'number of shards', wholeNumberOption('--shards'), 3)
     .option('--dir <dir>', 'folder for the servers', '.shardctl/dev')
     .option('--port <port>', 'port of the first server; the others follow', wholeNumberOption('--port'), 54320)

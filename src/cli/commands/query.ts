@@ -31,6 +31,17 @@ async function readStdin(): Promise<string> {
   return Buffer.concat(chunks).toString('utf8');
 }
 
+/**
+ * Commander collector of a repeatable option: each `-p` is one value, kept in order. (A variadic
+ * `-p <value...>` would swallow the SQL argument that follows it.)
+ *
+ * @example
+ * collectParam('paid', ['5']) // ['5', 'paid']
+ */
+export function collectParam(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), value];
+}
+
 interface QueryOpts {
   file?: string;
   param?: string[];
@@ -94,13 +105,11 @@ async function writeCollected(ctx: CliContext, result: QueryResult, format: stri
     ctx.stdout.write(`[${all.map((r) => jsonRow(r, fields)).join(',\n')}]\n`);
     return;
   }
-  const width = Math.max(20, Math.floor((ctx.stdout.columns ?? 160) / Math.max(1, fields.length)) - 3);
-  const cell = (v: string | null) =>
-    v === null ? 'NULL' : v.length > width && ctx.stdout.isTTY ? `${v.slice(0, width - 1)}…` : v;
+  // outTable fits long values to the terminal; NULL is spelled out as psql does not, to tell it from ''.
   await outTable(
     ctx,
     fields.map((f) => f.name),
-    all.map((r) => r.map(cell)),
+    all.map((r) => r.map((v) => (v === null ? 'NULL' : v))),
   );
   const n = all.length;
   const shards = result.plan.shards.length;
@@ -136,9 +145,13 @@ export function registerQuery(program: Command, ctx: CliContext): void {
     .description('answer a SELECT across shards exactly as one PostgreSQL would, or refuse it naming the construct')
     .argument('[sql]', 'the query (or -f FILE, or stdin)')
     .option('-f, --file <file>', 'read the query from a file')
-    .option('-p, --param <value...>', 'values for $1..$n')
+    .option(
+      '-p, --param <value>',
+      'value of the next $n parameter; repeat it: -p 5 -p paid (before or after the SQL)',
+      collectParam,
+    )
     .option('--tenant <id>', "only this tenant's shard")
-    .option('--shard <name...>', 'only these shards')
+    .option('--shard <name...>', 'only these shards (before the SQL, write --shard=NAME: a list takes every word)')
     .option('--format <format>', 'table, json, ndjson or csv (default: table on a terminal, else ndjson)')
     .option(
       '--statement-timeout <duration>',

@@ -116,6 +116,9 @@ export function registerShards(program: Command, ctx: CliContext): void {
   program
     .command('shards')
     .description('list the shards (passwords hidden); --check connects to each in parallel')
-    .option('--check', 'connect to every shard and report reachability, latency, version, size')
+    .option(
+      '--check',
+      'connect to every shard: reachability, latency, version, sizes, tenant balance, replication slots',
+    )
     .action((opts: { check?: boolean }, cmd: Command) => shardsAction(opts, cmd, ctx));
 }

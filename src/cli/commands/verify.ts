@@ -21,6 +21,10 @@ interface VerifyOpts {
   yes?: boolean;
 }
 
+/** The report's names of checks as `--only` takes them (`schema`, not `schema-drift`), so they can be pasted. */
+const ONLY_NAME: Record<string, string> = { 'schema-drift': 'schema', 'migration-drift': 'migrations' };
+const checkName = (check: string) => ONLY_NAME[check] ?? check;
+
 type Fixes = Parameters<typeof applyFixes>[1];
 type Applied = Awaited<ReturnType<typeof applyFixes>>;
 
@@ -80,7 +84,7 @@ async function verifyAction(opts: VerifyOpts, cmd: Command, ctx: CliContext): Pr
   if (report.ok) {
     out(
       ctx,
-      `verify: ${report.shards.length} shard(s) consistent (${report.checks.join(', ')}) in ${report.durationMs} ms`,
+      `verify: ${report.shards.length} shard(s) consistent (checks: ${report.checks.map(checkName).join(', ')}) in ${report.durationMs} ms`,
     );
     return;
   }
