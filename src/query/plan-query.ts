@@ -1,7 +1,7 @@
 import type { SelectStmt } from '@pgsql/types';
 import { ExitCode, ShardctlError } from '../errors.js';
 import { collectAggregates } from './plan-aggregates.js';
-import { limitOf, refuse, targetsOf } from './plan-common.js';
+import { limitOf, refuse, targetsOf, WRITE_HINT } from './plan-common.js';
 import { planGrouping } from './plan-grouping.js';
 import { planConcat, planOrdered, type MultiShard } from './plan-rows.js';
 import type { PlanQueryInput, QueryPlan, SinglePlan } from './plan-types.js';
@@ -36,14 +36,15 @@ function readOnlySelect(stmt: Node): SelectStmt {
     throw refuse(
       `${kind(stmt)?.replace(/Stmt$/, '').toUpperCase() ?? 'statement'}`,
       'is not a SELECT: shardctl query only reads (nothing was sent)',
+      WRITE_HINT,
     );
-  if (sel.intoClause) throw refuse('SELECT INTO', 'writes a table (nothing was sent)');
+  if (sel.intoClause) throw refuse('SELECT INTO', 'writes a table (nothing was sent)', WRITE_HINT);
   let writes = false;
   walk(stmt, (n) => {
     if (['InsertStmt', 'UpdateStmt', 'DeleteStmt', 'MergeStmt'].includes(kind(n) ?? '')) writes = true;
   });
-  if (writes) throw refuse('a data-modifying statement inside the query', 'writes (nothing was sent)');
-  if (sel.lockingClause) throw refuse('FOR UPDATE/SHARE', 'locks rows: shardctl query runs read-only');
+  if (writes) throw refuse('a data-modifying statement inside the query', 'writes (nothing was sent)', WRITE_HINT);
+  if (sel.lockingClause) throw refuse('FOR UPDATE/SHARE', 'locks rows: shardctl query runs read-only', WRITE_HINT);
   return sel;
 }
 
