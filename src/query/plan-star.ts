@@ -84,45 +84,83 @@ export function starRelations(sql: string): RelationName[] {
   return rvs.map((rv) => ({ schema: rv.schemaname, name: rv.relname ?? '' }));
 }
 
-/** The FROM items in the order PostgreSQL expands `*` over them: left to right, joins left then right. */
-function starItems(from: Node[], columns: StarColumns, shard: string): StarItem[] {
+/** One output column of a FROM item: its name and the expression that reaches it from the select list. */
+interface StarColumn {
+  name: string;
+  val: Node;
+}
+
+function pgError(message: string, sqlState: string, shard?: string): ShardctlError {
+  return new ShardctlError(`${shard ? `shard ${shard}: ` : ''}${message}`, {
+    code: 'PG_ERROR',
+    exitCode: ExitCode.Failed,
+    ...(shard ? { shard } : {}),
+    pg: { code: sqlState },
+  });
+}
+
+/** A table, view or partitioned table of FROM, with its columns as the catalog lists them. */
+function rangeVarItem(rv: RangeVar, columns: StarColumns, shard: string): StarItem {
+  const name = { schema: rv.schemaname, name: rv.relname ?? '' };
+  const cols = columns.get(relationKey(name));
+  if (!cols)
+    throw pgError(`relation "${name.schema ? `${name.schema}.` : ''}${name.name}" does not exist`, '42P01', shard);
+  // FROM t AS a (x, y) renames the first columns.
+  const renamed = (rv.alias?.colnames ?? []).map((c) => stringOf(c) ?? '');
+  const qualifier = rv.alias?.aliasname ? [rv.alias.aliasname] : [...(rv.schemaname ? [rv.schemaname] : []), name.name];
+  return { rv, qualifier, columns: cols.map((c, i) => renamed[i] ?? c) };
+}
+
+/** The one column of a join side named `name`, as PostgreSQL requires of a USING/NATURAL column. */
+function joinColumn(side: StarColumn[], name: string, which: 'left' | 'right'): number {
+  const at = side.flatMap((c, i) => (c.name === name ? [i] : []));
+  if (at.length === 0)
+    throw pgError(`column "${name}" specified in USING clause does not exist in ${which} table`, '42703');
+  if (at.length > 1) throw pgError(`common column name "${name}" appears more than once in ${which} table`, '42702');
+  return at[0]!;
+}
+
+/**
+ * The columns of a USING/NATURAL join as PostgreSQL lists them: the merged columns first (in USING
+ * order, or the left side's order for NATURAL), then the rest of the left side, then the rest of the
+ * right. A merged column is the left value (INNER, LEFT), the right (RIGHT), or the first non-null
+ * (FULL); COALESCE over both is each of these (the other side is NULL or equal there) and resolves their
+ * common type as the merged column does.
+ */
+function mergedJoin(j: JoinExpr, left: StarColumn[], right: StarColumn[]): StarColumn[] {
+  const names = j.isNatural
+    ? left.map((c) => c.name).filter((n) => right.some((r) => r.name === n))
+    : (j.usingClause ?? []).map((u) => stringOf(u) ?? '');
+  const pairs = names.map((n) => [joinColumn(left, n, 'left'), joinColumn(right, n, 'right')] as const);
+  const merged = pairs.map(([l, r], k) => {
+    const args = j.jointype === 'JOIN_RIGHT' ? [right[r]!.val, left[l]!.val] : [left[l]!.val, right[r]!.val];
+    return { name: names[k]!, val: { CoalesceExpr: { args } } as Node };
+  });
+  const [usedLeft, usedRight] = [new Set(pairs.map((p) => p[0])), new Set(pairs.map((p) => p[1]))];
+  return [...merged, ...left.filter((_, i) => !usedLeft.has(i)), ...right.filter((_, i) => !usedRight.has(i))];
+}
+
+/**
+ * The FROM items a star can name (tables, views, partitioned tables; joins left then right), and the
+ * columns a bare `*` stands for, in PostgreSQL's order.
+ */
+function fromOf(from: Node[], columns: StarColumns, shard: string): { items: StarItem[]; all: StarColumn[] } {
   const items: StarItem[] = [];
-  const visit = (n: Node): void => {
+  const visit = (n: Node): StarColumn[] => {
     const j: JoinExpr | undefined = as(n, 'JoinExpr');
     if (j) {
-      if (j.usingClause?.length || j.isNatural)
-        throw refuse(
-          `SELECT * over a JOIN ... ${j.isNatural ? 'NATURAL' : 'USING'}`,
-          'across shards: name the columns (the merged join columns are not expanded)',
-        );
       if (j.alias) throw refuse('SELECT * over an aliased JOIN', 'across shards: name the columns');
-      visit(j.larg!);
-      visit(j.rarg!);
-      return;
+      const [left, right] = [visit(j.larg!), visit(j.rarg!)];
+      return j.usingClause?.length || j.isNatural ? mergedJoin(j, left, right) : [...left, ...right];
     }
     const rv = as(n, 'RangeVar');
     if (!rv) throw refuse(`SELECT * over ${kind(n) ?? 'a FROM item'}`, 'across shards: name the columns');
-    const name = { schema: rv.schemaname, name: rv.relname ?? '' };
-    const cols = columns.get(relationKey(name));
-    if (!cols)
-      throw new ShardctlError(
-        `shard ${shard}: relation "${name.schema ? `${name.schema}.` : ''}${name.name}" does not exist`,
-        {
-          code: 'PG_ERROR',
-          exitCode: ExitCode.Failed,
-          shard,
-          pg: { code: '42P01' },
-        },
-      );
-    // FROM t AS a (x, y) renames the first columns.
-    const renamed = (rv.alias?.colnames ?? []).map((c) => stringOf(c) ?? '');
-    const qualifier = rv.alias?.aliasname
-      ? [rv.alias.aliasname]
-      : [...(rv.schemaname ? [rv.schemaname] : []), name.name];
-    items.push({ rv, qualifier, columns: cols.map((c, i) => renamed[i] ?? c) });
+    const item = rangeVarItem(rv, columns, shard);
+    items.push(item);
+    return item.columns.map((c) => ({ name: c, val: columnRef(...item.qualifier, c) }));
   };
-  for (const f of from) visit(f);
-  return items;
+  const all = from.flatMap(visit);
+  return { items, all };
 }
 
 /** The items a `t.*` (or `s.t.*`) names, matched as PostgreSQL does: by alias, else by (schema and) name. */
@@ -134,36 +172,32 @@ function itemsNamed(items: StarItem[], qualifier: string[]): StarItem[] {
       ? schema === undefined && it.rv.alias.aliasname === rel
       : it.rv.relname === rel && (schema === undefined || it.rv.schemaname === schema),
   );
-  if (found.length === 0)
-    throw new ShardctlError(`missing FROM-clause entry for table "${rel}"`, {
-      code: 'PG_ERROR',
-      exitCode: ExitCode.Failed,
-      pg: { code: '42P01' },
-    });
+  if (found.length === 0) throw pgError(`missing FROM-clause entry for table "${rel}"`, '42P01');
   return found.slice(0, 1);
 }
 
 /**
  * The select list with every `*` and `t.*` replaced by the columns it stands for, in PostgreSQL's order,
- * each an unnamed qualified column reference (its output name is the column's, duplicates included).
- * USING/NATURAL joins, aliased joins and functions in FROM are refused by name.
+ * each an unnamed qualified column reference (its output name is the column's, duplicates included);
+ * the merged columns of USING/NATURAL joins first, as PostgreSQL puts them. Aliased joins and
+ * functions or sub-queries in FROM are refused by name.
  *
  * @example
  * expandStars(sel, targets, columns, 'shard-0').map((t) => deparse(t.val)) // ['users.tenant_id', 'users.id', ...]
  */
 export function expandStars(sel: SelectStmt, targets: Target[], columns: StarColumns, shard: string): Target[] {
-  const items = starItems(sel.fromClause ?? [], columns, shard);
-  if (items.length === 0 && targets.some((t) => hasStar({ ResTarget: { val: t.val } })))
-    throw new ShardctlError('SELECT * with no tables specified is not valid', {
-      code: 'PG_ERROR',
-      exitCode: ExitCode.Failed,
-      pg: { code: '42601' },
-    });
+  const { items, all } = fromOf(sel.fromClause ?? [], columns, shard);
   return targets.flatMap((t) => {
     const fields = as(t.val, 'ColumnRef')?.fields;
     if (!fields?.some((f) => kind(f) === 'A_Star')) return [t];
     const qualifier = fields.slice(0, -1).map((f) => stringOf(f) ?? '');
-    const over = qualifier.length === 0 ? items : itemsNamed(items, qualifier);
-    return over.flatMap((it) => it.columns.map((c) => ({ name: undefined, val: columnRef(...it.qualifier, c) })));
+    if (qualifier.length === 0) {
+      if (items.length === 0) throw pgError('SELECT * with no tables specified is not valid', '42601');
+      // A merged USING column is named as PostgreSQL names it; a plain column is a qualified reference.
+      return all.map((c) => ({ name: as(c.val, 'CoalesceExpr') ? c.name : undefined, val: c.val }));
+    }
+    return itemsNamed(items, qualifier).flatMap((it) =>
+      it.columns.map((c) => ({ name: undefined, val: columnRef(...it.qualifier, c) })),
+    );
   });
 }

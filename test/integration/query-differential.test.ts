@@ -252,6 +252,13 @@ const STAR_CORPUS: string[] = [
   'SELECT DISTINCT * FROM solo ORDER BY tenant_id, n',
   'SELECT * FROM solo GROUP BY tenant_id, n, v ORDER BY 1, 2',
   'SELECT DISTINCT t.* FROM tenants t JOIN orders o ON o.tenant_id = t.tenant_id WHERE o.paid ORDER BY t.tenant_id',
+  'SELECT * FROM orders o JOIN tenants t USING (tenant_id) ORDER BY tenant_id, o.id LIMIT 30',
+  'SELECT * FROM tenants t LEFT JOIN solo s USING (tenant_id) ORDER BY tenant_id, s.n',
+  'SELECT * FROM solo s RIGHT JOIN tenants t USING (tenant_id) ORDER BY t.tenant_id DESC, s.n',
+  'SELECT * FROM tenants t FULL JOIN solo s USING (tenant_id) ORDER BY 1, n',
+  'SELECT * FROM tenants NATURAL JOIN plans ORDER BY plan, tenant_id',
+  'SELECT * FROM solo JOIN tenants USING (tenant_id) JOIN plans USING (plan) ORDER BY rank, tenant_id, n',
+  'SELECT DISTINCT * FROM tenants t JOIN solo s USING (tenant_id) ORDER BY tenant_id, n',
 ];
 
 async function sameWithNames(sql: string): Promise<void> {

@@ -118,14 +118,26 @@ describe('query planner', () => {
     expect(grouped.shardSql).toMatch(/^SELECT app\.invoices\.tenant_id AS __c0, /);
   });
 
-  it('refuses the SELECT * forms it does not expand, by name', () => {
-    const star = { shard: 's0', columns: new Map([[relationKey({ schema: undefined, name: 'users' }), ['id']]]) };
-    const p = (sql: string) => () => planQuery({ sql, params: [], map, locate, star });
-    expect(p('SELECT * FROM users u JOIN users v USING (tenant_id) ORDER BY 1')).toThrow(
-      /refused: SELECT \* over a JOIN \.\.\. USING/,
+  it('puts the merged columns of USING and NATURAL joins first, and refuses the SELECT * forms it does not expand', () => {
+    const columns = new Map([
+      [relationKey({ schema: undefined, name: 'users' }), ['tenant_id', 'id', 'plan']],
+      [relationKey({ schema: undefined, name: 'plans' }), ['plan', 'rank']],
+    ]);
+    const star = { shard: 's0', columns };
+    const p = (sql: string) => planQuery({ sql, params: [], map, locate, star });
+    const using = p('SELECT * FROM users u RIGHT JOIN plans p USING (plan) ORDER BY 1');
+    expect(using.kind === 'final' && using.columns).toEqual(['plan', 'tenant_id', 'id', 'rank']);
+    expect(using.shardSql).toMatch(/^SELECT COALESCE\(p\.plan, u\.plan\) AS __c0, u\.tenant_id AS __c1/);
+    const natural = p('SELECT * FROM users NATURAL JOIN plans ORDER BY rank');
+    expect(natural.kind === 'final' && natural.columns).toEqual(['plan', 'tenant_id', 'id', 'rank']);
+    expect(natural.shardSql).toMatch(/^SELECT COALESCE\(users\.plan, plans\.plan\) AS __c0/);
+    expect(() => p('SELECT * FROM (users JOIN plans USING (plan)) AS j ORDER BY 1')).toThrow(
+      /refused: SELECT \* over an aliased JOIN/,
     );
-    expect(p('SELECT * FROM users NATURAL JOIN plans ORDER BY 1')).toThrow(/NATURAL/);
-    expect(p('SELECT * FROM nope ORDER BY 1')).toThrow(/shard s0: relation "nope" does not exist/);
+    expect(() => p('SELECT * FROM users JOIN plans USING (nope) ORDER BY 1')).toThrow(
+      /column "nope" specified in USING clause does not exist in left table/,
+    );
+    expect(() => p('SELECT * FROM nope ORDER BY 1')).toThrow(/shard s0: relation "nope" does not exist/);
     expect(() => plan('SELECT * FROM users ORDER BY 1')).toThrow(/SELECT \* with ORDER BY/);
   });
 });
