@@ -186,5 +186,6 @@ function starTargets(s: SelectStmt, input: PlanQueryInput, grouped: boolean): Ta
     throw grouped
       ? refuse('SELECT * with GROUP BY or aggregates', 'across shards: name the columns')
       : refuse('SELECT * with ORDER BY', 'across shards: name the columns so the sort keys can travel with them');
+  if (input.star.failure) throw input.star.failure;
   return expandStars(s, targetsOf(s), input.star.columns, input.star.shard);
 }

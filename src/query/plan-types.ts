@@ -76,5 +76,10 @@ export interface PlanQueryInput {
    * The columns of the relations a `*` in the select list stands for, as `lookupStarColumns` reads them
    * from `shard`'s catalog. Without them a multi-shard `SELECT *` that must be sorted or grouped is refused.
    */
-  star?: { shard: string; columns: StarColumns };
+  star?: {
+    shard: string;
+    columns: StarColumns;
+    /** Why `shard` could not list them (unreachable, ...): raised only by a plan that needs them. */
+    failure?: Error;
+  };
 }

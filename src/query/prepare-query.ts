@@ -4,6 +4,7 @@
  * passed to the planner as data.
  */
 import type { ShardMap } from '../config/shard-map.js';
+import { fromDriverError } from '../errors.js';
 import type { ShardPools } from '../db/shard-pools.js';
 import { createRouter, type ShardRouter } from '../router/create-router.js';
 import { functionNames } from './plan-aggregates.js';
@@ -102,15 +103,23 @@ export async function prepareQuery(
     // a syntax error is reported by the planner with its position
   }
   const probe = options.shards?.[0] ?? router.map.catalog;
-  const aggregates = await lookupAggregates(router.pools, probe, names);
-  const columns = await lookupStarColumns(router.pools, probe, starRelations(sql));
+  // A star's columns matter only if the plan spans shards: a failed lookup is kept for the planner to
+  // raise then, so a query pinned to another shard still runs while the catalog shard is down.
+  const single = options.tenant !== undefined || options.shards?.length === 1;
+  const [aggregates, star] = await Promise.all([
+    lookupAggregates(router.pools, probe, names),
+    lookupStarColumns(router.pools, probe, single ? [] : starRelations(sql)).then(
+      (columns) => ({ shard: probe, columns }),
+      (e: unknown) => ({ shard: probe, columns: new Map(), failure: fromDriverError(e, { shard: probe }) }),
+    ),
+  ]);
   return planQuery({
     sql,
     params,
     map: router.map,
     locate: (t) => router.locate(t).shard,
     aggregates,
-    star: { shard: probe, columns },
+    star,
     ...(options.shards ? { shards: options.shards } : {}),
     ...(options.tenant !== undefined ? { tenant: options.tenant } : {}),
   });
