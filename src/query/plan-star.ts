@@ -91,7 +91,8 @@ interface StarColumn {
 }
 
 function pgError(message: string, sqlState: string, shard?: string): ShardctlError {
-  return new ShardctlError(`${shard ? `shard ${shard}: ` : ''}${message}`, {
+  // Worded and coded as PostgreSQL words it, like the errors the shards themselves return.
+  return new ShardctlError(`${shard ? `shard ${shard}: ` : ''}${message} (SQLSTATE ${sqlState})`, {
     code: 'PG_ERROR',
     exitCode: ExitCode.Failed,
     ...(shard ? { shard } : {}),
