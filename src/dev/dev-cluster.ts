@@ -168,7 +168,7 @@ function devShardMap(infos: ServerInfo[], database: string, strategy: 'modulo' |
     ]),
     `migrations: ${JSON.stringify(path.resolve('migrations'))}`,
     'reference: [plans]',
-    '',
   ];
-  return lines.join('\n');
+  // Every line ends with a newline, the last one too (POSIX text files; editors and `cat` expect it).
+  return lines.map((l) => `${l}\n`).join('');
 }

@@ -9,17 +9,29 @@ export interface Target {
   val: Node;
 }
 
+/** The next step after a refused read: one shard answers anything PostgreSQL does. */
+export const READ_HINT = 'answer it on one shard with --tenant ID or --shard NAME, or rewrite the query';
+
 /**
- * The refusal of a construct that cannot be answered exactly across shards (exit code 7).
+ * The next step after a refused write or lock. `shardctl query` refuses them on every path (--tenant and
+ * --shard included), so the hint names what does write: a client connected to the tenant's shard, and
+ * `migrate` for schema changes on every shard.
+ */
+export const WRITE_HINT =
+  'shardctl query only reads, with --tenant and --shard too: run a write with psql on the shard `shardctl locate TENANT` names; change the schema of every shard with `shardctl migrate create NAME` and `shardctl migrate`';
+
+/**
+ * The refusal of a construct that cannot be answered exactly across shards (exit code 7). The hint
+ * defaults to the read hint (--tenant/--shard); writes pass {@link WRITE_HINT}.
  *
  * @example
  * throw refuse('window function', 'across shards cannot be merged exactly');
  */
-export function refuse(construct: string, why: string): ShardctlError {
+export function refuse(construct: string, why: string, hint: string = READ_HINT): ShardctlError {
   return new ShardctlError(`refused: ${construct} ${why}`, {
     code: 'REFUSED',
     exitCode: ExitCode.Refused,
-    hint: 'answer it on one shard with --tenant ID or --shard NAME, or rewrite the query',
+    hint,
     details: { construct },
   });
 }

@@ -7,6 +7,7 @@ import {
   as,
   clone,
   columnName,
+  columnQualifier,
   deparse,
   funcCall,
   funcName,
@@ -92,14 +93,26 @@ function partialsOf(aggs: Node[], cols: ShardColumns): Partials {
   return partials;
 }
 
+/**
+ * The group key an expression is: the same expression, else the same column (`o.customer` is `customer`);
+ * two columns qualified by different tables are different (`o.id` is not `t.id`, as `SELECT *` over a join has both).
+ */
+function groupKeyOf(x: Node, groupExprs: Node[]): number {
+  const exact = groupExprs.findIndex((g) => shape(g) === shape(x));
+  if (exact >= 0 || !as(x, 'ColumnRef')) return exact;
+  return groupExprs.findIndex((g) => {
+    if (!as(g, 'ColumnRef') || columnName(g) !== columnName(x)) return false;
+    const [qg, qx] = [columnQualifier(g), columnQualifier(x)];
+    return qg === undefined || qx === undefined || qg === qx;
+  });
+}
+
 /** Rewrites an original expression for the final query: aggregates by their merge, group keys by their column. */
 function finalExpr(n: Node, groupExprs: Node[], groupCols: number[], partials: Partials): Node {
   return rewrite(n, (x) => {
     const merged = as(x, 'FuncCall') ? partials.finals.get(shape(x)) : undefined;
     if (merged) return clone(merged);
-    const gi = groupExprs.findIndex(
-      (g) => shape(g) === shape(x) || (!!as(x, 'ColumnRef') && !!as(g, 'ColumnRef') && columnName(g) === columnName(x)),
-    );
+    const gi = groupKeyOf(x, groupExprs);
     if (gi >= 0 && !as(x, 'A_Const')) return shardColumn(groupCols[gi]!);
     if (as(x, 'ColumnRef')) throw ungrouped(x);
     return undefined;

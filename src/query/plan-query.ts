@@ -1,7 +1,8 @@
 import type { SelectStmt } from '@pgsql/types';
 import { ExitCode, ShardctlError } from '../errors.js';
 import { collectAggregates } from './plan-aggregates.js';
-import { limitOf, refuse, targetsOf } from './plan-common.js';
+import { limitOf, refuse, targetsOf, WRITE_HINT, type Target } from './plan-common.js';
+import { expandStars, selectsStar } from './plan-star.js';
 import { planGrouping } from './plan-grouping.js';
 import { planConcat, planOrdered, type MultiShard } from './plan-rows.js';
 import type { PlanQueryInput, QueryPlan, SinglePlan } from './plan-types.js';
@@ -36,14 +37,15 @@ function readOnlySelect(stmt: Node): SelectStmt {
     throw refuse(
       `${kind(stmt)?.replace(/Stmt$/, '').toUpperCase() ?? 'statement'}`,
       'is not a SELECT: shardctl query only reads (nothing was sent)',
+      WRITE_HINT,
     );
-  if (sel.intoClause) throw refuse('SELECT INTO', 'writes a table (nothing was sent)');
+  if (sel.intoClause) throw refuse('SELECT INTO', 'writes a table (nothing was sent)', WRITE_HINT);
   let writes = false;
   walk(stmt, (n) => {
     if (['InsertStmt', 'UpdateStmt', 'DeleteStmt', 'MergeStmt'].includes(kind(n) ?? '')) writes = true;
   });
-  if (writes) throw refuse('a data-modifying statement inside the query', 'writes (nothing was sent)');
-  if (sel.lockingClause) throw refuse('FOR UPDATE/SHARE', 'locks rows: shardctl query runs read-only');
+  if (writes) throw refuse('a data-modifying statement inside the query', 'writes (nothing was sent)', WRITE_HINT);
+  if (sel.lockingClause) throw refuse('FOR UPDATE/SHARE', 'locks rows: shardctl query runs read-only', WRITE_HINT);
   return sel;
 }
 
@@ -161,8 +163,7 @@ function multi(sel: SelectStmt, input: PlanQueryInput, shards: string[], routing
   const limit = limitOf(s.limitCount, input.params, 'LIMIT');
   if (s.limitOption === 'LIMIT_OPTION_WITH_TIES')
     throw refuse('FETCH ... WITH TIES', 'across shards cannot be merged exactly');
-  const targets = targetsOf(s);
-  const hasStar = targets.some((t) => as(t.val, 'ColumnRef')?.fields?.some((f) => kind(f) === 'A_Star'));
+  const hasStar = selectsStar(s);
   const aggs: Node[] = [];
   const aggregates = input.aggregates ?? new Set<string>();
   for (const part of [s.targetList, s.havingClause, s.sortClause]) collectAggregates(part, aggregates, aggs);
@@ -171,11 +172,20 @@ function multi(sel: SelectStmt, input: PlanQueryInput, shards: string[], routing
     (s.groupClause ?? []).length > 0 ||
     !!s.havingClause ||
     (Array.isArray(s.distinctClause) && s.distinctClause.length > 0);
+  if (!grouped && !s.sortClause?.length)
+    return planConcat({ s, input, shards, routing, targets: targetsOf(s), offset, limit });
+  // Sort and group keys travel as extra columns after the select list: a star must be spelled out first.
+  const targets = hasStar ? starTargets(s, input, grouped) : targetsOf(s);
   const m: MultiShard = { s, input, shards, routing, targets, offset, limit };
-  if (!grouped && !s.sortClause?.length) return planConcat(m);
-  if (hasStar && !grouped)
-    throw refuse('SELECT * with ORDER BY', 'across shards: name the columns so the sort keys can travel with them');
-  if (!grouped) return planOrdered(m);
-  if (hasStar) throw refuse('SELECT * with GROUP BY or aggregates', 'across shards: name the columns');
-  return planGrouping(m, aggs);
+  return grouped ? planGrouping(m, aggs) : planOrdered(m);
+}
+
+/** The select list with `*` and `t.*` expanded from the catalog's columns, or the refusal without them. */
+function starTargets(s: SelectStmt, input: PlanQueryInput, grouped: boolean): Target[] {
+  if (!input.star)
+    throw grouped
+      ? refuse('SELECT * with GROUP BY or aggregates', 'across shards: name the columns')
+      : refuse('SELECT * with ORDER BY', 'across shards: name the columns so the sort keys can travel with them');
+  if (input.star.failure) throw input.star.failure;
+  return expandStars(s, targetsOf(s), input.star.columns, input.star.shard);
 }

@@ -1,5 +1,6 @@
 import type { SelectStmt } from '@pgsql/types';
 import type { ShardMap } from '../config/shard-map.js';
+import type { StarColumns } from './plan-star.js';
 
 /** How shard results become the answer. */
 export type MergeKind = 'single' | 'concat' | 'final';
@@ -71,4 +72,14 @@ export interface PlanQueryInput {
    * reads them. Default: none beyond the built-in ones the planner knows.
    */
   aggregates?: ReadonlySet<string>;
+  /**
+   * The columns of the relations a `*` in the select list stands for, as `lookupStarColumns` reads them
+   * from `shard`'s catalog. Without them a multi-shard `SELECT *` that must be sorted or grouped is refused.
+   */
+  star?: {
+    shard: string;
+    columns: StarColumns;
+    /** Why `shard` could not list them (unreachable, ...): raised only by a plan that needs them. */
+    failure?: Error;
+  };
 }

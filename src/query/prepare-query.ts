@@ -1,17 +1,30 @@
 /**
  * The prepare stage: parse, look up in the shards' catalog which of the query's functions are
- * aggregates, and plan. The lookup result is passed to the planner as data.
+ * aggregates and what the relations behind a `SELECT *` hold, and plan. The lookups' results are
+ * passed to the planner as data.
  */
 import type { ShardMap } from '../config/shard-map.js';
+import { fromDriverError } from '../errors.js';
 import type { ShardPools } from '../db/shard-pools.js';
 import { createRouter, type ShardRouter } from '../router/create-router.js';
 import { functionNames } from './plan-aggregates.js';
 import { planQuery } from './plan-query.js';
+import { relationKey, starRelations, type RelationName, type StarColumns } from './plan-star.js';
 import type { QueryPlan } from './plan-types.js';
 import type { RunQueryOptions } from './query-types.js';
 import { loadSqlTools } from './sql-ast.js';
 
 const AGGREGATES_SQL = "SELECT DISTINCT proname AS n FROM pg_proc WHERE prokind IN ('a', 'w') AND proname = ANY($1)";
+
+// Each relation resolved as the shard resolves it (search_path, quoting: to_regclass of the quoted
+// name), its columns in attnum order without system (attnum < 1) and dropped ones, as `*` lists them.
+const STAR_COLUMNS_SQL = `
+SELECT r.i::int AS i, a.attname AS c
+FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS r(s, n, i)
+JOIN pg_attribute a
+  ON a.attrelid = to_regclass(CASE WHEN r.s IS NULL THEN quote_ident(r.n) ELSE quote_ident(r.s) || '.' || quote_ident(r.n) END)
+WHERE a.attnum > 0 AND NOT a.attisdropped
+ORDER BY r.i, a.attnum`;
 
 /**
  * The router a query runs with: the caller's, or one of its own (closed by `release`).
@@ -47,6 +60,29 @@ export async function lookupAggregates(pools: ShardPools, shard: string, names: 
 }
 
 /**
+ * The columns of relations as a shard's catalog lists them for `*`, by `relationKey`; a relation the
+ * shard does not know is absent (the planner reports it as PostgreSQL would).
+ *
+ * @example
+ * await lookupStarColumns(router.pools, 'shard-0', [{ schema: undefined, name: 'plans' }]) // Map { '[null,"plans"]' => ['plan', 'rank'] }
+ */
+export async function lookupStarColumns(pools: ShardPools, shard: string, rels: RelationName[]): Promise<StarColumns> {
+  // A relation named twice (a self-join) is asked once.
+  const unique = [...new Map(rels.map((r) => [relationKey(r), r])).values()];
+  const columns = new Map<string, string[]>();
+  if (unique.length === 0) return columns;
+  const rows = await pools.withShard(shard, async (c) => {
+    const args = [unique.map((r) => r.schema ?? null), unique.map((r) => r.name)];
+    return (await c.query<{ i: number; c: string }>(STAR_COLUMNS_SQL, args)).rows;
+  });
+  for (const r of rows) {
+    const key = relationKey(unique[r.i - 1]!);
+    columns.set(key, [...(columns.get(key) ?? []), r.c]);
+  }
+  return columns;
+}
+
+/**
  * Plans a query for a router: loads the parser, reads the aggregate names from the catalog shard (or
  * the first `--shard`), then calls the pure planner.
  *
@@ -67,13 +103,23 @@ export async function prepareQuery(
     // a syntax error is reported by the planner with its position
   }
   const probe = options.shards?.[0] ?? router.map.catalog;
-  const aggregates = await lookupAggregates(router.pools, probe, names);
+  // A star's columns matter only if the plan spans shards: a failed lookup is kept for the planner to
+  // raise then, so a query pinned to another shard still runs while the catalog shard is down.
+  const single = options.tenant !== undefined || options.shards?.length === 1;
+  const [aggregates, star] = await Promise.all([
+    lookupAggregates(router.pools, probe, names),
+    lookupStarColumns(router.pools, probe, single ? [] : starRelations(sql)).then(
+      (columns) => ({ shard: probe, columns }),
+      (e: unknown) => ({ shard: probe, columns: new Map(), failure: fromDriverError(e, { shard: probe }) }),
+    ),
+  ]);
   return planQuery({
     sql,
     params,
     map: router.map,
     locate: (t) => router.locate(t).shard,
     aggregates,
+    star,
     ...(options.shards ? { shards: options.shards } : {}),
     ...(options.tenant !== undefined ? { tenant: options.tenant } : {}),
   });

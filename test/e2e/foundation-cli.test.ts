@@ -1,10 +1,9 @@
 import { readFileSync } from 'node:fs';
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestCluster, serverAdminUrls, type TestCluster } from '../harness/cluster.js';
+import { createTestCluster, serverAdminUrls, testTempDir, type TestCluster } from '../harness/cluster.js';
 import { runCli } from '../harness/run-cli.js';
 
 function bindable(port: number): Promise<boolean> {
@@ -44,10 +43,13 @@ async function mapFile(name: string, text: string): Promise<string> {
 }
 
 beforeAll(async () => {
-  dir = await mkdtemp(path.join(os.tmpdir(), 'shardctl-e2e-'));
+  dir = await testTempDir('shardctl-e2e-');
   cluster = await createTestCluster({ shards: 2 });
 });
-afterAll(() => cluster.drop());
+afterAll(async () => {
+  await cluster?.drop();
+  await rm(dir, { recursive: true, force: true });
+});
 
 describe('bad shard maps exit 2 with file:line:column', () => {
   const cases: [string, string, RegExp][] = [
@@ -213,11 +215,36 @@ describe('shards', () => {
   });
 });
 
+describe('query refusals give a next step that is true', () => {
+  it('a write is refused with the write hint, on every path (--tenant and --shard too)', async () => {
+    for (const extra of [[], ['--tenant', '5'], ['--shard', 'shard-1']]) {
+      const r = await runCli(['-c', cluster.mapFile, 'query', 'DELETE FROM invoices', ...extra]);
+      expect(r.code).toBe(7);
+      expect(r.stdout).toBe('');
+      expect(r.stderr).toMatch(/refused: DELETE is not a SELECT: shardctl query only reads \(nothing was sent\)/);
+      expect(r.stderr).toContain('shardctl query only reads, with --tenant and --shard too');
+      expect(r.stderr).toContain('shardctl migrate create NAME');
+      expect(r.stderr).not.toContain('answer it on one shard');
+    }
+    const locks = await runCli(['-c', cluster.mapFile, 'query', 'SELECT 1 FROM users FOR UPDATE', '--json']);
+    expect(locks.code).toBe(7);
+    expect(JSON.parse(locks.stdout)).toMatchObject({ ok: false, error: 'REFUSED' });
+    expect(locks.stdout).toContain('shardctl query only reads');
+  });
+
+  it('a read that cannot be merged keeps the read hint', async () => {
+    const r = await runCli(['-c', cluster.mapFile, 'query', 'SELECT row_number() OVER () FROM users']);
+    expect(r.code).toBe(7);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toMatch(/refused: window function across shards cannot be merged exactly/);
+    expect(r.stderr).toContain('answer it on one shard with --tenant ID or --shard NAME, or rewrite the query');
+    expect(r.stderr).not.toContain('only reads');
+  });
+});
+
 describe('dev up / status / down', () => {
   it('starts real servers, is idempotent, and leaves no process behind', async () => {
-    const devDir = await mkdtemp(path.join(os.tmpdir(), 'shardctl-dev-'));
-    const { chmod } = await import('node:fs/promises');
-    await chmod(devDir, 0o755);
+    const devDir = await testTempDir('shardctl-dev-');
     // Two consecutive free ports, below the kernel's ephemeral range (busy with the suite's connections).
     const port = await freePortPair();
     const cfg = path.join(devDir, 'shards.dev.yaml');
@@ -237,6 +264,8 @@ describe('dev up / status / down', () => {
       const up = await runCli(args, { cwd: devDir, timeoutMs: 120_000 });
       expect(up.stderr + up.stdout).not.toMatch(/internal error/);
       expect(up.code).toBe(0);
+      // The written map is a text file: it ends with exactly one newline.
+      expect(readFileSync(cfg, 'utf8')).toMatch(/\[plans\]\n$/);
       expect(up.stdout).toMatch(/shard-0 .* created/);
       const again = await runCli([...args, '--json'], { cwd: devDir });
       expect(again.code).toBe(0);
@@ -255,6 +284,7 @@ describe('dev up / status / down', () => {
       for (const pid of pids) expect(alive(pid), `postmaster ${pid} still runs`).toBe(false);
     } finally {
       await runCli(['dev', 'down', '--dir', path.join(devDir, 'servers')]);
+      await rm(devDir, { recursive: true, force: true });
     }
   });
 });

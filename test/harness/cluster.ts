@@ -1,6 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import os from 'node:os';
+import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import pg from 'pg';
 import { inject } from 'vitest';
@@ -46,6 +45,19 @@ function adminUrls(): string[] {
   return inject('pgAdminUrls');
 }
 
+/**
+ * A new folder under the run's temporary root (removed by the global teardown even when a test fails),
+ * readable by the postgres user that runs the servers.
+ *
+ * @example
+ * const dir = await testTempDir('shardctl-e2e-');
+ */
+export async function testTempDir(prefix: string): Promise<string> {
+  const dir = await mkdtemp(path.join(inject('tmpRoot'), prefix));
+  await chmod(dir, 0o755);
+  return dir;
+}
+
 function withDatabase(url: string, db: string): string {
   const u = new URL(url);
   u.pathname = `/${db}`;
@@ -73,7 +85,7 @@ export async function createTestCluster(options: TestClusterOptions = {}): Promi
   const servers = adminUrls();
   const n = options.shards ?? 3;
   const id = randomBytes(4).toString('hex');
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'shardctl-cluster-'));
+  const dir = await testTempDir('shardctl-cluster-');
   const names = Array.from({ length: n }, (_, i) => `t_${id}_${i}`);
   const urls = names.map((db, i) => withDatabase(servers[i % servers.length]!, db));
   await Promise.all(

@@ -17,6 +17,8 @@ import { initServer, serverUrl, startServer, stopServer } from '../../src/dev/em
 declare module 'vitest' {
   export interface ProvidedContext {
     pgAdminUrls: string[];
+    /** The run's one temporary folder: every test folder lives under it, and teardown removes it whole. */
+    tmpRoot: string;
   }
 }
 
@@ -35,6 +37,12 @@ async function freePort(): Promise<number> {
 }
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  // One folder for the whole run (servers' data, clusters' maps, e2e files), removed by teardown even
+  // when tests fail: a run leaves nothing in the system temporary directory.
+  const root = await mkdtemp(path.join(os.tmpdir(), 'shardctl-test-'));
+  // As root the servers run as the postgres user, which must be able to enter this folder.
+  await chmod(root, 0o755);
+  project.provide('tmpRoot', root);
   const external = process.env.SHARDCTL_TEST_PG_URLS;
   if (external) {
     project.provide(
@@ -44,11 +52,8 @@ export default async function setup(project: TestProject): Promise<() => Promise
         .map((s) => s.trim())
         .filter(Boolean),
     );
-    return async () => undefined;
+    return () => rm(root, { recursive: true, force: true });
   }
-  const root = await mkdtemp(path.join(os.tmpdir(), 'shardctl-test-'));
-  // As root the servers run as the postgres user, which must be able to enter this folder.
-  await chmod(root, 0o755);
   const dirs: string[] = [];
   const stopAll = async () => {
     await Promise.all(dirs.map((d) => stopServer(d).catch(() => undefined)));
@@ -57,7 +62,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
   try {
     const infos = await Promise.all(
       Array.from({ length: SERVERS }, async (_, i) => {
-        const dir = path.join(root, `pg-${i}`);
+        const dir = path.join(root, 'servers', `pg-${i}`);
         dirs.push(dir);
         const info = await initServer(dir, { port: await freePort(), fast: true });
         await startServer(dir);

@@ -1,5 +1,6 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { loadSqlTools, parseShardMap, planQuery } from '../../src/index.js';
+import { relationKey } from '../../src/query/plan-star.js';
 
 const map = parseShardMap(
   'version: 1\nshardKey: { column: tenant_id, type: bigint }\nplacement: { strategy: modulo }\nshards:\n  - name: s0\n    url: postgres://u:p@h0/d\n  - name: s1\n    url: postgres://u:p@h1/d\nreference: [plans]\n',
@@ -87,5 +88,56 @@ describe('query planner', () => {
     ]);
     const limited = plan('SELECT id FROM users ORDER BY id LIMIT 5');
     expect(limited.kind === 'final' && limited.sortKeys).toBeUndefined();
+  });
+
+  it('expands SELECT * and t.* from the catalog columns it is given, as PostgreSQL orders them', () => {
+    const columns = new Map([
+      [relationKey({ schema: undefined, name: 'users' }), ['tenant_id', 'id', 'Email']],
+      [relationKey({ schema: 'app', name: 'invoices' }), ['tenant_id', 'id', 'total']],
+    ]);
+    const star = { shard: 's0', columns };
+    const sorted = planQuery({ sql: 'SELECT * FROM users ORDER BY id LIMIT 2', params: [], map, locate, star });
+    expect(sorted.shardSql).toBe(
+      'SELECT users.tenant_id AS __c0, users.id AS __c1, users."Email" AS __c2, id AS __c3, pg_collation_for(id::text) AS __c4 FROM users ORDER BY __c3 LIMIT 2',
+    );
+    expect(sorted.kind === 'final' && sorted.columns).toEqual(['tenant_id', 'id', 'Email']);
+    const join = planQuery({
+      sql: 'SELECT i.*, u.* FROM users u JOIN app.invoices i ON i.tenant_id = u.tenant_id ORDER BY 1',
+      params: [],
+      map,
+      locate,
+      star,
+    });
+    // Duplicate output names stay, in order.
+    expect(join.kind === 'final' && join.columns).toEqual(['tenant_id', 'id', 'total', 'tenant_id', 'id', 'Email']);
+    // A column alias list renames the first columns.
+    const renamed = planQuery({ sql: 'SELECT * FROM users u (t, uid) ORDER BY 1', params: [], map, locate, star });
+    expect(renamed.kind === 'final' && renamed.columns).toEqual(['t', 'uid', 'Email']);
+    expect(renamed.shardSql).toMatch(/^SELECT u\.t AS __c0, u\.uid AS __c1, u\."Email" AS __c2/);
+    const grouped = planQuery({ sql: 'SELECT DISTINCT * FROM app.invoices ORDER BY 3', params: [], map, locate, star });
+    expect(grouped.shardSql).toMatch(/^SELECT app\.invoices\.tenant_id AS __c0, /);
+  });
+
+  it('puts the merged columns of USING and NATURAL joins first, and refuses the SELECT * forms it does not expand', () => {
+    const columns = new Map([
+      [relationKey({ schema: undefined, name: 'users' }), ['tenant_id', 'id', 'plan']],
+      [relationKey({ schema: undefined, name: 'plans' }), ['plan', 'rank']],
+    ]);
+    const star = { shard: 's0', columns };
+    const p = (sql: string) => planQuery({ sql, params: [], map, locate, star });
+    const using = p('SELECT * FROM users u RIGHT JOIN plans p USING (plan) ORDER BY 1');
+    expect(using.kind === 'final' && using.columns).toEqual(['plan', 'tenant_id', 'id', 'rank']);
+    expect(using.shardSql).toMatch(/^SELECT COALESCE\(p\.plan, u\.plan\) AS __c0, u\.tenant_id AS __c1/);
+    const natural = p('SELECT * FROM users NATURAL JOIN plans ORDER BY rank');
+    expect(natural.kind === 'final' && natural.columns).toEqual(['plan', 'tenant_id', 'id', 'rank']);
+    expect(natural.shardSql).toMatch(/^SELECT COALESCE\(users\.plan, plans\.plan\) AS __c0/);
+    expect(() => p('SELECT * FROM (users JOIN plans USING (plan)) AS j ORDER BY 1')).toThrow(
+      /refused: SELECT \* over an aliased JOIN/,
+    );
+    expect(() => p('SELECT * FROM users JOIN plans USING (nope) ORDER BY 1')).toThrow(
+      /column "nope" specified in USING clause does not exist in left table/,
+    );
+    expect(() => p('SELECT * FROM nope ORDER BY 1')).toThrow(/shard s0: relation "nope" does not exist/);
+    expect(() => plan('SELECT * FROM users ORDER BY 1')).toThrow(/SELECT \* with ORDER BY/);
   });
 });
