@@ -68,14 +68,16 @@ async function cleanupSource(r: MoveRun): Promise<Record<string, number>> {
   const finish = () => {
     if (current) r.emit({ phase: 'cleanup', table: current, deletedRows: sofar, message: 'table done' });
   };
+  const batch = r.options.batch ?? 50_000;
   const deleted = await r.pools.withShard(m.source, (c) =>
     deleteTenantRows(c, tables, m.tenant, r.key, {
-      batch: r.options.batch ?? 50_000,
+      batch,
       onBatch: (table, rows) => {
         if (table !== current) finish();
         sofar = table === current ? sofar + rows : rows;
         current = table;
-        r.emit({ phase: 'cleanup', table, rows, deletedRows: sofar });
+        // A full batch means more to come: the running total; the table's count follows when it is done.
+        if (rows >= batch) r.emit({ phase: 'cleanup', table, rows, deletedRows: sofar });
         crashPoint('mid-cleanup');
       },
     }),
