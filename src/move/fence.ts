@@ -206,7 +206,7 @@ export async function waitForOlderWriters(
           `transactions or snapshots older than the fence are still open on ${shard} after ${waitMs} ms${pids?.length ? ` (backend pids ${pids.join(', ')})` : ''}`,
           {
             code: 'OLD_TRANSACTIONS',
-            hint: 'find them in pg_stat_activity (xact_start, backend_xmin) and end them, then resume',
+            hint: `${pids?.length ? `commit or roll them back, or end them with ${pids.map((p) => `SELECT pg_terminate_backend(${p})`).join('; ')}` : 'find them in pg_stat_activity (xact_start, backend_xmin) and end them'}, then resume`,
           },
         );
       },

@@ -58,7 +58,8 @@ function replicationWatch(r: MoveRun, src: PoolClient, dst: PoolClient): () => P
   const m = r.move;
   const name = m.plan.replication!;
   const patienceMs = r.options.connectWaitMs ?? 30_000;
-  let lastReport = Date.now();
+  const started = Date.now();
+  let lastReport = started;
   let inactiveSince: number | undefined;
   let failingSince: number | undefined;
   let errors: number | undefined;
@@ -102,7 +103,13 @@ function replicationWatch(r: MoveRun, src: PoolClient, dst: PoolClient): () => P
           hint: `the target server connects with ${m.source}'s replicationUrl (or url): check that it reaches ${m.source} from ${m.target}'s host and that pg_hba.conf admits it; resume retries`,
         },
       );
-    r.emit({ phase: 'replicating', message: 'catching up', lagBytes: slot.lagBytes, lagSeconds: slot.lagSeconds });
+    r.emit({
+      phase: 'replicating',
+      message: 'catching up',
+      lagBytes: slot.lagBytes,
+      lagSeconds: slot.lagSeconds,
+      markWaitMs: now - started,
+    });
   };
 }
 

@@ -26,6 +26,8 @@ import {
   type SlotSnapshot,
 } from './replication.js';
 import type { TenantTable } from './tenant-tables.js';
+import type { PauseAttempt } from './move-report.js';
+import { olderSessions, whileWaiting, xidHolders } from './waits.js';
 import { checksumMismatch, type TableChecksums } from './verify-copy.js';
 
 /**
@@ -84,6 +86,26 @@ async function copyInSnapshot(
   }
 }
 
+/**
+ * Creates the slot and, while PostgreSQL holds it back (a logical slot waits for every transaction
+ * with a transaction id on the whole server, other databases included), reports each second which
+ * sessions it waits for, from a second connection.
+ */
+async function createSlotExplained(r: MoveRun, name: string): Promise<SlotSnapshot> {
+  const m = r.move;
+  const action = `creating the replication slot on ${m.source}`;
+  const cause =
+    'a logical replication slot is created only once every transaction that holds a transaction id on the server has ended, in any database';
+  return r.pools.withShard(m.source, (watcher) =>
+    whileWaiting(
+      () => createSlotWithSnapshot(r.pools.shard(m.source), name),
+      () => xidHolders(watcher, [], 0),
+      (sessions, elapsedMs) =>
+        r.emit({ phase: 'syncing', message: action, wait: { action, cause, elapsedMs, sessions } }),
+    ),
+  );
+}
+
 /** syncing: change log, publication, slot, snapshot copy checked whole, subscription. */
 async function sync(r: MoveRun): Promise<Next> {
   const m = r.move;
@@ -92,7 +114,7 @@ async function sync(r: MoveRun): Promise<Next> {
   const tables = await r.tables();
   await prepareSource(r, tables, name);
   crashPoint('online:after-publication');
-  const slot = await createSlotWithSnapshot(r.pools.shard(m.source), name);
+  const slot = await createSlotExplained(r, name);
   crashPoint('online:after-slot');
   const { stats, sourceSums } = await copyInSnapshot(r, tables, slot);
   crashPoint('online:after-copy');
@@ -124,7 +146,9 @@ interface Cutover {
   delayMs: number;
   /** Keys found equal on both sides, with the log id they had then: a later change gives a new id. */
   verified: Map<string, number>;
-  pauses: { attempt: number; ms: number; outcome: string }[];
+  pauses: PauseAttempt[];
+  /** The last catch-up's mark round trip, seconds: the lag the next pause starts from. */
+  lagSeconds?: number;
 }
 
 const cutovers = new WeakMap<MoveRun, Cutover>();
@@ -189,6 +213,22 @@ async function nextAttempt(r: MoveRun, cut: Cutover): Promise<void> {
   cut.attempt++;
 }
 
+/** Runs the wait for older sessions before a pause, naming them each second while it lasts. */
+async function waitForOlderExplained(r: MoveRun, xid: string, wait: () => Promise<void>): Promise<void> {
+  const m = r.move;
+  const action = `waiting before the pause for older sessions on ${m.source}`;
+  const cause =
+    'their transaction or snapshot started before the pause would begin: the pause would have to wait for them with writes stopped';
+  await r.pools.withShard(m.source, (watcher) =>
+    whileWaiting(
+      wait,
+      () => olderSessions(watcher, xid),
+      (sessions, elapsedMs) =>
+        r.emit({ phase: 'replicating', message: action, wait: { action, cause, elapsedMs, sessions } }),
+    ),
+  );
+}
+
 /**
  * replicating: catch up and check the rows changed so far, writes flowing; then the pause. The first
  * attempt of a run goes on only while the replication is in place (else the move copies again).
@@ -213,18 +253,19 @@ async function catchUp(r: MoveRun): Promise<Next> {
     await waitConfirmed(r, src!, dst!, await writeMark(src!, m.id), Number.POSITIVE_INFINITY, 5);
     // The lag as a write sees it: how long a mark took to be applied on the target.
     const lagSeconds = (performance.now() - markedAt) / 1000;
+    cut.lagSeconds = lagSeconds;
     // Rows still in flight differ now and are compared again in the pause.
     await checkChanged(cut, src!, dst!, tables, changed.keys);
     r.emit({
       phase: 'replicating',
-      message: `caught up; pausing writes (attempt ${cut.attempt} of ${attempts}, budget ${maxPause} ms)`,
+      message: `caught up: a mark written on ${m.source} was applied on ${m.target} in ${Math.round(lagSeconds * 1000)} ms; pausing writes (attempt ${cut.attempt} of ${attempts}, budget ${maxPause} ms)`,
       lagBytes: slot.lagBytes,
       lagSeconds,
     });
     // Sessions already running with an older snapshot would hold the pause open: let them end first,
     // writes flowing, so that the pause only waits for what starts in the next milliseconds.
     const now = (await src!.query<{ x: string }>('SELECT pg_current_xact_id()::text AS x')).rows[0]!.x;
-    await waitForOlderWriters(src!, now, r.options.waitMs ?? 30_000, m.source);
+    await waitForOlderExplained(r, now, () => waitForOlderWriters(src!, now, r.options.waitMs ?? 30_000, m.source));
   });
   return { state: 'fenced', entry: { message: `write pause, attempt ${cut.attempt}` } };
 }
@@ -265,6 +306,10 @@ async function drainAndCheck(r: MoveRun, src: PoolClient, dst: PoolClient, deadl
   if (left() < 0) throw new PauseExceeded('the checks did not finish');
 }
 
+function lagOf(cut: Cutover): { lagSeconds?: number } {
+  return cut.lagSeconds === undefined ? {} : { lagSeconds: Math.round(cut.lagSeconds * 1000) / 1000 };
+}
+
 /** fenced (online): the write pause; past its budget the fence is lifted and the move goes back to replicating. */
 async function pause(r: MoveRun): Promise<Next> {
   const m = r.move;
@@ -275,7 +320,7 @@ async function pause(r: MoveRun): Promise<Next> {
   try {
     await r.pools.withClients([m.source, m.target], ([src, dst]) => drainAndCheck(r, src!, dst!, deadline));
     const ms = Math.round(performance.now() - t0);
-    cut.pauses.push({ attempt: cut.attempt, ms, outcome: 'switched' });
+    cut.pauses.push({ attempt: cut.attempt, ms, outcome: 'switched', ...lagOf(cut) });
     return {
       state: 'verified',
       entry: {
@@ -288,7 +333,7 @@ async function pause(r: MoveRun): Promise<Next> {
     // Writes resume whatever went wrong: the fence is only ever held inside a pause.
     await r.pools.withShard(m.source, (c) => removeFence(c, m.tenant, m.id));
     if (!(e instanceof PauseExceeded)) throw e;
-    cut.pauses.push({ attempt: cut.attempt, ms, outcome: e.message });
+    cut.pauses.push({ attempt: cut.attempt, ms, outcome: e.message, ...lagOf(cut) });
     r.emit({
       phase: 'replicating',
       message: `pause budget exceeded (${e.message}); fence lifted after ${ms} ms`,
@@ -297,7 +342,10 @@ async function pause(r: MoveRun): Promise<Next> {
     const more = cut.attempt < attempts ? `, retrying in ${cut.delayMs} ms` : '';
     return {
       state: 'replicating',
-      entry: { message: `pause budget of ${maxPause} ms exceeded (${e.message}): fence lifted after ${ms} ms${more}` },
+      entry: {
+        stats: { online: { pauses: cut.pauses } },
+        message: `pause budget of ${maxPause} ms exceeded (${e.message}): fence lifted after ${ms} ms${more}`,
+      },
     };
   }
 }

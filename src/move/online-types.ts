@@ -1,4 +1,5 @@
 import type { MoveState } from './move-journal.js';
+import type { MoveWait } from './waits.js';
 
 /** Progress of an online move, as the move reports it. */
 export interface OnlineEvent {
@@ -9,10 +10,19 @@ export interface OnlineEvent {
   bytes?: number;
   totalRows?: number;
   totalBytes?: number;
-  /** Replication lag: WAL bytes the target has not confirmed. */
+  /**
+   * WAL of the source server (every database) past what the target's slot confirmed: an upper bound,
+   * since the target confirms in batches and skips other databases' WAL only when it confirms.
+   */
   lagBytes?: number;
-  /** Replication lag in seconds (the walsender's replay lag). */
+  /** Replication lag in seconds: the walsender's replay lag while catching up, a mark's round trip once caught up. */
   lagSeconds?: number;
+  /** How long the move has waited so far for a mark written on the source to be applied on the target, ms. */
+  markWaitMs?: number;
+  /** Rows deleted so far from `table` by the cleanup (with `rows` the last batch). */
+  deletedRows?: number;
+  /** A long wait: what it waits for and why (sessions, their age, how to end them). */
+  wait?: MoveWait;
   /** Length of a write pause, ms (after it ended). */
   pauseMs?: number;
 }

@@ -55,19 +55,35 @@ async function graceForRouters(r: MoveRun): Promise<void> {
   await sleep(wait);
 }
 
-async function cleanupSource(r: MoveRun): Promise<void> {
+/**
+ * Deletes the source rows in batches and returns the rows deleted per table. Each batch reports the
+ * table's running total (a batch alone is not the table's count), and each table its final count.
+ */
+async function cleanupSource(r: MoveRun): Promise<Record<string, number>> {
   const m = r.move;
   const tables = await r.tables();
   r.emit({ phase: 'cleanup', message: `deleting tenant ${m.tenant}'s rows from ${m.source}` });
-  await r.pools.withShard(m.source, (c) =>
+  let current = '';
+  let sofar = 0;
+  const finish = () => {
+    if (current) r.emit({ phase: 'cleanup', table: current, deletedRows: sofar, message: 'table done' });
+  };
+  const batch = r.options.batch ?? 50_000;
+  const deleted = await r.pools.withShard(m.source, (c) =>
     deleteTenantRows(c, tables, m.tenant, r.key, {
-      batch: r.options.batch ?? 50_000,
+      batch,
       onBatch: (table, rows) => {
-        r.emit({ phase: 'cleanup', table, rows });
+        if (table !== current) finish();
+        sofar = table === current ? sofar + rows : rows;
+        current = table;
+        // A full batch means more to come: the running total; the table's count follows when it is done.
+        if (rows >= batch) r.emit({ phase: 'cleanup', table, rows, deletedRows: sofar });
         crashPoint('mid-cleanup');
       },
     }),
   );
+  finish();
+  return deleted;
 }
 
 async function afterSwitch(r: MoveRun): Promise<StepResult> {
@@ -88,8 +104,15 @@ async function afterSwitch(r: MoveRun): Promise<StepResult> {
     return { stop: true };
   }
   await graceForRouters(r);
-  await cleanupSource(r);
-  return { state: 'cleaned', entry: { message: `source rows of tenant ${m.tenant} deleted from ${m.source}` } };
+  const deleted = await cleanupSource(r);
+  const total = Object.values(deleted).reduce((a, n) => a + n, 0);
+  return {
+    state: 'cleaned',
+    entry: {
+      stats: { cleanup: { tables: deleted, rows: total } },
+      message: `${total} source rows of tenant ${m.tenant} deleted from ${m.source}`,
+    },
+  };
 }
 
 /**

@@ -11,11 +11,12 @@ import {
   type FleetPlan,
   type PlanProgress,
   type ShardMap,
+  type MoveEvent,
 } from '../../index.js';
 import { confirm } from '../confirm.js';
 import { formatBytes, globals, out, outJson, outTable, timeoutOf, type CliContext } from '../context.js';
 import { percentOption, sizeOption, usage, wholeNumberOption } from '../options.js';
-import { createProgress, type Progress } from '../progress.js';
+import { createProgress, moveProgressText, type Progress } from '../progress.js';
 import { bar } from '../render.js';
 import { modeOptions, type ModeOptions } from './move-mode.js';
 
@@ -100,20 +101,28 @@ async function showPlan(ctx: CliContext, plan: FleetPlan): Promise<void> {
   for (const n of plan.notes) out(ctx, `note: ${n}`);
 }
 
-function planProgressText(p: PlanProgress): string {
-  const eta = p.etaSeconds !== undefined ? `, ETA ${p.etaSeconds.toFixed(0)} s` : '';
-  const move = p.move ? `; ${p.move.phase}${p.move.table ? ` ${p.move.table}` : ''}` : '';
-  return `plan ${p.planId}: ${p.done}/${p.total} moves, ${formatBytes(p.bytesMoved)} moved (${formatBytes(p.rate)}/s${eta})${move}`;
+/**
+ * A plan's progress line: moves done and bytes moved; a rate and an ETA only once a move finished (there
+ * is nothing to estimate from before); the running move's own line (its waits included).
+ */
+function planProgressText(p: PlanProgress, moveText: (e: MoveEvent) => string): string {
+  const speed =
+    p.bytesMoved > 0
+      ? ` (${formatBytes(p.rate)}/s${p.etaSeconds !== undefined && p.done < p.total ? `, about ${p.etaSeconds.toFixed(0)} s left` : ''})`
+      : '';
+  const move = p.move ? `; ${moveText(p.move)}` : '';
+  return `plan ${p.planId}: ${p.done}/${p.total} moves, ${formatBytes(p.bytesMoved)} moved${speed}${move}`;
 }
 
 function applyOptionsOf(o: FleetOptions, timeoutMs: number, progress: Progress): ApplyOptions {
+  const moveText = moveProgressText();
   return {
     timeoutMs,
     parallel: o.parallel,
     ...(o.continueOnError ? { continueOnError: true } : {}),
     ...(o.maxRate !== undefined ? { maxBytesPerSecond: o.maxRate } : {}),
     move: modeOptions(o),
-    onProgress: (p) => progress.update(planProgressText(p), p),
+    onProgress: (p) => progress.update(planProgressText(p, moveText), p),
   };
 }
 

@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import {
   abortMove,
   ExitCode,
+  moveReport,
   moveTenant,
   planMove,
   resumeMove,
@@ -13,7 +14,8 @@ import {
 } from '../../index.js';
 import { confirm } from '../confirm.js';
 import { formatBytes, globals, mapOf, out, outJson, outTable, timeoutOf, type CliContext } from '../context.js';
-import { createProgress } from '../progress.js';
+import { createProgress, moveProgressText } from '../progress.js';
+import { showMoveReport } from './moves.js';
 import { usage, wholeNumberArg } from '../options.js';
 import { addModeOptions, modeOptions, type ModeOptions, type MoveMode } from './move-mode.js';
 import { addFleetOptions, runFleet, wantsFleet, type FleetOptions } from './rebalance-fleet.js';
@@ -49,23 +51,14 @@ export async function showPreview(ctx: CliContext, p: MovePreview): Promise<void
   );
 }
 
+/** The move's last line: its state and, once switched online, how long writes were paused. */
 function describe(m: MoveRecord): string {
-  return `move ${m.id}: tenant ${m.tenant} ${m.source} -> ${m.target}: ${m.state}`;
-}
-
-function progressText(e: MoveEvent, started: number): string {
-  if (e.phase === 'replicating' && e.lagBytes !== undefined) {
-    const secs = e.lagSeconds ?? 0;
-    const lag = secs >= 1 ? `${secs.toFixed(1)} s` : `${Math.round(secs * 1000)} ms`;
-    return `move ${e.moveId}: replicating, ${formatBytes(e.lagBytes)} of WAL unconfirmed, lag ${lag}${e.message ? `: ${e.message}` : ''}`;
-  }
-  if ((e.phase === 'copying' || e.phase === 'syncing') && e.bytes !== undefined) {
-    const s = (performance.now() - started) / 1000;
-    const rate = e.bytes / Math.max(s, 0.001);
-    const eta = e.totalBytes ? Math.max(0, (e.totalBytes * 1.15 - e.bytes) / rate) : undefined;
-    return `move ${e.moveId}: ${e.phase === 'syncing' ? 'copying (writes continue)' : 'copying'} ${e.table}: ${e.rows !== undefined ? `${e.rows.toLocaleString('en-US')} rows, ` : ''}${formatBytes(e.bytes)} (${formatBytes(rate)}/s${eta !== undefined ? `, ETA ${eta.toFixed(0)} s` : ''})`;
-  }
-  return `move ${e.moveId}: ${e.phase}${e.table ? ` ${e.table}` : ''}${e.rows !== undefined ? ` ${e.rows.toLocaleString('en-US')} rows` : ''}${e.message ? `: ${e.message}` : ''}`;
+  const r = moveReport(m);
+  const paused =
+    r.switchPauseMs !== undefined
+      ? `, writes paused ${r.switchPauseMs} ms (attempt ${r.pauses.length}${r.pauses.length > 1 ? `, after ${r.pauses.length - 1} pause(s) over the budget` : ''})`
+      : '';
+  return `move ${m.id}: tenant ${m.tenant} ${m.source} -> ${m.target}: ${m.state}${paused} in ${(r.totalMs / 1000).toFixed(1)} s`;
 }
 
 /** What a single move needs besides the map: how to report progress, how long to wait, how to move. */
@@ -141,13 +134,13 @@ async function rebalanceAction(opts: RebalanceOptions, command: Command, ctx: Cl
   const json = Boolean(globals(command).json);
   if (wantsFleet(opts)) return runFleet(map, opts, command, ctx);
   const progress = await createProgress(command, ctx);
-  const started = performance.now();
+  const text = moveProgressText();
   const run: MoveRun = {
     map,
     opts,
     ctx,
     json,
-    onProgress: (e) => progress.update(progressText(e, started), e),
+    onProgress: (e) => progress.update(text(e), e),
     timeoutMs: timeoutOf(command),
     mode: modeOptions(opts),
   };
@@ -160,8 +153,9 @@ async function rebalanceAction(opts: RebalanceOptions, command: Command, ctx: Cl
   }
   if (move === undefined) return;
   progress.done(describe(move));
-  if (json) return outJson(ctx, { move });
+  if (json) return outJson(ctx, { move, report: moveReport(move) });
   out(ctx, describe(move));
+  if (move.state === 'done' || move.state === 'switched') await showMoveReport(ctx, moveReport(move));
   if (move.state === 'switched' && move.keepSource)
     out(ctx, `source rows kept on ${move.source}: remove them with \`shardctl moves cleanup ${move.id}\``);
 }
