@@ -1,7 +1,7 @@
 import type { FuncCall, SelectStmt, SortBy } from '@pgsql/types';
 import { mergeNode, shardColumn } from './merge-ops.js';
-import { collationOf, outputName, resolveSortExpr, resTarget, shardQuery, ungrouped } from './plan-common.js';
-import type { MultiShard } from './plan-rows.js';
+import { collationOf, outputName, resolveSortExpr, resTarget, ungrouped } from './plan-common.js';
+import { finalPlanBase, type MultiShard } from './plan-rows.js';
 import type { FinalPlan } from './plan-types.js';
 import {
   as,
@@ -151,7 +151,7 @@ function finalSortOf(sortClause: Node[], names: Set<string | undefined>, toFinal
  * planGrouping(m, aggs).shardSql // 'SELECT plan AS __c0, ..., sum(total) AS __c2, count(total) AS __c3 ...'
  */
 export function planGrouping(m: MultiShard, aggs: Node[]): FinalPlan {
-  const { s, targets, offset, limit } = m;
+  const { s, targets } = m;
   const distinct = Array.isArray(s.distinctClause) && s.distinctClause.length > 0;
   let groupExprs = (s.groupClause ?? []).map((g) => resolveSortExpr(g, targets));
   if (distinct && groupExprs.length === 0 && aggs.length === 0) groupExprs = targets.map((t) => t.val);
@@ -164,25 +164,15 @@ export function planGrouping(m: MultiShard, aggs: Node[]): FinalPlan {
   const toFinal = (n: Node) => finalExpr(n, groupExprs, groupCols, partials);
   const columns = targets.map((t) => t.name ?? outputName(t.val));
   const finalSort = finalSortOf(sortClause, new Set(targets.map((t) => t.name).filter(Boolean)), toFinal);
-  const final: SelectStmt = {
-    targetList: targets.map((t, i) => resTarget(toFinal(t.val), columns[i]!)),
-    ...(groupExprs.length > 0 ? { groupClause: groupCols.map(shardColumn) } : {}),
-    ...(havingClause ? { havingClause: toFinal(havingClause) } : {}),
-    ...(finalSort.length ? { sortClause: finalSort } : {}),
-    ...(distinct ? { distinctClause: [{} as Node] } : {}),
-    ...(limit !== undefined ? { limitCount: intConst(Number(limit)), limitOption: 'LIMIT_OPTION_COUNT' } : {}),
-    ...(offset !== undefined ? { limitOffset: intConst(Number(offset)) } : {}),
-    op: 'SETOP_NONE',
-  };
   const keys = groupExprs.length ? groupExprs.map((g) => deparse(g)).join(', ') : '(one group)';
   return {
-    kind: 'final',
-    shards: m.shards,
-    routing: m.routing,
-    ...shardQuery({ SelectStmt: s }, m.input.params),
-    visible: targets.length,
-    final,
-    columns,
+    ...finalPlanBase(m, columns, {
+      targetList: targets.map((t, i) => resTarget(toFinal(t.val), columns[i]!)),
+      ...(groupExprs.length > 0 ? { groupClause: groupCols.map(shardColumn) } : {}),
+      ...(havingClause ? { havingClause: toFinal(havingClause) } : {}),
+      ...(finalSort.length ? { sortClause: finalSort } : {}),
+      ...(distinct ? { distinctClause: [{} as Node] } : {}),
+    }),
     collations: cols.collations,
     steps: [
       `every shard groups its rows by ${keys} and returns partial aggregates (avg as sum and count${partials.distinct.length ? ', count(DISTINCT) as the distinct values' : ''})`,

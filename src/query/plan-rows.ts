@@ -100,24 +100,42 @@ export function planOrdered(m: MultiShard): FinalPlan {
   if (limit !== undefined) s.limitCount = intConst(Number((offset ?? 0n) + limit));
   s.limitOffset = undefined;
   const columns = targets.map((t) => t.name ?? outputName(t.val));
-  const final: SelectStmt = {
-    targetList: columns.map((name, i) => resTarget(shardColumn(i), name)),
-    sortClause: keys.finalSort,
-    ...(limit !== undefined ? { limitCount: intConst(Number(limit)), limitOption: 'LIMIT_OPTION_COUNT' } : {}),
-    ...(offset !== undefined ? { limitOffset: intConst(Number(offset)) } : {}),
-    op: 'SETOP_NONE',
-  };
   return {
-    kind: 'final',
-    shards: m.shards,
-    routing: m.routing,
-    ...shardQuery({ SelectStmt: s }, m.input.params),
-    visible: targets.length,
-    final,
-    columns,
+    ...finalPlanBase(m, columns, {
+      targetList: columns.map((name, i) => resTarget(shardColumn(i), name)),
+      sortClause: keys.finalSort,
+    }),
     collations: keys.collations,
     ...(limit === undefined ? { sortKeys: keys.sortKeys } : {}),
     ...(offset !== undefined ? { offset } : {}),
     steps: orderedSteps(offset, limit),
+  };
+}
+
+/**
+ * What every final plan shares: the shards it asks, the SQL they get, and the final query with its output
+ * names. LIMIT and OFFSET are the user's own, applied once by the final query as one server would.
+ *
+ * @example
+ * return { ...finalPlanBase(m, columns, { targetList, sortClause }), collations, steps };
+ */
+export function finalPlanBase(
+  m: MultiShard,
+  columns: string[],
+  final: Omit<SelectStmt, 'limitCount' | 'limitOption' | 'limitOffset' | 'op'>,
+): Pick<FinalPlan, 'kind' | 'shards' | 'routing' | 'shardSql' | 'params' | 'visible' | 'final' | 'columns'> {
+  return {
+    kind: 'final',
+    shards: m.shards,
+    routing: m.routing,
+    ...shardQuery({ SelectStmt: m.s }, m.input.params),
+    visible: m.targets.length,
+    final: {
+      ...final,
+      ...(m.limit !== undefined ? { limitCount: intConst(Number(m.limit)), limitOption: 'LIMIT_OPTION_COUNT' } : {}),
+      ...(m.offset !== undefined ? { limitOffset: intConst(Number(m.offset)) } : {}),
+      op: 'SETOP_NONE',
+    },
+    columns,
   };
 }
