@@ -11,9 +11,12 @@ const LAYERS = [
   { name: 'db', paths: ['src/db/'] },
   { name: 'catalog', paths: ['src/catalog/'] },
   { name: 'router', paths: ['src/router/'] },
-  { name: 'cores', paths: ['src/locate/', 'src/migrate/', 'src/query/', 'src/shards/', 'src/move/', 'src/dev/'] },
+  {
+    name: 'cores',
+    paths: ['src/locate/', 'src/migrate/', 'src/query/', 'src/shards/', 'src/move/', 'src/dev/', 'src/tx/'],
+  },
   { name: 'verify', paths: ['src/verify/'] },
-  { name: 'rebalance', paths: ['src/rebalance/'] },
+  { name: 'rebalance', paths: ['src/rebalance/', 'src/adopt/'] },
   { name: 'entries', paths: ['src/index\\.ts', 'src/internal\\.ts'] },
   { name: 'cli', paths: ['src/cli/'] },
 ];

