@@ -72,15 +72,17 @@ export type RawShardMap = Record<string, unknown>;
 
 /**
  * The column that holds the tenant in a table: the map's per-table override (`shardKey.columns`), else
- * `shardKey.column`. A table is named as in the map (`users` or `schema.users`); a bare name also
- * matches `public.name` and the other way round.
+ * `shardKey.column`. A table is named as in the map: `schema.users` matches an override for
+ * `schema.users` or for the bare `users` (a bare name means that table in any schema, as in `tables`);
+ * a bare `users` matches `users` or `public.users`.
  *
  * @example
- * shardKeyColumn(map, 'tenants'); // 'id' with shardKey: { column: tenant_id, columns: { tenants: id } }
- * shardKeyColumn(map, 'public.users'); // 'tenant_id'
+ * shardKeyColumn(map, 'public.tenants'); // 'id' with shardKey: { column: tenant_id, columns: { tenants: id } }
+ * shardKeyColumn(map, 'users'); // 'tenant_id'
  */
 export function shardKeyColumn(map: Pick<ShardMap, 'shardKey'>, table: string): string {
   const cols = map.shardKey.columns ?? {};
-  const bare = table.startsWith('public.') ? table.slice('public.'.length) : table;
-  return cols[table] ?? cols[bare] ?? cols[`public.${bare}`] ?? map.shardKey.column;
+  const dot = table.indexOf('.');
+  const bare = dot < 0 ? table : table.slice(dot + 1);
+  return cols[table] ?? cols[bare] ?? (dot < 0 ? cols[`public.${bare}`] : undefined) ?? map.shardKey.column;
 }

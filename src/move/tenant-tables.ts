@@ -1,11 +1,16 @@
 import type { PoolClient } from 'pg';
 import type { ShardMap } from '../config/shard-map.js';
-import { TENANT_TABLES_SQL } from '../catalog/user-tables.js';
+import { TENANT_TABLES_SQL, tenantTablesParams } from '../catalog/user-tables.js';
 
 /** What a move needs to know about one tenant table. */
 export interface TenantTable {
   /** `schema.table`, unquoted. */
   table: string;
+  /**
+   * The column holding the tenant in this table (`shardKey.column` unless `shardKey.columns` names
+   * another). Every statement that selects a tenant's rows of this table filters on it.
+   */
+  keyColumn: string;
   /** Columns COPY writes, in table order: generated columns are left out (the target computes them). */
   columns: string[];
   /** Every column with its type, for comparing source and target. */
@@ -29,7 +34,10 @@ export interface TenantTable {
  */
 export async function readTenantTables(client: PoolClient, map: ShardMap): Promise<TenantTable[]> {
   const list = (
-    await client.query<{ table_name: string; reltuples: number }>(TENANT_TABLES_SQL, [map.shardKey.column, map.tables])
+    await client.query<{ table_name: string; reltuples: number; key_column: string }>(
+      TENANT_TABLES_SQL,
+      tenantTablesParams(map),
+    )
   ).rows;
   if (list.length === 0) return [];
   const names = list.map((t) => t.table_name);
@@ -63,6 +71,7 @@ export async function readTenantTables(client: PoolClient, map: ShardMap): Promi
   for (const t of list) {
     tables.set(t.table_name, {
       table: t.table_name,
+      keyColumn: t.key_column,
       columns: [],
       allColumns: [],
       primaryKey: [],

@@ -111,8 +111,10 @@ function readBatch(cursor: Cursor<Row>): Promise<{ rows: Row[]; fields: ShardFie
   });
 }
 
-const DEFAULT_COLLATION_SQL =
-  'SELECT datlocprovider AS p, datcollate AS c, datlocale AS l FROM pg_database WHERE datname = current_database()';
+// datlocale exists from PostgreSQL 17 (15 and 16 call it daticulocale, and have no builtin provider):
+// read it through the row's jsonb so that one statement runs on every major.
+const DEFAULT_COLLATION_SQL = `SELECT datlocprovider AS p, datcollate AS c, to_jsonb(d) ->> 'datlocale' AS l
+  FROM pg_database d WHERE datname = current_database()`;
 
 /** Whether the session database's default collation orders text by bytes (C / POSIX / C.UTF-8 builtin). */
 async function defaultIsByteOrder(client: PoolClient): Promise<boolean> {

@@ -9,7 +9,7 @@ import type { ShardResult } from '../db/for-each-shard.js';
 import { ExitCode, ShardctlError } from '../errors.js';
 import { compileRule } from '../placement/placement.js';
 import { parseTenant } from '../placement/tenant-key.js';
-import { TENANT_TABLES_SQL } from '../catalog/user-tables.js';
+import { TENANT_TABLES_SQL, tenantTablesParams } from '../catalog/user-tables.js';
 import { quoteIdent, quoteTable } from '../db/sql.js';
 import { FROZEN, writeRuleState } from '../catalog/rule-state.js';
 
@@ -64,7 +64,7 @@ export async function freezePlacements(map: ShardMap, options: { timeoutMs?: num
 /** The distinct tenants with rows in any tenant table of one shard, as text. */
 async function tenantsOn(c: PoolClient, map: ShardMap): Promise<string[]> {
   const key = quoteIdent(map.shardKey.column);
-  const tables = (await c.query<{ table_name: string }>(TENANT_TABLES_SQL, [map.shardKey.column, map.tables])).rows.map(
+  const tables = (await c.query<{ table_name: string }>(TENANT_TABLES_SQL, tenantTablesParams(map))).rows.map(
     (r) => r.table_name,
   );
   if (tables.length === 0) return [];

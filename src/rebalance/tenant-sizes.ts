@@ -2,7 +2,7 @@ import type { PoolClient } from 'pg';
 import type { ShardMap } from '../config/shard-map.js';
 import { forEachShard, type ShardResult } from '../db/for-each-shard.js';
 import { ShardPools } from '../db/shard-pools.js';
-import { TENANT_TABLES_SQL } from '../catalog/user-tables.js';
+import { TENANT_TABLES_SQL, tenantTablesParams } from '../catalog/user-tables.js';
 import { quoteIdent, quoteTable } from '../db/sql.js';
 
 /** Size of one tenant on one shard. */
@@ -89,7 +89,7 @@ async function shardSizes(
                  * CASE WHEN coalesce(s.n_live_tup + s.n_dead_tup, 0) = 0 THEN 1 ELSE s.n_live_tup::float8 / (s.n_live_tup + s.n_dead_tup) END)::int8::text AS bytes
          FROM (${TENANT_TABLES_SQL}) t
          LEFT JOIN pg_stat_user_tables s ON s.schemaname = t.schema_name AND s.relname = t.relname`,
-      [map.shardKey.column, map.tables],
+      tenantTablesParams(map),
     )
   ).rows;
   const key = quoteIdent(map.shardKey.column);

@@ -5,7 +5,7 @@ import { forEachShard, type ShardResult } from '../db/for-each-shard.js';
 import { ShardPools } from '../db/shard-pools.js';
 import { ShardctlError } from '../errors.js';
 import { replicationLeftovers } from '../catalog/leftovers.js';
-import { TENANT_TABLES_SQL } from '../catalog/user-tables.js';
+import { TENANT_TABLES_SQL, tenantTablesParams } from '../catalog/user-tables.js';
 
 /** A shard as listed by `shardctl shards`: never with its password. */
 export interface ShardSummary {
@@ -139,10 +139,7 @@ export async function checkShards(
           const info = await client.query<{ v: string; size: string }>(
             "SELECT current_setting('server_version') AS v, pg_database_size(current_database())::text AS size",
           );
-          const tables = await client.query<{ reltuples: number }>(TENANT_TABLES_SQL, [
-            map.shardKey.column,
-            map.tables,
-          ]);
+          const tables = await client.query<{ reltuples: number }>(TENANT_TABLES_SQL, tenantTablesParams(map));
           const catalogVersion = await readCatalogVersion(client);
           const slots = (await replicationLeftovers(client)).filter((r) => r.kind === 'replication-slot');
           return {

@@ -7,7 +7,7 @@ import { ShardPools } from '../db/shard-pools.js';
 import { ExitCode, ShardctlError } from '../errors.js';
 import { compileRule } from '../placement/placement.js';
 import { parseTenant, tenantText } from '../placement/tenant-key.js';
-import { TENANT_TABLES_SQL } from '../catalog/user-tables.js';
+import { TENANT_TABLES_SQL, tenantTablesParams } from '../catalog/user-tables.js';
 import {
   invalidIndexes,
   replicationLeftovers,
@@ -301,9 +301,9 @@ async function shardFacts(
   return withTransaction(
     c,
     async () => {
-      const tables = (
-        await c.query<{ table_name: string }>(TENANT_TABLES_SQL, [map.shardKey.column, map.tables])
-      ).rows.map((r) => r.table_name);
+      const tables = (await c.query<{ table_name: string }>(TENANT_TABLES_SQL, tenantTablesParams(map))).rows.map(
+        (r) => r.table_name,
+      );
       const misplaced = directory ? await misplacedOn(c, map, shard, tables, directory, tenant) : [];
       const whole = tenant === undefined;
       const schema = whole && want.has('schema') ? await readSchema(c) : undefined;
