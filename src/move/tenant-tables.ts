@@ -33,12 +33,8 @@ export interface TenantTable {
  * const tables = await readTenantTables(client, map); tables.map((t) => t.table) // ['public.tenants', 'public.users', ...]
  */
 export async function readTenantTables(client: PoolClient, map: ShardMap): Promise<TenantTable[]> {
-  const list = (
-    await client.query<{ table_name: string; reltuples: number; key_column: string }>(
-      TENANT_TABLES_SQL,
-      tenantTablesParams(map),
-    )
-  ).rows;
+  type Listed = { table_name: string; reltuples: number; key_column: string };
+  const list = (await client.query<Listed>(TENANT_TABLES_SQL, tenantTablesParams(map))).rows;
   if (list.length === 0) return [];
   const names = list.map((t) => t.table_name);
   const cols = await client.query<{ t: string; name: string; type: string; generated: string; seq: string | null }>(
