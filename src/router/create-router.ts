@@ -44,6 +44,13 @@ export interface ShardRouter {
   readonly offline: boolean;
   /** Version of the directory in memory (-1 when none was read). */
   readonly directoryVersion: number;
+  /**
+   * True when the catalog holds a recorded placement rule (written by migrate, moves, freeze, adopt)
+   * and it matches the map. False offline and on a fleet nobody recorded: then the map's rule is
+   * unproven (the map may have grown since the data was placed), and a caller that must be right
+   * asks every shard instead of trusting `locate`.
+   */
+  readonly ruleRecorded: boolean;
   /** Where the tenant lives. Throws (exit code 2) on a value that is not a valid key. */
   locate(tenant: unknown): Location;
   /** Kysely bound to the tenant's shard. */
@@ -64,6 +71,7 @@ interface DirectoryCache {
   version: number;
   checkedAt: number;
   ruleError: ShardctlError | undefined;
+  ruleRecorded: boolean;
 }
 
 /** Connections of an online router: the pools and the Kysely module bound to them. */
@@ -89,7 +97,9 @@ async function refreshDirectory(map: ShardMap, pools: ShardPools, cache: Directo
     // A map whose rule differs from the recorded one would send tenants to shards that do not
     // hold them: refuse to route rather than answer from the wrong shard.
     try {
-      assertRuleUnchanged(map, await readRuleState(client));
+      const recorded = await readRuleState(client);
+      assertRuleUnchanged(map, recorded);
+      cache.ruleRecorded = recorded !== undefined;
       cache.ruleError = undefined;
     } catch (e) {
       cache.ruleError = e as ShardctlError;
@@ -156,7 +166,13 @@ export async function createRouter(mapOrPath: ShardMap | string, options: Router
   const rule = compileRule(map);
   const ttl = options.directoryTtlMs ?? 2000;
   const connections = await openConnections(map, options);
-  const cache: DirectoryCache = { entries: new Map(), version: -1, checkedAt: 0, ruleError: undefined };
+  const cache: DirectoryCache = {
+    entries: new Map(),
+    version: -1,
+    checkedAt: 0,
+    ruleError: undefined,
+    ruleRecorded: false,
+  };
   const refresh = async () => (connections ? refreshDirectory(map, connections.pools, cache) : undefined);
   if (connections) {
     await refresh();
@@ -172,6 +188,9 @@ export async function createRouter(mapOrPath: ShardMap | string, options: Router
     offline: !connections,
     get directoryVersion() {
       return cache.version;
+    },
+    get ruleRecorded() {
+      return cache.ruleRecorded;
     },
     locate(tenant) {
       if (connections && Date.now() - cache.checkedAt > ttl && !refreshing) {
