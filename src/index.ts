@@ -23,6 +23,7 @@ export type {
   RawShardMap,
   MigrateSettings,
 } from './config/shard-map.js';
+export { shardKeyColumn } from './config/shard-map.js';
 export { parseTenant, tenantText } from './placement/tenant-key.js';
 export type { TenantKey } from './placement/tenant-key.js';
 export { compileRule, bucketOf, moduloIndex, tenantHash, ruleSql } from './placement/placement.js';

@@ -4,7 +4,10 @@ import type { ShardMap } from './shard-map.js';
 export interface ShardMapSummary {
   file: string;
   strategy: 'modulo' | 'hash';
+  /** The key column and type, with the per-table columns: `tenant_id (bigint); tenants.id`. */
   shardKey: string;
+  /** Tables whose tenant column is not the map's `column` (`shardKey.columns`). */
+  keyColumns?: Record<string, string>;
   shards: number;
   catalog: string;
   /** `hash` only: bucket count and how many each shard owns. */
@@ -24,7 +27,8 @@ export function describeShardMap(map: ShardMap): ShardMapSummary {
   return {
     file: map.file,
     strategy: map.placement.strategy,
-    shardKey: `${map.shardKey.column} (${map.shardKey.type})`,
+    shardKey: `${map.shardKey.column} (${map.shardKey.type})${keyColumnsText(map)}`,
+    ...(Object.keys(map.shardKey.columns ?? {}).length > 0 ? { keyColumns: { ...map.shardKey.columns } } : {}),
     shards: map.shards.length,
     catalog: map.catalog,
     ...(map.placement.strategy === 'hash'
@@ -41,4 +45,10 @@ export function describeShardMap(map: ShardMap): ShardMapSummary {
     tables: map.tables ?? 'auto',
     reference: map.reference,
   };
+}
+
+/** `; tenants.id, accounts.account_id` for the tables that name their own tenant column, else nothing. */
+function keyColumnsText(map: ShardMap): string {
+  const entries = Object.entries(map.shardKey.columns ?? {});
+  return entries.length === 0 ? '' : `; ${entries.map(([t, c]) => `${t}.${c}`).join(', ')}`;
 }

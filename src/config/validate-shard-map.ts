@@ -185,6 +185,7 @@ class Validator {
         this.problem(['reference'], `table "${t}" is listed both as tenant table and reference table`);
       }
     }
+    if (shardKey) this.checkKeyColumnTables(shardKey.columns, tables, reference);
     const migrate = this.migrateSettings();
 
     if (this.problems.length > 0 || !shardKey || !placement || !shards || !catalog) return undefined;
@@ -242,6 +243,28 @@ class Validator {
       else out[table] = col;
     }
     return out;
+  }
+
+  /**
+   * A `shardKey.columns` entry must name a tenant table: one in `tables` when that is a list (a name
+   * there matches `schema.table` or the bare table), never a reference table (those have no tenant).
+   */
+  private checkKeyColumnTables(columns: Record<string, string>, tables: string[] | null, reference: string[]): void {
+    const bare = (t: string) => t.slice(t.indexOf('.') + 1);
+    const listed = (t: string, list: string[]) =>
+      list.some((x) => x === t || x === bare(t) || bare(x) === t || (x === `public.${t}` && !t.includes('.')));
+    for (const table of Object.keys(columns)) {
+      if (listed(table, reference))
+        this.problem(
+          ['shardKey', 'columns', table],
+          `"${table}" is a reference table (reference:), which holds no tenant column; remove it from shardKey.columns or from reference`,
+        );
+      else if (tables && !listed(table, tables))
+        this.problem(
+          ['shardKey', 'columns', table],
+          `"${table}" is not in tables: (${tables.join(', ')}); add it there or remove it from shardKey.columns`,
+        );
+    }
   }
 
   private placement(): PlacementRule | undefined {

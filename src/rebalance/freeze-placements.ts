@@ -63,13 +63,15 @@ export async function freezePlacements(map: ShardMap, options: { timeoutMs?: num
 
 /** The distinct tenants with rows in any tenant table of one shard, as text. */
 async function tenantsOn(c: PoolClient, map: ShardMap): Promise<string[]> {
-  const key = quoteIdent(map.shardKey.column);
-  const tables = (await c.query<{ table_name: string }>(TENANT_TABLES_SQL, tenantTablesParams(map))).rows.map(
-    (r) => r.table_name,
-  );
+  const tables = (await c.query<{ table_name: string; key_column: string }>(TENANT_TABLES_SQL, tenantTablesParams(map)))
+    .rows;
   if (tables.length === 0) return [];
+  // Each table by its own tenant column (tenants.id, users.tenant_id).
   const sql = tables
-    .map((t) => `SELECT DISTINCT ${key}::text AS tenant FROM ${quoteTable(t)} WHERE ${key} IS NOT NULL`)
+    .map((t) => {
+      const key = quoteIdent(t.key_column);
+      return `SELECT DISTINCT ${key}::text AS tenant FROM ${quoteTable(t.table_name)} WHERE ${key} IS NOT NULL`;
+    })
     .join('\nUNION\n');
   return (await c.query<{ tenant: string }>(sql)).rows.map((r) => r.tenant);
 }

@@ -39,6 +39,7 @@ export interface TenantSizesOptions {
 
 interface TableInfo {
   table_name: string;
+  key_column: string;
   reltuples: number;
   bytes: string;
 }
@@ -84,7 +85,7 @@ async function shardSizes(
     await c.query<TableInfo>(
       // Dead rows (a moved tenant's deleted rows) keep their space until vacuumed: count only the
       // live share of the table's size.
-      `SELECT t.table_name, t.reltuples,
+      `SELECT t.table_name, t.reltuples, t.key_column,
               (pg_total_relation_size(to_regclass(quote_ident(t.schema_name) || '.' || quote_ident(t.relname)))
                  * CASE WHEN coalesce(s.n_live_tup + s.n_dead_tup, 0) = 0 THEN 1 ELSE s.n_live_tup::float8 / (s.n_live_tup + s.n_dead_tup) END)::int8::text AS bytes
          FROM (${TENANT_TABLES_SQL}) t
@@ -92,12 +93,13 @@ async function shardSizes(
       tenantTablesParams(map),
     )
   ).rows;
-  const key = quoteIdent(map.shardKey.column);
   const perTenant = new Map<string, { rows: number; bytes: number }>();
   let estimated = false;
   let shardRows = 0;
   let shardBytes = 0;
   for (const t of tables) {
+    // Each table's own tenant column (`shardKey.columns`: tenants.id beside users.tenant_id).
+    const key = quoteIdent(t.key_column);
     const bytes = Number(t.bytes);
     shardBytes += bytes;
     let counts: { tenant: string; n: number }[];

@@ -17,7 +17,7 @@ import {
 import { readLedger, readMigrationFiles, type LedgerEntry, type MigrationFileSum } from '../catalog/ledger.js';
 import { keyCast, quoteIdent, quoteTable } from '../db/sql.js';
 import { withTransaction } from '../db/transaction.js';
-import { misplacedRowsSql } from './misplaced-sql.js';
+import { misplacedRowsSql, type KeyedTable } from './misplaced-sql.js';
 import { judgeMoves, readMoveFacts, type MoveFacts } from './move-leftovers.js';
 import { diffTable, fingerprint, readSchema, type SchemaDifference, type TableSchema } from './schema-fingerprint.js';
 
@@ -87,7 +87,8 @@ export type VerifyCheck = 'misplaced-rows' | 'schema' | 'migrations' | 'leftover
 export const VERIFY_CHECKS: VerifyCheck[] = ['misplaced-rows', 'schema', 'migrations', 'leftovers'];
 
 interface ShardFacts {
-  tables: string[];
+  /** Tenant tables, each with its own tenant column. */
+  tables: KeyedTable[];
   misplaced: { table: string; tenant: string | null; rows: number }[];
   schema?: Map<string, TableSchema>;
   ledger: LedgerEntry[] | null;
@@ -301,9 +302,9 @@ async function shardFacts(
   return withTransaction(
     c,
     async () => {
-      const tables = (await c.query<{ table_name: string }>(TENANT_TABLES_SQL, tenantTablesParams(map))).rows.map(
-        (r) => r.table_name,
-      );
+      const tables = (
+        await c.query<{ table_name: string; key_column: string }>(TENANT_TABLES_SQL, tenantTablesParams(map))
+      ).rows.map((r) => ({ table: r.table_name, keyColumn: r.key_column }));
       const misplaced = directory ? await misplacedOn(c, map, shard, tables, directory, tenant) : [];
       const whole = tenant === undefined;
       const schema = whole && want.has('schema') ? await readSchema(c) : undefined;
@@ -325,16 +326,16 @@ async function misplacedOn(
   c: PoolClient,
   map: ShardMap,
   shard: Shard,
-  tables: string[],
+  tables: KeyedTable[],
   directory: Map<string, string>,
   tenant: string | undefined,
 ): Promise<ShardFacts['misplaced']> {
   const misplaced: ShardFacts['misplaced'] = [];
   if (tenant !== undefined) {
-    for (const table of tables) {
+    for (const { table, keyColumn } of tables) {
       // One tenant: count its rows here with the key index.
       const r = await c.query<{ n: string }>(
-        `SELECT count(*)::text AS n FROM ${quoteTable(table)} WHERE ${quoteIdent(map.shardKey.column)} = $1`,
+        `SELECT count(*)::text AS n FROM ${quoteTable(table)} WHERE ${quoteIdent(keyColumn)} = $1`,
         [tenant],
       );
       const n = Number(r.rows[0]!.n);
@@ -353,6 +354,11 @@ async function misplacedOn(
 }
 
 type Owner = ReturnType<typeof ownerOf>;
+
+/** The tenant column of a table as the shard's facts list it. */
+function keyColumnOf(facts: ShardFacts, table: string): string {
+  return facts.tables.find((t) => t.table === table)?.keyColumn ?? 'shard-key column';
+}
 /** tenant -> shard -> table -> rows, of rows that are not on their owner's shard. */
 type MisplacedByTenant = Map<string, Map<string, Record<string, number>>>;
 
@@ -371,7 +377,7 @@ function groupMisplaced(
           kind: 'rows-without-key',
           shard,
           table: m.table,
-          message: `${m.rows} row(s) of ${m.table} on ${shard} have no ${map.shardKey.column}: they belong to no tenant`,
+          message: `${m.rows} row(s) of ${m.table} on ${shard} have no ${keyColumnOf(f, m.table)}: they belong to no tenant`,
           details: { rows: m.rows },
         });
         continue;
@@ -402,7 +408,6 @@ async function presentOnOwners(
     wanted.get(o)!.push(t);
   }
   const present = new Set<string>();
-  const key = quoteIdent(map.shardKey.column);
   const arr = `${keyCast(map.shardKey.type)}[]`;
   await Promise.all(
     [...wanted].map(async ([shard, ids]) => {
@@ -411,7 +416,8 @@ async function presentOnOwners(
       if (!tables) return;
       await pools
         .withShard(shard, async (c) => {
-          for (const table of tables) {
+          for (const { table, keyColumn } of tables) {
+            const key = quoteIdent(keyColumn);
             const r = await c.query<{ t: string }>(
               `SELECT DISTINCT ${key}::text AS t FROM ${quoteTable(table)} WHERE ${key} = ANY($1::${arr})`,
               [ids],
