@@ -31,7 +31,7 @@ export type { RulePlacement } from './placement/placement.js';
 export { hashBytes, hashInt8, hashUint32 } from './placement/pg-hash.js';
 export { createRouter, withScatter } from './query/scatter.js';
 export type { Router, ScatterOptions } from './query/scatter.js';
-export type { ShardRouter, RouterOptions, Location } from './router/create-router.js';
+export type { ShardRouter, RouterOptions, Location, UnrecordedRule } from './router/create-router.js';
 export { ShardPools, withAdvisoryLock, ADVISORY_NAMESPACE } from './db/shard-pools.js';
 export type { ShardPoolsOptions, AdvisoryLockOptions, LockHolder } from './db/shard-pools.js';
 export { forEachShard } from './db/for-each-shard.js';
@@ -63,6 +63,8 @@ export type { TenantSize, ShardSize, TenantSizesOptions } from './rebalance/tena
 export { freezePlacements, pruneDirectory } from './rebalance/freeze-placements.js';
 export type { FreezeReport } from './rebalance/freeze-placements.js';
 export { writeRuleState } from './catalog/rule-state.js';
+export { adoptFleet } from './adopt/adopt-fleet.js';
+export type { AdoptOptions, AdoptReport, AdoptShard, MisplacedTenant } from './adopt/adopt-fleet.js';
 export { planMove, moveTenant, resumeMove, abortMove, cleanupMove } from './move/move-tenant.js';
 export type { MovePreview, MoveEvent, MoveOptions, MoveResult } from './move/move-tenant.js';
 export { MOVE_STATES, SWITCHED_STATES } from './move/move-journal.js';

@@ -14,6 +14,56 @@ export interface CatalogStep {
 }
 
 /**
+ * Step 8: `shardctl.locate(tenant)` answers in SQL exactly what `shardctl locate` answers: the
+ * directory's entry, else the recorded rule (`shardctl.rule_state.rule`; after a freeze, the rule of
+ * the map that froze, kept under `placement`). Overloads for bigint, uuid and text keys; a text
+ * argument is read as the recorded key type, so `locate('007')` on a bigint key finds tenant 7. The
+ * hash is PostgreSQL's own (`hashint8`, `uuid_hash`, `hashtext(... COLLATE "C")`), as in
+ * src/placement/placement.ts. Without a recorded rule it raises rather than guess.
+ */
+const LOCATE_FUNCTION_SQL = `
+  CREATE FUNCTION shardctl.locate(tenant_key text) RETURNS text LANGUAGE plpgsql STABLE AS $$
+  DECLARE
+    st record;
+    r jsonb;
+    k text;
+    s text;
+    b int8;
+    n int;
+  BEGIN
+    SELECT fingerprint, rule INTO st FROM shardctl.rule_state;
+    IF NOT FOUND THEN
+      RAISE EXCEPTION 'shardctl.locate: this catalog records no placement rule' USING ERRCODE = 'P0001',
+        HINT = 'run shardctl adopt with the map the applications use: it checks the data and records the rule';
+    END IF;
+    r := CASE WHEN st.fingerprint = '*' THEN st.rule -> 'placement' ELSE st.rule END;
+    IF r IS NULL THEN
+      RAISE EXCEPTION 'shardctl.locate: the directory is frozen and the catalog does not know the rule for new tenants' USING ERRCODE = 'P0001',
+        HINT = 'run shardctl adopt (or shardctl rebalance --freeze) with the map the applications use';
+    END IF;
+    k := CASE r ->> 'keyType' WHEN 'bigint' THEN (tenant_key::int8)::text WHEN 'uuid' THEN (tenant_key::uuid)::text ELSE tenant_key END;
+    SELECT p.shard INTO s FROM shardctl.placements p WHERE p.tenant = k;
+    IF FOUND THEN
+      RETURN s;
+    END IF;
+    IF r ->> 'strategy' = 'modulo' THEN
+      n := jsonb_array_length(r -> 'shards');
+      RETURN r -> 'shards' ->> ((((k::int8 % n) + n) % n)::int);
+    END IF;
+    b := ((CASE r ->> 'keyType' WHEN 'bigint' THEN hashint8(k::int8) WHEN 'uuid' THEN uuid_hash(k::uuid)
+           ELSE hashtext(k COLLATE "C") END)::int8 & 4294967295) % (r ->> 'buckets')::int8;
+    SELECT x ->> 'shard' INTO s FROM jsonb_array_elements(r -> 'ranges') x
+     WHERE b BETWEEN (x ->> 'from')::int8 AND (x ->> 'to')::int8;
+    RETURN s;
+  END $$;
+  CREATE FUNCTION shardctl.locate(tenant_key bigint) RETURNS text LANGUAGE sql STABLE
+    AS $$ SELECT shardctl.locate(tenant_key::text) $$;
+  CREATE FUNCTION shardctl.locate(tenant_key uuid) RETURNS text LANGUAGE sql STABLE
+    AS $$ SELECT shardctl.locate(tenant_key::text) $$;
+  COMMENT ON FUNCTION shardctl.locate(text) IS 'The shard of a tenant: the directory, else the recorded placement rule (as shardctl locate answers).';
+`;
+
+/**
  * The internal schema's history. Every shard gets every step, so that any shard can become the
  * catalog and every shard can hold a ledger and fences. Append only: never edit a released step.
  */
@@ -215,6 +265,11 @@ export const CATALOG_STEPS: CatalogStep[] = [
         RETURN NULL;
       END $$;
     `,
+  },
+  {
+    version: 8,
+    description: 'shardctl.locate(tenant): the shard of a tenant in SQL',
+    sql: LOCATE_FUNCTION_SQL,
   },
 ];
 

@@ -55,15 +55,23 @@ export async function readRuleState(
 /**
  * Records the map's rule as the one tenants outside the directory follow. With `ifAbsent`, only
  * when nothing is recorded yet (the first write of shardctl to a cluster adopts the map's rule).
- * Needs the catalog schema.
+ * A frozen state given `options.map` keeps that map's rule under `placement`: `shardctl.locate()`
+ * in SQL places new tenants by it. Needs the catalog schema.
+ *
+ * @example
+ * await writeRuleState(client, map); // the map's rule is now the recorded one
+ * await writeRuleState(client, FROZEN, { map }); // every tenant is in the directory
  */
 export async function writeRuleState(
   client: PoolClient,
   map: ShardMap | typeof FROZEN,
-  options: { ifAbsent?: boolean } = {},
+  options: { ifAbsent?: boolean; map?: ShardMap } = {},
 ): Promise<void> {
   const fingerprint = map === FROZEN ? FROZEN : ruleFingerprint(map);
-  const rule = map === FROZEN ? { frozen: true } : describeRule(map);
+  const rule =
+    map === FROZEN
+      ? { frozen: true, ...(options.map ? { placement: describeRule(options.map) } : {}) }
+      : describeRule(map);
   await client.query(
     `INSERT INTO shardctl.rule_state (fingerprint, rule) VALUES ($1, $2)
      ON CONFLICT (singleton) DO ${options.ifAbsent ? 'NOTHING' : 'UPDATE SET fingerprint = excluded.fingerprint, rule = excluded.rule, updated_at = now()'}`,
@@ -71,6 +79,16 @@ export async function writeRuleState(
   );
   // Routers re-read the rule state when the directory version moves.
   await client.query('UPDATE shardctl.directory_version SET version = version + 1');
+}
+
+/**
+ * A map's placement rule in words.
+ *
+ * @example
+ * summariseRule(map) // 'modulo over 3 shards [s0, s1, s2]'
+ */
+export function summariseRule(map: ShardMap): string {
+  return summarise(describeRule(map));
 }
 
 function summarise(rule: RuleDescription | { frozen: true }): string {

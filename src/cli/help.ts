@@ -33,6 +33,7 @@ export const HELP_EXAMPLES: Record<string, string[]> = {
     `shardctl query -p 123 'SELECT * FROM invoices WHERE tenant_id = $1'`,
     `shardctl query 'SELECT status, count(*) FROM invoices GROUP BY 1' --explain`,
   ],
+  adopt: ['shardctl adopt --dry-run', 'shardctl adopt --baseline 0003', 'shardctl adopt --json'],
   verify: ['shardctl verify', 'shardctl verify --tenant 123 --json', 'shardctl verify --fix --yes'],
   rebalance: [
     'shardctl rebalance --tenant 123 --to shard-2 --dry-run',

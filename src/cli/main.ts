@@ -13,6 +13,7 @@ import { registerFences } from './commands/fences.js';
 import { registerMigrate } from './commands/migrate.js';
 import { registerQuery } from './commands/query.js';
 import { registerCompletion } from './commands/completion.js';
+import { registerAdopt } from './commands/adopt.js';
 import { addExamples, commandPath } from './help.js';
 
 /** Every command module registers itself here; each keeps its own options and rendering. */
@@ -26,6 +27,7 @@ const COMMANDS: ((program: Command, ctx: CliContext) => void)[] = [
   registerMoves,
   registerFences,
   registerMigrate,
+  registerAdopt,
   registerQuery,
   registerCompletion,
 ];

@@ -185,7 +185,7 @@ class Validator {
         this.problem(['reference'], `table "${t}" is listed both as tenant table and reference table`);
       }
     }
-    if (shardKey) this.checkKeyColumnTables(shardKey.columns, tables, reference);
+    if (shardKey) this.checkKeyColumnTables(shardKey.columns, tables ?? null, reference);
     const migrate = this.migrateSettings();
 
     if (this.problems.length > 0 || !shardKey || !placement || !shards || !catalog) return undefined;

@@ -52,7 +52,7 @@ export async function freezePlacements(map: ShardMap, options: { timeoutMs?: num
            ON CONFLICT (tenant) DO UPDATE SET shard = excluded.shard, updated_at = now()`,
           [tenants, shards],
         );
-        await writeRuleState(c, FROZEN);
+        await writeRuleState(c, FROZEN, { map });
       });
     });
     return { tenants: tenants.length, perShard };

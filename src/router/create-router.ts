@@ -7,6 +7,8 @@ import { ExitCode, ShardctlError } from '../errors.js';
 import { compileRule } from '../placement/placement.js';
 import { parseTenant, tenantText, type TenantKey } from '../placement/tenant-key.js';
 import { assertRuleUnchanged, readRuleState } from '../catalog/rule-state.js';
+import type { KeyedTable } from '../catalog/misplaced-sql.js';
+import { keyedTables, scanPlacement, tenantsPresent, type DataPlacement } from './data-check.js';
 
 /** Where a tenant lives. */
 export interface Location {
@@ -18,9 +20,28 @@ export interface Location {
   ruleShard: string;
   /** Hash bucket (`hash` strategy only). */
   bucket?: number;
-  /** True when the directory overrides the rule (the tenant was moved). */
+  /** True when the directory overrides the rule (the tenant was moved), or the rows were found elsewhere. */
   override: boolean;
+  /**
+   * Present only when the catalog records no placement rule and the shards' rows, not the map, gave
+   * this answer: the tenant's rows are on `shard` while the map's rule names `ruleShard`.
+   */
+  foundByData?: true;
+  /** Why the answer is not the map's, and what makes it fast and certain (`shardctl adopt`). */
+  warning?: string;
 }
+
+/**
+ * What a router does when the catalog records no placement rule (a fleet nobody adopted: the map's
+ * rule may not be the one the data was placed by).
+ * - `check-data` (default): scan every shard once when the directory is read (verify's misplaced-rows
+ *   SQL) and answer from the rows: a tenant found on another shard than the map names is located
+ *   there (with `foundByData` and a warning), a tenant on two shards is refused.
+ * - `refuse`: `locate()` throws `RULE_UNRECORDED`; `locateVerified()` asks the shards per tenant.
+ * - `trust-map`: answer from the map alone (what `--offline` does); only for callers that check the
+ *   rows themselves.
+ */
+export type UnrecordedRule = 'check-data' | 'refuse' | 'trust-map';
 
 /** Options of {@link createRouter}. */
 export interface RouterOptions {
@@ -30,6 +51,8 @@ export interface RouterOptions {
   directoryTtlMs?: number;
   /** Connection options of the pools. */
   pool?: ShardPoolsOptions;
+  /** What to do when the catalog records no placement rule. Default `check-data`. */
+  unrecordedRule?: UnrecordedRule;
 }
 
 /**
@@ -51,8 +74,21 @@ export interface ShardRouter {
    * asks every shard instead of trusting `locate`.
    */
   readonly ruleRecorded: boolean;
-  /** Where the tenant lives. Throws (exit code 2) on a value that is not a valid key. */
+  /**
+   * Where the tenant lives. Throws (exit code 2) on a value that is not a valid key. When the catalog
+   * records no rule, see {@link UnrecordedRule}: `RULE_UNRECORDED` under `refuse`, an answer checked
+   * against the rows under `check-data`, `TENANT_ON_TWO_SHARDS` for a tenant whose rows are split.
+   */
   locate(tenant: unknown): Location;
+  /**
+   * Where the tenant lives, proven: with a recorded rule, `locate()`; without one, every shard is
+   * asked whether it holds the tenant's rows now (by each table's key index): the shard that does,
+   * else (no rows anywhere) the map's answer. Never answers from an unproven rule.
+   *
+   * @example
+   * const { shard, warning } = await router.locateVerified(123);
+   */
+  locateVerified(tenant: unknown): Promise<Location>;
   /** Kysely bound to the tenant's shard. */
   db<DB>(tenant: unknown): Kysely<DB>;
   /** Kysely bound to a shard by name. */
@@ -72,6 +108,11 @@ interface DirectoryCache {
   checkedAt: number;
   ruleError: ShardctlError | undefined;
   ruleRecorded: boolean;
+  /** False until the catalog was read once. */
+  read: boolean;
+  /** `check-data` without a recorded rule: what the rows said, or why they could not be read. */
+  data: DataPlacement | undefined;
+  dataError: ShardctlError | undefined;
 }
 
 /** Connections of an online router: the pools and the Kysely module bound to them. */
@@ -89,10 +130,15 @@ async function openConnections(map: ShardMap, options: RouterOptions): Promise<C
 }
 
 /** Re-reads the directory from the catalog shard when its version changed; records the rule check. */
-async function refreshDirectory(map: ShardMap, pools: ShardPools, cache: DirectoryCache): Promise<void> {
-  await pools.withShard(map.catalog, async (client) => {
+async function refreshDirectory(
+  map: ShardMap,
+  pools: ShardPools,
+  cache: DirectoryCache,
+  checkData: ((entries: Map<string, string>) => Promise<DataPlacement>) | undefined,
+): Promise<void> {
+  const changed = await pools.withShard(map.catalog, async (client) => {
     const v = await readDirectoryVersion(client);
-    if (v === cache.version) return;
+    if (cache.read && v === cache.version) return false;
     const dir = await readDirectory(client);
     // A map whose rule differs from the recorded one would send tenants to shards that do not
     // hold them: refuse to route rather than answer from the wrong shard.
@@ -106,8 +152,58 @@ async function refreshDirectory(map: ShardMap, pools: ShardPools, cache: Directo
     }
     cache.entries = dir.entries;
     cache.version = dir.version;
+    cache.read = true;
+    return true;
   });
+  if (changed) {
+    cache.data = undefined;
+    cache.dataError = undefined;
+    if (checkData && !cache.ruleRecorded && !cache.ruleError) {
+      try {
+        cache.data = await checkData(cache.entries);
+      } catch (e) {
+        cache.dataError = e as ShardctlError;
+      }
+    }
+  }
   cache.checkedAt = Date.now();
+}
+
+const ADOPT_HINT =
+  'run `shardctl adopt`: it checks every row against the rule, records the rule, and makes locate fast and certain';
+
+/** `locate()` of a router under `refuse` on a fleet whose rule is not recorded. */
+function unrecordedError(map: ShardMap): ShardctlError {
+  return new ShardctlError(
+    `the catalog (${map.catalog}) records no placement rule: the map's rule is unproven (the fleet may have been placed by another rule), so locate will not answer from it`,
+    {
+      code: 'RULE_UNRECORDED',
+      exitCode: ExitCode.Failed,
+      shard: map.catalog,
+      hint: `${ADOPT_HINT}; or use router.locateVerified(), which asks the shards`,
+    },
+  );
+}
+
+/** A tenant whose rows are on several shards: no shard is a right answer. */
+function splitError(tenant: string, shards: string[]): ShardctlError {
+  return new ShardctlError(`tenant ${tenant} has rows on ${shards.join(' and ')}: no single shard holds it`, {
+    code: 'TENANT_ON_TWO_SHARDS',
+    exitCode: ExitCode.Failed,
+    hint: 'repair it first (`shardctl verify --tenant ' + tenant + '` lists its rows per shard)',
+    details: { tenant, shards },
+  });
+}
+
+/** The location the rows gave, when they are not where the map says. */
+function foundElsewhere(loc: Location, shard: string): Location {
+  return {
+    ...loc,
+    shard,
+    override: true,
+    foundByData: true,
+    warning: `tenant ${loc.tenant}'s rows are on ${shard}, not on ${loc.shard} as the map's rule says, and the catalog records no rule: the map may have changed since the data was placed; ${ADOPT_HINT} (it will refuse until every tenant sits where the rule says)`,
+  };
 }
 
 /** The location of a parsed tenant: the directory's entry if any, else the rule's shard. */
@@ -151,10 +247,104 @@ function kyselyPerShard(map: ShardMap, connections: Connections | undefined): <D
   };
 }
 
+/** The answer of `locate()` from what is in memory, under the router's {@link UnrecordedRule}. */
+function locateCached(
+  map: ShardMap,
+  rule: ReturnType<typeof compileRule>,
+  cache: DirectoryCache,
+  mode: UnrecordedRule | undefined,
+  tenant: unknown,
+): Location {
+  if (cache.ruleError) throw cache.ruleError;
+  const loc = locationOf(rule, cache.entries, parseTenant(tenant, map.shardKey.type));
+  if (mode === undefined || cache.ruleRecorded) return loc;
+  if (mode === 'refuse') throw unrecordedError(map);
+  if (cache.dataError) throw cache.dataError;
+  const split = cache.data?.split.get(loc.tenant);
+  if (split) throw splitError(loc.tenant, split);
+  const at = cache.data?.elsewhere.get(loc.tenant);
+  return at === undefined ? loc : foundElsewhere(loc, at);
+}
+
+/**
+ * `locateVerified()` of an online router without a recorded rule: asks every shard whether it holds
+ * the tenant's rows now (tenant tables listed once per shard and kept).
+ */
+async function locateOnData(
+  map: ShardMap,
+  pools: ShardPools,
+  tablesOf: Map<string, KeyedTable[]>,
+  loc: Location,
+): Promise<Location> {
+  const holders: string[] = [];
+  await Promise.all(
+    map.shards.map(async (s) => {
+      try {
+        const found = await pools.withShard(s.name, async (c) => {
+          let tables = tablesOf.get(s.name);
+          if (!tables) tablesOf.set(s.name, (tables = await keyedTables(c, map)));
+          return tenantsPresent(c, map, tables, [loc.tenant]);
+        });
+        if (found.length > 0) holders.push(s.name);
+      } catch (e) {
+        throw new ShardctlError(
+          `cannot check where tenant ${loc.tenant} lives: shard ${s.name}: ${(e as Error).message}`,
+          { code: 'RULE_UNRECORDED', exitCode: ExitCode.Failed, shard: s.name, hint: ADOPT_HINT, cause: e },
+        );
+      }
+    }),
+  );
+  if (holders.length > 1) throw splitError(loc.tenant, holders.sort());
+  if (holders.length === 0 || holders[0] === loc.shard) return loc;
+  return foundElsewhere(loc, holders[0]!);
+}
+
+/** Reads the catalog once (and the rows, under `check-data` without a recorded rule); refuses a changed rule. */
+async function openCache(map: ShardMap, options: RouterOptions, connections: Connections | undefined) {
+  const rule = compileRule(map);
+  const cache: DirectoryCache = {
+    entries: new Map(),
+    version: -1,
+    checkedAt: 0,
+    ruleError: undefined,
+    ruleRecorded: false,
+    read: false,
+    data: undefined,
+    dataError: undefined,
+  };
+  const mode = connections ? (options.unrecordedRule ?? 'check-data') : undefined;
+  const checkData =
+    connections && mode === 'check-data'
+      ? (entries: Map<string, string>) =>
+          scanPlacement(
+            map,
+            connections.pools,
+            entries,
+            (t) => locationOf(rule, entries, parseTenant(t, map.shardKey.type)).shard,
+          )
+      : undefined;
+  const refresh = async () => (connections ? refreshDirectory(map, connections.pools, cache, checkData) : undefined);
+  if (connections) {
+    try {
+      await refresh();
+    } catch (e) {
+      await connections.pools.close();
+      throw e;
+    }
+    if (cache.ruleError) {
+      await connections.pools.close();
+      throw cache.ruleError;
+    }
+  }
+  return { rule, cache, refresh, mode: mode === 'trust-map' ? undefined : mode };
+}
+
 /**
  * Creates a router for a map (or the path of one). Reads the placement directory once from the
  * catalog shard unless `offline`; a catalog without a shardctl schema reads as an empty directory.
- * Library users get this router with `scatter` from the public entry's `createRouter`.
+ * When the catalog records no placement rule, `options.unrecordedRule` decides (default: check the
+ * answers against the shards' rows, scanned once). Library users get this router with `scatter`
+ * from the public entry's `createRouter`.
  *
  * @example
  * const router = await createRouter('shards.yaml');
@@ -163,26 +353,12 @@ function kyselyPerShard(map: ShardMap, connections: Connections | undefined): <D
  */
 export async function createRouter(mapOrPath: ShardMap | string, options: RouterOptions = {}): Promise<ShardRouter> {
   const map = typeof mapOrPath === 'string' ? await loadShardMap(mapOrPath) : mapOrPath;
-  const rule = compileRule(map);
   const ttl = options.directoryTtlMs ?? 2000;
   const connections = await openConnections(map, options);
-  const cache: DirectoryCache = {
-    entries: new Map(),
-    version: -1,
-    checkedAt: 0,
-    ruleError: undefined,
-    ruleRecorded: false,
-  };
-  const refresh = async () => (connections ? refreshDirectory(map, connections.pools, cache) : undefined);
-  if (connections) {
-    await refresh();
-    if (cache.ruleError) {
-      await connections.pools.close();
-      throw cache.ruleError;
-    }
-  }
+  const { rule, cache, refresh, mode } = await openCache(map, options, connections);
   let refreshing: Promise<void> | undefined;
   const shard = kyselyPerShard(map, connections);
+  const tablesOf = new Map<string, KeyedTable[]>();
   const router: ShardRouter = {
     map,
     offline: !connections,
@@ -199,8 +375,14 @@ export async function createRouter(mapOrPath: ShardMap | string, options: Router
           .catch(() => undefined)
           .finally(() => (refreshing = undefined));
       }
+      return locateCached(map, rule, cache, mode, tenant);
+    },
+    async locateVerified(tenant) {
+      if (!connections) throw offlineError('it cannot check the shards');
+      if (Date.now() - cache.checkedAt > ttl) await refresh();
       if (cache.ruleError) throw cache.ruleError;
-      return locationOf(rule, cache.entries, parseTenant(tenant, map.shardKey.type));
+      const loc = locationOf(rule, cache.entries, parseTenant(tenant, map.shardKey.type));
+      return cache.ruleRecorded ? loc : locateOnData(map, connections.pools, tablesOf, loc);
     },
     db: <DB>(tenant: unknown) => shard<DB>(router.locate(tenant).shard),
     shard,

@@ -22,10 +22,16 @@ export function registerLocate(program: Command, ctx: CliContext): void {
           l.shard,
           l.ruleShard,
           ...(hash ? [l.bucket] : []),
-          report.offline ? 'not checked' : l.override ? 'yes' : 'no',
+          report.offline ? 'not checked' : l.foundByData ? 'rows found here' : l.override ? 'yes' : 'no',
         ]),
       );
       if (report.offline)
         err(ctx, 'offline: computed from the map alone; moved tenants (directory overrides) are not reflected');
+      else if (!report.ruleRecorded)
+        err(
+          ctx,
+          "the catalog records no placement rule: each answer was checked against the shards' rows (run `shardctl adopt` to record the rule)",
+        );
+      for (const w of report.warnings) err(ctx, `warning: ${w}`);
     });
 }
