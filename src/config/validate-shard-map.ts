@@ -180,12 +180,7 @@ class Validator {
     const tables =
       this.node(['tables']) === undefined || this.value(['tables']) === null ? null : this.tableList(['tables']);
     const reference = this.node(['reference']) === undefined ? [] : (this.tableList(['reference']) ?? []);
-    if (tables && reference.length > 0) {
-      for (const t of reference.filter((r) => tables.includes(r))) {
-        this.problem(['reference'], `table "${t}" is listed both as tenant table and reference table`);
-      }
-    }
-    if (shardKey) this.checkKeyColumnTables(shardKey.columns, tables ?? null, reference);
+    this.checkTableLists(shardKey, tables ?? null, reference);
     const migrate = this.migrateSettings();
 
     if (this.problems.length > 0 || !shardKey || !placement || !shards || !catalog) return undefined;
@@ -243,6 +238,16 @@ class Validator {
       else out[table] = col;
     }
     return out;
+  }
+
+  /** A table in both lists, and `shardKey.columns` entries outside the tenant tables. */
+  private checkTableLists(shardKey: ShardMap['shardKey'] | undefined, tables: string[] | null, reference: string[]) {
+    if (tables && reference.length > 0) {
+      for (const t of reference.filter((r) => tables.includes(r))) {
+        this.problem(['reference'], `table "${t}" is listed both as tenant table and reference table`);
+      }
+    }
+    if (shardKey) this.checkKeyColumnTables(shardKey.columns, tables, reference);
   }
 
   /**
