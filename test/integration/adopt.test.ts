@@ -81,6 +81,19 @@ describe('a fleet nobody adopted, with the map grown from 3 to 4 shards (never f
     expect(table.stderr).toMatch(/warning: tenant -7's rows are on shard-2/);
   });
 
+  it('shardctl query for one tenant finds its rows, not an empty answer from the new rule', async () => {
+    const r = await cli(file4, [
+      'query',
+      '--format',
+      'csv',
+      '-p',
+      '-7',
+      'SELECT count(*) AS n FROM users WHERE tenant_id = $1',
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout.trim().split('\n')).toEqual(['n', '2']);
+  });
+
   it('a tenant with rows on two shards is refused by name, not answered', async () => {
     const r = await cli(file3, ['locate', '5']);
     expect(r.code).toBe(1);
