@@ -2,6 +2,9 @@ import { createHash } from 'node:crypto';
 import type { PoolClient } from 'pg';
 import type { ShardMap } from '../config/shard-map.js';
 import { ExitCode, ShardctlError } from '../errors.js';
+import { readDirectory } from './directory.js';
+import { misplacedRowsSql } from './misplaced-sql.js';
+import { TENANT_TABLES_SQL, tenantTablesParams } from './user-tables.js';
 
 /** The placement rule of a map in a comparable form. */
 export interface RuleDescription {
@@ -53,8 +56,35 @@ export async function readRuleState(
 }
 
 /**
+ * True when no row of the catalog shard contradicts the map's rule (and the directory): the check
+ * `ifAbsent` makes before taking a map's rule as the recorded one. One shard only: it catches a map
+ * grown or reordered since the data was placed in practice, not in every case; `shardctl adopt`
+ * checks every shard.
+ */
+async function catalogShardAgrees(client: PoolClient, map: ShardMap): Promise<boolean> {
+  const shard = map.shards.find((s) => s.name === map.catalog);
+  if (!shard) return false;
+  const tables = (
+    await client.query<{ table_name: string; key_column: string }>(TENANT_TABLES_SQL, tenantTablesParams(map))
+  ).rows.map((t) => ({ table: t.table_name, keyColumn: t.key_column }));
+  if (tables.length === 0) return true;
+  const here: string[] = [];
+  const elsewhere: string[] = [];
+  for (const [t, s] of (await readDirectory(client)).entries) (s === shard.name ? here : elsewhere).push(t);
+  const q = misplacedRowsSql(map, tables, shard.index, here, elsewhere);
+  const r = await client.query<{ e: boolean }>(
+    `SELECT EXISTS (SELECT 1 FROM (${q.sql}) m WHERE m.tenant IS NOT NULL) AS e`,
+    q.params,
+  );
+  return !r.rows[0]!.e;
+}
+
+/**
  * Records the map's rule as the one tenants outside the directory follow. With `ifAbsent`, only
- * when nothing is recorded yet (the first write of shardctl to a cluster adopts the map's rule).
+ * when nothing is recorded yet (the first write of shardctl to a cluster adopts the map's rule), and
+ * only when the catalog shard's rows agree with it: a rule the data contradicts (a hand-sharded
+ * fleet whose map has grown) is left unrecorded, so routers keep checking the rows until
+ * `shardctl adopt` (or a freeze) records where tenants are.
  * A frozen state given `options.map` keeps that map's rule under `placement`: `shardctl.locate()`
  * in SQL places new tenants by it. Needs the catalog schema.
  *
@@ -67,6 +97,10 @@ export async function writeRuleState(
   map: ShardMap | typeof FROZEN,
   options: { ifAbsent?: boolean; map?: ShardMap } = {},
 ): Promise<void> {
+  if (options.ifAbsent && map !== FROZEN) {
+    if ((await readRuleState(client)) !== undefined) return;
+    if (!(await catalogShardAgrees(client, map))) return;
+  }
   const fingerprint = map === FROZEN ? FROZEN : ruleFingerprint(map);
   const rule =
     map === FROZEN

@@ -202,7 +202,7 @@ function foundElsewhere(loc: Location, shard: string): Location {
     shard,
     override: true,
     foundByData: true,
-    warning: `tenant ${loc.tenant}'s rows are on ${shard}, not on ${loc.shard} as the map's rule says, and the catalog records no rule: the map may have changed since the data was placed; ${ADOPT_HINT} (it will refuse until every tenant sits where the rule says)`,
+    warning: `tenant ${loc.tenant}'s rows are on ${shard}, not on ${loc.shard} as the map's rule says, and the catalog records no rule: the map may have changed since the data was placed; record where tenants are: \`shardctl adopt\` with the map the data was placed by (it refuses while any tenant sits elsewhere), or \`shardctl rebalance --freeze\``,
   };
 }
 

@@ -3,6 +3,9 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   createRouter,
+  ensureCatalogSchema,
+  ShardPools,
+  writeRuleState,
   freezePlacements,
   loadShardMap,
   measureTenantSizes,
@@ -10,6 +13,7 @@ import {
   verifyCluster,
   type ShardMap,
 } from '../../src/index.js';
+import { readRuleState } from '../../src/internal.js';
 import { createTestCluster, type TestCluster } from '../harness/cluster.js';
 import { runCli } from '../harness/run-cli.js';
 
@@ -130,6 +134,26 @@ describe('a fleet nobody adopted, with the map grown from 3 to 4 shards (never f
       await expect(strict.locateVerified(5)).rejects.toThrow(/two shards|shard-0 and shard-2/);
     } finally {
       await strict.close();
+    }
+  });
+});
+
+describe('a first write by migrate or a move with the grown map', () => {
+  it('does not take the grown rule as the recorded one when the catalog shard contradicts it', async () => {
+    const pools = await ShardPools.open(map4);
+    try {
+      await pools.withShard('shard-0', async (c) => {
+        await ensureCatalogSchema(c);
+        await writeRuleState(c, map4, { ifAbsent: true }); // what migrate and moves do on first write
+        expect(await readRuleState(c)).toBeUndefined();
+      });
+      const router = await createRouter(map4);
+      expect(router.ruleRecorded).toBe(false);
+      expect(router.locate(-7).shard).toBe('shard-2');
+      await router.close();
+    } finally {
+      await pools.withShard('shard-0', (c) => c.query('DROP SCHEMA shardctl CASCADE'));
+      await pools.close();
     }
   });
 });
