@@ -135,7 +135,9 @@ describe('shardctl.locate() stays right through moves, freeze and a re-recorded 
       await c.sql(i, 'CREATE TABLE items (tenant_id bigint NOT NULL, n int, PRIMARY KEY (tenant_id, n))');
     // Placed by the 2-shard rule; adopt records it.
     for (let t = -20; t < 40; t++) await c.sql(((t % 2) + 2) % 2, 'INSERT INTO items VALUES ($1, 1)', [t]);
-    expect((await adoptFleet(map2)).ruleRecorded).toBe(true);
+    const adopted = await adoptFleet(map2);
+    expect(adopted.problems).toEqual([]);
+    expect(adopted.ruleRecorded).toBe(true);
     const keys = keysOf('bigint');
     await compare(c, map2, keys);
     // Freeze under the 2-shard map, then grow to 3: routers accept any rule; new tenants follow the map.
