@@ -1,6 +1,7 @@
 import type { ShardMap } from '../config/shard-map.js';
 import { ensureCatalogSchema } from '../catalog/catalog-schema.js';
 import { readLedger } from '../catalog/ledger.js';
+import { TENANT_TABLES_SQL, tenantTablesParams } from '../catalog/user-tables.js';
 import {
   FROZEN,
   assertRuleUnchanged,
@@ -44,6 +45,8 @@ export interface MisplacedTenant {
 /** What adopt wrote (or, on a dry run or a refusal, would have written) on one shard. */
 export interface AdoptShard {
   shard: string;
+  /** Tenant tables found, each with the column that holds its tenant. */
+  tables: { table: string; keyColumn: string }[];
   /** Internal-schema steps applied now (empty when already current, or nothing was written). */
   catalogSteps: number[];
   /** Migration ids recorded now as applied by `--baseline`. */
@@ -116,6 +119,7 @@ export async function adoptFleet(map: ShardMap, options: AdoptOptions = {}): Pro
     assertRuleUnchanged(map, recorded);
     const report = await checkFleet(map, options, files);
     report.alreadyAdopted = recorded !== undefined;
+    await listTables(map, pools, report);
     const ledger = await ledgerPlan(map, pools, files, report);
     if (report.refused || options.dryRun) return done(report, start);
     await writeAdoption(map, pools, report, ledger, recorded?.fingerprint === FROZEN);
@@ -173,10 +177,51 @@ async function checkFleet(map: ShardMap, options: AdoptOptions, files: Migration
     misplaced,
     problems,
     ...(options.baseline !== undefined ? { baseline: { id: options.baseline, files: files.map((f) => f.file) } } : {}),
-    shards: map.shards.map((s) => ({ shard: s.name, catalogSteps: [], baselineRecorded: [], baselineAlready: [] })),
+    shards: map.shards.map((s) => ({
+      shard: s.name,
+      tables: [],
+      catalogSteps: [],
+      baselineRecorded: [],
+      baselineAlready: [],
+    })),
     ruleRecorded: false,
     durationMs: 0,
   };
+}
+
+/**
+ * The tenant tables of every shard. With none anywhere while other tables exist, the misplaced-rows
+ * check proved nothing (the key column is probably misnamed in the map): that stops adoption.
+ */
+async function listTables(map: ShardMap, pools: ShardPools, report: AdoptReport): Promise<void> {
+  const results = await forEachShard(map.shards, (s) =>
+    pools.withShard(s.name, async (c) => {
+      const tables = (
+        await c.query<{ table_name: string; key_column: string }>(TENANT_TABLES_SQL, tenantTablesParams(map))
+      ).rows.map((t) => ({ table: t.table_name, keyColumn: t.key_column }));
+      const others = await c.query<{ t: string }>(
+        `SELECT n.nspname || '.' || c.relname AS t FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+          WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
+            AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'shardctl') AND n.nspname NOT LIKE 'pg_toast%'
+            AND NOT (c.relname = ANY($1) OR (n.nspname || '.' || c.relname) = ANY($1))`,
+        [map.reference],
+      );
+      return { tables, others: others.rows.map((r) => r.t) };
+    }),
+  );
+  const others = new Set<string>();
+  for (const r of results) {
+    if (r.status !== 'ok') continue;
+    report.shards.find((s) => s.shard === r.shard)!.tables = r.value.tables;
+    for (const t of r.value.others) others.add(t);
+  }
+  if (report.shards.every((s) => s.tables.length === 0) && others.size > 0) {
+    report.problems.push({
+      kind: 'check-failed',
+      message: `no tenant table found on any shard (no table has the column ${map.shardKey.column}${Object.keys(map.shardKey.columns).length ? ' or its shardKey.columns entry' : ''}), but there are tables (${[...others].sort().slice(0, 5).join(', ')}): the placement check proved nothing; fix shardKey in the map, or list the tables under reference`,
+    });
+    report.refused = true;
+  }
 }
 
 /**

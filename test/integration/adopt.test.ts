@@ -182,6 +182,20 @@ describe('shardctl adopt', () => {
       expect(await cluster.sql(i, "SELECT to_regclass('shardctl.rule_state') AS t")).toEqual([{ t: null }]);
   });
 
+  it('a map whose key column no table has is refused: the placement check would prove nothing', async () => {
+    const wrong = path.join(cluster.dir, 'wrong-key.yaml');
+    writeFileSync(
+      wrong,
+      readFileSync(file3, 'utf8').replace(
+        'column: tenant_id, type: bigint, columns: { tenants: id }',
+        'column: account_id, type: bigint',
+      ),
+    );
+    const r = await cli(wrong, ['adopt', '--dry-run']);
+    expect(r.code).toBe(7);
+    expect(r.stdout).toMatch(/no tenant table found on any shard \(no table has the column account_id\)/);
+  });
+
   it('the grown map is refused too: most tenants are not where its rule says', async () => {
     const r = await cli(file4, ['adopt', '--dry-run', '--json']);
     expect(r.code).toBe(7);
@@ -202,7 +216,9 @@ describe('shardctl adopt', () => {
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/rule: modulo over 3 shards \[shard-0, shard-1, shard-2\]/);
-    expect(r.stdout).toMatch(/shard-1: shardctl schema steps [\d, ]+ installed; baseline recorded: 0001, 0002/);
+    expect(r.stdout).toMatch(
+      /shard-1: tenant tables public\.tenants by id, public\.users by tenant_id; shardctl schema steps [\d, ]+ installed; baseline recorded: 0001, 0002/,
+    );
     expect(r.stdout).toMatch(/adopted: the catalog records the rule/);
     for (let i = 0; i < 3; i++)
       expect((await cluster.sql(i, 'SELECT id FROM shardctl.migrations ORDER BY id')).map((x) => x.id)).toEqual([

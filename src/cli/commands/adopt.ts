@@ -53,7 +53,8 @@ function showRecorded(ctx: CliContext, report: AdoptReport): void {
           ]
         : []),
     ];
-    out(ctx, `  ${s.shard}: ${parts.join('; ')}`);
+    const tables = s.tables.map((t) => `${t.table} by ${t.keyColumn}`).join(', ') || 'none';
+    out(ctx, `  ${s.shard}: tenant tables ${tables}; ${parts.join('; ')}`);
   }
   if (report.dryRun) out(ctx, 'dry run: nothing was written; run without --dry-run to record the rule');
   else if (report.ruleRecorded)
