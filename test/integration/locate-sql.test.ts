@@ -35,7 +35,7 @@ function keysOf(type: KeyType): string[] {
   }
   if (type === 'uuid') return Array.from({ length: N }, () => randomUUID());
   const text = fc.sample(fc.string({ unit: 'grapheme', maxLength: 24 }), { numRuns: 2 * N, seed });
-  return [...new Set(['', 'acme', 'ÄÖü', '日本', ...text.map((s) => s.replace(/\u0000/g, ''))])].slice(0, N);
+  return [...new Set(['', 'acme', 'ÄÖü', '日本', ...text.map((s) => s.split('\u0000').join(''))])].slice(0, N);
 }
 
 async function fleet(type: KeyType, strategy: 'modulo' | 'hash'): Promise<TestCluster> {
