@@ -68,10 +68,10 @@ export interface ShardRouter {
   /** Version of the directory in memory (-1 when none was read). */
   readonly directoryVersion: number;
   /**
-   * True when the catalog holds a recorded placement rule (written by migrate, moves, freeze, adopt)
-   * and it matches the map. False offline and on a fleet nobody recorded: then the map's rule is
-   * unproven (the map may have grown since the data was placed), and a caller that must be right
-   * asks every shard instead of trusting `locate`.
+   * True when the catalog holds a recorded placement rule (written by adopt, freeze and prune, and by
+   * the first migrate or move when the catalog shard's rows agree with the map) and it matches the
+   * map. False offline and on a fleet nobody recorded: then the map's rule is unproven (the map may
+   * have grown since the data was placed), and `locate` follows {@link RouterOptions.unrecordedRule}.
    */
   readonly ruleRecorded: boolean;
   /**
@@ -129,42 +129,50 @@ async function openConnections(map: ShardMap, options: RouterOptions): Promise<C
   return { pools, kysely: await import('kysely') };
 }
 
-/** Re-reads the directory from the catalog shard when its version changed; records the rule check. */
+/**
+ * Re-reads the directory from the catalog shard when its version changed; records the rule check.
+ * Without a recorded rule (under `check-data`) the rows are scanned with the new directory before
+ * anything is replaced, so `locate()` never sees a new directory without its data check.
+ */
 async function refreshDirectory(
   map: ShardMap,
   pools: ShardPools,
   cache: DirectoryCache,
   checkData: ((entries: Map<string, string>) => Promise<DataPlacement>) | undefined,
 ): Promise<void> {
-  const changed = await pools.withShard(map.catalog, async (client) => {
+  const read = await pools.withShard(map.catalog, async (client) => {
     const v = await readDirectoryVersion(client);
-    if (cache.read && v === cache.version) return false;
+    if (cache.read && v === cache.version) return undefined;
     const dir = await readDirectory(client);
     // A map whose rule differs from the recorded one would send tenants to shards that do not
     // hold them: refuse to route rather than answer from the wrong shard.
     try {
       const recorded = await readRuleState(client);
       assertRuleUnchanged(map, recorded);
-      cache.ruleRecorded = recorded !== undefined;
-      cache.ruleError = undefined;
+      return { dir, recorded: recorded !== undefined, ruleError: undefined };
     } catch (e) {
-      cache.ruleError = e as ShardctlError;
+      return { dir, recorded: false, ruleError: e as ShardctlError };
     }
-    cache.entries = dir.entries;
-    cache.version = dir.version;
-    cache.read = true;
-    return true;
   });
-  if (changed) {
-    cache.data = undefined;
-    cache.dataError = undefined;
-    if (checkData && !cache.ruleRecorded && !cache.ruleError) {
+  if (read) {
+    let data: DataPlacement | undefined;
+    let dataError: ShardctlError | undefined;
+    if (checkData && !read.recorded && !read.ruleError) {
       try {
-        cache.data = await checkData(cache.entries);
+        data = await checkData(read.dir.entries);
       } catch (e) {
-        cache.dataError = e as ShardctlError;
+        dataError = e as ShardctlError;
       }
     }
+    Object.assign(cache, {
+      entries: read.dir.entries,
+      version: read.dir.version,
+      read: true,
+      ruleError: read.ruleError,
+      ruleRecorded: read.ruleError ? cache.ruleRecorded : read.recorded,
+      data,
+      dataError,
+    });
   }
   cache.checkedAt = Date.now();
 }
