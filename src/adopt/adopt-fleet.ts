@@ -74,7 +74,7 @@ export interface AdoptReport {
   /** `--baseline`: the id and the files it covers. */
   baseline?: { id: string; files: string[] };
   shards: AdoptShard[];
-  /** True when adopt wrote the rule to the catalog in this run. */
+  /** True when adopt wrote the rule to the catalog in this run (on a frozen fleet: the rule for new tenants). */
   ruleRecorded: boolean;
   durationMs: number;
 }
@@ -298,5 +298,5 @@ async function writeAdoption(
     // Frozen: every tenant is in the directory; keep it frozen and record the map's rule for new tenants.
     await withTransaction(c, () => (frozen ? writeRuleState(c, FROZEN, { map }) : writeRuleState(c, map)));
   });
-  report.ruleRecorded = !frozen;
+  report.ruleRecorded = true;
 }

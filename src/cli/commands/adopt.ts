@@ -57,6 +57,8 @@ function showRecorded(ctx: CliContext, report: AdoptReport): void {
     out(ctx, `  ${s.shard}: tenant tables ${tables}; ${parts.join('; ')}`);
   }
   if (report.dryRun) out(ctx, 'dry run: nothing was written; run without --dry-run to record the rule');
+  else if (report.ruleRecorded && report.alreadyAdopted)
+    out(ctx, "already adopted (every tenant is in the directory): recorded this map's rule for new tenants");
   else if (report.ruleRecorded)
     out(ctx, 'adopted: the catalog records the rule; locate, query and routers trust it from now on');
   else out(ctx, 'already adopted: the catalog records this rule; nothing new to record');
