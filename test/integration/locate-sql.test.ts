@@ -144,7 +144,7 @@ describe('shardctl.locate() stays right through moves, freeze and a re-recorded 
     await freezePlacements(map2);
     await compare(c, map2, keys);
     const grown = await adoptFleet(c.map);
-    expect(grown).toMatchObject({ refused: false, alreadyAdopted: true });
+    expect(grown).toMatchObject({ refused: false, alreadyAdopted: true, ruleRecorded: true });
     await compare(c, c.map, keys);
     const pools = await ShardPools.open(c.map);
     try {
