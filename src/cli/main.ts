@@ -13,6 +13,8 @@ import { registerFences } from './commands/fences.js';
 import { registerMigrate } from './commands/migrate.js';
 import { registerQuery } from './commands/query.js';
 import { registerCompletion } from './commands/completion.js';
+import { registerRecover } from './commands/recover.js';
+import { registerExec } from './commands/exec.js';
 import { addExamples, commandPath } from './help.js';
 
 /** Every command module registers itself here; each keeps its own options and rendering. */
@@ -27,6 +29,8 @@ const COMMANDS: ((program: Command, ctx: CliContext) => void)[] = [
   registerFences,
   registerMigrate,
   registerQuery,
+  registerExec,
+  registerRecover,
   registerCompletion,
 ];
 

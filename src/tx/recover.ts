@@ -104,7 +104,12 @@ export async function recoverWithPools(
       await pools.withShard(map.catalog, (c) => ensureCatalogSchema(c));
       schemaReady = true;
     }
-    transactions.push(await recoverOne(map, pools, t, decisions.get(t.id), options));
+    const done = await recoverOne(map, pools, t, decisions.get(t.id), options);
+    transactions.push(done);
+    // An abort recorded by this run is prunable too: with its coordinator's transaction gone, no
+    // commit can follow, whatever the listing saw.
+    if (done.decision === 'abort' && !decisions.has(t.id))
+      decisions.set(t.id, { id: t.id, state: 'abort', participants: [], coordinator: null, createdAt: '' });
   }
   const pruned = options.dryRun ? 0 : await pruneFinished(map, pools, decisions, prepared, transactions, unreachable);
   return {
