@@ -45,7 +45,7 @@ describe('distributed transactions and tenant moves', () => {
     expect(run.signal).toBe('SIGKILL');
     const c = new pg.Client({ connectionString: cluster.urls[0] });
     await c.connect();
-    const holders = await preparedOnTables(c, ['public.accounts']).finally(() => c.end());
+    const holders = await preparedOnTables(c as never, ['public.accounts']).finally(() => c.end());
     expect(holders.map((h) => [h.gid?.replace(/_\d+_/, '_N_'), h.state, h.terminate])).toEqual([
       ['shardctl_N_shard-0', 'prepared', 'shardctl recover'],
     ]);
