@@ -20,19 +20,28 @@ export type DecisionState = 'commit' | 'abort' | 'pending';
  * the participants PREPARE; its COMMIT is the commit decision, and its end without COMMIT (a crash, a
  * lost connection) leaves recovery free to decide abort. A coordinator that hangs without a crash
  * loses its decision transaction after 60 s idle (idle_in_transaction_session_timeout), so that
- * recovery never waits for it for ever. Returns the id that names the global ids.
+ * recovery never waits for it for ever. `prune` deletes the records of transactions this process
+ * finished earlier, in the same round trip (if this transaction aborts, they stay for recovery). Returns the id that names the global ids.
  *
  * @example
  * const id = await openDecision(client, ['shard-0', 'shard-1'], 'host:4242');
  */
-export async function openDecision(client: PoolClient, participants: string[], coordinator: string): Promise<string> {
+export async function openDecision(
+  client: PoolClient,
+  participants: string[],
+  coordinator: string,
+  prune: string[] = [],
+): Promise<string> {
   const array = `ARRAY[${participants.map(quoteLiteral).join(', ')}]::text[]`;
-  // Simple protocol, two statements, one round trip (no parameters: every value is quoted above).
+  // Records of transactions finished earlier go in the same round trip (ids are digits, checked).
+  const ids = prune.filter((id) => /^\d+$/.test(id));
+  const del = ids.length > 0 ? `DELETE FROM shardctl.tx_decisions WHERE id IN (${ids.join(', ')}); ` : '';
+  // Simple protocol, several statements, one round trip (no parameters: every value is quoted above).
   const results = (await client.query(
-    `BEGIN; SET LOCAL idle_in_transaction_session_timeout = '60s'; INSERT INTO shardctl.tx_decisions (state, participants, coordinator)
+    `BEGIN; SET LOCAL idle_in_transaction_session_timeout = '60s'; ${del}INSERT INTO shardctl.tx_decisions (state, participants, coordinator)
        VALUES ('commit', ${array}, ${quoteLiteral(coordinator)}) RETURNING id::text AS id`,
   )) as unknown as { rows: { id: string }[] }[];
-  return results[2]!.rows[0]!.id;
+  return results[results.length - 1]!.rows[0]!.id;
 }
 
 /** SQLSTATE of a lock wait that ran out of lock_timeout. */

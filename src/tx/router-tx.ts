@@ -1,6 +1,7 @@
 import type { RouterOptions, ShardRouter } from '../router/create-router.js';
 import { ShardPools } from '../db/shard-pools.js';
 import type { ShardctlError } from '../errors.js';
+import { pruneDecisions } from './decisions.js';
 import { recoverWithPools, type RecoverOptions, type RecoverReport } from './recover.js';
 import {
   runTransaction,
@@ -59,13 +60,14 @@ export function withTransactions<R extends ShardRouter>(
 ): R & TransactionMethods {
   let decisionPools: ShardPools | undefined;
   let kysely: typeof import('kysely') | undefined;
+  const finished: string[] = [];
   const context = async (): Promise<TxContext> => {
     kysely ??= await import('kysely');
     decisionPools ??= await ShardPools.open(base.map, {
       ...options.pool,
       applicationName: 'shardctl 2pc',
     });
-    return { map: base.map, pools: base.pools, decisionPools, kysely, locate: (t) => base.locate(t).shard };
+    return { map: base.map, pools: base.pools, decisionPools, kysely, finished, locate: (t) => base.locate(t).shard };
   };
   const background = startRecovery(base, options.recovery);
   const methods: TransactionMethods = {
@@ -78,6 +80,10 @@ export function withTransactions<R extends ShardRouter>(
   };
   const close = async () => {
     await background.stop();
+    const ids = finished.splice(0);
+    if (decisionPools && ids.length > 0)
+      // What is left here is pruned by the next `recover` anyway: a failure only delays it.
+      await decisionPools.withShard(base.map.catalog, (c) => pruneDecisions(c, ids)).catch(() => undefined);
     await decisionPools?.close();
     await base.close();
   };

@@ -4,7 +4,8 @@ import type { PoolClient } from 'pg';
 import type { ShardMap } from '../config/shard-map.js';
 import { ensureCatalogSchema } from '../catalog/catalog-schema.js';
 import type { ShardPools } from '../db/shard-pools.js';
-import { applyLocalSettings, beginSql, type TransactionOptions } from '../db/transaction.js';
+import { beginSql, type TransactionOptions } from '../db/transaction.js';
+import { quoteLiteral } from '../db/sql.js';
 import { crashPoint } from '../crash-points.js';
 import { ExitCode, fromDriverError, ShardctlError } from '../errors.js';
 import { openDecision, pruneDecisions, resolveDecision } from './decisions.js';
@@ -26,6 +27,12 @@ export interface TxContext {
   locate(tenant: unknown): string;
   /** Kysely's module (loaded once by the caller). */
   kysely: typeof import('kysely');
+  /**
+   * Ids of finished transactions whose decision records are deleted by the next decision transaction
+   * (in its own round trip) instead of one DELETE each; the owner flushes them on close. Absent: each
+   * record is deleted at once.
+   */
+  finished?: string[];
 }
 
 /** Options of a distributed transaction: those of every participant's BEGIN, and how to report. */
@@ -112,8 +119,8 @@ class Participants {
     }
     const p: Participant = { shard, client };
     this.list.push(p);
-    await client.query(beginSql(this.options));
-    await applyLocalSettings(client, this.options);
+    // One round trip: BEGIN and the SET LOCALs as one simple-protocol string (values quoted).
+    await client.query(beginWithSettings(this.options));
     return p;
   }
 
@@ -126,6 +133,18 @@ class Participants {
   release(): void {
     for (const p of this.list) p.client.release(p.broken);
   }
+}
+
+/** `BEGIN ...; SELECT set_config(...)` for the options: the participant's transaction in one round trip. */
+function beginWithSettings(options: TransactionOptions): string {
+  const settings: Record<string, string> = { ...options.settings };
+  if (options.lockTimeoutMs !== undefined) settings.lock_timeout = `${Math.max(1, Math.floor(options.lockTimeoutMs))}`;
+  if (options.statementTimeoutMs !== undefined)
+    settings.statement_timeout = `${Math.max(1, Math.floor(options.statementTimeoutMs))}`;
+  const names = Object.keys(settings);
+  if (names.length === 0) return beginSql(options);
+  const sets = names.map((n) => `set_config(${quoteLiteral(n)}, ${quoteLiteral(settings[n]!)}, true)`);
+  return `${beginSql(options)}; SELECT ${sets.join(', ')}`;
 }
 
 /** The handle over a set of participants. */
@@ -261,10 +280,12 @@ async function twoPhaseCommit(
       await ensureCatalogSchema(dec);
       decisionSchemaReady.add(ctx.decisionPools);
     }
+    const prune = ctx.finished?.splice(0) ?? [];
     const id = await openDecision(
       dec,
       parts.map((p) => p.shard),
       coordinatorName(),
+      prune,
     );
     try {
       await prepareAll(parts, id);
@@ -286,7 +307,10 @@ async function twoPhaseCommit(
     }
     crashPoint('tx:after-decision');
     const unfinished = await commitPreparedAll(parts, id, options);
-    if (unfinished.length === 0) await pruneDecisions(dec, [id]).catch(() => undefined);
+    if (unfinished.length === 0) {
+      if (ctx.finished) ctx.finished.push(id);
+      else await pruneDecisions(dec, [id]).catch(() => undefined);
+    }
     return { id, unfinished };
   } finally {
     dec.release(broken);

@@ -48,7 +48,21 @@ describe('router.transaction', () => {
     const b = await balances(cluster);
     expect([b.get(A), b.get(B), b.get(C)]).toEqual([90, 110, 100]);
     expect(await preparedGids(cluster)).toEqual([]);
-    expect(await cluster.sql(0, 'SELECT * FROM shardctl.tx_decisions')).toEqual([]);
+    // The finished transaction's record goes with the next decision (same round trip), the last on close.
+    const [first] = await cluster.sql<{ id: string }>(0, 'SELECT id FROM shardctl.tx_decisions');
+    expect(first).toBeDefined();
+    await transfer(B, A, 10);
+    const second = await cluster.sql<{ id: string }>(0, 'SELECT id FROM shardctl.tx_decisions');
+    expect(second.map((r) => r.id)).not.toContain(first!.id);
+    expect(second).toHaveLength(1);
+    const other = await createRouter(cluster.map);
+    await other.transaction((tx) =>
+      Promise.all([A, B].map((t) => tx.db<TxDb>(t).selectFrom('accounts').select('balance').execute())),
+    );
+    await other.close();
+    const after = await cluster.sql<{ id: string }>(0, 'SELECT id FROM shardctl.tx_decisions');
+    expect(after).toEqual(second);
+    await transfer(A, B, 10);
   });
 
   it('commits a single-shard transaction without preparing anything', async () => {
@@ -63,7 +77,8 @@ describe('router.transaction', () => {
     });
     expect(parts).toEqual(['shard-0']);
     expect(await cluster.sql(0, 'SELECT txno FROM transfer_log WHERE tenant_id = $1', [A])).toEqual([{ txno: 1 }]);
-    expect(before).toBe('0');
+    const after = (await cluster.sql<{ n: string }>(0, 'SELECT count(*) AS n FROM shardctl.tx_decisions'))[0]!.n;
+    expect(after).toBe(before);
     expect(
       await cluster.sql(
         0,
@@ -169,6 +184,14 @@ describe('router.transaction', () => {
     const r = await recoverTransactions(cluster.map);
     expect(r.ok).toBe(true);
     expect(r.transactions).toEqual([]);
-    expect(await cluster.sql(0, 'SELECT * FROM shardctl.tx_decisions')).toEqual([]);
+  });
+
+  it('closing the router deletes the decision records it had left for its next transaction', async () => {
+    await transfer(A, B, 1);
+    await transfer(B, A, 1);
+    expect((await cluster.sql(0, 'SELECT id FROM shardctl.tx_decisions')).length).toBeGreaterThan(0);
+    await router.close();
+    expect(await cluster.sql(0, 'SELECT id FROM shardctl.tx_decisions')).toEqual([]);
+    router = await createRouter(cluster.map, { pool: { maxPerShard: 8 } });
   });
 });
