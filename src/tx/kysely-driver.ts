@@ -64,8 +64,14 @@ class SessionsDriver implements Driver {
   constructor(private readonly open: () => Promise<Session[]>) {}
   async init(): Promise<void> {}
   acquireConnection(): Promise<DatabaseConnection> {
-    // A failed open is not cached: the transaction fails and rolls back anyway.
-    this.connection ??= this.open().then((s) => new FanOutConnection(s));
+    // A failed open is not kept: the next query tries again (and fails the same way if the shard is gone).
+    this.connection ??= this.open().then(
+      (s) => new FanOutConnection(s),
+      (e: unknown) => {
+        this.connection = undefined;
+        throw e;
+      },
+    );
     return this.connection;
   }
   beginTransaction = nested;

@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRouter, execEverywhere, recoverTransactions, type Router } from '../../src/index.js';
 import { createTestCluster, type TestCluster } from '../harness/cluster.js';
 import { refusal } from '../harness/refusal.js';
+import { runCli } from '../harness/run-cli.js';
 import { applyTxSchema, balances, openAccounts, preparedGids, type TxDb } from '../harness/tx-fixture.js';
 
 let cluster: TestCluster;
@@ -194,4 +195,65 @@ describe('router.transaction', () => {
     expect(await cluster.sql(0, 'SELECT id FROM shardctl.tx_decisions')).toEqual([]);
     router = await createRouter(cluster.map, { pool: { maxPerShard: 8 } });
   });
+});
+
+describe('shardctl exec and recover on the command line', () => {
+  it('exec needs one of --reference and --all-shards, confirmation or --yes, and prints counts per shard', async () => {
+    const neither = await runCli(['-c', cluster.mapFile, 'exec', 'DELETE FROM plans']);
+    expect(neither.code).toBe(2);
+    expect(neither.stderr).toMatch(/exactly one of --reference and --all-shards/);
+    const unconfirmed = await runCli([
+      '-c',
+      cluster.mapFile,
+      'exec',
+      "DELETE FROM plans WHERE name = 'free'",
+      '--reference',
+    ]);
+    expect(unconfirmed.code).toBe(2);
+    expect(unconfirmed.stderr).toMatch(/pass --yes/);
+    const dry = await runCli([
+      '-c',
+      cluster.mapFile,
+      'exec',
+      "DELETE FROM plans WHERE name = 'free'",
+      '--reference',
+      '--dry-run',
+    ]);
+    expect(dry.code, dry.stderr).toBe(0);
+    expect(dry.stdout).toMatch(/shard-2\s*│\s*1/);
+    expect(dry.stdout).toMatch(/dry run: rolled back on 3 shard\(s\)/);
+    const run = await runCli([
+      '-c',
+      cluster.mapFile,
+      'exec',
+      'UPDATE accounts SET balance = balance + $1::bigint WHERE tenant_id = $2::bigint',
+      '--all-shards',
+      '-p',
+      '5',
+      String(C),
+      '--yes',
+      '--json',
+    ]);
+    expect(run.code, run.stderr).toBe(0);
+    const report = JSON.parse(run.stdout) as { shards: { shard: string; rows: number }[]; committed: boolean };
+    expect(report.committed).toBe(true);
+    expect(report.shards).toEqual([
+      { shard: 'shard-0', rows: 0 },
+      { shard: 'shard-1', rows: 0 },
+      { shard: 'shard-2', rows: 1 },
+    ]);
+    const refused = await runCli([
+      '-c',
+      cluster.mapFile,
+      'exec',
+      `UPDATE accounts SET balance = balance + 1 WHERE tenant_id = ${C}`,
+      '--reference',
+      '--yes',
+    ]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/different row counts/);
+    const recover = await runCli(['-c', cluster.mapFile, 'recover']);
+    expect(recover.code, recover.stderr).toBe(0);
+    expect(recover.stdout).toMatch(/recover: 0 prepared transaction\(s\)/);
+  }, 60_000);
 });
