@@ -74,7 +74,8 @@ function toSession(x: ActivityRow): BlockingSession {
 
 /**
  * The sessions of the server (any database) with a transaction id whose transaction started at least
- * `olderThanSeconds` ago: what a logical slot creation waits for.
+ * `olderThanSeconds` ago, and the prepared transactions of any database as old: what a logical slot
+ * creation waits for.
  *
  * @example
  * await xidHolders(client, [walsenderPid], 1) // [{ pid: 4242, database: 'billing', state: 'idle in transaction', ... }]
@@ -85,7 +86,13 @@ export async function xidHolders(
   olderThanSeconds: number,
 ): Promise<BlockingSession[]> {
   const r = await client.query<ActivityRow>(XID_HOLDERS_SQL, [exclude, olderThanSeconds]);
-  return r.rows.map(toSession);
+  // A slot creation waits for prepared transactions of any database too: they hold an xid, no session.
+  const p = await client.query<{ gid: string; secs: number | null }>(
+    `SELECT gid, extract(epoch FROM clock_timestamp() - prepared)::float8 AS secs FROM pg_prepared_xacts
+      WHERE prepared < clock_timestamp() - make_interval(secs => $1::float8) ORDER BY prepared`,
+    [olderThanSeconds],
+  );
+  return [...r.rows.map(toSession), ...p.rows.map(preparedSession)];
 }
 
 /**

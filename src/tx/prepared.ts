@@ -51,7 +51,12 @@ export async function listPrepared(client: PoolClient, shard: string, minAgeMs =
   });
 }
 
-/** `COMMIT PREPARED` or `ROLLBACK PREPARED` of a global id (gids are text literals, not parameters). */
+/**
+ * `COMMIT PREPARED` or `ROLLBACK PREPARED` of a global id (gids are text literals, not parameters).
+ *
+ * @example
+ * finishSql('shardctl_42_shard-1', true) // "COMMIT PREPARED 'shardctl_42_shard-1'"
+ */
 export function finishSql(gid: string, commit: boolean): string {
   return `${commit ? 'COMMIT' : 'ROLLBACK'} PREPARED '${gid.replace(/'/g, "''")}'`;
 }

@@ -79,6 +79,9 @@ export async function recoverTransactions(map: ShardMap, options: RecoverOptions
  * Order matters for pruning: the records are read before the shards are listed. A commit record is
  * visible only after every PREPARE of its transaction, so a listing made after reading it sees every
  * participant still prepared; a record pruned on a listing made before its PREPAREs could orphan them.
+ *
+ * @example
+ * const report = await recoverWithPools(router.map, router.pools, { minAgeMs: 10_000 });
  */
 export async function recoverWithPools(
   map: ShardMap,

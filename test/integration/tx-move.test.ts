@@ -1,8 +1,16 @@
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
-import { createRouter, isFenceError, moveTenant, movesOf, recoverTransactions, resumeMove } from '../../src/index.js';
-import { preparedOnTables } from '../../src/move/waits.js';
+import {
+  createRouter,
+  isFenceError,
+  type Router,
+  moveTenant,
+  movesOf,
+  recoverTransactions,
+  resumeMove,
+} from '../../src/index.js';
+import { olderSessions, preparedOnTables, xidHolders } from '../../src/move/waits.js';
 import { ensureFenceTriggers } from '../../src/move/fence.js';
 import { createTestCluster, type TestCluster } from '../harness/cluster.js';
 import { refusal } from '../harness/refusal.js';
@@ -12,12 +20,18 @@ import { applyTxSchema, balances, openAccounts, preparedGids, type TxDb } from '
 // modulo 2: even tenants on shard-0, odd on shard-1
 const TENANTS = [2, 3, 4, 5];
 let cluster: TestCluster;
+// A router whose directory predates the first move and is never re-read: it routes tenant 2 to shard-0.
+let stale: Router;
 beforeAll(async () => {
   cluster = await createTestCluster({ shards: 2, reference: ['plans'] });
   await applyTxSchema(cluster);
   await openAccounts(cluster, TENANTS, 1000);
+  stale = await createRouter(cluster.map, { directoryTtlMs: 3_600_000 });
 });
-afterAll(() => cluster.drop());
+afterAll(async () => {
+  await stale?.close();
+  await cluster.drop();
+});
 
 async function total(): Promise<number> {
   return [...(await balances(cluster)).values()].reduce((a, b) => a + b, 0);
@@ -45,7 +59,16 @@ describe('distributed transactions and tenant moves', () => {
     expect(run.signal).toBe('SIGKILL');
     const c = new pg.Client({ connectionString: cluster.urls[0] });
     await c.connect();
-    const holders = await preparedOnTables(c as never, ['public.accounts']).finally(() => c.end());
+    const holders = await preparedOnTables(c as never, ['public.accounts']);
+    // what a move's waits report each second: the prepared transaction, though it has no session
+    const xid = (await c.query<{ x: string }>('SELECT pg_current_xact_id()::text AS x')).rows[0]!.x;
+    const older = await olderSessions(c as never, xid);
+    const slotWait = await xidHolders(c as never, [], 0);
+    await c.end();
+    expect(older.filter((s) => s.gid).map((s) => [s.pid, s.state, s.terminate])).toEqual([
+      [0, 'prepared', 'shardctl recover'],
+    ]);
+    expect(slotWait.some((s) => s.gid === holders[0]?.gid)).toBe(true);
     expect(holders.map((h) => [h.gid?.replace(/_\d+_/, '_N_'), h.state, h.terminate])).toEqual([
       ['shardctl_N_shard-0', 'prepared', 'shardctl recover'],
     ]);
@@ -73,21 +96,22 @@ describe('distributed transactions and tenant moves', () => {
   }, 120_000);
 
   it('a write to a fenced tenant fails the whole distributed transaction before anything commits', async () => {
-    // tenant 2 now lives on shard-1; shard-0 keeps its tombstone fence. A stale route to shard-0:
-    const router = await createRouter(cluster.map);
+    // tenant 2 now lives on shard-1; shard-0 keeps its tombstone fence, where the stale router sends it.
+    expect(stale.locate(2).shard).toBe('shard-0');
     const before = await balances(cluster);
     const e = await refusal(
-      router.transaction(async (tx) => {
+      stale.transaction(async (tx) => {
         await tx
-          .shard<TxDb>('shard-1')
+          .db<TxDb>(3)
           .updateTable('accounts')
           .set({ balance: sql`balance + 7` })
           .where('tenant_id', '=', '3')
           .execute();
-        await tx.shard<TxDb>('shard-0').insertInto('accounts').values({ tenant_id: '2', balance: '7' }).execute();
+        // The source rows are gone (cleanup ran), so an UPDATE there would match nothing: the insert of
+        // the tenant's new row is what the tombstone fence refuses.
+        await tx.db<TxDb>(2).insertInto('transfer_log').values({ tenant_id: '2', txno: 99, delta: '-7' }).execute();
       }),
     );
-    await router.close();
     expect(isFenceError(e)).toBe(true);
     expect(await balances(cluster)).toEqual(before);
   });
