@@ -162,4 +162,25 @@ describe('crash matrix of two-phase commit', () => {
       for (const n of run.acked) expect(byTxno.has(n), `${label}: acknowledged transfer ${n} committed`).toBe(true);
     }
   }, 300_000);
+
+  it('exec --reference killed before or after its decision ends, after recover, on every shard or none', async () => {
+    for (const [k, { point, committed }] of [MATRIX[1]!, MATRIX[2]!].entries()) {
+      const id = 100 + k;
+      const run = await runCli(
+        ['-c', cluster.mapFile, 'exec', `INSERT INTO plans VALUES (${id}, 'p${id}', 1)`, '--reference', '--yes'],
+        {
+          env: { SHARDCTL_TEST_CRASH_AT: point },
+        },
+      );
+      expect(run.code, `${point}: killed (${run.stderr})`).not.toBe(0);
+      expect((await preparedGids(cluster)).length, point).toBe(2);
+      const r = await runCli(['-c', cluster.mapFile, 'recover']);
+      expect(r.code, r.stderr).toBe(0);
+      for (let i = 0; i < 2; i++)
+        expect(await cluster.sql(i, 'SELECT id FROM plans WHERE id = $1', [id]), `${point}: shard-${i}`).toEqual(
+          committed ? [{ id: String(id) }] : [],
+        );
+      expect(await preparedGids(cluster)).toEqual([]);
+    }
+  }, 120_000);
 });
