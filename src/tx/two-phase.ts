@@ -96,10 +96,16 @@ class Participants {
     private readonly options: DistributedTransactionOptions,
   ) {}
 
+  /** The first shard that could not be opened: the transaction cannot commit without it, caught or not. */
+  failed: { shard: string; error: unknown } | undefined;
+
   open(shard: string): Promise<Participant> {
     let p = this.opening.get(shard);
     if (!p) {
-      p = this.connect(shard);
+      p = this.connect(shard).catch((error: unknown) => {
+        this.failed ??= { shard, error };
+        throw error;
+      });
       this.opening.set(shard, p);
     }
     return p;
@@ -211,6 +217,7 @@ export async function runTransaction<T>(
       await parts.settle();
     }
     const participants = parts.list.map((p) => p.shard);
+    if (parts.failed && !options.rollbackOnly) throw abortedInside(parts.failed.shard, parts.failed.error);
     if (options.rollbackOnly) {
       await rollbackAll(parts.list);
       return { value, participants, unfinished: [], rolledBack: true };
