@@ -163,6 +163,48 @@ shards:
   }, 60_000);
 });
 
+describe('a participant that cannot be reached', () => {
+  it('fails the whole transaction even when the app catches the connect error', async () => {
+    const dir = await testTempDir('shardctl-down-');
+    const mapFile = path.join(dir, 'shards.yaml');
+    await writeFile(
+      mapFile,
+      `version: 1
+shardKey: { column: tenant_id, type: bigint }
+placement:
+  strategy: modulo
+shards:
+  - name: shard-0
+    url: ${cluster.urls[0]}
+  - name: shard-1
+    url: postgres://postgres:x@127.0.0.1:${await freePort()}/none
+`,
+    );
+    const router = await createRouter(await loadShardMap(mapFile), { pool: { connectTimeoutMs: 2000 } });
+    const before = await cluster.sql(0, 'SELECT balance FROM accounts WHERE tenant_id = 3');
+    const e = await refusal(
+      router.transaction(async (tx) => {
+        await tx
+          .shard<TxDb>('shard-0')
+          .updateTable('accounts')
+          .set({ balance: '1' })
+          .where('tenant_id', '=', '3')
+          .execute();
+        await tx
+          .shard<TxDb>('shard-1')
+          .selectFrom('accounts')
+          .selectAll()
+          .execute()
+          .catch(() => undefined);
+      }),
+    );
+    await router.close();
+    expect(e.code).toBe('TX_ABORTED');
+    expect(e.message).toMatch(/^shard shard-1: /);
+    expect(await cluster.sql(0, 'SELECT balance FROM accounts WHERE tenant_id = 3')).toEqual(before);
+  }, 60_000);
+});
+
 async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = net.createServer();
