@@ -40,7 +40,13 @@ export type CrashPoint =
   | 'online:in-pause'
   | 'mid-cleanup'
   | 'abort-after-delete'
-  | `plan-after-move:${number}`;
+  | `plan-after-move:${number}`
+  // Two-phase commit (src/tx): after the first participant's PREPARE of several, after every PREPARE
+  // before the decision, after the decision before any COMMIT PREPARED, after the first COMMIT PREPARED.
+  | 'tx:after-first-prepare'
+  | 'tx:after-prepares'
+  | 'tx:after-decision'
+  | 'tx:after-first-commit-prepared';
 
 /** The environment variable that names the point to crash at. */
 export const CRASH_AT_ENV = 'SHARDCTL_TEST_CRASH_AT';

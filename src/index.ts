@@ -4,6 +4,11 @@
  * here and, for what only it needs, from `src/internal.ts`. Modules that need node-postgres or Kysely
  * load them on first use, so importing this entry stays cheap.
  */
+import type { ShardMap } from './config/shard-map.js';
+import { createRouter as createShardRouter } from './router/create-router.js';
+import { withScatter, type Router as ScatterRouter } from './query/scatter.js';
+import { withTransactions, type TransactionMethods, type TransactionRouterOptions } from './tx/router-tx.js';
+
 export { ExitCode, ShardctlError, ConfigError, fromDriverError } from './errors.js';
 export type { ExitCodeValue, ConfigProblem, PgErrorFields, ShardctlErrorOptions } from './errors.js';
 export { redact, redactUrl } from './redact.js';
@@ -29,8 +34,18 @@ export type { TenantKey } from './placement/tenant-key.js';
 export { compileRule, bucketOf, moduloIndex, tenantHash, ruleSql } from './placement/placement.js';
 export type { RulePlacement } from './placement/placement.js';
 export { hashBytes, hashInt8, hashUint32 } from './placement/pg-hash.js';
-export { createRouter, withScatter } from './query/scatter.js';
-export type { Router, ScatterOptions } from './query/scatter.js';
+export { withScatter } from './query/scatter.js';
+export type { ScatterOptions } from './query/scatter.js';
+export { withTransactions } from './tx/router-tx.js';
+export type { TransactionMethods, TransactionRouterOptions, BackgroundRecoveryOptions } from './tx/router-tx.js';
+export type { TransactionHandle, DistributedTransactionOptions } from './tx/two-phase.js';
+export { recoverTransactions } from './tx/recover.js';
+export type { RecoverOptions, RecoverReport, RecoveredTransaction } from './tx/recover.js';
+export type { PreparedTransaction } from './tx/prepared.js';
+export { execEverywhere } from './tx/exec-everywhere.js';
+export type { ExecOptions, ExecReport } from './tx/exec-everywhere.js';
+export { copyReferenceTable } from './tx/reference-copy.js';
+export type { ReferenceCopyReport } from './tx/reference-copy.js';
 export type { ShardRouter, RouterOptions, Location, UnrecordedRule } from './router/create-router.js';
 export { ShardPools, withAdvisoryLock, ADVISORY_NAMESPACE } from './db/shard-pools.js';
 export type { ShardPoolsOptions, AdvisoryLockOptions, LockHolder } from './db/shard-pools.js';
@@ -114,3 +129,28 @@ export type { MergeOp } from './query/merge-ops.js';
 export { loadSqlTools } from './query/sql-ast.js';
 export { streamQuery } from './query/stream-query.js';
 export type { QueryStream } from './query/stream-query.js';
+
+/**
+ * Routes tenants to shards (`locate`, `db`, `shard`), answers scatter-gather SELECTs (`scatter`) and
+ * runs transactions across shards (`transaction`, two-phase commit; `recover`).
+ */
+export type Router = ScatterRouter & TransactionMethods;
+
+/**
+ * Creates a router for a map (or the path of one): the router layer's router, with `scatter` and
+ * `transaction`. Reads the placement directory once from the catalog shard unless `offline`.
+ *
+ * @example
+ * const router = await createRouter('shards.yaml');
+ * await router.transaction(async (tx) => {
+ *   await tx.db<DB>(1).updateTable('accounts').set((eb) => ({ balance: eb('balance', '-', 5) })).where('tenant_id', '=', 1).execute();
+ *   await tx.db<DB>(2).updateTable('accounts').set((eb) => ({ balance: eb('balance', '+', 5) })).where('tenant_id', '=', 2).execute();
+ * });
+ * await router.close();
+ */
+export async function createRouter(
+  mapOrPath: ShardMap | string,
+  options: TransactionRouterOptions = {},
+): Promise<Router> {
+  return withTransactions(withScatter(await createShardRouter(mapOrPath, options)), options);
+}

@@ -271,6 +271,25 @@ export const CATALOG_STEPS: CatalogStep[] = [
     description: 'shardctl.locate(tenant): the shard of a tenant in SQL',
     sql: LOCATE_FUNCTION_SQL,
   },
+  {
+    version: 10,
+    description: 'two-phase commit decision records',
+    sql: `
+      -- One row per distributed transaction (catalog shard). The coordinator inserts its row with
+      -- state 'commit' in a transaction it keeps open while the participants PREPARE; committing that
+      -- transaction is the commit decision. Recovery inserts 'abort' for an id whose row it cannot see:
+      -- the insert waits on the coordinator's open transaction, so it succeeds only once that
+      -- transaction is gone, and then no commit can ever follow. Rows are deleted once no participant
+      -- still holds the transaction prepared.
+      CREATE TABLE shardctl.tx_decisions (
+        id           bigserial PRIMARY KEY,
+        state        text NOT NULL CHECK (state IN ('commit', 'abort')),
+        participants text[] NOT NULL DEFAULT '{}',
+        coordinator  text,
+        created_at   timestamptz NOT NULL DEFAULT now()
+      );
+    `,
+  },
 ];
 
 /** The internal schema version this shardctl writes. */

@@ -45,6 +45,11 @@ export const HELP_EXAMPLES: Record<string, string[]> = {
   'moves cleanup': ['shardctl moves cleanup 7'],
   fences: ['shardctl fences', 'shardctl fences remove --tenant 123 --shard shard-1 --yes'],
   'fences remove': ['shardctl fences remove --tenant 123 --shard shard-1 --yes'],
+  exec: [
+    `shardctl exec "UPDATE plans SET price = 14 WHERE name = 'team'" --reference --dry-run`,
+    `shardctl exec "INSERT INTO plans VALUES (4, 'enterprise', 199)" --reference --yes`,
+  ],
+  recover: ['shardctl recover', 'shardctl recover --dry-run --json'],
   completion: [
     'shardctl completion bash > ~/.local/share/bash-completion/completions/shardctl',
     'shardctl completion zsh > "${fpath[1]}/_shardctl"',

@@ -14,6 +14,8 @@ import { registerMigrate } from './commands/migrate.js';
 import { registerQuery } from './commands/query.js';
 import { registerCompletion } from './commands/completion.js';
 import { registerAdopt } from './commands/adopt.js';
+import { registerRecover } from './commands/recover.js';
+import { registerExec } from './commands/exec.js';
 import { addExamples, commandPath } from './help.js';
 
 /** Every command module registers itself here; each keeps its own options and rendering. */
@@ -29,6 +31,8 @@ const COMMANDS: ((program: Command, ctx: CliContext) => void)[] = [
   registerMigrate,
   registerAdopt,
   registerQuery,
+  registerExec,
+  registerRecover,
   registerCompletion,
 ];
 

@@ -1,4 +1,5 @@
 import type { PoolClient } from 'pg';
+import { quoteTable } from '../db/sql.js';
 
 /** A session a move waits for, as `pg_stat_activity` shows it. */
 export interface BlockingSession {
@@ -11,6 +12,11 @@ export interface BlockingSession {
   transactionSeconds: number;
   /** The statement that ends it: `SELECT pg_terminate_backend(<pid>)` (or commit or roll back it). */
   terminate: string;
+  /**
+   * A prepared transaction (two-phase commit) rather than a session: it has no backend (`pid` 0) and is
+   * not in pg_stat_activity, yet holds its locks and its xid until COMMIT or ROLLBACK PREPARED.
+   */
+  gid?: string;
 }
 
 /** What a long wait of a move is waiting for, reported about every second while it lasts. */
@@ -68,7 +74,8 @@ function toSession(x: ActivityRow): BlockingSession {
 
 /**
  * The sessions of the server (any database) with a transaction id whose transaction started at least
- * `olderThanSeconds` ago: what a logical slot creation waits for.
+ * `olderThanSeconds` ago, and the prepared transactions of any database as old: what a logical slot
+ * creation waits for.
  *
  * @example
  * await xidHolders(client, [walsenderPid], 1) // [{ pid: 4242, database: 'billing', state: 'idle in transaction', ... }]
@@ -79,18 +86,80 @@ export async function xidHolders(
   olderThanSeconds: number,
 ): Promise<BlockingSession[]> {
   const r = await client.query<ActivityRow>(XID_HOLDERS_SQL, [exclude, olderThanSeconds]);
-  return r.rows.map(toSession);
+  // A slot creation waits for prepared transactions of any database too: they hold an xid, no session.
+  const p = await client.query<{ gid: string; secs: number | null }>(
+    `SELECT gid, extract(epoch FROM clock_timestamp() - prepared)::float8 AS secs FROM pg_prepared_xacts
+      WHERE prepared < clock_timestamp() - make_interval(secs => $1::float8) ORDER BY prepared`,
+    [olderThanSeconds],
+  );
+  return [...r.rows.map(toSession), ...p.rows.map(preparedSession)];
 }
 
 /**
- * The sessions of the current database whose transaction or snapshot predates the transaction id `xid`.
+ * The sessions of the current database whose transaction or snapshot predates the transaction id `xid`,
+ * and its prepared transactions older than it (`pid` 0, `gid` set).
  *
  * @example
  * await olderSessions(client, '10234') // [{ pid: 4242, database: 'shard_0', state: 'idle in transaction', ... }]
  */
 export async function olderSessions(client: PoolClient, xid: string): Promise<BlockingSession[]> {
   const r = await client.query<ActivityRow>(OLDER_SESSIONS_SQL, [xid]);
-  return r.rows.map(toSession);
+  // Prepared transactions hold their xid like a session and are waited for the same way.
+  const p = await client.query<{ gid: string; secs: number | null }>(OLDER_PREPARED_SQL, [xid]);
+  return [...r.rows.map(toSession), ...p.rows.map(preparedSession)];
+}
+
+/**
+ * Prepared transactions of the current database whose xid is older than `$1` (a fence or a catch-up
+ * point): like an open session, each still writes unseen by the fence until it is finished.
+ */
+const OLDER_PREPARED_SQL = `SELECT gid, extract(epoch FROM clock_timestamp() - prepared)::float8 AS secs
+   FROM pg_prepared_xacts
+  WHERE database = current_database()
+    AND age(transaction) >= age(($1::xid8::text::numeric % 4294967296)::text::xid)
+  ORDER BY prepared`;
+
+/**
+ * Prepared transactions of the current database holding a lock on one of `$1` (tables): their locks
+ * belong to the prepared transaction's virtual transaction, found through the lock on its own xid.
+ */
+const PREPARED_ON_TABLES_SQL = `SELECT DISTINCT p.gid, extract(epoch FROM clock_timestamp() - p.prepared)::float8 AS secs
+   FROM pg_prepared_xacts p
+   JOIN pg_locks x ON x.locktype = 'transactionid' AND x.transactionid = p.transaction AND x.pid IS NULL
+   JOIN pg_locks l ON l.virtualtransaction = x.virtualtransaction AND l.locktype = 'relation'
+                  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                  AND l.relation = ANY ($1::regclass[])
+  WHERE p.database = current_database()`;
+
+function preparedSession(x: { gid: string; secs: number | null }): BlockingSession {
+  const shardctl = x.gid.startsWith('shardctl_');
+  return {
+    pid: 0,
+    database: null,
+    application: shardctl ? 'shardctl two-phase commit' : 'prepared transaction',
+    state: 'prepared',
+    transactionSeconds: Math.max(0, x.secs ?? 0),
+    terminate: shardctl
+      ? 'shardctl recover'
+      : `COMMIT PREPARED '${x.gid.replace(/'/g, "''")}' (or ROLLBACK PREPARED, as its coordinator decided)`,
+    gid: x.gid,
+  };
+}
+
+/**
+ * The prepared transactions (two-phase commit) of the current database that hold locks on any of
+ * `tables`: they wrote (or locked) those tables and are not in pg_stat_activity. A shardctl one is
+ * ended by `shardctl recover` from its decision record.
+ *
+ * @example
+ * await preparedOnTables(client, ['public.accounts']) // [{ pid: 0, gid: 'shardctl_42_shard-0', state: 'prepared', ... }]
+ */
+export async function preparedOnTables(client: PoolClient, tables: string[]): Promise<BlockingSession[]> {
+  if (tables.length === 0) return [];
+  const r = await client.query<{ gid: string; secs: number | null }>(PREPARED_ON_TABLES_SQL, [
+    tables.map((t) => quoteTable(t)),
+  ]);
+  return r.rows.map(preparedSession);
 }
 
 /**

@@ -34,6 +34,10 @@ export interface ShardHealth {
   catalogVersion: number;
   /** shardctl's replication slots on this shard, with the WAL each keeps (an unconsumed slot fills the disk). */
   replicationSlots: { name: string; active: boolean; retainedWalBytes: number }[];
+  /** shardctl transactions prepared here and not yet finished (in doubt until `shardctl recover`). */
+  preparedTransactions: number;
+  /** `max_prepared_transactions`: 0 means this shard cannot take part in a transaction across shards. */
+  maxPreparedTransactions: number;
 }
 
 /**
@@ -136,8 +140,11 @@ export async function checkShards(
           const t0 = performance.now();
           await client.query('SELECT 1');
           const latencyMs = performance.now() - t0;
-          const info = await client.query<{ v: string; size: string }>(
-            "SELECT current_setting('server_version') AS v, pg_database_size(current_database())::text AS size",
+          const info = await client.query<{ v: string; size: string; prepared: number; maxp: number }>(
+            `SELECT current_setting('server_version') AS v, pg_database_size(current_database())::text AS size,
+                    current_setting('max_prepared_transactions')::int AS maxp,
+                    (SELECT count(*)::int FROM pg_prepared_xacts
+                      WHERE database = current_database() AND starts_with(gid, 'shardctl_')) AS prepared`,
           );
           const tables = await client.query<{ reltuples: number }>(TENANT_TABLES_SQL, tenantTablesParams(map));
           const catalogVersion = await readCatalogVersion(client);
@@ -155,6 +162,8 @@ export async function checkShards(
               active: r.active ?? false,
               retainedWalBytes: r.retainedWalBytes ?? 0,
             })),
+            preparedTransactions: info.rows[0]!.prepared,
+            maxPreparedTransactions: info.rows[0]!.maxp,
           };
         }),
         timeoutMs + 1000,

@@ -18,6 +18,9 @@ import { readLedger, readMigrationFiles, type LedgerEntry, type MigrationFileSum
 import { keyCast, quoteIdent, quoteTable } from '../db/sql.js';
 import { withTransaction } from '../db/transaction.js';
 import { misplacedRowsSql, type KeyedTable } from './misplaced-sql.js';
+
+import { inDoubtFindings } from './prepared-transactions.js';
+import { referenceFindings } from './reference-content.js';
 import { judgeMoves, readMoveFacts, type MoveFacts } from './move-leftovers.js';
 import { diffTable, fingerprint, readSchema, type SchemaDifference, type TableSchema } from './schema-fingerprint.js';
 
@@ -36,7 +39,9 @@ export type FindingKind =
   | 'replication-leftover'
   | 'invalid-index'
   | 'directory-unknown-shard'
-  | 'rule-changed';
+  | 'rule-changed'
+  | 'in-doubt-transaction'
+  | 'reference-drift';
 
 /** A repair `verify --fix` may make: one statement on one shard, shown before it runs. */
 export interface Fix {
@@ -78,13 +83,22 @@ export interface VerifyOptions {
   timeoutMs?: number;
   /** Run only these checks. Default: all of them. */
   only?: VerifyCheck[];
+  /** `transactions`: a shardctl transaction prepared this long ago (ms) is in doubt. Default 5000. */
+  inDoubtAfterMs?: number;
 }
 
 /** The checks of {@link verifyCluster}, selectable with `only`. */
-export type VerifyCheck = 'misplaced-rows' | 'schema' | 'migrations' | 'leftovers';
+export type VerifyCheck = 'misplaced-rows' | 'schema' | 'migrations' | 'leftovers' | 'transactions' | 'reference';
 
 /** Every check, in the order they run. */
-export const VERIFY_CHECKS: VerifyCheck[] = ['misplaced-rows', 'schema', 'migrations', 'leftovers'];
+export const VERIFY_CHECKS: VerifyCheck[] = [
+  'misplaced-rows',
+  'schema',
+  'migrations',
+  'leftovers',
+  'transactions',
+  'reference',
+];
 
 interface ShardFacts {
   /** Tenant tables, each with its own tenant column. */
@@ -131,6 +145,7 @@ export async function verifyCluster(map: ShardMap, options: VerifyOptions = {}):
       run.findings.push(...(await misplacedFindings(map, pools, facts, ownerOf(map, directory))));
     }
     await factFindings(run, facts);
+    await transactionFindings(run, selected, options.inDoubtAfterMs ?? 5000);
     return {
       ok: run.findings.length === 0,
       shards: selected.map((s) => s.name),
@@ -140,6 +155,19 @@ export async function verifyCluster(map: ShardMap, options: VerifyOptions = {}):
     };
   } finally {
     await pools.close();
+  }
+}
+
+/** The two-phase commit checks: in-doubt prepared transactions, reference tables equal on every shard. */
+async function transactionFindings(run: VerifyRun, selected: Shard[], inDoubtAfterMs: number): Promise<void> {
+  if (run.tenant !== undefined) return;
+  if (run.want.has('transactions')) {
+    run.checks.push('transactions');
+    run.findings.push(...(await inDoubtFindings(run.map, run.pools, selected, inDoubtAfterMs)));
+  }
+  if (run.want.has('reference') && run.map.reference.length > 0) {
+    run.checks.push('reference');
+    run.findings.push(...(await referenceFindings(run.map, run.pools, selected)));
   }
 }
 

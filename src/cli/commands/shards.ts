@@ -83,6 +83,13 @@ function showSlotsAndSummary(ctx: CliContext, results: HealthResults): void {
         ctx,
         `replication slot ${r.shard}: ${s.name} retains ${formatBytes(s.retainedWalBytes)} of WAL${s.active ? '' : ' (inactive)'}`,
       );
+    if (r.value.preparedTransactions > 0)
+      out(
+        ctx,
+        `prepared transactions ${r.shard}: ${r.value.preparedTransactions} in doubt (shardctl recover ends them)`,
+      );
+    if (r.value.maxPreparedTransactions === 0)
+      out(ctx, `${r.shard}: max_prepared_transactions = 0: it cannot take part in transactions across shards`);
   }
   const failed = results.filter((r) => r.status === 'failed');
   out(

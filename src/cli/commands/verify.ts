@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import {
   applyFixes,
+  copyReferenceTable,
   ExitCode,
   ShardctlError,
   VERIFY_CHECKS,
@@ -19,6 +20,7 @@ interface VerifyOpts {
   only?: string[];
   fix?: boolean;
   yes?: boolean;
+  from?: string;
 }
 
 /** The report's names of checks as `--only` takes them (`schema`, not `schema-drift`), so they can be pasted. */
@@ -79,8 +81,10 @@ async function verifyAction(opts: VerifyOpts, cmd: Command, ctx: CliContext): Pr
   });
   const fixes = report.findings.flatMap((f) => (f.fix ? [f.fix] : []));
   const applied = await confirmAndFix(map, fixes, opts, cmd, ctx);
+  const copied = await fixReferenceTables(map, report, opts, cmd, ctx);
   ctx.exitCode = report.ok ? ExitCode.Ok : ExitCode.Failed;
-  if (globals(cmd).json) return outJson(ctx, { ...report, ...(applied ? { fixes: applied } : {}) });
+  if (globals(cmd).json)
+    return outJson(ctx, { ...report, ...(applied ? { fixes: applied } : {}), ...(copied ? { copied } : {}) });
   if (report.ok) {
     out(
       ctx,
@@ -89,6 +93,48 @@ async function verifyAction(opts: VerifyOpts, cmd: Command, ctx: CliContext): Pr
     return;
   }
   await showFindings(ctx, report, opts.fix ? [] : fixes, applied);
+}
+
+/**
+ * --fix --from SHARD: copies each drifted reference table from the shard the operator names to every
+ * other shard, one two-phase commit per table. Without --from, says how (shardctl never picks the copy).
+ */
+async function fixReferenceTables(
+  map: ShardMap,
+  report: VerifyReport,
+  opts: VerifyOpts,
+  cmd: Command,
+  ctx: CliContext,
+): Promise<Awaited<ReturnType<typeof copyReferenceTable>>[] | undefined> {
+  const tables = [
+    ...new Set(report.findings.flatMap((f) => (f.kind === 'reference-drift' && f.table ? [f.table] : []))),
+  ];
+  if (!opts.fix || tables.length === 0) return undefined;
+  if (!opts.from) {
+    err(
+      ctx,
+      `reference table(s) ${tables.join(', ')} differ between shards: repair with --fix --from SHARD (the shard whose copy is right)`,
+    );
+    return undefined;
+  }
+  const ok = opts.yes || (await confirm(ctx, `copy ${tables.join(', ')} from ${opts.from} to every other shard?`));
+  if (ok === undefined)
+    throw new ShardctlError('--fix --from needs confirmation: pass --yes to copy without a terminal', {
+      code: 'CONFIRM_NEEDED',
+      exitCode: ExitCode.Usage,
+    });
+  if (!ok) return undefined;
+  const done = [];
+  for (const t of tables) {
+    const r = await copyReferenceTable(map, t, opts.from, { timeoutMs: timeoutOf(cmd) });
+    if (!globals(cmd).json)
+      err(
+        ctx,
+        `copied ${t} (${r.rows} rows) from ${opts.from}: ${r.shards.map((s) => `${s.shard} ${s.changed} changed`).join(', ')}`,
+      );
+    done.push(r);
+  }
+  return done;
 }
 
 /** `shardctl verify`: proves the cluster consistent, or lists what is not. */
@@ -101,5 +147,9 @@ export function registerVerify(program: Command, ctx: CliContext): void {
     .option('--only <check...>', `only these checks: ${VERIFY_CHECKS.join(', ')}`)
     .option('--fix', 'repair what is safe (orphaned replication objects, INVALID indexes): list, confirm, apply')
     .option('--yes', 'apply the listed fixes without asking')
+    .option(
+      '--from <shard>',
+      'with --fix: copy drifted reference tables from this shard to the others (one two-phase commit)',
+    )
     .action((opts: VerifyOpts, cmd: Command) => verifyAction(opts, cmd, ctx));
 }
