@@ -6,6 +6,12 @@ import { withTransaction } from '../db/transaction.js';
 import { ShardctlError } from '../errors.js';
 import { keyCast, quoteIdent, quoteLiteral, quoteTable } from '../db/sql.js';
 
+/** A tenant table with the column that holds the tenant in it (the fence trigger reads that column). */
+export interface KeyedTable {
+  table: string;
+  keyColumn: string;
+}
+
 /** A fence: writes of this tenant are rejected on this shard. */
 export interface Fence {
   shard: string;
@@ -20,8 +26,8 @@ export interface Fence {
  * Installs shardctl's fence triggers on tenant tables that lack them (a row trigger checking
  * `shardctl.fences` and a TRUNCATE guard). Idempotent; needs the catalog schema on the shard.
  */
-export async function installFenceTriggers(client: PoolClient, tables: string[], keyColumn: string): Promise<void> {
-  for (const table of tables) {
+export async function installFenceTriggers(client: PoolClient, tables: KeyedTable[]): Promise<void> {
+  for (const { table, keyColumn } of tables) {
     const has = await client.query(
       `SELECT 1 FROM pg_trigger WHERE tgrelid = to_regclass($1) AND tgname = 'shardctl_fence'`,
       [quoteTable(table)],
@@ -114,14 +120,9 @@ export async function bindTenant(client: PoolClient, tenant: string): Promise<vo
  * table while waiting for another could deadlock with a writer whose foreign-key check locks both),
  * each bounded by `waitMs`. Creates the catalog schema first where missing.
  */
-export async function ensureFenceTriggers(
-  client: PoolClient,
-  tables: string[],
-  keyColumn: string,
-  waitMs: number,
-): Promise<void> {
+export async function ensureFenceTriggers(client: PoolClient, tables: KeyedTable[], waitMs: number): Promise<void> {
   await ensureCatalogSchema(client);
-  for (const table of tables) await lockedTx(client, waitMs, () => installFenceTriggers(client, [table], keyColumn));
+  for (const table of tables) await lockedTx(client, waitMs, () => installFenceTriggers(client, [table]));
 }
 
 /**
@@ -153,7 +154,7 @@ export async function raiseFence(
  * Fences a tenant on its source shard: {@link ensureFenceTriggers}, then {@link raiseFence}.
  *
  * @example
- * await fenceTenant(client, { tenant: '7', moveId: 3, target: 'shard-2', tables: ['public.users'], keyColumn: 'tenant_id', waitMs: 30_000 });
+ * await fenceTenant(client, { tenant: '7', moveId: 3, target: 'shard-2', tables: [{ table: 'public.users', keyColumn: 'tenant_id' }], waitMs: 30_000 });
  */
 export async function fenceTenant(
   client: PoolClient,
@@ -161,13 +162,12 @@ export async function fenceTenant(
     tenant: string;
     moveId: number;
     target: string;
-    tables: string[];
-    keyColumn: string;
+    tables: KeyedTable[];
     waitMs: number;
     shard?: string;
   },
 ): Promise<void> {
-  await ensureFenceTriggers(client, f.tables, f.keyColumn, f.waitMs);
+  await ensureFenceTriggers(client, f.tables, f.waitMs);
   await raiseFence(client, f);
 }
 

@@ -1,5 +1,6 @@
 import { crashPoint } from '../crash-points.js';
-import { copyTenant, tenantChecksums, type CopyProgress } from './copy-tenant.js';
+import { fromDriverError } from '../errors.js';
+import { copyErrorShard, copyTenant, tenantChecksums, type CopyProgress } from './copy-tenant.js';
 import { fenceTenant } from './fence.js';
 import { JournaledFailure, type Capture, type MoveRun, type Next, type StepTable } from './move-run.js';
 import { refuse } from './plan-move.js';
@@ -18,8 +19,7 @@ async function fence(r: MoveRun): Promise<Next> {
       tenant: m.tenant,
       moveId: m.id,
       target: m.target,
-      tables: tables.map((t) => t.table),
-      keyColumn: r.key.column,
+      tables,
       waitMs: r.options.waitMs ?? 30_000,
       shard: m.source,
     }),
@@ -43,12 +43,14 @@ async function copy(r: MoveRun): Promise<Next> {
       totalRows,
       totalBytes,
     });
-  const stats = await r.pools.withClients([m.source, m.target], ([src, dst]) =>
-    copyTenant(src!, dst!, tables, m.tenant, r.key, {
-      onProgress,
-      ...(r.options.maxBytesPerSecond ? { maxBytesPerSecond: r.options.maxBytesPerSecond } : {}),
-    }),
-  );
+  const stats = await r.pools
+    .withClients([m.source, m.target], ([src, dst]) =>
+      copyTenant(src!, dst!, tables, m.tenant, r.key, {
+        onProgress,
+        ...(r.options.maxBytesPerSecond ? { maxBytesPerSecond: r.options.maxBytesPerSecond } : {}),
+      }),
+    )
+    .catch((e: unknown) => Promise.reject(fromDriverError(e, { shard: copyErrorShard(e, m) })));
   crashPoint('after-copy');
   return {
     state: 'copied',

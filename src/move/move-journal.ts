@@ -26,14 +26,26 @@ export type MoveState = (typeof MOVE_STATES)[number];
 /** States after which the tenant lives on the target: abort is no longer possible. */
 export const SWITCHED_STATES: MoveState[] = ['switched', 'cleaned', 'done'];
 
-/** How a move copies: `fenced` rejects the tenant's writes for the whole copy; `online` only for the switch. */
-export type MoveMode = 'fenced' | 'online';
+/**
+ * How a move copies: `fenced` rejects the tenant's writes for the whole copy; `online` (logical
+ * replication) and `trigger` (change-log triggers, ordinary connections only) only for the switch.
+ */
+export type MoveMode = 'fenced' | 'online' | 'trigger';
+
+/** The change capture of each move mode, as the move record and the preview name it. */
+export const CAPTURE_OF_MODE: Record<MoveMode, 'logical' | 'trigger' | 'none'> = {
+  online: 'logical',
+  trigger: 'trigger',
+  fenced: 'none',
+};
 
 /** The plan a move records: tables in copy order with their source row counts. */
 export interface MovePlanRecord {
   tables: { table: string; rows: number; bytes: number }[];
   /** Online moves: name of the publication, slot and subscription (unique per server, set before any is created). */
   replication?: string;
+  /** Why the move uses its capture (logical replication, change-log triggers, none), as chosen at plan time. */
+  captureReason?: string;
 }
 
 /** A move as the journal holds it. */

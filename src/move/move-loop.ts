@@ -25,6 +25,7 @@ import { ONLINE_CAPTURE } from './online-steps.js';
 import type { MoveOptions } from './plan-move.js';
 import { removeFence } from './fence.js';
 import { SWITCH_STEPS } from './switch-steps.js';
+import { TRIGGER_CAPTURE } from './trigger-steps.js';
 
 /**
  * The capture of each move mode. A new capture is one more entry (and its steps), not a branch.
@@ -32,7 +33,11 @@ import { SWITCH_STEPS } from './switch-steps.js';
  * @example
  * CAPTURES[move.mode].teardown?.run(pools, move);
  */
-export const CAPTURES: Record<MoveMode, Capture> = { fenced: FENCED_CAPTURE, online: ONLINE_CAPTURE };
+export const CAPTURES: Record<MoveMode, Capture> = {
+  fenced: FENCED_CAPTURE,
+  online: ONLINE_CAPTURE,
+  trigger: TRIGGER_CAPTURE,
+};
 
 /** The whole step table of a move: its capture's steps, then the switch and cleanup. */
 function stepTable(capture: Capture): Partial<StepTable> {

@@ -60,7 +60,7 @@ async function journalNewMove(
         source: preview.source,
         target: preview.target,
         keepSource: options.keepSource ?? false,
-        plan: { tables: preview.tables },
+        plan: { tables: preview.tables, captureReason: preview.captureReason },
         planId: options.planId ?? null,
         mode: preview.mode,
       });

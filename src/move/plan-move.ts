@@ -7,7 +7,7 @@ import { createRouter } from '../router/create-router.js';
 import { readLedger } from '../catalog/ledger.js';
 import { quoteIdent, quoteTable } from '../db/sql.js';
 import type { OnlineEvent, OnlineOptions } from './online-types.js';
-import { inFlightMove, type MoveMode, type MoveRecord, type MoveState } from './move-journal.js';
+import { CAPTURE_OF_MODE, inFlightMove, type MoveMode, type MoveRecord, type MoveState } from './move-journal.js';
 import { onlineProblems } from './replication.js';
 import { readTenantTables, type TenantTable } from './tenant-tables.js';
 
@@ -22,9 +22,15 @@ export interface MovePreview {
   bytes: number;
   /** Rough duration in seconds (copy, verify, cleanup), from rows and bytes. */
   estimateSeconds: number;
-  /** How the move will run: `online` (writes pause only for the switch) or `fenced`. */
+  /**
+   * How the move will run: `online` (logical replication; writes pause only for the switch), `trigger`
+   * (change-log triggers over ordinary connections; writes pause only for the switch) or `fenced`.
+   */
   mode: MoveMode;
-  /** Why an online move is impossible between these servers (set when an online move fell back to fenced). */
+  /** The change capture (`logical`, `trigger`, `none` for a fenced move) and why it was chosen. */
+  capture: 'logical' | 'trigger' | 'none';
+  captureReason: string;
+  /** Why logical replication is impossible between these servers (set when the move uses another capture). */
   onlineProblems?: string[];
 }
 
@@ -41,7 +47,12 @@ export interface MoveOptions extends OnlineOptions {
    * and switch. `fenced`: reject the tenant's writes for the whole copy.
    */
   mode?: MoveMode;
-  /** Where the servers cannot move online, move fenced instead of refusing. Default false. */
+  /**
+   * The change capture of an online move: `logical` (logical replication) or `trigger` (change-log
+   * triggers, ordinary connections only). Default: logical where the servers allow it, else trigger.
+   */
+  capture?: 'logical' | 'trigger';
+  /** Where the servers cannot move online with `capture: 'logical'`, move fenced instead of refusing. Default false. */
   allowOffline?: boolean;
   /** Keep the source rows after the switch until `moves cleanup`. Default false. */
   keepSource?: boolean;
@@ -78,12 +89,11 @@ async function tenantStats(
   c: PoolClient,
   tables: TenantTable[],
   tenant: string,
-  map: ShardMap,
 ): Promise<{ table: string; rows: number; bytes: number }[]> {
   const out = [];
   for (const t of tables) {
     const r = await c.query<{ n: string; b: string }>(
-      `SELECT count(*)::text AS n, coalesce(sum(pg_column_size(x.*)), 0)::text AS b FROM ${quoteTable(t.table)} x WHERE ${quoteIdent(map.shardKey.column)} = $1`,
+      `SELECT count(*)::text AS n, coalesce(sum(pg_column_size(x.*)), 0)::text AS b FROM ${quoteTable(t.table)} x WHERE ${quoteIdent(t.keyColumn)} = $1`,
       [tenant],
     );
     out.push({ table: t.table, rows: Number(r.rows[0]!.n), bytes: Number(r.rows[0]!.b) });
@@ -120,7 +130,7 @@ export async function planMove(
   map: ShardMap,
   tenantValue: unknown,
   to: string,
-  options: { timeoutMs?: number; mode?: MoveMode; allowOffline?: boolean } = {},
+  options: ModeChoice & { timeoutMs?: number } = {},
 ): Promise<MovePreview> {
   const tenant = tenantText(parseTenant(tenantValue, map.shardKey.type));
   if (!map.shards.some((s) => s.name === to)) {
@@ -149,7 +159,7 @@ export async function planMove(
     const stats = await checkRows(pair, tables);
     const rows = stats.reduce((a, s) => a + s.rows, 0);
     const bytes = stats.reduce((a, s) => a + s.bytes, 0);
-    const { mode, problems } = await chooseMode(pair, tables, options);
+    const { mode, problems, reason } = await chooseMode(pair, tables, options);
     return {
       tenant,
       source,
@@ -159,6 +169,8 @@ export async function planMove(
       bytes,
       estimateSeconds: Math.ceil(rows / 150_000 + bytes / 40_000_000 + 1),
       mode,
+      capture: CAPTURE_OF_MODE[mode],
+      captureReason: reason,
       ...(problems.length > 0 ? { onlineProblems: problems } : {}),
     };
   } finally {
@@ -246,13 +258,13 @@ function columnDifferences(srcTables: TenantTable[], dstTables: TenantTable[], s
 
 /** Refuses a tenant without rows on the source or with rows already on the target; returns its rows per table. */
 async function checkRows(
-  { map, pools, tenant, source, target }: ShardPair,
+  { pools, tenant, source, target }: ShardPair,
   tables: TenantTable[],
 ): Promise<{ table: string; rows: number; bytes: number }[]> {
-  const stats = await pools.withShard(source, (c) => tenantStats(c, tables, tenant, map));
+  const stats = await pools.withShard(source, (c) => tenantStats(c, tables, tenant));
   if (stats.reduce((a, s) => a + s.rows, 0) === 0)
     throw refuse(`tenant ${tenant} has no rows on ${source}`, 'NO_ROWS', 'check the tenant id with `shardctl locate`');
-  const conflicts = await pools.withShard(target, (c) => existingKeys(c, tables, tenant, map));
+  const conflicts = await pools.withShard(target, (c) => existingKeys(c, tables, tenant));
   if (conflicts.length > 0) {
     throw refuse(
       `tenant ${tenant} already has rows on ${target}: ${conflicts.map((c) => `${c.table} (${c.keys.join(', ')}${c.more ? ', ...' : ''})`).join('; ')}; nothing was copied`,
@@ -264,40 +276,74 @@ async function checkRows(
   return stats;
 }
 
-/** Online unless asked otherwise; where the servers cannot, refused, or fenced with `allowOffline`. */
-async function chooseMode(
-  { map, pools, tenant, source, target }: ShardPair,
-  tables: TenantTable[],
-  options: { mode?: MoveMode; allowOffline?: boolean },
-): Promise<{ mode: MoveMode; problems: string[] }> {
-  const mode: MoveMode = options.mode ?? 'online';
-  if (mode !== 'online') return { mode, problems: [] };
+/** What a caller asks of the mode and capture of a move. */
+export interface ModeChoice {
+  mode?: MoveMode;
+  capture?: 'logical' | 'trigger';
+  allowOffline?: boolean;
+}
+
+/**
+ * Why logical replication cannot carry this move: the servers' problems, and tables that hold the
+ * tenant in different columns (one publication row filter names one column).
+ */
+async function logicalProblems({ map, pools, source, target }: ShardPair, tables: TenantTable[]): Promise<string[]> {
+  const columns = [...new Set(tables.map((t) => t.keyColumn))];
   const problems = await pools.withShard(source, (s) =>
-    pools.withShard(target, (t) => onlineProblems(s, t, tables, map.shardKey.column, { source, target })),
+    pools.withShard(target, (t) => onlineProblems(s, t, tables, columns[0] ?? map.shardKey.column, { source, target })),
   );
-  if (problems.length > 0 && !options.allowOffline) {
+  if (columns.length > 1)
+    problems.push(
+      `the tenant tables hold the tenant in different columns (${tables.map((t) => `${t.table}.${t.keyColumn}`).join(', ')}): a publication filters every table by one column`,
+    );
+  return [...new Set(problems)];
+}
+
+/**
+ * Online unless asked otherwise, by logical replication where the servers allow it, else by the
+ * change-log triggers (which need nothing but ordinary connections). `capture: 'logical'` refuses where
+ * logical replication is impossible (or moves fenced with `allowOffline`).
+ */
+async function chooseMode(
+  pair: ShardPair,
+  tables: TenantTable[],
+  options: ModeChoice,
+): Promise<{ mode: MoveMode; problems: string[]; reason: string }> {
+  const { tenant, source, target } = pair;
+  if (options.mode === 'fenced') return { mode: 'fenced', problems: [], reason: 'a fenced move was asked for' };
+  if (options.mode === 'trigger' || options.capture === 'trigger')
+    return { mode: 'trigger', problems: [], reason: 'the trigger capture was asked for (--capture trigger)' };
+  const problems = await logicalProblems(pair, tables);
+  if (problems.length === 0)
+    return { mode: 'online', problems, reason: `logical replication is available from ${source} to ${target}` };
+  if (options.capture !== 'logical')
+    return {
+      mode: 'trigger',
+      problems,
+      reason: `logical replication is not available (${problems.join('; ')}): change-log triggers capture the writes`,
+    };
+  if (!options.allowOffline) {
     throw refuse(
-      `tenant ${tenant} cannot move online from ${source} to ${target}: ${problems.join('; ')}`,
+      `tenant ${tenant} cannot move online by logical replication from ${source} to ${target}: ${problems.join('; ')}`,
       'ONLINE_UNSUPPORTED',
-      "fix the above, or pass --allow-offline (or --offline) to move fenced: the tenant's writes are then rejected for the whole copy",
+      "fix the above, or leave out --capture logical (the trigger capture needs none of it), or pass --allow-offline to move fenced: the tenant's writes are then rejected for the whole copy",
       problems,
       ExitCode.Refused,
     );
   }
-  return { mode: problems.length > 0 ? 'fenced' : mode, problems };
+  return { mode: 'fenced', problems, reason: `logical replication is not available and --allow-offline was given` };
 }
 
 async function existingKeys(
   c: PoolClient,
   tables: TenantTable[],
   tenant: string,
-  map: ShardMap,
 ): Promise<{ table: string; keys: string[]; more: boolean }[]> {
   const out = [];
   for (const t of tables) {
     const pk = t.primaryKey.map(quoteIdent);
     const r = await c.query<{ k: string }>(
-      `SELECT ROW(${pk.join(', ')})::text AS k FROM ${quoteTable(t.table)} WHERE ${quoteIdent(map.shardKey.column)} = $1 ORDER BY ${pk.join(', ')} LIMIT 21`,
+      `SELECT ROW(${pk.join(', ')})::text AS k FROM ${quoteTable(t.table)} WHERE ${quoteIdent(t.keyColumn)} = $1 ORDER BY ${pk.join(', ')} LIMIT 21`,
       [tenant],
     );
     if (r.rows.length > 0)

@@ -120,7 +120,7 @@ export interface ApplyOptions {
   onProgress?: (p: PlanProgress) => void;
   timeoutMs?: number;
   /** How each move runs (online by default) and its pause budget; see {@link MoveOptions}. */
-  move?: Pick<MoveOptions, 'mode' | 'allowOffline' | 'maxPauseMs' | 'switchAttempts'>;
+  move?: Pick<MoveOptions, 'mode' | 'capture' | 'allowOffline' | 'maxPauseMs' | 'switchAttempts'>;
 }
 
 /**

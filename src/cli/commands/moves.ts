@@ -84,7 +84,7 @@ export async function showMoveReport(ctx: CliContext, r: MoveReport): Promise<vo
   const rate = r.bytesPerSecond !== undefined ? `, ${formatBytes(r.bytesPerSecond)}/s` : '';
   out(
     ctx,
-    `capture: ${r.capture}; copied ${r.rows.toLocaleString('en-US')} rows, ${formatBytes(r.bytes)} in ${(r.copyMs / 1000).toFixed(1)} s${rate}; total ${(r.totalMs / 1000).toFixed(1)} s`,
+    `capture: ${r.capture}${r.captureReason ? ` (${r.captureReason})` : ''}; copied ${r.rows.toLocaleString('en-US')} rows, ${formatBytes(r.bytes)} in ${(r.copyMs / 1000).toFixed(1)} s${rate}; total ${(r.totalMs / 1000).toFixed(1)} s`,
   );
   await outTable(
     ctx,

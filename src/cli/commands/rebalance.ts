@@ -37,13 +37,20 @@ function moveId(raw: string, flag: string): number {
   return wholeNumberArg(raw, flag);
 }
 
+const CAPTURE_TEXT: Record<MovePreview['capture'], string> = {
+  logical: 'logical replication',
+  trigger: 'change-log triggers (ordinary connections only)',
+  none: 'none (fenced copy)',
+};
+
 /** Renders a move preview as a table. */
 export async function showPreview(ctx: CliContext, p: MovePreview): Promise<void> {
   out(
     ctx,
-    `move tenant ${p.tenant}: ${p.source} -> ${p.target} (${p.rows.toLocaleString('en-US')} rows, ${formatBytes(p.bytes)}, about ${p.estimateSeconds} s), ${p.mode === 'online' ? 'online: writes pause only for the switch' : "fenced: the tenant's writes are rejected until the switch"}`,
+    `move tenant ${p.tenant}: ${p.source} -> ${p.target} (${p.rows.toLocaleString('en-US')} rows, ${formatBytes(p.bytes)}, about ${p.estimateSeconds} s), ${p.mode === 'fenced' ? "fenced: the tenant's writes are rejected until the switch" : 'online: writes pause only for the switch'}`,
   );
-  if (p.onlineProblems) out(ctx, `not online because: ${p.onlineProblems.join('; ')}`);
+  out(ctx, `capture: ${CAPTURE_TEXT[p.capture]}, because ${p.captureReason}`);
+  if (p.onlineProblems) out(ctx, `not by logical replication because: ${p.onlineProblems.join('; ')}`);
   await outTable(
     ctx,
     ['table (copy order)', 'rows', 'size'],
@@ -98,6 +105,7 @@ async function moveOne(run: MoveRun): Promise<MoveRecord | undefined> {
       timeoutMs,
       mode: mode.mode,
       allowOffline: mode.allowOffline,
+      ...(mode.capture ? { capture: mode.capture } : {}),
     });
     if (run.json) outJson(ctx, { dryRun: true, preview });
     else {
