@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readFile, writeFile } from 'node:fs/promises';
 import {
   abortMove,
+  cleanupMove,
   createRouter,
   isFenceError,
   loadShardMap,
@@ -13,6 +14,7 @@ import {
   type ShardMap,
 } from '../../src/index.js';
 import { createTestCluster, type TestCluster } from '../harness/cluster.js';
+import { applyMoveSchema, loadMoveTenant, tenantRowCount, tenantRows } from '../harness/move-fixture.js';
 import { replicationObjects, writerMismatches } from '../harness/online.js';
 import { refusal } from '../harness/refusal.js';
 import { runCli } from '../harness/run-cli.js';
@@ -195,5 +197,61 @@ describe('per-table shard-key columns: tenants keyed by id, children by tenant_i
     expect(await c.sql(1, 'SELECT count(*)::int AS n FROM users WHERE tenant_id = 9')).toEqual([{ n: 50 }]);
     expect(await c.sql(0, 'SELECT count(*)::int AS n FROM users WHERE tenant_id = 9')).toEqual([{ n: 0 }]);
     expect(await replicationObjects(c, 1)).toEqual([]);
+  });
+});
+
+describe('trigger capture: delta passes with every awkward type', () => {
+  let c: TestCluster;
+  beforeAll(async () => {
+    c = await createTestCluster({ shards: 2, reference: ['plans'] });
+    await applyMoveSchema(c);
+    await loadMoveTenant(c, 1, 3, 60);
+    await loadMoveTenant(c, 1, 5, 5);
+  });
+  afterAll(() => c.drop());
+
+  it('identity, generated, bytea, jsonb, arrays and numeric rows written during the copy arrive exactly', async () => {
+    let writing = true;
+    let writes = 0;
+    let fenced = false;
+    const statements = [
+      "INSERT INTO attachments (tenant_id, invoice_id, data, meta, labels, amount) VALUES (3, 1, '\\x00ff10', '{\"w\": [1, null]}', ARRAY['a', NULL], 1.0000000001)",
+      "UPDATE attachments SET data = data || '\\x01'::bytea, amount = amount * 2 WHERE tenant_id = 3 AND id = (SELECT min(id) + 1 FROM attachments WHERE tenant_id = 3)",
+      "UPDATE invoices SET metadata = jsonb_build_object('n', random()), total = total + 0.01 WHERE tenant_id = 3 AND id = 1 + (floor(random() * 100))::int % 120",
+      'DELETE FROM invoice_lines WHERE tenant_id = 3 AND ctid = (SELECT ctid FROM invoice_lines WHERE tenant_id = 3 LIMIT 1)',
+      "UPDATE tenants SET settings = jsonb_build_object('t', clock_timestamp()::text) WHERE tenant_id = 3",
+      "INSERT INTO users (tenant_id, id, email) SELECT 3, coalesce(max(id), 0) + 1, 'new' FROM users WHERE tenant_id = 3",
+      // Another tenant's writes on the same tables must never reach the target.
+      "UPDATE users SET name = 'other' WHERE tenant_id = 5",
+    ];
+    const load = (async () => {
+      for (let i = 0; writing && !fenced; i++) {
+        try {
+          await c.sql(1, statements[i % statements.length]!);
+          writes++;
+        } catch (e) {
+          if (isFenceError(e)) fenced = true;
+          else throw e;
+        }
+      }
+    })();
+    const { move } = await moveTenant(c.map, 3, 'shard-0', {
+      capture: 'trigger',
+      keepSource: true,
+      maxBytesPerSecond: 40_000,
+    });
+    writing = false;
+    await load;
+    expect(move).toMatchObject({ state: 'switched', mode: 'trigger' });
+    expect(writes).toBeGreaterThan(20);
+    // No write after the first fence: the kept source is the truth the target must equal row for row.
+    expect(await tenantRows(c, 0, 3)).toEqual(await tenantRows(c, 1, 3));
+    expect(await tenantRowCount(c, 0, 5)).toBe(0);
+    const copied = moveReport(move).rows;
+    expect(copied).toBeGreaterThan(0);
+    expect((await cleanupMove(c.map, move.id)).move.state).toBe('done');
+    expect(await tenantRowCount(c, 1, 3)).toBe(0);
+    expect(await replicationObjects(c, 1)).toEqual([]);
+    expect((await verifyCluster(c.map)).findings).toEqual([]);
   });
 });
