@@ -216,11 +216,11 @@ describe('trigger capture: delta passes with every awkward type', () => {
     let fenced = false;
     const statements = [
       "INSERT INTO attachments (tenant_id, invoice_id, data, meta, labels, amount) VALUES (3, 1, '\\x00ff10', '{\"w\": [1, null]}', ARRAY['a', NULL], 1.0000000001)",
-      "UPDATE attachments SET data = data || '\\x01'::bytea, amount = amount * 2 WHERE tenant_id = 3 AND id = (SELECT min(id) + 1 FROM attachments WHERE tenant_id = 3)",
+      "UPDATE attachments SET data = data || '\\x01'::bytea, amount = -amount WHERE tenant_id = 3 AND id = (SELECT min(id) + 1 FROM attachments WHERE tenant_id = 3)",
       "UPDATE invoices SET metadata = jsonb_build_object('n', random()), total = total + 0.01 WHERE tenant_id = 3 AND id = 1 + (floor(random() * 100))::int % 120",
       'DELETE FROM invoice_lines WHERE tenant_id = 3 AND ctid = (SELECT ctid FROM invoice_lines WHERE tenant_id = 3 LIMIT 1)',
       "UPDATE tenants SET settings = jsonb_build_object('t', clock_timestamp()::text) WHERE tenant_id = 3",
-      "INSERT INTO users (tenant_id, id, email) SELECT 3, coalesce(max(id), 0) + 1, 'new' FROM users WHERE tenant_id = 3",
+      "INSERT INTO users (tenant_id, id, email) SELECT 3, coalesce(max(id), 0) + 1, 'new' || (coalesce(max(id), 0) + 1) FROM users WHERE tenant_id = 3",
       // Another tenant's writes on the same tables must never reach the target.
       "UPDATE users SET name = 'other' WHERE tenant_id = 5",
     ];
@@ -235,15 +235,19 @@ describe('trigger capture: delta passes with every awkward type', () => {
         }
       }
     })();
+    const messages: string[] = [];
     const { move } = await moveTenant(c.map, 3, 'shard-0', {
       capture: 'trigger',
       keepSource: true,
       maxBytesPerSecond: 40_000,
+      onProgress: (e) => messages.push(e.message ?? ''),
     });
     writing = false;
     await load;
     expect(move).toMatchObject({ state: 'switched', mode: 'trigger' });
     expect(writes).toBeGreaterThan(20);
+    // The copy was slow enough for writes to land after its snapshot: a delta pass re-copied them.
+    expect(messages.some((m) => /^delta pass \d+: [1-9]\d* changed row/.test(m))).toBe(true);
     // No write after the first fence: the kept source is the truth the target must equal row for row.
     expect(await tenantRows(c, 0, 3)).toEqual(await tenantRows(c, 1, 3));
     expect(await tenantRowCount(c, 0, 5)).toBe(0);
