@@ -4,6 +4,7 @@ import { withTransaction } from '../db/transaction.js';
 import { STABLE_TEXT_SETTINGS } from './copy-tenant.js';
 import { keyCast, quoteIdent, quoteLiteral, quoteTable } from '../db/sql.js';
 import { tenantLiteral } from './replication.js';
+import { tenantList } from './fence.js';
 import type { TenantTable } from './tenant-tables.js';
 
 /** Name of a move's change-tracking triggers (one per operation and table). */
@@ -23,10 +24,12 @@ export async function installChangeTracking(
   moveId: number,
   tables: TenantTable[],
   key: { column: string; type: string },
-  tenant: string,
+  tenant: string | string[],
   waitMs: number,
 ): Promise<void> {
-  const lit = tenantLiteral(tenant, key.type);
+  const lit = `(${tenantList(tenant)
+    .map((v) => tenantLiteral(v, key.type))
+    .join(', ')})`;
   // One table per transaction: holding one table's lock while waiting for another's could deadlock
   // with a writer that touches both (a foreign-key check locks the parent).
   for (const t of tables) {
@@ -39,15 +42,15 @@ export async function installChangeTracking(
       const defs: [string, string][] = [
         [
           triggerName(moveId, 'i'),
-          `AFTER INSERT ON ${quoteTable(t.table)} FOR EACH ROW WHEN (NEW.${col} = ${lit}) ${fn}`,
+          `AFTER INSERT ON ${quoteTable(t.table)} FOR EACH ROW WHEN (NEW.${col} IN ${lit}) ${fn}`,
         ],
         [
           triggerName(moveId, 'u'),
-          `AFTER UPDATE ON ${quoteTable(t.table)} FOR EACH ROW WHEN (OLD.${col} = ${lit} OR NEW.${col} = ${lit}) ${fn}`,
+          `AFTER UPDATE ON ${quoteTable(t.table)} FOR EACH ROW WHEN (OLD.${col} IN ${lit} OR NEW.${col} IN ${lit}) ${fn}`,
         ],
         [
           triggerName(moveId, 'd'),
-          `AFTER DELETE ON ${quoteTable(t.table)} FOR EACH ROW WHEN (OLD.${col} = ${lit}) ${fn}`,
+          `AFTER DELETE ON ${quoteTable(t.table)} FOR EACH ROW WHEN (OLD.${col} IN ${lit}) ${fn}`,
         ],
         [triggerName(moveId, 't'), `AFTER TRUNCATE ON ${quoteTable(t.table)} FOR EACH STATEMENT ${fn}`],
       ];
@@ -122,7 +125,8 @@ export async function readChangedKeys(client: PoolClient, moveId: number): Promi
 
 /** The moving tenant as the key checks filter it: its text form and the shard key's type. */
 export interface TenantKey {
-  tenant: string;
+  /** One tenant, or the tenants of a group move. */
+  tenant: string | string[];
   type: string;
 }
 
@@ -150,8 +154,8 @@ export async function hashRowsByKey(
            FROM unnest($1::text[]) AS k(pk)
            CROSS JOIN LATERAL jsonb_populate_record(NULL::${quoteTable(t.table)}, k.pk::jsonb) AS r
            LEFT JOIN LATERAL (SELECT md5(ROW(${cols})::text) AS h FROM ${quoteTable(t.table)} x
-                               WHERE ${join} AND x.${quoteIdent(t.keyColumn)} = $2::${keyCast(who.type)}) y ON true`,
-        [keys, who.tenant],
+                               WHERE ${join} AND x.${quoteIdent(t.keyColumn)} = ANY ($2::text[]::${keyCast(who.type)}[])) y ON true`,
+        [keys, tenantList(who.tenant)],
       );
     },
     { isolation: 'repeatable read', readOnly: true },

@@ -42,7 +42,7 @@ async function streams(): Promise<typeof import('pg-copy-streams')> {
 export async function deleteTenantRows(
   client: PoolClient,
   tables: TenantTable[],
-  tenant: string,
+  tenant: string | string[],
   key: { column: string; type: string },
   options: { batch?: number; onBatch?: (table: string, rows: number) => void } = {},
 ): Promise<Record<string, number>> {
@@ -103,7 +103,7 @@ export async function copyTenant(
   source: PoolClient,
   target: PoolClient,
   tables: TenantTable[],
-  tenant: string,
+  tenant: string | string[],
   key: { column: string; type: string },
   options: CopyOptions = {},
 ): Promise<CopyStats> {
@@ -259,7 +259,7 @@ export const STABLE_TEXT_SETTINGS =
 export async function tenantChecksums(
   client: PoolClient,
   tables: TenantTable[],
-  tenant: string,
+  tenant: string | string[],
   key: { column: string; type: string },
   options: { snapshot?: string } = {},
 ): Promise<Record<string, { rows: string; sum: string }>> {

@@ -5,7 +5,7 @@ import { withTransaction } from '../db/transaction.js';
 import { fromDriverError, ShardctlError } from '../errors.js';
 import type { ChangedKeys, TenantKey } from './change-tracking.js';
 import { STABLE_TEXT_SETTINGS } from './copy-tenant.js';
-import { FENCE_BYPASS, tenantSetting } from './fence.js';
+import { FENCE_BYPASS, tenantList, tenantSetting } from './fence.js';
 import type { TenantTable } from './tenant-tables.js';
 
 /** Keys re-copied so far, each with the change-log id it had when copied: a later change gives a new id. */
@@ -71,8 +71,8 @@ async function readDelta(
           `SELECT k.pk AS k, CASE WHEN x.${quoteIdent(t.primaryKey[0]!)} IS NULL THEN NULL ELSE x::text END AS r
              FROM unnest($1::text[]) AS k(pk)
              CROSS JOIN LATERAL jsonb_populate_record(NULL::${quoteTable(t.table)}, k.pk::jsonb) AS p
-             LEFT JOIN ${quoteTable(t.table)} x ON ${keysJoin(t, 'x', 'p')} AND x.${quoteIdent(t.keyColumn)} = $2::${keyCast(who.type)}`,
-          [ks.map(([k]) => k), who.tenant],
+             LEFT JOIN ${quoteTable(t.table)} x ON ${keysJoin(t, 'x', 'p')} AND x.${quoteIdent(t.keyColumn)} = ANY ($2::text[]::${keyCast(who.type)}[])`,
+          [ks.map(([k]) => k), tenantList(who.tenant)],
         );
         const present = r.rows.filter((x) => x.r !== null).map((x) => x.r!);
         const absent = r.rows.filter((x) => x.r === null).map((x) => x.k);
@@ -98,17 +98,17 @@ async function upsertRows(dst: PoolClient, d: TableDelta, who: TenantKey, target
     `INSERT INTO ${quoteTable(t.table)} AS x (${cols.join(', ')}) OVERRIDING SYSTEM VALUE
      SELECT ${cols.map((c) => `(v).${c}`).join(', ')} FROM (SELECT r::${quoteTable(t.table)} AS v FROM unnest($1::text[]) AS r) s
      ON CONFLICT (${t.primaryKey.map(quoteIdent).join(', ')}) DO UPDATE SET ${set}
-     WHERE x.${quoteIdent(t.keyColumn)} = $2::${keyCast(who.type)}
+     WHERE x.${quoteIdent(t.keyColumn)} = ANY ($2::text[]::${keyCast(who.type)}[])
      RETURNING 1`,
-    [d.present, who.tenant],
+    [d.present, tenantList(who.tenant)],
   );
   if ((r.rowCount ?? 0) < d.present.length)
     throw new ShardctlError(
-      `${target}: ${t.table} holds rows of another tenant with primary keys of tenant ${who.tenant}'s rows; nothing of this pass was written`,
+      `${target}: ${t.table} holds rows of another tenant with primary keys of the moving tenant's rows (${tenantList(who.tenant).join(', ')}); nothing of this pass was written`,
       {
         code: 'TARGET_HAS_ROWS',
         shard: target,
-        hint: `primary keys must be unique across the tenants of a shard: find the rows with \`shardctl verify --tenant ${who.tenant}\`; abort the move`,
+        hint: 'primary keys must be unique across the tenants of a shard: find the rows with `shardctl verify --tenant ID`; abort the move',
       },
     );
 }
@@ -120,8 +120,8 @@ async function deleteRows(dst: PoolClient, d: TableDelta, who: TenantKey): Promi
   await dst.query(
     `DELETE FROM ${quoteTable(t.table)} x
       USING (SELECT p.* FROM unnest($1::text[]) AS k(pk) CROSS JOIN LATERAL jsonb_populate_record(NULL::${quoteTable(t.table)}, k.pk::jsonb) AS p) d
-      WHERE ${keysJoin(t, 'x', 'd')} AND x.${quoteIdent(t.keyColumn)} = $2::${keyCast(who.type)}`,
-    [d.absent, who.tenant],
+      WHERE ${keysJoin(t, 'x', 'd')} AND x.${quoteIdent(t.keyColumn)} = ANY ($2::text[]::${keyCast(who.type)}[])`,
+    [d.absent, tenantList(who.tenant)],
   );
 }
 

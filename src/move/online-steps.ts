@@ -27,6 +27,7 @@ import {
 } from './replication.js';
 import type { TenantTable } from './tenant-tables.js';
 import type { PauseAttempt } from './move-report.js';
+import { tenantsOf } from './move-journal.js';
 import { olderSessions, whileWaiting, xidHolders } from './waits.js';
 import { checksumMismatch, type TableChecksums } from './verify-copy.js';
 
@@ -179,7 +180,7 @@ export async function checkChanged(
   const todo = new Map(
     [...log].map(([t, ks]) => [t, [...ks].filter(([k, n]) => cut.verified.get(id(t, k)) !== n).map(([k]) => k)]),
   );
-  const bad = await compareKeys(src, dst, tables, todo, { tenant: r.move.tenant, type: r.key.type });
+  const bad = await compareKeys(src, dst, tables, todo, { tenant: tenantsOf(r.move), type: r.key.type });
   for (const [t, ks] of todo) {
     const wrong = new Set(bad.get(t) ?? []);
     for (const k of ks) if (!wrong.has(k)) cut.verified.set(id(t, k), log.get(t)!.get(k)!);
@@ -344,7 +345,7 @@ export async function pauseWith(
   } catch (e) {
     const ms = Math.round(performance.now() - t0);
     // Writes resume whatever went wrong: the fence is only ever held inside a pause.
-    await r.pools.withShard(m.source, (c) => removeFence(c, m.tenant, m.id));
+    await r.pools.withShard(m.source, (c) => removeFence(c, tenantsOf(m), m.id));
     if (!(e instanceof PauseExceeded)) throw e;
     cut.pauses.push({ attempt: cut.attempt, ms, outcome: e.message, ...lagOf(cut) });
     r.emit({
@@ -401,7 +402,7 @@ export const ONLINE_STEPS: StepTable<'planned' | 'syncing' | 'replicating' | 'fe
  * within the budget.
  */
 export async function resumeInterruptedPause(r: MoveRun): Promise<Next> {
-  await r.pools.withShard(r.move.source, (c) => removeFence(c, r.move.tenant, r.move.id));
+  await r.pools.withShard(r.move.source, (c) => removeFence(c, tenantsOf(r.move), r.move.id));
   return {
     state: 'replicating',
     entry: { message: 'resumed after an interrupted pause: fence lifted, writes continue' },

@@ -5,7 +5,7 @@ import { ExitCode, ShardctlError } from '../errors.js';
 import { parseTenant, tenantText } from '../placement/tenant-key.js';
 import { createRouter } from '../router/create-router.js';
 import { readLedger } from '../catalog/ledger.js';
-import { quoteIdent, quoteTable } from '../db/sql.js';
+import { keyCast, quoteIdent, quoteTable } from '../db/sql.js';
 import type { OnlineEvent, OnlineOptions } from './online-types.js';
 import { CAPTURE_OF_MODE, inFlightMove, type MoveMode, type MoveRecord, type MoveState } from './move-journal.js';
 import { onlineProblems } from './replication.js';
@@ -13,7 +13,10 @@ import { readTenantTables, type TenantTable } from './tenant-tables.js';
 
 /** What a move will do, shown before anything changes (`--dry-run` prints it and stops). */
 export interface MovePreview {
+  /** The tenant, or the first tenant of a group move. */
   tenant: string;
+  /** A group move: every tenant it moves together (one copy, one pause, one switch). */
+  tenants?: string[];
   source: string;
   target: string;
   /** Tenant tables in copy order (parents first) with the tenant's rows and bytes. */
@@ -85,20 +88,31 @@ export interface MoveResult {
   preview?: MovePreview;
 }
 
+/** `col = ANY ($1)` for the moving tenants, passed as a text array and cast to the key's type. */
+function anyTenant(column: string, type: string): string {
+  return `${quoteIdent(column)} = ANY ($1::text[]::${keyCast(type)}[])`;
+}
+
+/** Rows and bytes per table of the moving tenants, and which of them has rows at all. */
 async function tenantStats(
   c: PoolClient,
   tables: TenantTable[],
-  tenant: string,
-): Promise<{ table: string; rows: number; bytes: number }[]> {
+  tenants: string[],
+  type: string,
+): Promise<{ stats: { table: string; rows: number; bytes: number }[]; present: Set<string> }> {
   const out = [];
+  const present = new Set<string>();
   for (const t of tables) {
-    const r = await c.query<{ n: string; b: string }>(
-      `SELECT count(*)::text AS n, coalesce(sum(pg_column_size(x.*)), 0)::text AS b FROM ${quoteTable(t.table)} x WHERE ${quoteIdent(t.keyColumn)} = $1`,
-      [tenant],
+    const r = await c.query<{ t: string; n: string; b: string }>(
+      `SELECT ${quoteIdent(t.keyColumn)}::text AS t, count(*)::text AS n, coalesce(sum(pg_column_size(x.*)), 0)::text AS b
+         FROM ${quoteTable(t.table)} x WHERE ${anyTenant(t.keyColumn, type)} GROUP BY 1`,
+      [tenants],
     );
-    out.push({ table: t.table, rows: Number(r.rows[0]!.n), bytes: Number(r.rows[0]!.b) });
+    for (const x of r.rows) present.add(tenantText(parseTenant(x.t, type as ShardMap['shardKey']['type'])));
+    const sum = (f: (x: { n: string; b: string }) => string) => r.rows.reduce((a, x) => a + Number(f(x)), 0);
+    out.push({ table: t.table, rows: sum((x) => x.n), bytes: sum((x) => x.b) });
   }
-  return out;
+  return { stats: out, present };
 }
 
 /** A ShardctlError with code, hint, details and exit code. */
@@ -132,7 +146,8 @@ export async function planMove(
   to: string,
   options: ModeChoice & { timeoutMs?: number } = {},
 ): Promise<MovePreview> {
-  const tenant = tenantText(parseTenant(tenantValue, map.shardKey.type));
+  const tenants = tenantsOfValue(map, tenantValue);
+  const tenant = tenants[0]!;
   if (!map.shards.some((s) => s.name === to)) {
     throw refuse(
       `unknown target shard "${to}"; the map has ${map.shards.map((s) => s.name).join(', ')}`,
@@ -144,16 +159,16 @@ export async function planMove(
   }
   const router = await createRouter(map, { pool: { connectTimeoutMs: options.timeoutMs ?? 5000, maxPerShard: 2 } });
   try {
-    const source = router.locate(tenant).shard;
+    const source = sourceOfAll(tenants, (t) => router.locate(t).shard);
     if (source === to)
       throw refuse(
-        `tenant ${tenant} already lives on ${to}`,
+        `${tenants.length > 1 ? `tenants ${tenants.join(', ')} already live` : `tenant ${tenant} already lives`} on ${to}`,
         'SAME_SHARD',
         'pick another --to shard',
         undefined,
         ExitCode.Usage,
       );
-    const pair: ShardPair = { map, pools: router.pools, tenant, source, target: to };
+    const pair: ShardPair = { map, pools: router.pools, tenant, tenants, source, target: to };
     await refuseInFlight(pair);
     const tables = await checkSchemas(pair);
     const stats = await checkRows(pair, tables);
@@ -162,6 +177,7 @@ export async function planMove(
     const { mode, problems, reason } = await chooseMode(pair, tables, options);
     return {
       tenant,
+      ...(tenants.length > 1 ? { tenants } : {}),
       source,
       target: to,
       tables: stats,
@@ -178,18 +194,48 @@ export async function planMove(
   }
 }
 
-/** The two shards of a planned move and the tenant, for the preflight checks. */
+/** The tenants of a move in canonical text, once each: one value, or a group's array. */
+function tenantsOfValue(map: ShardMap, value: unknown): string[] {
+  const list = Array.isArray(value) ? (value as unknown[]) : [value];
+  const tenants = [...new Set(list.map((v) => tenantText(parseTenant(v, map.shardKey.type))))];
+  if (tenants.length === 0)
+    throw refuse('a move needs at least one tenant', 'NO_TENANT', undefined, undefined, ExitCode.Usage);
+  return tenants;
+}
+
+/**
+ * The one shard all tenants of a move live on, or a refusal naming where each lives (a group moves
+ * between one pair of shards).
+ */
+function sourceOfAll(tenants: string[], locate: (t: string) => string): string {
+  const at = new Map(tenants.map((t) => [t, locate(t)]));
+  const source = at.get(tenants[0]!)!;
+  const elsewhere = tenants.filter((t) => at.get(t) !== source);
+  if (elsewhere.length > 0)
+    throw refuse(
+      `the tenants of one move must live on one shard: ${tenants.map((t) => `${t} on ${at.get(t)}`).join(', ')}`,
+      'GROUP_SPLIT',
+      'move the tenants of each shard in a move of their own',
+      undefined,
+      ExitCode.Usage,
+    );
+  return source;
+}
+
+/** The two shards of a planned move and its tenants (the first is `tenant`), for the preflight checks. */
 interface ShardPair {
   map: ShardMap;
   pools: ShardPools;
   tenant: string;
+  tenants: string[];
   source: string;
   target: string;
 }
 
-async function refuseInFlight({ map, pools, tenant }: ShardPair): Promise<void> {
-  const inflight = await pools.withShard(map.catalog, (c) => inFlightMove(c, tenant));
-  if (inflight) {
+async function refuseInFlight({ map, pools, tenants }: ShardPair): Promise<void> {
+  for (const tenant of tenants) {
+    const inflight = await pools.withShard(map.catalog, (c) => inFlightMove(c, tenant));
+    if (!inflight) continue;
     throw refuse(
       `a move of tenant ${tenant} is already in flight: move ${inflight.id} (${inflight.source} -> ${inflight.target}) is ${inflight.state}`,
       'MOVE_IN_FLIGHT',
@@ -258,16 +304,22 @@ function columnDifferences(srcTables: TenantTable[], dstTables: TenantTable[], s
 
 /** Refuses a tenant without rows on the source or with rows already on the target; returns its rows per table. */
 async function checkRows(
-  { pools, tenant, source, target }: ShardPair,
+  { map, pools, tenant, tenants, source, target }: ShardPair,
   tables: TenantTable[],
 ): Promise<{ table: string; rows: number; bytes: number }[]> {
-  const stats = await pools.withShard(source, (c) => tenantStats(c, tables, tenant));
-  if (stats.reduce((a, s) => a + s.rows, 0) === 0)
-    throw refuse(`tenant ${tenant} has no rows on ${source}`, 'NO_ROWS', 'check the tenant id with `shardctl locate`');
-  const conflicts = await pools.withShard(target, (c) => existingKeys(c, tables, tenant));
+  const type = map.shardKey.type;
+  const { stats, present } = await pools.withShard(source, (c) => tenantStats(c, tables, tenants, type));
+  const empty = tenants.filter((t) => !present.has(t));
+  if (empty.length > 0)
+    throw refuse(
+      `${empty.length > 1 ? `tenants ${empty.join(', ')} have` : `tenant ${empty[0]} has`} no rows on ${source}`,
+      'NO_ROWS',
+      'check the tenant id with `shardctl locate`',
+    );
+  const conflicts = await pools.withShard(target, (c) => existingKeys(c, tables, tenants, type));
   if (conflicts.length > 0) {
     throw refuse(
-      `tenant ${tenant} already has rows on ${target}: ${conflicts.map((c) => `${c.table} (${c.keys.join(', ')}${c.more ? ', ...' : ''})`).join('; ')}; nothing was copied`,
+      `${tenants.length > 1 ? `tenants ${tenants.join(', ')} already have` : `tenant ${tenant} already has`} rows on ${target}: ${conflicts.map((c) => `${c.table} (${c.keys.join(', ')}${c.more ? ', ...' : ''})`).join('; ')}; nothing was copied`,
       'TARGET_HAS_ROWS',
       'find out where these rows come from (shardctl verify --tenant ' + tenant + ') and remove them before moving',
       conflicts,
@@ -313,6 +365,7 @@ async function chooseMode(
   if (options.mode === 'fenced') return { mode: 'fenced', problems: [], reason: 'a fenced move was asked for' };
   if (options.mode === 'trigger' || options.capture === 'trigger')
     return { mode: 'trigger', problems: [], reason: 'the trigger capture was asked for (--capture trigger)' };
+  if (pair.tenants.length > 1) return groupCapture(pair, options);
   const problems = await logicalProblems(pair, tables);
   if (problems.length === 0)
     return { mode: 'online', problems, reason: `logical replication is available from ${source} to ${target}` };
@@ -334,17 +387,34 @@ async function chooseMode(
   return { mode: 'fenced', problems, reason: `logical replication is not available and --allow-offline was given` };
 }
 
+/** A group move: the trigger capture (one publication row filter would name one tenant), or fenced. */
+function groupCapture(pair: ShardPair, options: ModeChoice): { mode: MoveMode; problems: string[]; reason: string } {
+  const problem = 'a group move captures the writes of several tenants: logical replication publishes one';
+  if (options.capture === 'logical' && !options.allowOffline)
+    throw refuse(
+      `tenants ${pair.tenants.join(', ')} cannot move together by logical replication: ${problem}`,
+      'ONLINE_UNSUPPORTED',
+      'leave out --capture logical (the trigger capture moves groups), or move the tenants one by one',
+      [problem],
+      ExitCode.Refused,
+    );
+  if (options.capture === 'logical')
+    return { mode: 'fenced', problems: [problem], reason: `${problem}, and --allow-offline was given` };
+  return { mode: 'trigger', problems: [problem], reason: `${problem}: change-log triggers capture them all` };
+}
+
 async function existingKeys(
   c: PoolClient,
   tables: TenantTable[],
-  tenant: string,
+  tenants: string[],
+  type: string,
 ): Promise<{ table: string; keys: string[]; more: boolean }[]> {
   const out = [];
   for (const t of tables) {
     const pk = t.primaryKey.map(quoteIdent);
     const r = await c.query<{ k: string }>(
-      `SELECT ROW(${pk.join(', ')})::text AS k FROM ${quoteTable(t.table)} WHERE ${quoteIdent(t.keyColumn)} = $1 ORDER BY ${pk.join(', ')} LIMIT 21`,
-      [tenant],
+      `SELECT ROW(${pk.join(', ')})::text AS k FROM ${quoteTable(t.table)} WHERE ${anyTenant(t.keyColumn, type)} ORDER BY ${pk.join(', ')} LIMIT 21`,
+      [tenants],
     );
     if (r.rows.length > 0)
       out.push({ table: t.table, keys: r.rows.slice(0, 20).map((x) => x.k), more: r.rows.length > 20 });

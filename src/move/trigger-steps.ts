@@ -8,7 +8,7 @@ import { installChangeTracking, readChangedKeys, removeChangeTracking, type Tena
 import { copyErrorShard, copyTenant, tenantChecksums, type CopyProgress, type CopyStats } from './copy-tenant.js';
 import { appliedId, copyDelta, pendingKeys, type AppliedKeys } from './delta-copy.js';
 import { ensureFenceTriggers, raiseFence, waitForOlderWriters } from './fence.js';
-import type { MoveRecord } from './move-journal.js';
+import { tenantsLabel, tenantsOf, type MoveRecord } from './move-journal.js';
 import type { Capture, MoveRun, Next, StepTable } from './move-run.js';
 import { checkSchemaUnchanged, fail, PauseExceeded, syncSequences } from './online-move.js';
 import {
@@ -39,7 +39,7 @@ function appliedOf(r: MoveRun): AppliedKeys {
 }
 
 function who(r: MoveRun): TenantKey {
-  return { tenant: r.move.tenant, type: r.key.type };
+  return { tenant: tenantsOf(r.move), type: r.key.type };
 }
 
 /**
@@ -54,7 +54,7 @@ async function prepareSource(r: MoveRun, tables: TenantTable[]): Promise<void> {
   await r.pools.withShard(m.source, async (c) => {
     await removeChangeTracking(c, m.id, waitMs);
     await ensureFenceTriggers(c, tables, waitMs);
-    await installChangeTracking(c, m.id, tables, r.key, m.tenant, waitMs);
+    await installChangeTracking(c, m.id, tables, r.key, tenantsOf(m), waitMs);
   });
 }
 
@@ -98,8 +98,8 @@ async function copyInSnapshot(
           const snapshot = (await exporter!.query<{ s: string }>('SELECT pg_export_snapshot() AS s')).rows[0]!.s;
           const applied = await logInSnapshot(exporter!, m.id);
           const [stats, sourceSums] = await Promise.all([
-            copyTenant(copier!, dst!, tables, m.tenant, r.key, { snapshot, onProgress, ...throttle }),
-            tenantChecksums(summer!, tables, m.tenant, r.key, { snapshot }),
+            copyTenant(copier!, dst!, tables, tenantsOf(m), r.key, { snapshot, onProgress, ...throttle }),
+            tenantChecksums(summer!, tables, tenantsOf(m), r.key, { snapshot }),
           ]);
           return { stats, sourceSums, applied };
         },
@@ -121,7 +121,7 @@ async function sync(r: MoveRun): Promise<Next> {
   const { stats, sourceSums, applied } = await copyInSnapshot(r, tables);
   crashPoint('trigger:after-copy');
   r.emit({ phase: 'syncing', message: 'verifying the copy' });
-  const targetSums = await r.pools.withShard(m.target, (c) => tenantChecksums(c, tables, m.tenant, r.key));
+  const targetSums = await r.pools.withShard(m.target, (c) => tenantChecksums(c, tables, tenantsOf(m), r.key));
   const detail = checksumMismatch(tables, sourceSums, targetSums);
   if (detail !== undefined)
     throw fail(
@@ -203,7 +203,7 @@ async function drainAndCheck(r: MoveRun, src: PoolClient, dst: PoolClient, deadl
   const tables = await r.tables();
   const left = () => deadline - Date.now();
   await raiseFence(src, {
-    tenant: m.tenant,
+    tenant: tenantsOf(m),
     moveId: m.id,
     target: m.target,
     waitMs: Math.max(1, left()),
@@ -224,7 +224,7 @@ async function drainAndCheck(r: MoveRun, src: PoolClient, dst: PoolClient, deadl
   if (bad.size > 0) {
     const detail = [...bad].map(([t, ks]) => `${t}: ${ks.length} row(s), e.g. key ${ks[0]}`).join('; ');
     throw fail(
-      `after the last delta, rows of tenant ${m.tenant} differ between ${m.source} and ${m.target}: ${detail}`,
+      `after the last delta, rows of ${tenantsLabel(m)} differ between ${m.source} and ${m.target}: ${detail}`,
       'VERIFY_FAILED',
       'not switched; resume copies again, abort undoes the move',
       'syncing',
