@@ -84,8 +84,9 @@ export async function showMoveReport(ctx: CliContext, r: MoveReport): Promise<vo
   const rate = r.bytesPerSecond !== undefined ? `, ${formatBytes(r.bytesPerSecond)}/s` : '';
   out(
     ctx,
-    `capture: ${r.capture}${r.captureReason ? ` (${r.captureReason})` : ''}; copied ${r.rows.toLocaleString('en-US')} rows, ${formatBytes(r.bytes)} in ${(r.copyMs / 1000).toFixed(1)} s${rate}; total ${(r.totalMs / 1000).toFixed(1)} s`,
+    `capture: ${r.capture}; copied ${r.rows.toLocaleString('en-US')} rows, ${formatBytes(r.bytes)} in ${(r.copyMs / 1000).toFixed(1)} s${rate}; total ${(r.totalMs / 1000).toFixed(1)} s`,
   );
+  if (r.captureReason) out(ctx, `capture chosen because ${r.captureReason}`);
   await outTable(
     ctx,
     ['table', 'rows copied', 'bytes copied', 'rows deleted on source'],
