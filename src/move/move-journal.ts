@@ -167,15 +167,21 @@ export async function readMove(client: PoolClient, id: number): Promise<MoveReco
   return r.rows[0] ? toRecord(r.rows[0]) : undefined;
 }
 
-/** Lists moves, newest first; an empty list where the catalog has no journal. */
+/** Lists moves (of one tenant, group moves included), newest first; an empty list where the catalog has no journal. */
 export async function listMoves(
   client: PoolClient,
   options: { tenant?: string; limit?: number } = {},
 ): Promise<MoveRecord[]> {
-  const exists = await client.query<{ t: string | null }>("SELECT to_regclass('shardctl.moves')::text AS t");
+  const exists = await client.query<{ t: string | null; g: string | null }>(
+    "SELECT to_regclass('shardctl.moves')::text AS t, to_regclass('shardctl.move_tenants')::text AS g",
+  );
   if (!exists.rows[0]?.t) return [];
+  // A tenant's moves include the group moves it was part of.
+  const groups = exists.rows[0].g
+    ? ' OR EXISTS (SELECT 1 FROM shardctl.move_tenants x WHERE x.move_id = m.id AND x.tenant = $1)'
+    : '';
   const r = await client.query<Row>(
-    'SELECT * FROM shardctl.moves WHERE ($1::text IS NULL OR tenant = $1) ORDER BY id DESC LIMIT $2',
+    `SELECT * FROM shardctl.moves m WHERE ($1::text IS NULL OR tenant = $1${groups}) ORDER BY id DESC LIMIT $2`,
     [options.tenant ?? null, options.limit ?? 1000],
   );
   return r.rows.map(toRecord);

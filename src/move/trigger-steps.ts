@@ -187,12 +187,17 @@ async function catchUp(r: MoveRun): Promise<Next> {
   const { maxPause, attempts } = budget(r);
   await r.pools.withClients([m.source, m.target], async ([src, dst]) => {
     await catchUpPasses(r, src!, dst!, tables);
+    // Compare the rows changed so far while writes flow: the pause then compares only what changes
+    // in the next moments (a row that differs now, being written, is compared again there).
+    await checkChanged(r, cut, src!, dst!, tables, (await readChangedKeys(src!, m.id)).keys);
     r.emit({
       phase: 'replicating',
       message: `caught up; pausing writes (attempt ${cut.attempt} of ${attempts}, budget ${maxPause} ms)`,
     });
     const now = (await src!.query<{ x: string }>('SELECT pg_current_xact_id()::text AS x')).rows[0]!.x;
     await waitForOlderExplained(r, now, () => waitForOlderWriters(src!, now, r.options.waitMs ?? 30_000, m.source));
+    // What was written while the checks and the wait ran: copied now, so the pause's own pass is short.
+    await copyDelta(src!, dst!, tables, who(r), (await readChangedKeys(src!, m.id)).keys, appliedOf(r), m);
   });
   return { state: 'fenced', entry: { message: `write pause, attempt ${cut.attempt}` } };
 }
