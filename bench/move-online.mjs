@@ -1,10 +1,12 @@
-// npm run bench -- move-online [rows] [moves]
+// npm run bench -- move-online [rows] [moves per capture]
 // A tenant of about 1,000,000 rows (the example schema) with a writer at about 500 writes per second
 // on it (inserts, updates, deletes of its users, through a router that follows the move). In the
-// same run: a fenced move of the tenant as the baseline, then 5 online moves back and forth.
-// Reported per online move: total time, replication lag when the pause began, and the write pause
-// the writer saw (first rejected write to the first write accepted on the new shard).
-// Targets: pause under 1 s median and under 2 s maximum; total time at most 1.5x the fenced move.
+// same run: a fenced move of the tenant as the baseline, then online moves back and forth, alternating
+// the two change captures (logical replication, change-log triggers), 3 of each by default.
+// Reported per online move: copy time, total time, replication lag when the pause began, and the write
+// pause the writer saw (first rejected write to the first write accepted on the new shard).
+// Targets: pause under 1 s median and under 2 s maximum; total time at most 1.5x the fenced move;
+// trigger capture: total within 1.5x of logical replication, pause median under 250 ms, max under 1 s.
 import { createRouter, isFenceError, moveTenant } from '../dist/index.js';
 import { startBenchCluster } from './_cluster.mjs';
 import { applySchema, loadBigTenant, MIGRATIONS, TABLES } from './_tenant.mjs';
@@ -77,7 +79,8 @@ function startWriter(router, rate) {
 
 export default async function bench(args) {
   const target = Number(args[0] ?? 1_000_000);
-  const moves = Number(args[1] ?? 5);
+  const perCapture = Number(args[1] ?? 3);
+  const captures = Array.from({ length: perCapture * 2 }, (_, i) => (i % 2 === 0 ? 'logical' : 'trigger'));
   const cluster = await startBenchCluster({ shards: 2, migrations: MIGRATIONS });
   try {
     await applySchema(cluster);
@@ -103,24 +106,28 @@ export default async function bench(args) {
         `  fenced move (baseline): ${fenced.toFixed(1)} s (copy ${(fencedMove.stats.copy.ms / 1000).toFixed(1)} s); write pause ${(Math.max(0, ...fencedPause) / 1000).toFixed(1)} s`,
       );
       let where = 0;
-      for (let i = 0; i < moves; i++) {
+      for (const [i, capture] of captures.entries()) {
         const to = 1 - where;
         let lag = { bytes: 0, seconds: 0 };
         const pausesBefore = writer.state.pauses.length;
         const writesBefore = writer.state.writes;
         const t0 = performance.now();
         const { move } = await moveTenant(cluster.map, 1, `shard-${to}`, {
+          capture,
           onProgress: (e) => {
             if (e.phase === 'replicating' && e.lagBytes !== undefined && e.message?.startsWith('caught up'))
               lag = { bytes: e.lagBytes, seconds: e.lagSeconds ?? 0 };
           },
         });
         const seconds = (performance.now() - t0) / 1000;
-        if (move.state !== 'done' || move.mode !== 'online') throw new Error(`move ended ${move.state} (${move.mode})`);
+        const mode = capture === 'logical' ? 'online' : 'trigger';
+        if (move.state !== 'done' || move.mode !== mode) throw new Error(`move ended ${move.state} (${move.mode})`);
         await new Promise((res) => setTimeout(res, 1000));
         const pause = writer.state.pauses.slice(pausesBefore);
         const writes = writer.state.writes - writesBefore;
         results.push({
+          capture,
+          copySeconds: move.stats.copy.ms / 1000,
           seconds,
           lag,
           pauseMs: pause.length ? Math.max(...pause) : 0,
@@ -130,22 +137,29 @@ export default async function bench(args) {
         });
         const r = results.at(-1);
         console.log(
-          `  online move ${i + 1}: shard-${where} -> shard-${to} in ${seconds.toFixed(1)} s (copy ${(move.stats.copy.ms / 1000).toFixed(1)} s); lag at the pause ${lag.bytes} bytes (${lag.seconds.toFixed(3)} s); write pause seen by the writer ${r.pauseMs.toFixed(0)} ms (fenced on the server ${r.serverPauseMs} ms, ${r.attempts} attempt(s)); writer ${r.rate.toFixed(0)} writes/s`,
+          `  online move ${i + 1} (${capture}): shard-${where} -> shard-${to} in ${seconds.toFixed(1)} s (copy ${(move.stats.copy.ms / 1000).toFixed(1)} s); lag at the pause ${lag.bytes} bytes (${lag.seconds.toFixed(3)} s); write pause seen by the writer ${r.pauseMs.toFixed(0)} ms (fenced on the server ${r.serverPauseMs} ms, ${r.attempts} attempt(s)); writer ${r.rate.toFixed(0)} writes/s`,
         );
         where = to;
       }
       await writer.stop();
-      const secs = results.map((r) => r.seconds);
-      const pauses = results.map((r) => r.pauseMs);
-      console.log(
-        `online moves (${results.length}): total time median ${median(secs).toFixed(1)} s, max ${Math.max(...secs).toFixed(1)} s -> ${(median(secs) / fenced).toFixed(2)}x the fenced move (target <= 1.5x)`,
-      );
-      console.log(
-        `  write pause median ${median(pauses).toFixed(0)} ms, max ${Math.max(...pauses).toFixed(0)} ms (targets < 1000 ms, < 2000 ms)`,
-      );
-      console.log(
-        `  lag at the pause: median ${median(results.map((r) => r.lag.bytes))} bytes, ${median(results.map((r) => r.lag.seconds)).toFixed(3)} s`,
-      );
+      const of = (c) => results.filter((r) => r.capture === c);
+      for (const c of ['logical', 'trigger']) {
+        const rs = of(c);
+        const secs = rs.map((r) => r.seconds);
+        const pauses = rs.map((r) => r.pauseMs);
+        console.log(
+          `${c} capture (${rs.length} moves): copy median ${median(rs.map((r) => r.copySeconds)).toFixed(1)} s; total median ${median(secs).toFixed(1)} s, max ${Math.max(...secs).toFixed(1)} s -> ${(median(secs) / fenced).toFixed(2)}x the fenced move (target <= 1.5x)`,
+        );
+        console.log(
+          `  write pause median ${median(pauses).toFixed(0)} ms, max ${Math.max(...pauses).toFixed(0)} ms (targets < 1000 ms, < 2000 ms${c === 'trigger' ? '; trigger: < 250 ms, < 1000 ms' : ''})`,
+        );
+        if (c === 'logical')
+          console.log(
+            `  lag at the pause: median ${median(rs.map((r) => r.lag.bytes))} bytes, ${median(rs.map((r) => r.lag.seconds)).toFixed(3)} s`,
+          );
+      }
+      const ratio = median(of('trigger').map((r) => r.seconds)) / median(of('logical').map((r) => r.seconds));
+      console.log(`trigger capture total time: ${ratio.toFixed(2)}x the logical-replication move (target <= 1.5x)`);
       console.log(
         `  writer: ${writer.state.writes} writes, ${writer.state.rejections} fence rejections, ${writer.state.lifted.length} pauses ended by a lifted fence, ${writer.state.errors.length} other errors${writer.state.errors.length ? `: ${writer.state.errors.slice(0, 3).join('; ')}` : ''}`,
       );

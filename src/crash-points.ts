@@ -38,6 +38,10 @@ export type CrashPoint =
   | 'online:after-copy'
   | 'online:after-subscription'
   | 'online:in-pause'
+  | 'trigger:after-tracking'
+  | 'trigger:after-copy'
+  | 'trigger:mid-delta'
+  | 'trigger:in-pause'
   | 'mid-cleanup'
   | 'abort-after-delete'
   | `plan-after-move:${number}`

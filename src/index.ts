@@ -82,7 +82,7 @@ export { adoptFleet } from './adopt/adopt-fleet.js';
 export type { AdoptOptions, AdoptReport, AdoptShard, MisplacedTenant } from './adopt/adopt-fleet.js';
 export { planMove, moveTenant, resumeMove, abortMove, cleanupMove } from './move/move-tenant.js';
 export type { MovePreview, MoveEvent, MoveOptions, MoveResult } from './move/move-tenant.js';
-export { MOVE_STATES, SWITCHED_STATES } from './move/move-journal.js';
+export { MOVE_STATES, SWITCHED_STATES, tenantsLabel, tenantsOf } from './move/move-journal.js';
 export type { MoveRecord, MoveState, MovePlanRecord } from './move/move-journal.js';
 export { fencesOf, removeTenantFence, movesOf, moveSlotsOf } from './move/list-fences.js';
 export { replicationName } from './move/replication.js';

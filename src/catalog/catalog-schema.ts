@@ -272,6 +272,26 @@ export const CATALOG_STEPS: CatalogStep[] = [
     sql: LOCATE_FUNCTION_SQL,
   },
   {
+    version: 9,
+    description: 'group moves and their tenants',
+    sql: `
+      -- Every tenant of a move: its one tenant, or each tenant of a group move (one copy, one capture,
+      -- one pause, one switch for all). At most one move in flight per tenant, groups included.
+      CREATE TABLE shardctl.move_tenants (
+        move_id   bigint NOT NULL REFERENCES shardctl.moves (id),
+        tenant    text NOT NULL,
+        in_flight boolean NOT NULL DEFAULT true,
+        PRIMARY KEY (move_id, tenant)
+      );
+      CREATE UNIQUE INDEX move_tenants_one_in_flight ON shardctl.move_tenants (tenant) WHERE in_flight;
+      INSERT INTO shardctl.move_tenants (move_id, tenant, in_flight)
+        SELECT id, tenant, state NOT IN ('done', 'aborted') FROM shardctl.moves;
+      -- moves.mode: 'fenced', 'online' (logical replication) or 'trigger' (change-log triggers); the
+      -- trigger capture reuses move_changes, read whole against the ids the copy's snapshot saw.
+      COMMENT ON COLUMN shardctl.moves.mode IS 'fenced, online (logical replication) or trigger (change-log triggers)';
+    `,
+  },
+  {
     version: 10,
     description: 'two-phase commit decision records',
     sql: `

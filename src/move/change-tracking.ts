@@ -2,8 +2,9 @@ import type { PoolClient } from 'pg';
 import { lockedTx } from '../db/shard-pools.js';
 import { withTransaction } from '../db/transaction.js';
 import { STABLE_TEXT_SETTINGS } from './copy-tenant.js';
-import { quoteIdent, quoteLiteral, quoteTable } from '../db/sql.js';
+import { keyCast, quoteIdent, quoteLiteral, quoteTable } from '../db/sql.js';
 import { tenantLiteral } from './replication.js';
+import { tenantList } from './fence.js';
 import type { TenantTable } from './tenant-tables.js';
 
 /** Name of a move's change-tracking triggers (one per operation and table). */
@@ -23,14 +24,17 @@ export async function installChangeTracking(
   moveId: number,
   tables: TenantTable[],
   key: { column: string; type: string },
-  tenant: string,
+  tenant: string | string[],
   waitMs: number,
 ): Promise<void> {
-  const col = quoteIdent(key.column);
-  const lit = tenantLiteral(tenant, key.type);
+  const lit = `(${tenantList(tenant)
+    .map((v) => tenantLiteral(v, key.type))
+    .join(', ')})`;
   // One table per transaction: holding one table's lock while waiting for another's could deadlock
   // with a writer that touches both (a foreign-key check locks the parent).
   for (const t of tables) {
+    // Each table's own tenant column (a root `tenants` table may key the tenant by `id`).
+    const col = quoteIdent(t.keyColumn);
     await lockedTx(client, waitMs, async () => {
       await dropTriggers(client, moveId, t.table);
       const args = `${quoteLiteral(String(moveId))}, ${quoteLiteral(`{${t.primaryKey.map((c) => `"${c.replace(/(["\\])/g, '\\$1')}"`).join(',')}}`)}`;
@@ -38,15 +42,15 @@ export async function installChangeTracking(
       const defs: [string, string][] = [
         [
           triggerName(moveId, 'i'),
-          `AFTER INSERT ON ${quoteTable(t.table)} FOR EACH ROW WHEN (NEW.${col} = ${lit}) ${fn}`,
+          `AFTER INSERT ON ${quoteTable(t.table)} FOR EACH ROW WHEN (NEW.${col} IN ${lit}) ${fn}`,
         ],
         [
           triggerName(moveId, 'u'),
-          `AFTER UPDATE ON ${quoteTable(t.table)} FOR EACH ROW WHEN (OLD.${col} = ${lit} OR NEW.${col} = ${lit}) ${fn}`,
+          `AFTER UPDATE ON ${quoteTable(t.table)} FOR EACH ROW WHEN (OLD.${col} IN ${lit} OR NEW.${col} IN ${lit}) ${fn}`,
         ],
         [
           triggerName(moveId, 'd'),
-          `AFTER DELETE ON ${quoteTable(t.table)} FOR EACH ROW WHEN (OLD.${col} = ${lit}) ${fn}`,
+          `AFTER DELETE ON ${quoteTable(t.table)} FOR EACH ROW WHEN (OLD.${col} IN ${lit}) ${fn}`,
         ],
         [triggerName(moveId, 't'), `AFTER TRUNCATE ON ${quoteTable(t.table)} FOR EACH STATEMENT ${fn}`],
       ];
@@ -119,11 +123,24 @@ export async function readChangedKeys(client: PoolClient, moveId: number): Promi
   return { keys, truncated: [...truncated] };
 }
 
+/** The moving tenant as the key checks filter it: its text form and the shard key's type. */
+export interface TenantKey {
+  /** One tenant, or the tenants of a group move. */
+  tenant: string | string[];
+  type: string;
+}
+
 /**
- * Hashes the rows with the given primary keys (jsonb objects as text) on one shard: key -> md5 of the
- * row's text, absent for a key without a row. Session formatting is fixed, so both shards print alike.
+ * Hashes the tenant's rows with the given primary keys (jsonb objects as text) on one shard: key -> md5
+ * of the row's text, absent for a key without a row of the tenant (a row whose key column now names
+ * another tenant is not the tenant's any more). Session formatting is fixed, so both shards print alike.
  */
-export async function hashRowsByKey(client: PoolClient, t: TenantTable, keys: string[]): Promise<Map<string, string>> {
+export async function hashRowsByKey(
+  client: PoolClient,
+  t: TenantTable,
+  keys: string[],
+  who: TenantKey,
+): Promise<Map<string, string>> {
   const out = new Map<string, string>();
   if (keys.length === 0) return out;
   const cols = t.allColumns.map((c) => `x.${quoteIdent(c.name)}`).join(', ');
@@ -136,8 +153,9 @@ export async function hashRowsByKey(client: PoolClient, t: TenantTable, keys: st
         `SELECT k.pk AS k, y.h
            FROM unnest($1::text[]) AS k(pk)
            CROSS JOIN LATERAL jsonb_populate_record(NULL::${quoteTable(t.table)}, k.pk::jsonb) AS r
-           LEFT JOIN LATERAL (SELECT md5(ROW(${cols})::text) AS h FROM ${quoteTable(t.table)} x WHERE ${join}) y ON true`,
-        [keys],
+           LEFT JOIN LATERAL (SELECT md5(ROW(${cols})::text) AS h FROM ${quoteTable(t.table)} x
+                               WHERE ${join} AND x.${quoteIdent(t.keyColumn)} = ANY ($2::text[]::${keyCast(who.type)}[])) y ON true`,
+        [keys, tenantList(who.tenant)],
       );
     },
     { isolation: 'repeatable read', readOnly: true },
@@ -147,20 +165,21 @@ export async function hashRowsByKey(client: PoolClient, t: TenantTable, keys: st
 }
 
 /**
- * Compares the rows of the given keys on source and target; returns the keys that differ per table
- * (a row on one side only, or different contents).
+ * Compares the tenant's rows of the given keys on source and target; returns the keys that differ per
+ * table (a row on one side only, or different contents).
  */
 export async function compareKeys(
   source: PoolClient,
   target: PoolClient,
   tables: TenantTable[],
   keys: Map<string, Iterable<string>>,
+  who: TenantKey,
 ): Promise<Map<string, string[]>> {
   const bad = new Map<string, string[]>();
   for (const t of tables) {
     const ks = [...(keys.get(t.table) ?? [])];
     if (ks.length === 0) continue;
-    const [a, b] = await Promise.all([hashRowsByKey(source, t, ks), hashRowsByKey(target, t, ks)]);
+    const [a, b] = await Promise.all([hashRowsByKey(source, t, ks, who), hashRowsByKey(target, t, ks, who)]);
     const diff = ks.filter((k) => a.get(k) !== b.get(k));
     if (diff.length > 0) bad.set(t.table, diff);
   }

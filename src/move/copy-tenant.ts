@@ -42,7 +42,7 @@ async function streams(): Promise<typeof import('pg-copy-streams')> {
 export async function deleteTenantRows(
   client: PoolClient,
   tables: TenantTable[],
-  tenant: string,
+  tenant: string | string[],
   key: { column: string; type: string },
   options: { batch?: number; onBatch?: (table: string, rows: number) => void } = {},
 ): Promise<Record<string, number>> {
@@ -54,7 +54,7 @@ export async function deleteTenantRows(
       // By row address: a TID scan whatever the table's statistics say (a table just filled by a copy
       // has none, and a join plan built on that can take minutes per batch). The tenant test stays on
       // the DELETE: in a partitioned table one address names a row in every partition.
-      const filter = tenantFilter(key.column, key.type);
+      const filter = tenantFilter(t.keyColumn, key.type);
       const r = await withTransaction(
         client,
         () =>
@@ -72,6 +72,26 @@ export async function deleteTenantRows(
   return out;
 }
 
+const SIDE = Symbol('shardctl.copy-side');
+
+/** Marks an error as raised by the source or the target (the first mark stays), and returns it. */
+function onSide(e: unknown, side: 'source' | 'target'): unknown {
+  if (e && typeof e === 'object' && !(SIDE in e)) (e as Record<symbol, unknown>)[SIDE] = side;
+  return e;
+}
+
+/**
+ * The shard that raised an error of {@link copyTenant}: the target when it refused a row (a foreign key,
+ * a constraint, the commit), the source otherwise. A copy error must name the shard whose log explains it.
+ *
+ * @example
+ * throw fromDriverError(e, { shard: copyErrorShard(e, { source: 'shard-0', target: 'shard-1' }) });
+ */
+export function copyErrorShard(e: unknown, shards: { source: string; target: string }): string {
+  const side = e && typeof e === 'object' ? (e as Record<symbol, unknown>)[SIDE] : undefined;
+  return side === 'target' ? shards.target : shards.source;
+}
+
 /**
  * Streams one tenant's rows of every table from the source to the target with COPY, parents first,
  * in ONE target transaction: a crash or error leaves the target without a partial copy. The source is
@@ -83,7 +103,7 @@ export async function copyTenant(
   source: PoolClient,
   target: PoolClient,
   tables: TenantTable[],
-  tenant: string,
+  tenant: string | string[],
   key: { column: string; type: string },
   options: CopyOptions = {},
 ): Promise<CopyStats> {
@@ -97,8 +117,10 @@ export async function copyTenant(
         target,
         async () => {
           // An online move copies in the snapshot its replication slot starts from (first in the transaction).
-          if (options.snapshot) await source.query(`SET TRANSACTION SNAPSHOT ${quoteLiteral(options.snapshot)}`);
-          await bindTenant(source, tenant);
+          await (async () => {
+            if (options.snapshot) await source.query(`SET TRANSACTION SNAPSHOT ${quoteLiteral(options.snapshot)}`);
+            await bindTenant(source, tenant);
+          })().catch((e: unknown) => Promise.reject(onSide(e, 'source')));
           await clearTarget(target, tables, key);
           for (const t of tables) await copyTable(source, target, t, key, stats, start, options);
           await advanceSequences(target, tables);
@@ -106,7 +128,8 @@ export async function copyTenant(
         },
         // The target may hold a tombstone fence of this tenant from an earlier move away from it.
         { settings: { ...FENCE_BYPASS, ...tenantSetting(tenant) } },
-      ),
+        // Whatever was not marked as the source's inside is the target's (its statements, its commit).
+      ).catch((e: unknown) => Promise.reject(onSide(e, 'target'))),
     { isolation: 'repeatable read', readOnly: true },
   );
   stats.ms = Math.round(performance.now() - start);
@@ -131,7 +154,7 @@ async function clearTarget(target: PoolClient, tables: TenantTable[], key: { col
   if (tables.some((t, i) => t.parents.some((p) => tables.findIndex((x) => x.table === p) >= i)))
     await target.query('SET CONSTRAINTS ALL DEFERRED');
   for (const t of [...tables].reverse())
-    await target.query(`DELETE FROM ${quoteTable(t.table)} WHERE ${tenantFilter(key.column, key.type)}`);
+    await target.query(`DELETE FROM ${quoteTable(t.table)} WHERE ${tenantFilter(t.keyColumn, key.type)}`);
 }
 
 /** Counts the bytes of a table's COPY stream, reports progress and holds chunks to keep under `--max-rate`. */
@@ -170,10 +193,12 @@ async function copyTable(
   const cols = t.columns.map(quoteIdent).join(', ');
   const reader = source.query(
     copyTo(
-      `COPY (SELECT ${cols} FROM ${quoteTable(t.table)} WHERE ${tenantFilter(key.column, key.type)}) TO STDOUT (FORMAT binary)`,
+      `COPY (SELECT ${cols} FROM ${quoteTable(t.table)} WHERE ${tenantFilter(t.keyColumn, key.type)}) TO STDOUT (FORMAT binary)`,
     ),
   );
   const writer = target.query(copyFrom(`COPY ${quoteTable(t.table)} (${cols}) FROM STDIN (FORMAT binary)`));
+  reader.on('error', (e) => onSide(e, 'source'));
+  writer.on('error', (e) => onSide(e, 'target'));
   const meter = copyMeter(t.table, stats, start, options);
   await pipeline(reader, meter.stream, writer);
   const rows = Number((writer as unknown as { rowCount?: number }).rowCount ?? 0);
@@ -234,7 +259,7 @@ export const STABLE_TEXT_SETTINGS =
 export async function tenantChecksums(
   client: PoolClient,
   tables: TenantTable[],
-  tenant: string,
+  tenant: string | string[],
   key: { column: string; type: string },
   options: { snapshot?: string } = {},
 ): Promise<Record<string, { rows: string; sum: string }>> {
@@ -251,7 +276,7 @@ export async function tenantChecksums(
         const r = await client.query<{ n: string; h: string }>(
           `SELECT count(*)::text AS n,
                   coalesce(sum(('x' || substr(md5(ROW(${cols})::text), 1, 15))::bit(60)::int8::numeric), 0)::text AS h
-             FROM ${quoteTable(t.table)} WHERE ${tenantFilter(key.column, key.type)}`,
+             FROM ${quoteTable(t.table)} WHERE ${tenantFilter(t.keyColumn, key.type)}`,
         );
         out[t.table] = { rows: r.rows[0]!.n, sum: r.rows[0]!.h };
       }

@@ -6,6 +6,12 @@ import { withTransaction } from '../db/transaction.js';
 import { ShardctlError } from '../errors.js';
 import { keyCast, quoteIdent, quoteLiteral, quoteTable } from '../db/sql.js';
 
+/** A tenant table with the column that holds the tenant in it (the fence trigger reads that column). */
+export interface KeyedTable {
+  table: string;
+  keyColumn: string;
+}
+
 /** A fence: writes of this tenant are rejected on this shard. */
 export interface Fence {
   shard: string;
@@ -20,8 +26,8 @@ export interface Fence {
  * Installs shardctl's fence triggers on tenant tables that lack them (a row trigger checking
  * `shardctl.fences` and a TRUNCATE guard). Idempotent; needs the catalog schema on the shard.
  */
-export async function installFenceTriggers(client: PoolClient, tables: string[], keyColumn: string): Promise<void> {
-  for (const table of tables) {
+export async function installFenceTriggers(client: PoolClient, tables: KeyedTable[]): Promise<void> {
+  for (const { table, keyColumn } of tables) {
     const has = await client.query(
       `SELECT 1 FROM pg_trigger WHERE tgrelid = to_regclass($1) AND tgname = 'shardctl_fence'`,
       [quoteTable(table)],
@@ -49,13 +55,16 @@ export async function addFence(
   );
 }
 
-/** Removes the fence of a tenant on a shard (only the one of the given move, when given). Returns whether one was removed. */
-export async function removeFence(client: PoolClient, tenant: string, moveId?: number): Promise<boolean> {
+/**
+ * Removes the fence of a tenant (or of each tenant of a group move) on a shard, only the one of the
+ * given move when given. Returns whether one was removed.
+ */
+export async function removeFence(client: PoolClient, tenant: string | string[], moveId?: number): Promise<boolean> {
   const exists = await client.query<{ t: string | null }>("SELECT to_regclass('shardctl.fences')::text AS t");
   if (!exists.rows[0]?.t) return false;
   const r = await client.query(
-    'DELETE FROM shardctl.fences WHERE tenant = $1 AND ($2::bigint IS NULL OR move_id = $2)',
-    [tenant, moveId ?? null],
+    'DELETE FROM shardctl.fences WHERE tenant = ANY($1::text[]) AND ($2::bigint IS NULL OR move_id = $2)',
+    [tenantList(tenant), moveId ?? null],
   );
   return (r.rowCount ?? 0) > 0;
 }
@@ -81,9 +90,22 @@ export async function listFences(client: PoolClient, shard: string): Promise<Fen
   }));
 }
 
-/** `WHERE` clause selecting one tenant's rows through a transaction setting (COPY takes no parameters). */
+/** One tenant or the tenants of a group move, as a list. */
+export function tenantList(tenant: string | readonly string[]): string[] {
+  return typeof tenant === 'string' ? [tenant] : [...tenant];
+}
+
+/** A PostgreSQL array literal of text values (every element quoted). */
+function textArray(values: string[]): string {
+  return `{${values.map((v) => `"${v.replace(/(["\\])/g, '\\$1')}"`).join(',')}}`;
+}
+
+/**
+ * `WHERE` clause selecting the moving tenants' rows (one, or a group's) through a transaction setting
+ * (COPY takes no parameters).
+ */
 export function tenantFilter(keyColumn: string, keyType: string): string {
-  return `${quoteIdent(keyColumn)} = current_setting('shardctl.move_tenant')::${keyCast(keyType)}`;
+  return `${quoteIdent(keyColumn)} = ANY (current_setting('shardctl.move_tenants')::${keyCast(keyType)}[])`;
 }
 
 /**
@@ -92,8 +114,8 @@ export function tenantFilter(keyColumn: string, keyType: string): string {
  * @example
  * await withTransaction(client, () => client.query(`DELETE FROM t WHERE ${tenantFilter('tenant_id', 'bigint')}`), { settings: tenantSetting('7') });
  */
-export function tenantSetting(tenant: string): Record<string, string> {
-  return { 'shardctl.move_tenant': tenant };
+export function tenantSetting(tenant: string | readonly string[]): Record<string, string> {
+  return { 'shardctl.move_tenants': textArray(tenantList(tenant)) };
 }
 
 /**
@@ -104,9 +126,9 @@ export function tenantSetting(tenant: string): Record<string, string> {
  */
 export const FENCE_BYPASS: Readonly<Record<string, string>> = { 'shardctl.fence_bypass': 'on' };
 
-/** Binds the tenant for {@link tenantFilter} in the current transaction, as a parameter. */
-export async function bindTenant(client: PoolClient, tenant: string): Promise<void> {
-  await client.query("SELECT set_config('shardctl.move_tenant', $1, true)", [tenant]);
+/** Binds the tenant (or a group's tenants) for {@link tenantFilter} in the current transaction, as a parameter. */
+export async function bindTenant(client: PoolClient, tenant: string | readonly string[]): Promise<void> {
+  await client.query("SELECT set_config('shardctl.move_tenants', $1, true)", [textArray(tenantList(tenant))]);
 }
 
 /**
@@ -114,14 +136,9 @@ export async function bindTenant(client: PoolClient, tenant: string): Promise<vo
  * table while waiting for another could deadlock with a writer whose foreign-key check locks both),
  * each bounded by `waitMs`. Creates the catalog schema first where missing.
  */
-export async function ensureFenceTriggers(
-  client: PoolClient,
-  tables: string[],
-  keyColumn: string,
-  waitMs: number,
-): Promise<void> {
+export async function ensureFenceTriggers(client: PoolClient, tables: KeyedTable[], waitMs: number): Promise<void> {
   await ensureCatalogSchema(client);
-  for (const table of tables) await lockedTx(client, waitMs, () => installFenceTriggers(client, [table], keyColumn));
+  for (const table of tables) await lockedTx(client, waitMs, () => installFenceTriggers(client, [table]));
 }
 
 /**
@@ -135,15 +152,17 @@ export async function ensureFenceTriggers(
  */
 export async function raiseFence(
   client: PoolClient,
-  f: { tenant: string; moveId: number; target: string; waitMs: number; shard?: string },
+  f: { tenant: string | string[]; moveId: number; target: string; waitMs: number; shard?: string },
 ): Promise<void> {
   const fenceXid = await withTransaction(client, async () => {
-    await addFence(client, {
-      tenant: f.tenant,
-      moveId: f.moveId,
-      target: f.target,
-      reason: `move ${f.moveId} of tenant ${f.tenant} to ${f.target} in progress`,
-    });
+    // A group's fences go up together: one transaction, one instant.
+    for (const tenant of tenantList(f.tenant))
+      await addFence(client, {
+        tenant,
+        moveId: f.moveId,
+        target: f.target,
+        reason: `move ${f.moveId} of tenant ${tenant} to ${f.target} in progress`,
+      });
     return (await client.query<{ x: string }>('SELECT pg_current_xact_id()::text AS x')).rows[0]!.x;
   });
   await waitForOlderWriters(client, fenceXid, f.waitMs, f.shard ?? 'the source');
@@ -153,21 +172,20 @@ export async function raiseFence(
  * Fences a tenant on its source shard: {@link ensureFenceTriggers}, then {@link raiseFence}.
  *
  * @example
- * await fenceTenant(client, { tenant: '7', moveId: 3, target: 'shard-2', tables: ['public.users'], keyColumn: 'tenant_id', waitMs: 30_000 });
+ * await fenceTenant(client, { tenant: '7', moveId: 3, target: 'shard-2', tables: [{ table: 'public.users', keyColumn: 'tenant_id' }], waitMs: 30_000 });
  */
 export async function fenceTenant(
   client: PoolClient,
   f: {
-    tenant: string;
+    tenant: string | string[];
     moveId: number;
     target: string;
-    tables: string[];
-    keyColumn: string;
+    tables: KeyedTable[];
     waitMs: number;
     shard?: string;
   },
 ): Promise<void> {
-  await ensureFenceTriggers(client, f.tables, f.keyColumn, f.waitMs);
+  await ensureFenceTriggers(client, f.tables, f.waitMs);
   await raiseFence(client, f);
 }
 

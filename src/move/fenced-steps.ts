@@ -1,12 +1,14 @@
 import { crashPoint } from '../crash-points.js';
-import { copyTenant, tenantChecksums, type CopyProgress } from './copy-tenant.js';
+import { fromDriverError } from '../errors.js';
+import { copyErrorShard, copyTenant, tenantChecksums, type CopyProgress } from './copy-tenant.js';
 import { fenceTenant } from './fence.js';
+import { tenantsLabel, tenantsOf } from './move-journal.js';
 import { JournaledFailure, type Capture, type MoveRun, type Next, type StepTable } from './move-run.js';
 import { refuse } from './plan-move.js';
 import { checksumMismatch } from './verify-copy.js';
 
 function fencing(r: MoveRun): string {
-  return `fencing tenant ${r.move.tenant} on ${r.move.source}`;
+  return `fencing ${tenantsLabel(r.move)} on ${r.move.source}`;
 }
 
 async function fence(r: MoveRun): Promise<Next> {
@@ -15,11 +17,10 @@ async function fence(r: MoveRun): Promise<Next> {
   const tables = await r.tables();
   await r.pools.withShard(m.source, (c) =>
     fenceTenant(c, {
-      tenant: m.tenant,
+      tenant: tenantsOf(m),
       moveId: m.id,
       target: m.target,
-      tables: tables.map((t) => t.table),
-      keyColumn: r.key.column,
+      tables,
       waitMs: r.options.waitMs ?? 30_000,
       shard: m.source,
     }),
@@ -43,12 +44,14 @@ async function copy(r: MoveRun): Promise<Next> {
       totalRows,
       totalBytes,
     });
-  const stats = await r.pools.withClients([m.source, m.target], ([src, dst]) =>
-    copyTenant(src!, dst!, tables, m.tenant, r.key, {
-      onProgress,
-      ...(r.options.maxBytesPerSecond ? { maxBytesPerSecond: r.options.maxBytesPerSecond } : {}),
-    }),
-  );
+  const stats = await r.pools
+    .withClients([m.source, m.target], ([src, dst]) =>
+      copyTenant(src!, dst!, tables, tenantsOf(m), r.key, {
+        onProgress,
+        ...(r.options.maxBytesPerSecond ? { maxBytesPerSecond: r.options.maxBytesPerSecond } : {}),
+      }),
+    )
+    .catch((e: unknown) => Promise.reject(fromDriverError(e, { shard: copyErrorShard(e, m) })));
   crashPoint('after-copy');
   return {
     state: 'copied',
@@ -62,8 +65,8 @@ async function verify(r: MoveRun): Promise<Next> {
   r.emit({ phase: 'copied', message: 'verifying' });
   const tables = await r.tables();
   const [a, b] = await Promise.all([
-    r.pools.withShard(m.source, (c) => tenantChecksums(c, tables, m.tenant, r.key)),
-    r.pools.withShard(m.target, (c) => tenantChecksums(c, tables, m.tenant, r.key)),
+    r.pools.withShard(m.source, (c) => tenantChecksums(c, tables, tenantsOf(m), r.key)),
+    r.pools.withShard(m.target, (c) => tenantChecksums(c, tables, tenantsOf(m), r.key)),
   ]);
   const detail = checksumMismatch(tables, a, b);
   if (detail !== undefined) {

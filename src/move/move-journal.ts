@@ -26,14 +26,31 @@ export type MoveState = (typeof MOVE_STATES)[number];
 /** States after which the tenant lives on the target: abort is no longer possible. */
 export const SWITCHED_STATES: MoveState[] = ['switched', 'cleaned', 'done'];
 
-/** How a move copies: `fenced` rejects the tenant's writes for the whole copy; `online` only for the switch. */
-export type MoveMode = 'fenced' | 'online';
+/**
+ * How a move copies: `fenced` rejects the tenant's writes for the whole copy; `online` (logical
+ * replication) and `trigger` (change-log triggers, ordinary connections only) only for the switch.
+ */
+export type MoveMode = 'fenced' | 'online' | 'trigger';
+
+/** The change capture of each move mode, as the move record and the preview name it. */
+export const CAPTURE_OF_MODE: Record<MoveMode, 'logical' | 'trigger' | 'none'> = {
+  online: 'logical',
+  trigger: 'trigger',
+  fenced: 'none',
+};
 
 /** The plan a move records: tables in copy order with their source row counts. */
 export interface MovePlanRecord {
   tables: { table: string; rows: number; bytes: number }[];
   /** Online moves: name of the publication, slot and subscription (unique per server, set before any is created). */
   replication?: string;
+  /**
+   * A group move: every tenant it moves (the move's `tenant` is the first). They share one copy, one
+   * capture, one pause, and switch in one catalog transaction.
+   */
+  group?: string[];
+  /** Why the move uses its capture (logical replication, change-log triggers, none), as chosen at plan time. */
+  captureReason?: string;
 }
 
 /** A move as the journal holds it. */
@@ -90,6 +107,28 @@ function toRecord(r: Row): MoveRecord {
   };
 }
 
+/**
+ * The tenants a move moves: the group's, or its one tenant.
+ *
+ * @example
+ * tenantsOf(move) // ['5', '8', '13']
+ */
+export function tenantsOf(m: Pick<MoveRecord, 'tenant' | 'plan'>): string[] {
+  return m.plan.group ?? [m.tenant];
+}
+
+/**
+ * How messages name a move's tenants: `tenant 5`, or `tenants 5, 8, 13` (the first ten of a large group).
+ *
+ * @example
+ * tenantsLabel(move) // 'tenants 5, 8, 13'
+ */
+export function tenantsLabel(m: Pick<MoveRecord, 'tenant' | 'plan'>): string {
+  const ts = tenantsOf(m);
+  if (ts.length === 1) return `tenant ${ts[0]}`;
+  return `tenants ${ts.slice(0, 10).join(', ')}${ts.length > 10 ? ` and ${ts.length - 10} more` : ''}`;
+}
+
 /** Creates a move in state `planned`; fails with a unique violation when one of the tenant is in flight. */
 export async function createMove(
   client: PoolClient,
@@ -112,6 +151,11 @@ export async function createMove(
     "INSERT INTO shardctl.move_events (move_id, state, message) VALUES ($1, 'planned', 'move planned')",
     [r.rows[0]!.id],
   );
+  // A unique violation here: one of the tenants is in another move in flight.
+  await client.query('INSERT INTO shardctl.move_tenants (move_id, tenant) SELECT $1, unnest($2::text[])', [
+    r.rows[0]!.id,
+    m.plan.group ?? [m.tenant],
+  ]);
   return toRecord(r.rows[0]!);
 }
 
@@ -123,26 +167,37 @@ export async function readMove(client: PoolClient, id: number): Promise<MoveReco
   return r.rows[0] ? toRecord(r.rows[0]) : undefined;
 }
 
-/** Lists moves, newest first; an empty list where the catalog has no journal. */
+/** Lists moves (of one tenant, group moves included), newest first; an empty list where the catalog has no journal. */
 export async function listMoves(
   client: PoolClient,
   options: { tenant?: string; limit?: number } = {},
 ): Promise<MoveRecord[]> {
-  const exists = await client.query<{ t: string | null }>("SELECT to_regclass('shardctl.moves')::text AS t");
+  const exists = await client.query<{ t: string | null; g: string | null }>(
+    "SELECT to_regclass('shardctl.moves')::text AS t, to_regclass('shardctl.move_tenants')::text AS g",
+  );
   if (!exists.rows[0]?.t) return [];
+  // A tenant's moves include the group moves it was part of.
+  const groups = exists.rows[0].g
+    ? ' OR EXISTS (SELECT 1 FROM shardctl.move_tenants x WHERE x.move_id = m.id AND x.tenant = $1)'
+    : '';
   const r = await client.query<Row>(
-    'SELECT * FROM shardctl.moves WHERE ($1::text IS NULL OR tenant = $1) ORDER BY id DESC LIMIT $2',
+    `SELECT * FROM shardctl.moves m WHERE ($1::text IS NULL OR tenant = $1${groups}) ORDER BY id DESC LIMIT $2`,
     [options.tenant ?? null, options.limit ?? 1000],
   );
   return r.rows.map(toRecord);
 }
 
-/** The move of a tenant that is not done or aborted, if any. */
+/** The move of a tenant (alone or in a group) that is not done or aborted, if any. */
 export async function inFlightMove(client: PoolClient, tenant: string): Promise<MoveRecord | undefined> {
-  const exists = await client.query<{ t: string | null }>("SELECT to_regclass('shardctl.moves')::text AS t");
+  const exists = await client.query<{ t: string | null; g: string | null }>(
+    "SELECT to_regclass('shardctl.moves')::text AS t, to_regclass('shardctl.move_tenants')::text AS g",
+  );
   if (!exists.rows[0]?.t) return undefined;
+  const groups = exists.rows[0].g
+    ? ' OR EXISTS (SELECT 1 FROM shardctl.move_tenants x WHERE x.move_id = m.id AND x.tenant = $1 AND x.in_flight)'
+    : '';
   const r = await client.query<Row>(
-    "SELECT * FROM shardctl.moves WHERE tenant = $1 AND state NOT IN ('done', 'aborted')",
+    `SELECT * FROM shardctl.moves m WHERE (tenant = $1${groups}) AND state NOT IN ('done', 'aborted')`,
     [tenant],
   );
   return r.rows[0] ? toRecord(r.rows[0]) : undefined;
@@ -179,4 +234,6 @@ export async function transition(
     state,
     extra.message ?? null,
   ]);
+  if (state === 'done' || state === 'aborted')
+    await client.query('UPDATE shardctl.move_tenants SET in_flight = false WHERE move_id = $1', [id]);
 }

@@ -1,3 +1,4 @@
+import { ensureCatalogSchema } from '../catalog/catalog-schema.js';
 import type { ShardMap } from '../config/shard-map.js';
 import { moveLockKey } from '../db/lock-keys.js';
 import { withAdvisoryLock, type ShardPools } from '../db/shard-pools.js';
@@ -6,6 +7,8 @@ import { FENCED_CAPTURE } from './fenced-steps.js';
 import {
   readMove,
   SWITCHED_STATES,
+  tenantsLabel,
+  tenantsOf,
   transition,
   type MoveMode,
   type MoveRecord,
@@ -25,6 +28,7 @@ import { ONLINE_CAPTURE } from './online-steps.js';
 import type { MoveOptions } from './plan-move.js';
 import { removeFence } from './fence.js';
 import { SWITCH_STEPS } from './switch-steps.js';
+import { TRIGGER_CAPTURE } from './trigger-steps.js';
 
 /**
  * The capture of each move mode. A new capture is one more entry (and its steps), not a branch.
@@ -32,7 +36,11 @@ import { SWITCH_STEPS } from './switch-steps.js';
  * @example
  * CAPTURES[move.mode].teardown?.run(pools, move);
  */
-export const CAPTURES: Record<MoveMode, Capture> = { fenced: FENCED_CAPTURE, online: ONLINE_CAPTURE };
+export const CAPTURES: Record<MoveMode, Capture> = {
+  fenced: FENCED_CAPTURE,
+  online: ONLINE_CAPTURE,
+  trigger: TRIGGER_CAPTURE,
+};
 
 /** The whole step table of a move: its capture's steps, then the switch and cleanup. */
 function stepTable(capture: Capture): Partial<StepTable> {
@@ -55,6 +63,8 @@ function stepOf(table: Partial<StepTable>, m: MoveRecord, state: MoveState): Ste
  * const done = await drive(map, pools, 7, {}); done.state // 'done'
  */
 export async function drive(map: ShardMap, pools: ShardPools, id: number, options: MoveOptions): Promise<MoveRecord> {
+  // A move journaled by an older shardctl finishes with this one's journal (group members among it).
+  await pools.withShard(map.catalog, (c) => ensureCatalogSchema(c));
   return pools.withShard(map.catalog, (lockClient) =>
     withAdvisoryLock(lockClient, moveLockKey(id), () => runMove(map, pools, id, options), {
       purpose: `move ${id}`,
@@ -101,7 +111,7 @@ async function liftPauseFence(r: MoveRun, state: MoveState): Promise<MoveState> 
   const now = await pools.withShard(map.catalog, (c) => readMove(c, m.id)).catch(() => undefined);
   if (!now) return state;
   if (SWITCHED_STATES.includes(now.state)) return now.state;
-  const lifted = await pools.withShard(m.source, (c) => removeFence(c, m.tenant, m.id)).catch(() => false);
+  const lifted = await pools.withShard(m.source, (c) => removeFence(c, tenantsOf(m), m.id)).catch(() => false);
   // A switch that failed with the fence lifted goes back to catching up.
   return lifted && state === 'verified' ? 'replicating' : state;
 }
@@ -124,12 +134,12 @@ async function failed(r: MoveRun, running: MoveState, e: unknown): Promise<Shard
       .catch(() => undefined);
   }
   const fenced = r.capture.fencedThroughCopy && state !== 'planned' ? ' and is fenced there' : '';
-  return new ShardctlError(`move ${m.id} of tenant ${m.tenant}: ${err.message}`, {
+  return new ShardctlError(`move ${m.id} of ${tenantsLabel(m)}: ${err.message}`, {
     code: err.code,
     exitCode: err.exitCode,
     hint: SWITCHED_STATES.includes(state)
       ? `the tenant already lives on ${m.target}; finish with \`shardctl rebalance --resume ${m.id}\``
-      : `tenant ${m.tenant} stays on ${m.source}${fenced}: ${err.hint ? `${err.hint}; ` : ''}\`shardctl rebalance --resume ${m.id}\` retries, \`shardctl rebalance --abort ${m.id}\` undoes the move`,
+      : `${tenantsLabel(m)} stay${tenantsOf(m).length > 1 ? '' : 's'} on ${m.source}${fenced}: ${err.hint ? `${err.hint}; ` : ''}\`shardctl rebalance --resume ${m.id}\` retries, \`shardctl rebalance --abort ${m.id}\` undoes the move`,
     ...(err.pg ? { pg: err.pg } : {}),
     ...(err.details !== undefined ? { details: err.details } : {}),
     cause,

@@ -19,7 +19,9 @@ export interface MoveReport {
   target: string;
   state: MoveRecord['state'];
   /** How the changes were captured while copying. */
-  capture: 'logical replication' | 'fenced copy';
+  capture: 'logical replication' | 'change-log triggers' | 'fenced copy';
+  /** Why the move uses that capture, as decided when it was planned (absent for moves planned before it was recorded). */
+  captureReason?: string;
   /** Rows and bytes (COPY stream) per table, parents first. */
   tables: { table: string; rows: number; bytes: number; ms: number }[];
   rows: number;
@@ -38,6 +40,12 @@ export interface MoveReport {
   /** From the plan to the last journal entry, ms. */
   totalMs: number;
 }
+
+const CAPTURE_NAMES: Record<MoveRecord['mode'], MoveReport['capture']> = {
+  online: 'logical replication',
+  trigger: 'change-log triggers',
+  fenced: 'fenced copy',
+};
 
 interface RecordedStats {
   copy?: CopyStats;
@@ -67,7 +75,8 @@ export function moveReport(m: MoveRecord): MoveReport {
     source: m.source,
     target: m.target,
     state: m.state,
-    capture: m.mode === 'online' ? 'logical replication' : 'fenced copy',
+    capture: CAPTURE_NAMES[m.mode],
+    ...(m.plan.captureReason ? { captureReason: m.plan.captureReason } : {}),
     tables,
     rows: copy?.rows ?? 0,
     bytes: copy?.bytes ?? 0,

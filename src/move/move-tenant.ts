@@ -7,7 +7,7 @@ import { ExitCode, ShardctlError } from '../errors.js';
 import { writeRuleState } from '../catalog/rule-state.js';
 import { deleteTenantRows } from './copy-tenant.js';
 import { removeFence } from './fence.js';
-import { createMove, SWITCHED_STATES, type MoveRecord } from './move-journal.js';
+import { createMove, SWITCHED_STATES, tenantsLabel, tenantsOf, type MoveRecord } from './move-journal.js';
 import { CAPTURES, drive } from './move-loop.js';
 import { journal, loadMove, withMovePools } from './move-run.js';
 import { planMove, refuse, type MoveOptions, type MovePreview, type MoveResult } from './plan-move.js';
@@ -16,7 +16,8 @@ import { readTenantTables } from './tenant-tables.js';
 export { planMove, type MoveEvent, type MoveOptions, type MovePreview, type MoveResult } from './plan-move.js';
 
 /**
- * Moves a tenant to another shard. Online (the default): its rows are copied in the snapshot of a
+ * Moves a tenant (or, given an array, a group of tenants of one shard together: one copy, one change
+ * capture, one pause, one switch of all their directory entries) to another shard. Online (the default): its rows are copied in the snapshot of a
  * logical replication slot while writes continue, the changes replicate to the target, and writes
  * pause only to drain the last changes, check the rows changed since the copy and switch (at most
  * `maxPauseMs`, else the fence is lifted and the switch retried). Fenced: its writes are rejected on
@@ -60,14 +61,22 @@ async function journalNewMove(
         source: preview.source,
         target: preview.target,
         keepSource: options.keepSource ?? false,
-        plan: { tables: preview.tables },
+        plan: {
+          tables: preview.tables,
+          captureReason: preview.captureReason,
+          ...(preview.tenants ? { group: preview.tenants } : {}),
+        },
         planId: options.planId ?? null,
         mode: preview.mode,
       });
     });
   } catch (e) {
     if ((e as ShardctlError).pg?.code === '23505')
-      throw refuse(`a move of tenant ${preview.tenant} is already in flight`, 'MOVE_IN_FLIGHT', 'see `shardctl moves`');
+      throw refuse(
+        `a move of ${preview.tenants ? `one of tenants ${preview.tenants.join(', ')}` : `tenant ${preview.tenant}`} is already in flight`,
+        'MOVE_IN_FLIGHT',
+        'see `shardctl moves`',
+      );
     throw e;
   }
 }
@@ -135,9 +144,9 @@ function assertAbortable(m: MoveRecord): void {
     (m.state === 'failed' && m.failedIn !== null && SWITCHED_STATES.includes(m.failedIn))
   ) {
     throw refuse(
-      `move ${m.id} already switched tenant ${m.tenant} to ${m.target}: it cannot be aborted`,
+      `move ${m.id} already switched ${tenantsLabel(m)} to ${m.target}: it cannot be aborted`,
       'ALREADY_SWITCHED',
-      `move the tenant back with \`shardctl rebalance --tenant ${m.tenant} --to ${m.source}\``,
+      `move them back with \`shardctl rebalance --tenant ${tenantsOf(m).join(',')} --to ${m.source}\``,
       undefined,
       ExitCode.Usage,
     );
@@ -156,10 +165,10 @@ async function undo(pools: ShardPools, map: ShardMap, id: number, options: MoveO
   );
   const key = { column: map.shardKey.column, type: map.shardKey.type };
   await pools.withShard(m.target, (c) =>
-    deleteTenantRows(c, tables, m.tenant, key, { batch: options.batch ?? 50_000 }),
+    deleteTenantRows(c, tables, tenantsOf(m), key, { batch: options.batch ?? 50_000 }),
   );
   crashPoint('abort-after-delete');
-  await pools.withShard(m.source, (c) => removeFence(c, m.tenant, id));
+  await pools.withShard(m.source, (c) => removeFence(c, tenantsOf(m), id));
   await journal(pools, map, id, {
     state: 'aborted',
     entry: { message: `aborted: ${m.target} rows removed, fence lifted, tenant stays on ${m.source}` },

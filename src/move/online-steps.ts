@@ -4,7 +4,7 @@ import { crashPoint } from '../crash-points.js';
 import { sleep } from '../db/poll.js';
 import { fromDriverError, ShardctlError } from '../errors.js';
 import { compareKeys, installChangeTracking, readChangedKeys, type ChangedKeys } from './change-tracking.js';
-import { copyTenant, tenantChecksums, type CopyProgress, type CopyStats } from './copy-tenant.js';
+import { copyErrorShard, copyTenant, tenantChecksums, type CopyProgress, type CopyStats } from './copy-tenant.js';
 import { ensureFenceTriggers, raiseFence, removeFence, waitForOlderWriters } from './fence.js';
 import type { Capture, MoveRun, Next, StepTable } from './move-run.js';
 import {
@@ -27,6 +27,7 @@ import {
 } from './replication.js';
 import type { TenantTable } from './tenant-tables.js';
 import type { PauseAttempt } from './move-report.js';
+import { tenantsOf } from './move-journal.js';
 import { olderSessions, whileWaiting, xidHolders } from './waits.js';
 import { checksumMismatch, type TableChecksums } from './verify-copy.js';
 
@@ -41,12 +42,7 @@ async function prepareSource(r: MoveRun, tables: TenantTable[], name: string): P
   await teardownOnline(r.pools, m);
   await r.pools.withShard(m.target, (c) => ensureCatalogSchema(c));
   await r.pools.withShard(m.source, async (c) => {
-    await ensureFenceTriggers(
-      c,
-      tables.map((t) => t.table),
-      r.key.column,
-      waitMs,
-    );
+    await ensureFenceTriggers(c, tables, waitMs);
     await installChangeTracking(c, m.id, tables, r.key, m.tenant, waitMs);
     await createTenantPublication(c, name, m.id, tables, r.key, m.tenant);
   });
@@ -80,7 +76,7 @@ async function copyInSnapshot(
       return { stats, sourceSums };
     });
   } catch (e) {
-    throw fromDriverError(e, { shard: m.source });
+    throw fromDriverError(e, { shard: copyErrorShard(e, m) });
   } finally {
     await slot.release();
   }
@@ -141,7 +137,7 @@ async function sync(r: MoveRun): Promise<Next> {
 }
 
 /** What the switch attempts of one run share: the keys already found equal, the pauses so far. */
-interface Cutover {
+export interface Cutover {
   attempt: number;
   delayMs: number;
   /** Keys found equal on both sides, with the log id they had then: a later change gives a new id. */
@@ -153,19 +149,27 @@ interface Cutover {
 
 const cutovers = new WeakMap<MoveRun, Cutover>();
 
-function cutoverOf(r: MoveRun): Cutover {
+/** The switch attempts of a run (created on first use). */
+export function cutoverOf(r: MoveRun): Cutover {
   let c = cutovers.get(r);
   if (!c)
     cutovers.set(r, (c = { attempt: 0, delayMs: r.options.retryDelayMs ?? 1000, verified: new Map(), pauses: [] }));
   return c;
 }
 
-function budget(r: MoveRun): { maxPause: number; attempts: number } {
+/** The pause budget (`--max-pause`) and the number of switch attempts. */
+export function budget(r: MoveRun): { maxPause: number; attempts: number } {
   return { maxPause: r.options.maxPauseMs ?? 1000, attempts: r.options.switchAttempts ?? 5 };
 }
 
-/** Compares the logged rows not yet found equal at their current log id; returns the keys that differ. */
-async function checkChanged(
+/**
+ * Compares the logged rows not yet found equal at their current log id; returns the keys that differ.
+ *
+ * @example
+ * const bad = await checkChanged(r, cutoverOf(r), src, dst, tables, (await readChangedKeys(src, r.move.id)).keys);
+ */
+export async function checkChanged(
+  r: MoveRun,
   cut: Cutover,
   src: PoolClient,
   dst: PoolClient,
@@ -176,7 +180,7 @@ async function checkChanged(
   const todo = new Map(
     [...log].map(([t, ks]) => [t, [...ks].filter(([k, n]) => cut.verified.get(id(t, k)) !== n).map(([k]) => k)]),
   );
-  const bad = await compareKeys(src, dst, tables, todo);
+  const bad = await compareKeys(src, dst, tables, todo, { tenant: tenantsOf(r.move), type: r.key.type });
   for (const [t, ks] of todo) {
     const wrong = new Set(bad.get(t) ?? []);
     for (const k of ks) if (!wrong.has(k)) cut.verified.set(id(t, k), log.get(t)!.get(k)!);
@@ -184,7 +188,8 @@ async function checkChanged(
   return bad;
 }
 
-function assertNotTruncated(r: MoveRun, changed: ChangedKeys, consequence: string): void {
+/** Fails the move (the copy is void) when the change log recorded a TRUNCATE of a tenant table. */
+export function assertNotTruncated(r: MoveRun, changed: ChangedKeys, consequence: string): void {
   if (changed.truncated.length > 0)
     throw fail(
       `${changed.truncated.join(', ')} was truncated on ${r.move.source} during the move${consequence}`,
@@ -195,7 +200,7 @@ function assertNotTruncated(r: MoveRun, changed: ChangedKeys, consequence: strin
 }
 
 /** Before a retry: the budget's last attempt fails the move, others wait (doubling) and go on. */
-async function nextAttempt(r: MoveRun, cut: Cutover): Promise<void> {
+export async function nextAttempt(r: MoveRun, cut: Cutover): Promise<void> {
   const { maxPause, attempts } = budget(r);
   if (cut.attempt >= attempts)
     throw new ShardctlError(
@@ -214,7 +219,7 @@ async function nextAttempt(r: MoveRun, cut: Cutover): Promise<void> {
 }
 
 /** Runs the wait for older sessions before a pause, naming them each second while it lasts. */
-async function waitForOlderExplained(r: MoveRun, xid: string, wait: () => Promise<void>): Promise<void> {
+export async function waitForOlderExplained(r: MoveRun, xid: string, wait: () => Promise<void>): Promise<void> {
   const m = r.move;
   const action = `waiting before the pause for older sessions on ${m.source}`;
   const cause =
@@ -255,7 +260,7 @@ async function catchUp(r: MoveRun): Promise<Next> {
     const lagSeconds = (performance.now() - markedAt) / 1000;
     cut.lagSeconds = lagSeconds;
     // Rows still in flight differ now and are compared again in the pause.
-    await checkChanged(cut, src!, dst!, tables, changed.keys);
+    await checkChanged(r, cut, src!, dst!, tables, changed.keys);
     r.emit({
       phase: 'replicating',
       message: `caught up: a mark written on ${m.source} was applied on ${m.target} in ${Math.round(lagSeconds * 1000)} ms; pausing writes (attempt ${cut.attempt} of ${attempts}, budget ${maxPause} ms)`,
@@ -291,7 +296,7 @@ async function drainAndCheck(r: MoveRun, src: PoolClient, dst: PoolClient, deadl
     throw new PauseExceeded('the drain did not finish');
   const last = await readChangedKeys(src, m.id);
   assertNotTruncated(r, last, '');
-  const bad = await checkChanged(cutoverOf(r), src, dst, tables, last.keys);
+  const bad = await checkChanged(r, cutoverOf(r), src, dst, tables, last.keys);
   if (bad.size > 0) {
     const detail = [...bad].map(([t, ks]) => `${t}: ${ks.length} row(s), e.g. key ${ks[0]}`).join('; ');
     throw fail(
@@ -310,15 +315,24 @@ function lagOf(cut: Cutover): { lagSeconds?: number } {
   return cut.lagSeconds === undefined ? {} : { lagSeconds: Math.round(cut.lagSeconds * 1000) / 1000 };
 }
 
-/** fenced (online): the write pause; past its budget the fence is lifted and the move goes back to replicating. */
-async function pause(r: MoveRun): Promise<Next> {
+/**
+ * fenced: the write pause, `drain` inside it (fence, last changes, checks); past its budget the fence is
+ * lifted and the move goes back to replicating. Shared by the captures that pause only for the switch.
+ *
+ * @example
+ * FENCED: { run: (r) => pauseWith(r, drainAndCheck) }
+ */
+export async function pauseWith(
+  r: MoveRun,
+  drain: (r: MoveRun, src: PoolClient, dst: PoolClient, deadline: number) => Promise<void>,
+): Promise<Next> {
   const m = r.move;
   const cut = cutoverOf(r);
   const { maxPause, attempts } = budget(r);
   const t0 = performance.now();
   const deadline = Date.now() + maxPause;
   try {
-    await r.pools.withClients([m.source, m.target], ([src, dst]) => drainAndCheck(r, src!, dst!, deadline));
+    await r.pools.withClients([m.source, m.target], ([src, dst]) => drain(r, src!, dst!, deadline));
     const ms = Math.round(performance.now() - t0);
     cut.pauses.push({ attempt: cut.attempt, ms, outcome: 'switched', ...lagOf(cut) });
     return {
@@ -331,7 +345,7 @@ async function pause(r: MoveRun): Promise<Next> {
   } catch (e) {
     const ms = Math.round(performance.now() - t0);
     // Writes resume whatever went wrong: the fence is only ever held inside a pause.
-    await r.pools.withShard(m.source, (c) => removeFence(c, m.tenant, m.id));
+    await r.pools.withShard(m.source, (c) => removeFence(c, tenantsOf(m), m.id));
     if (!(e instanceof PauseExceeded)) throw e;
     cut.pauses.push({ attempt: cut.attempt, ms, outcome: e.message, ...lagOf(cut) });
     r.emit({
@@ -380,18 +394,20 @@ export const ONLINE_STEPS: StepTable<'planned' | 'syncing' | 'replicating' | 'fe
   },
   syncing: { run: sync },
   replicating: { run: catchUp },
-  fenced: {
-    run: pause,
-    // Interrupted inside a pause: writes resume first, the switch is tried again within the budget.
-    resume: async (r) => {
-      await r.pools.withShard(r.move.source, (c) => removeFence(c, r.move.tenant, r.move.id));
-      return {
-        state: 'replicating',
-        entry: { message: 'resumed after an interrupted pause: fence lifted, writes continue' },
-      };
-    },
-  },
+  fenced: { run: (r) => pauseWith(r, drainAndCheck), resume: resumeInterruptedPause },
 };
+
+/**
+ * A run that starts inside a pause (interrupted there): writes resume first, the switch is tried again
+ * within the budget.
+ */
+export async function resumeInterruptedPause(r: MoveRun): Promise<Next> {
+  await r.pools.withShard(r.move.source, (c) => removeFence(c, tenantsOf(r.move), r.move.id));
+  return {
+    state: 'replicating',
+    entry: { message: 'resumed after an interrupted pause: fence lifted, writes continue' },
+  };
+}
 
 /** Online capture: logical replication of the tenant's rows plus a change log for the final checks. */
 export const ONLINE_CAPTURE: Capture = {

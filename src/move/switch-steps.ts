@@ -6,21 +6,25 @@ import { compileRule } from '../placement/placement.js';
 import { parseTenant } from '../placement/tenant-key.js';
 import { deleteTenantRows } from './copy-tenant.js';
 import { addFence, removeFence } from './fence.js';
+import { tenantsLabel, tenantsOf } from './move-journal.js';
 import type { MoveRun, StepResult, StepTable } from './move-run.js';
 
 /** The directory change, committed with the journal's `switched`. */
 async function switchTenant(r: MoveRun): Promise<StepResult> {
   const m = r.move;
-  r.emit({ phase: 'verified', message: `switching tenant ${m.tenant} to ${m.target}` });
+  r.emit({ phase: 'verified', message: `switching ${tenantsLabel(m)} to ${m.target}` });
   const rule = compileRule(r.map);
   return {
     state: 'switched',
-    entry: { message: `tenant ${m.tenant} now lives on ${m.target}` },
-    together: (c) =>
-      setPlacement(c, m.tenant, m.target, {
-        ruleShard: rule(parseTenant(m.tenant, r.map.shardKey.type)).shard.name,
-        moveId: m.id,
-      }),
+    entry: { message: `${tenantsLabel(m)} now li${tenantsOf(m).length > 1 ? 've' : 'ves'} on ${m.target}` },
+    // Every directory entry of a group in the one catalog transaction that journals `switched`.
+    together: async (c) => {
+      for (const tenant of tenantsOf(m))
+        await setPlacement(c, tenant, m.target, {
+          ruleShard: rule(parseTenant(tenant, r.map.shardKey.type)).shard.name,
+          moveId: m.id,
+        });
+    },
   };
 }
 
@@ -31,15 +35,16 @@ async function switchTenant(r: MoveRun): Promise<StepResult> {
  */
 async function tombstones(r: MoveRun): Promise<void> {
   const m = r.move;
-  await r.pools.withShard(m.target, (c) => removeFence(c, m.tenant));
-  await r.pools.withShard(m.source, (c) =>
-    addFence(c, {
-      tenant: m.tenant,
-      moveId: m.id,
-      target: m.target,
-      reason: `tenant ${m.tenant} moved to ${m.target} by move ${m.id}`,
-    }),
-  );
+  await r.pools.withShard(m.target, (c) => removeFence(c, tenantsOf(m)));
+  await r.pools.withShard(m.source, async (c) => {
+    for (const tenant of tenantsOf(m))
+      await addFence(c, {
+        tenant,
+        moveId: m.id,
+        target: m.target,
+        reason: `tenant ${tenant} moved to ${m.target} by move ${m.id}`,
+      });
+  });
 }
 
 /** Waits until routers have had the time to re-read the directory since the switch. */
@@ -62,7 +67,7 @@ async function graceForRouters(r: MoveRun): Promise<void> {
 async function cleanupSource(r: MoveRun): Promise<Record<string, number>> {
   const m = r.move;
   const tables = await r.tables();
-  r.emit({ phase: 'cleanup', message: `deleting tenant ${m.tenant}'s rows from ${m.source}` });
+  r.emit({ phase: 'cleanup', message: `deleting the rows of ${tenantsLabel(m)} from ${m.source}` });
   let current = '';
   let sofar = 0;
   const finish = () => {
@@ -70,7 +75,7 @@ async function cleanupSource(r: MoveRun): Promise<Record<string, number>> {
   };
   const batch = r.options.batch ?? 50_000;
   const deleted = await r.pools.withShard(m.source, (c) =>
-    deleteTenantRows(c, tables, m.tenant, r.key, {
+    deleteTenantRows(c, tables, tenantsOf(m), r.key, {
       batch,
       onBatch: (table, rows) => {
         if (table !== current) finish();
@@ -110,7 +115,7 @@ async function afterSwitch(r: MoveRun): Promise<StepResult> {
     state: 'cleaned',
     entry: {
       stats: { cleanup: { tables: deleted, rows: total } },
-      message: `${total} source rows of tenant ${m.tenant} deleted from ${m.source}`,
+      message: `${total} source rows of ${tenantsLabel(m)} deleted from ${m.source}`,
     },
   };
 }

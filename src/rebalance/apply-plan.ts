@@ -4,7 +4,7 @@ import { ensureCatalogSchema } from '../catalog/catalog-schema.js';
 import { ShardPools } from '../db/shard-pools.js';
 import { ExitCode, fromDriverError, ShardctlError } from '../errors.js';
 import { crashPoint } from '../crash-points.js';
-import { listMoves, type MoveRecord } from '../move/move-journal.js';
+import { listMoves, tenantsOf, type MoveRecord } from '../move/move-journal.js';
 import { cleanupMove, moveTenant, resumeMove, type MoveEvent } from '../move/move-tenant.js';
 import { compileRule } from '../placement/placement.js';
 import { parseTenant } from '../placement/tenant-key.js';
@@ -120,7 +120,59 @@ export interface ApplyOptions {
   onProgress?: (p: PlanProgress) => void;
   timeoutMs?: number;
   /** How each move runs (online by default) and its pause budget; see {@link MoveOptions}. */
-  move?: Pick<MoveOptions, 'mode' | 'allowOffline' | 'maxPauseMs' | 'switchAttempts'>;
+  move?: Pick<MoveOptions, 'mode' | 'capture' | 'allowOffline' | 'maxPauseMs' | 'switchAttempts'>;
+  /**
+   * Small tenants that go between the same pair of shards move together in one group move (one copy,
+   * one capture, one pause, one switch), up to `maxTenants` tenants and `maxBytes` bytes per group; a
+   * tenant larger than `maxBytes` moves alone. `false`: every tenant alone. Default 25 tenants, 256 MB.
+   */
+  group?: false | GroupLimits;
+}
+
+/** Limits of a group move of the fleet planner. */
+export interface GroupLimits {
+  maxTenants?: number;
+  maxBytes?: number;
+}
+
+/** Default limits of a group move: large enough to pay the fixed cost of a move once, small enough for one pause. */
+export const GROUP_DEFAULTS: Required<GroupLimits> = { maxTenants: 25, maxBytes: 256 * 1024 * 1024 };
+
+/**
+ * The units a plan runs as: lists of indices of its moves that go together. Moves already journaled
+ * (a resumed plan) keep the grouping they were journaled with; the others are grouped per pair of
+ * shards in plan order within the limits.
+ *
+ * @example
+ * groupMoves(plan.moves, { maxTenants: 2 }, []) // [[0, 1], [2], ...]
+ */
+export function groupMoves(moves: PlannedMove[], limits: false | GroupLimits, journaled: MoveRecord[]): number[][] {
+  const units: number[][] = [];
+  const taken = new Set<number>();
+  for (const j of journaled) {
+    if (j.state === 'aborted') continue;
+    const ts = new Set(tenantsOf(j));
+    const unit = moves.flatMap((m, i) => (ts.has(m.tenant) && !taken.has(i) ? [i] : []));
+    for (const i of unit) taken.add(i);
+    if (unit.length > 0) units.push(unit);
+  }
+  const max = limits === false ? { maxTenants: 1, maxBytes: 0 } : { ...GROUP_DEFAULTS, ...limits };
+  const open = new Map<string, { unit: number[]; bytes: number }>();
+  for (const [i, m] of moves.entries()) {
+    if (taken.has(i)) continue;
+    const pair = `${m.from}\u0000${m.to}`;
+    const cur = open.get(pair);
+    if (cur && cur.unit.length < max.maxTenants && cur.bytes + m.bytes <= max.maxBytes) {
+      cur.unit.push(i);
+      cur.bytes += m.bytes;
+      continue;
+    }
+    const next = { unit: [i], bytes: m.bytes };
+    units.push(next.unit);
+    if (m.bytes <= max.maxBytes) open.set(pair, next);
+    else open.delete(pair);
+  }
+  return units.sort((a, b) => a[0]! - b[0]!);
 }
 
 /**
@@ -145,7 +197,8 @@ export async function planConflicts(map: ShardMap, plan: FleetPlan): Promise<str
 }
 
 /**
- * Carries out a plan with the crash-safe single-tenant move, one at a time by default, journaled as a
+ * Carries out a plan with the crash-safe move, one at a time by default (small tenants between the same
+ * pair of shards grouped into one move, see {@link ApplyOptions.group}), journaled as a
  * whole (`shardctl.rebalance_plans`, each move pointing to it) so that {@link resumeFleetPlan} finishes it
  * after a crash or Ctrl-C. Refuses a plan that no longer applies. Directory entries that agree with the
  * map's rule are dropped first (after a freeze).
@@ -218,6 +271,8 @@ class PlanRun {
   private readonly start = performance.now();
   readonly results: AppliedMove[];
   bytesMoved = 0;
+  /** Moves (single or group) finished in this run. */
+  private movesDone = 0;
   private readonly totalBytes: number;
   /** Set when a move fails without continueOnError: nothing new starts. */
   private stop = false;
@@ -263,21 +318,23 @@ class PlanRun {
    * Each move switches and keeps its source rows; their cleanup (which first waits the routers' grace
    * period after the switch) runs beside the next moves instead of holding them up.
    */
-  private cleanLater(i: number, id: number): void {
+  private cleanLater(u: number[], id: number): void {
     const timeout = this.options.timeoutMs ? { timeoutMs: this.options.timeoutMs } : {};
     const p: Promise<void> = cleanupMove(this.map, id, timeout)
       .then(
         () => undefined,
-        (e: unknown) => this.fail(i, e),
+        (e: unknown) => {
+          for (const i of u) this.fail(i, e);
+        },
       )
       .finally(() => this.cleanups.delete(p));
     this.cleanups.add(p);
   }
 
-  /** Move `i` carried out: taken from the journal when done, resumed when in flight, else started. */
-  private async moveOf(i: number): Promise<MoveRecord> {
-    const m = this.plan.moves[i]!;
-    const previous = this.journaled.find((j) => j.tenant === m.tenant);
+  /** Unit `u` carried out (one move, or a group): taken from the journal when done, resumed when in flight, else started. */
+  private async moveOf(u: number[]): Promise<MoveRecord> {
+    const m = this.plan.moves[u[0]!]!;
+    const previous = this.journaled.find((j) => j.state !== 'aborted' && tenantsOf(j).includes(m.tenant));
     const common = {
       ...this.options.move,
       onProgress: (e: MoveEvent) => this.report(e),
@@ -287,20 +344,28 @@ class PlanRun {
     if (previous && previous.state !== 'aborted') return (await resumeMove(this.map, previous.id, common)).move;
     const throttle = this.options.maxBytesPerSecond ? { maxBytesPerSecond: this.options.maxBytesPerSecond } : {};
     return (
-      await moveTenant(this.map, m.tenant, m.to, { ...common, planId: this.planId, keepSource: true, ...throttle })
+      await moveTenant(this.map, u.length > 1 ? u.map((i) => this.plan.moves[i]!.tenant) : m.tenant, m.to, {
+        ...common,
+        planId: this.planId,
+        keepSource: true,
+        ...throttle,
+      })
     ).move;
   }
 
-  private async runOne(i: number): Promise<void> {
-    const m = this.plan.moves[i]!;
+  private async runOne(u: number[]): Promise<void> {
     try {
-      const move = await this.moveOf(i);
-      this.results[i] = { ...m, status: 'done', moveId: move.id };
-      this.bytesMoved += m.bytes;
-      if (move.state !== 'done') this.cleanLater(i, move.id);
-      crashPoint(`plan-after-move:${this.doneCount()}`);
+      const move = await this.moveOf(u);
+      for (const i of u) {
+        const m = this.plan.moves[i]!;
+        this.results[i] = { ...m, status: 'done', moveId: move.id };
+        this.bytesMoved += m.bytes;
+      }
+      if (move.state !== 'done') this.cleanLater(u, move.id);
+      // Counted in moves carried out (a group is one move), as the journal counts them.
+      crashPoint(`plan-after-move:${++this.movesDone}`);
     } catch (e) {
-      this.fail(i, e);
+      for (const i of u) this.fail(i, e);
     }
     this.report();
   }
@@ -310,12 +375,12 @@ class PlanRun {
     const parallel = Math.max(1, this.options.parallel ?? 1);
     const busy = new Set<string>();
     const running = new Set<Promise<void>>();
-    const pending = this.plan.moves.map((_, i) => i);
+    const pending = groupMoves(this.plan.moves, this.options.group ?? {}, this.journaled);
     while ((pending.length > 0 && !this.stop) || running.size > 0) {
       let started = false;
       for (let k = 0; k < pending.length && running.size < parallel && !this.stop; k++) {
         const i = pending[k]!;
-        const m = this.plan.moves[i]!;
+        const m = this.plan.moves[i[0]!]!;
         if (busy.has(m.from) || busy.has(m.to)) continue;
         pending.splice(k, 1);
         k--;

@@ -37,7 +37,16 @@ export interface RunningWriter {
 export function startWriter(
   router: Router,
   tenants: number[],
-  options: { ratePerSecond?: number; concurrency?: number; seed?: number } = {},
+  options: {
+    ratePerSecond?: number;
+    concurrency?: number;
+    seed?: number;
+    /**
+     * Ids unique across tenants (100000 + tenant * 1000000 on): for schemas whose primary key is `id`
+     * alone (the blog schema). Default: every tenant counts from 100000.
+     */
+    globalIds?: boolean;
+  } = {},
 ): RunningWriter {
   const report: WriterReport = {
     model: new Map(),
@@ -54,7 +63,9 @@ export function startWriter(
     seed = (seed * 1103515245 + 12345) % 2147483648;
     return seed / 2147483648;
   };
-  const nextId = new Map<number, number>(tenants.map((t) => [t, 100_000]));
+  const nextId = new Map<number, number>(
+    tenants.map((t) => [t, options.globalIds ? 100_000 + t * 1_000_000 : 100_000]),
+  );
   const live = new Map<number, number[]>(tenants.map((t) => [t, []]));
   const delay = options.ratePerSecond ? 1000 / options.ratePerSecond : 0;
   let seq = 0;

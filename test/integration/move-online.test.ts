@@ -301,16 +301,30 @@ describe('online moves refused', () => {
   });
   afterAll(() => c2.drop());
 
-  it('names a table whose replica identity lacks the shard key and the fix; --allow-offline moves fenced', async () => {
-    const e = await refusal(planMove(c2.map, 1, 'shard-0'));
+  it('names a table whose replica identity lacks the shard key: --capture logical refuses with the fix, --allow-offline moves fenced, the default takes the trigger capture', async () => {
+    const e = await refusal(planMove(c2.map, 1, 'shard-0', { capture: 'logical' }));
     expect(e.code).toBe('ONLINE_UNSUPPORTED');
     expect(e.exitCode).toBe(7);
     expect(e.message).toMatch(/public\.notes does not contain tenant_id/);
     expect(e.message).toMatch(/REPLICA IDENTITY FULL/);
     expect(e.message).not.toMatch(/tags/);
-    const cli = await runCli(['-c', c2.mapFile, 'rebalance', '--tenant', '1', '--to', 'shard-0', '--yes']);
+    const preview = await planMove(c2.map, 1, 'shard-0');
+    expect(preview).toMatchObject({ mode: 'trigger', capture: 'trigger' });
+    expect(preview.captureReason).toMatch(/public\.notes does not contain tenant_id/);
+    const cli = await runCli([
+      '-c',
+      c2.mapFile,
+      'rebalance',
+      '--tenant',
+      '1',
+      '--to',
+      'shard-0',
+      '--capture',
+      'logical',
+      '--yes',
+    ]);
     expect(cli.code).toBe(7);
-    expect(cli.stderr).toMatch(/cannot move online/);
+    expect(cli.stderr).toMatch(/cannot move online by logical replication/);
     expect(cli.stderr).toMatch(/--allow-offline/);
     expect(cli.stderr).not.toMatch(/\n\s+at /);
     expect(await replicationObjects(c2, 1)).toEqual([]);
@@ -323,12 +337,14 @@ describe('online moves refused', () => {
       '--to',
       'shard-0',
       '--dry-run',
+      '--capture',
+      'logical',
       '--allow-offline',
     ]);
     expect(dry.code, dry.stderr).toBe(0);
     expect(dry.stdout).toMatch(/fenced: the tenant's writes are rejected until the switch/);
     expect(dry.stdout).toMatch(
-      /not online because: shard-1: the replica identity of public\.notes does not contain tenant_id/,
+      /not by logical replication because: shard-1: the replica identity of public\.notes does not contain tenant_id/,
     );
     const off = await runCli([
       '-c',
@@ -339,6 +355,8 @@ describe('online moves refused', () => {
       '--to',
       'shard-0',
       '--yes',
+      '--capture',
+      'logical',
       '--allow-offline',
       '--json',
     ]);

@@ -6,6 +6,8 @@ export interface ModeOptions {
   online?: boolean;
   offline?: boolean;
   allowOffline?: boolean;
+  /** `logical` or `trigger` (`--capture`). */
+  capture?: string;
   /** ms once commander parsed it; text when given by a caller that did not. */
   maxPause?: number | string;
 }
@@ -13,6 +15,7 @@ export interface ModeOptions {
 /** What {@link modeOptions} gives the move functions. */
 export interface MoveMode {
   mode: 'online' | 'fenced';
+  capture?: 'logical' | 'trigger';
   allowOffline: boolean;
   maxPauseMs?: number;
 }
@@ -36,9 +39,14 @@ export function parseDuration(raw: string, flag: string): number {
  */
 export function modeOptions(o: ModeOptions): MoveMode {
   if (o.offline && o.online) throw usage('--online and --offline exclude each other');
+  if (o.capture !== undefined && o.capture !== 'logical' && o.capture !== 'trigger')
+    throw usage(`--capture takes logical or trigger, got "${o.capture}"`);
+  if (o.capture !== undefined && o.offline)
+    throw usage('--capture chooses how an online move captures writes: not with --offline');
   const maxPauseMs = typeof o.maxPause === 'string' ? parseDuration(o.maxPause, '--max-pause') : o.maxPause;
   return {
     mode: o.offline ? 'fenced' : 'online',
+    ...(o.capture !== undefined ? { capture: o.capture } : {}),
     allowOffline: o.allowOffline ?? false,
     ...(maxPauseMs !== undefined ? { maxPauseMs } : {}),
   };
@@ -49,7 +57,14 @@ export function addModeOptions(cmd: Command): void {
   cmd
     .option('--online', 'copy while writes continue and pause writes only for the switch (the default)')
     .option('--offline', "fenced move: reject the tenant's writes for the whole copy")
-    .option('--allow-offline', 'move fenced where the servers cannot move online, instead of refusing')
+    .option(
+      '--capture <kind>',
+      'how an online move captures writes during the copy: logical (logical replication) or trigger (change-log triggers, ordinary connections only); default logical where the servers allow it, else trigger',
+    )
+    .option(
+      '--allow-offline',
+      'with --capture logical: move fenced where logical replication is impossible, instead of refusing',
+    )
     .addOption(
       new Option(
         '--max-pause <duration>',

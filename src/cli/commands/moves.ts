@@ -1,5 +1,13 @@
 import type { Command } from 'commander';
-import { cleanupMove, moveReport, moveSlotsOf, movesOf, type MoveRecord, type MoveReport } from '../../index.js';
+import {
+  cleanupMove,
+  moveReport,
+  moveSlotsOf,
+  movesOf,
+  tenantsOf,
+  type MoveRecord,
+  type MoveReport,
+} from '../../index.js';
 import { usage } from '../options.js';
 import { formatBytes, globals, mapOf, out, outJson, outTable, timeoutOf, type CliContext } from '../context.js';
 
@@ -45,7 +53,7 @@ export function registerMoves(program: Command, ctx: CliContext): void {
         ['id', 'tenant', 'from', 'to', 'mode', 'state', 'rows', 'duration', 'writes paused', 'error'],
         list.map((m) => [
           m.id,
-          m.tenant,
+          tenantsOf(m).join(','),
           m.source,
           m.target,
           m.mode,
@@ -86,6 +94,7 @@ export async function showMoveReport(ctx: CliContext, r: MoveReport): Promise<vo
     ctx,
     `capture: ${r.capture}; copied ${r.rows.toLocaleString('en-US')} rows, ${formatBytes(r.bytes)} in ${(r.copyMs / 1000).toFixed(1)} s${rate}; total ${(r.totalMs / 1000).toFixed(1)} s`,
   );
+  if (r.captureReason) out(ctx, `capture chosen because ${r.captureReason}`);
   await outTable(
     ctx,
     ['table', 'rows copied', 'bytes copied', 'rows deleted on source'],

@@ -37,6 +37,10 @@ export interface FleetOptions extends ModeOptions {
   maxRate?: number;
   resumePlan?: number;
   yes?: boolean;
+  /** False with `--no-group`. */
+  group?: boolean;
+  groupTenants?: number;
+  groupBytes?: number;
 }
 
 /** Adds the fleet options to the rebalance command. */
@@ -62,7 +66,21 @@ export function addFleetOptions(cmd: Command): void {
       'throttle each copy to this many bytes per second, e.g. 20MB',
       sizeOption('--max-rate'),
     )
-    .option('--resume-plan <id>', 'finish an interrupted plan', wholeNumberOption('--resume-plan'));
+    .option('--resume-plan <id>', 'finish an interrupted plan', wholeNumberOption('--resume-plan'))
+    .option(
+      '--no-group',
+      'move every tenant of a plan alone (by default small tenants between the same shards move together)',
+    )
+    .option(
+      '--group-tenants <n>',
+      'at most this many tenants in one group move of a plan (default 25)',
+      wholeNumberOption('--group-tenants'),
+    )
+    .option(
+      '--group-bytes <size>',
+      'at most this much data in one group move of a plan, e.g. 256MB (the default)',
+      sizeOption('--group-bytes'),
+    );
 }
 
 /** True when the options ask for fleet work rather than a single move. */
@@ -122,6 +140,13 @@ function applyOptionsOf(o: FleetOptions, timeoutMs: number, progress: Progress):
     ...(o.continueOnError ? { continueOnError: true } : {}),
     ...(o.maxRate !== undefined ? { maxBytesPerSecond: o.maxRate } : {}),
     move: modeOptions(o),
+    group:
+      o.group === false
+        ? false
+        : {
+            ...(o.groupTenants !== undefined ? { maxTenants: o.groupTenants } : {}),
+            ...(o.groupBytes !== undefined ? { maxBytes: o.groupBytes } : {}),
+          },
     onProgress: (p) => progress.update(planProgressText(p, moveText), p),
   };
 }

@@ -11,6 +11,7 @@ import {
   type MovePreview,
   type MoveRecord,
   type ShardMap,
+  tenantsLabel,
 } from '../../index.js';
 import { confirm } from '../confirm.js';
 import { formatBytes, globals, mapOf, out, outJson, outTable, timeoutOf, type CliContext } from '../context.js';
@@ -37,13 +38,20 @@ function moveId(raw: string, flag: string): number {
   return wholeNumberArg(raw, flag);
 }
 
+const CAPTURE_TEXT: Record<MovePreview['capture'], string> = {
+  logical: 'logical replication',
+  trigger: 'change-log triggers (ordinary connections only)',
+  none: 'none (fenced copy)',
+};
+
 /** Renders a move preview as a table. */
 export async function showPreview(ctx: CliContext, p: MovePreview): Promise<void> {
   out(
     ctx,
-    `move tenant ${p.tenant}: ${p.source} -> ${p.target} (${p.rows.toLocaleString('en-US')} rows, ${formatBytes(p.bytes)}, about ${p.estimateSeconds} s), ${p.mode === 'online' ? 'online: writes pause only for the switch' : "fenced: the tenant's writes are rejected until the switch"}`,
+    `move ${p.tenants ? `tenants ${p.tenants.join(', ')} (one group)` : `tenant ${p.tenant}`}: ${p.source} -> ${p.target} (${p.rows.toLocaleString('en-US')} rows, ${formatBytes(p.bytes)}, about ${p.estimateSeconds} s), ${p.mode === 'fenced' ? "fenced: the tenant's writes are rejected until the switch" : 'online: writes pause only for the switch'}`,
   );
-  if (p.onlineProblems) out(ctx, `not online because: ${p.onlineProblems.join('; ')}`);
+  out(ctx, `capture: ${CAPTURE_TEXT[p.capture]}, because ${p.captureReason}`);
+  if (p.onlineProblems) out(ctx, `not by logical replication because: ${p.onlineProblems.join('; ')}`);
   await outTable(
     ctx,
     ['table (copy order)', 'rows', 'size'],
@@ -58,7 +66,7 @@ function describe(m: MoveRecord): string {
     r.switchPauseMs !== undefined
       ? `, writes paused ${r.switchPauseMs} ms (attempt ${r.pauses.length}${r.pauses.length > 1 ? `, after ${r.pauses.length - 1} pause(s) over the budget` : ''})`
       : '';
-  return `move ${m.id}: tenant ${m.tenant} ${m.source} -> ${m.target}: ${m.state}${paused} in ${(r.totalMs / 1000).toFixed(1)} s`;
+  return `move ${m.id}: ${tenantsLabel(m)} ${m.source} -> ${m.target}: ${m.state}${paused} in ${(r.totalMs / 1000).toFixed(1)} s`;
 }
 
 /** What a single move needs besides the map: how to report progress, how long to wait, how to move. */
@@ -76,13 +84,27 @@ interface MoveRun {
 async function confirmMove(run: MoveRun, preview: MovePreview): Promise<boolean> {
   if (run.opts.yes) return true;
   if (!run.json) await showPreview(run.ctx, preview);
-  const answer = await confirm(run.ctx, `move tenant ${preview.tenant} from ${preview.source} to ${preview.target}?`);
+  const answer = await confirm(
+    run.ctx,
+    `move ${preview.tenants ? `tenants ${preview.tenants.join(', ')}` : `tenant ${preview.tenant}`} from ${preview.source} to ${preview.target}?`,
+  );
   if (answer === undefined)
     throw new ShardctlError('no terminal to confirm on: pass --yes to move without asking', {
       code: 'CONFIRM_NEEDED',
       exitCode: ExitCode.Usage,
     });
   return answer;
+}
+
+/**
+ * `--tenant 5` is one tenant; `--tenant 5,8,13` a group moved together. A text key may hold a comma
+ * itself, so with text keys the value is always one tenant.
+ */
+function tenantsArg(map: ShardMap, raw: string): string | string[] {
+  if (!raw.includes(',') || map.shardKey.type === 'text') return raw;
+  const list = raw.split(',').map((t) => t.trim());
+  if (list.some((t) => t === '')) throw usage(`--tenant takes one id or a list like 5,8,13, got "${raw}"`);
+  return list;
 }
 
 /** --tenant ID --to SHARD: the move's record, or undefined after a dry run (which printed the preview). */
@@ -94,10 +116,11 @@ async function moveOne(run: MoveRun): Promise<MoveRecord | undefined> {
     );
   }
   if (opts.dryRun) {
-    const preview = await planMove(map, opts.tenant, opts.to, {
+    const preview = await planMove(map, tenantsArg(map, opts.tenant), opts.to, {
       timeoutMs,
       mode: mode.mode,
       allowOffline: mode.allowOffline,
+      ...(mode.capture ? { capture: mode.capture } : {}),
     });
     if (run.json) outJson(ctx, { dryRun: true, preview });
     else {
@@ -106,7 +129,7 @@ async function moveOne(run: MoveRun): Promise<MoveRecord | undefined> {
     }
     return undefined;
   }
-  const result = await moveTenant(map, opts.tenant, opts.to, {
+  const result = await moveTenant(map, tenantsArg(map, opts.tenant), opts.to, {
     ...mode,
     onProgress: run.onProgress,
     timeoutMs,
@@ -167,7 +190,7 @@ export function registerRebalance(program: Command, ctx: CliContext): void {
     .description(
       'move a tenant to another shard (--tenant ID --to SHARD), resume or abort a move, or plan and apply fleet moves',
     )
-    .option('--tenant <id>', 'tenant to move')
+    .option('--tenant <id>', 'tenant to move; several (5,8,13) move together as one group')
     .option('--to <shard>', 'target shard')
     .option('--dry-run', 'print the plan and stop')
     .option('--yes', 'do not ask for confirmation')
