@@ -43,9 +43,11 @@ describe('distributed transactions and tenant moves', () => {
     // straight to raising the fence and waiting for older writers.
     const admin = new pg.Client({ connectionString: cluster.urls[0] });
     await admin.connect();
-    await ensureFenceTriggers(admin as never, ['public.accounts', 'public.transfer_log'], 'tenant_id', 5000).finally(
-      () => admin.end(),
-    );
+    await ensureFenceTriggers(
+      admin as never,
+      ['public.accounts', 'public.transfer_log'].map((table) => ({ table, keyColumn: 'tenant_id' })),
+      5000,
+    ).finally(() => admin.end());
     // The coordinator dies after its decision: 2 -> 3 is committed by record, still prepared on both shards.
     const run = await runTransfers({
       mapFile: cluster.mapFile,
