@@ -20,6 +20,11 @@ export interface TestClusterOptions {
   reference?: string[];
   /** Extra top-level YAML appended to the map. */
   extraYaml?: string;
+  /**
+   * Admin URLs of the servers to place shards on (shard i on server i mod n), for example a server of
+   * another major a test started. Default: the suite's servers.
+   */
+  servers?: string[];
 }
 
 /** A fresh set of shard databases for one test file, with a shard map pointing at them. */
@@ -82,7 +87,7 @@ async function admin<T>(url: string, fn: (c: pg.Client) => Promise<T>): Promise<
  * afterAll(() => cluster.drop());
  */
 export async function createTestCluster(options: TestClusterOptions = {}): Promise<TestCluster> {
-  const servers = adminUrls();
+  const servers = options.servers ?? adminUrls();
   const n = options.shards ?? 3;
   const id = randomBytes(4).toString('hex');
   const dir = await testTempDir('shardctl-cluster-');
