@@ -1,7 +1,7 @@
 import type { PoolClient } from 'pg';
 import { ShardctlError } from '../errors.js';
 
-/** The oldest PostgreSQL major shardctl runs against (publication row filters, `MERGE`, `pg_stat_*` shapes). */
+/** The oldest PostgreSQL major shardctl runs against (publication row filters of online moves, `pg_stat_subscription_stats`). */
 export const OLDEST_SUPPORTED_MAJOR = 15;
 
 /** The newest major the suite proves; newer ones are accepted (catalogs are read by name, not assumed). */

@@ -161,6 +161,8 @@ export class ShardPools {
    * Runs `fn` with one connection per name in `names` (a name may repeat: two sessions on one shard),
    * connected in parallel, and releases every one whatever fails: a connection that fails after others
    * succeeded releases those first, so no error path leaks a pooled client. Connect errors name the shard.
+   * The sessions run without `idle_in_transaction_session_timeout` (one may idle in a transaction while
+   * another works) and get it back when released.
    *
    * @example
    * await pools.withClients([m.source, m.target], async ([src, dst]) => copy(src!, dst!));
@@ -177,12 +179,17 @@ export class ShardPools {
     let broken: Error | undefined;
     try {
       for (const [i, n] of names.entries()) await this.ensureSupported(n, clients[i]!);
+      // Sessions used together wait on each other inside transactions (a copy's source snapshot stays
+      // open, idle, while the target runs a table's foreign-key checks): the idle limit would end the
+      // waiting one. They lift it until released; the process is alive all along, and a dead process
+      // closes its sockets, which ends the sessions at once.
+      await Promise.all(clients.map((c) => c.query('SET idle_in_transaction_session_timeout = 0')));
       return await fn(clients);
     } catch (e) {
       if (isConnectionLevel(e)) broken = e as Error;
       throw e;
     } finally {
-      for (const c of clients) c.release(broken);
+      await Promise.all(clients.map((c) => releaseRestored(c, broken)));
     }
   }
 
@@ -218,6 +225,17 @@ export class ShardPools {
     const pools = [...this.pools.values()];
     this.pools.clear();
     await Promise.all(pools.map((p) => p.end().catch(() => undefined)));
+  }
+}
+
+/** Returns a coordinated session to the pool with the startup idle limit back (destroyed if that fails). */
+async function releaseRestored(client: PoolClient, broken: Error | undefined): Promise<void> {
+  if (broken) return client.release(broken);
+  try {
+    await client.query('RESET idle_in_transaction_session_timeout');
+    client.release();
+  } catch (e) {
+    client.release(e as Error);
   }
 }
 

@@ -10,9 +10,10 @@ let defaultByteOrder: boolean;
 
 beforeAll(async () => {
   cluster = await createTestCluster({ shards: 1 });
+  // datlocale exists from PostgreSQL 17 (the builtin provider too): by name, 15 and 16 answer null.
   const [d] = await cluster.sql<{ p: string; c: string; l: string | null }>(
     0,
-    'SELECT datlocprovider AS p, datcollate AS c, datlocale AS l FROM pg_database WHERE datname = current_database()',
+    "SELECT datlocprovider AS p, datcollate AS c, to_jsonb(d) ->> 'datlocale' AS l FROM pg_database d WHERE datname = current_database()",
   );
   defaultByteOrder =
     (d!.p === 'c' && ['C', 'POSIX'].includes(d!.c)) || (d!.p === 'b' && ['C', 'C.UTF-8'].includes(d!.l ?? ''));

@@ -87,6 +87,11 @@ async function moveUnderWrites(tenant: number, mode: 'online' | 'fenced'): Promi
   const to = 1 - from;
   const neighbour = TENANTS.find((t) => t !== tenant && home.get(t) === from)!;
   const before = await fixedRows(from, tenant);
+  // Each writer numbers its rows from 100000: an earlier writer's rows of these tenants go first.
+  for (const s of [0, 1])
+    await cluster.sql(s, 'DELETE FROM users WHERE tenant_id = ANY($1::bigint[]) AND id >= 100000', [
+      [tenant, neighbour],
+    ]);
   const router = await createRouter(cluster.map, { directoryTtlMs: 60_000 });
   const writer = startWriter(router, [tenant, neighbour], { concurrency: 2, seed: tenant * 31 + to });
   let report: WriterReport;
@@ -181,12 +186,8 @@ describe('a fleet of two majors', () => {
       try {
         const report = await verifyCluster(map);
         const drift = report.findings.filter((f) => f.kind === 'schema-drift');
-        expect(drift.map((f) => [f.shard, f.table])).toEqual(
-          expect.arrayContaining([
-            [`shard-${shard}`, 'public.projects'],
-            [`shard-${shard}`, 'public.invoices'],
-          ]),
-        );
+        // Two shards, one of each major: either may be named against the other, but both tables are.
+        expect([...new Set(drift.map((f) => f.table))].sort()).toEqual(['public.invoices', 'public.projects']);
         expect(drift.map((f) => f.message).join('\n')).toMatch(/column name/);
         expect(drift.map((f) => f.message).join('\n')).toMatch(/constraint invoices_number_len/);
       } finally {
