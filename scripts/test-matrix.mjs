@@ -7,12 +7,15 @@
 //
 //   node scripts/test-matrix.mjs                 the matrix
 //   node scripts/test-matrix.mjs --majors 15     only the runs of these majors (unit tests too)
-//   node scripts/test-matrix.mjs --jobs 2        runs at once (default 1; each run already uses 2 workers)
+//   node scripts/test-matrix.mjs --jobs 1        runs at once (default 2)
 //   node scripts/test-matrix.mjs --no-unit       skip the unit run
+//   node scripts/test-matrix.mjs --middle separate   16 and 17 in two runs (default: one run whose servers
+//                                                    alternate 16, 17, 16, so every cluster of two or more
+//                                                    shards spans both and moves between them)
 //
 // With SHARDCTL_TEST_PG_URLS (external servers) there is one integration run, against those servers.
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -31,7 +34,12 @@ function args() {
   const majors = value('--majors')
     ?.split(',')
     .map((m) => Number(m.trim()));
-  return { majors, jobs: Math.max(1, Number(value('--jobs') ?? 1)), unit: !a.includes('--no-unit') };
+  return {
+    majors,
+    jobs: Math.max(1, Number(value('--jobs') ?? 2)),
+    unit: !a.includes('--no-unit'),
+    middle: value('--middle') ?? 'mixed',
+  };
 }
 
 function sensitiveFiles() {
@@ -45,29 +53,37 @@ function sensitiveFiles() {
 /** The runs of the matrix, in the order they start. */
 function plan(opts) {
   const runs = [];
-  if (opts.unit) runs.push({ name: 'unit tests', project: 'unit', env: {} });
+  if (opts.unit) runs.push({ name: 'unit tests', tag: 'unit', project: 'unit', env: {} });
   if (process.env.SHARDCTL_TEST_PG_URLS) {
-    runs.push({ name: 'integration, external servers', project: 'integration', env: {} });
+    runs.push({ name: 'integration, external servers', tag: 'external', project: 'integration', env: {} });
     return runs;
   }
-  const whole = [18, 15];
-  const middle = [16, 17];
-  for (const m of [...whole, ...middle]) {
-    if (opts.majors && !opts.majors.includes(m)) continue;
+  const want = (m) => !opts.majors || opts.majors.includes(m);
+  for (const m of [18, 15].filter(want)) {
     runs.push({
-      name: whole.includes(m) ? `PostgreSQL ${m}, whole suite` : `PostgreSQL ${m}, version-sensitive files`,
+      name: `PostgreSQL ${m}, whole suite`,
+      tag: `pg${m}`,
       project: 'integration',
       env: { SHARDCTL_TEST_PG_MAJORS: String(m) },
-      files: whole.includes(m) ? [] : sensitiveFiles(),
+    });
+  }
+  const middle = [16, 17].filter(want);
+  const groups = opts.middle === 'separate' || middle.length < 2 ? middle.map((m) => [m]) : [middle];
+  for (const g of groups) {
+    runs.push({
+      name: `PostgreSQL ${g.join(' and ')}, version-sensitive files`,
+      tag: `pg${g.join('+')}`,
+      project: 'integration',
+      env: { SHARDCTL_TEST_PG_MAJORS: g.join(',') },
+      files: sensitiveFiles(),
     });
   }
   return runs;
 }
 
 /** Runs one vitest; resolves with its counts (from the JSON reporter) and wall time. */
-function runOne(run, dir, index, buffered) {
+function runOne(run, dir, index, prefixed) {
   const report = path.join(dir, `run-${index}.json`);
-  const log = path.join(dir, `run-${index}.log`);
   const argv = [
     'run',
     '--project',
@@ -81,20 +97,24 @@ function runOne(run, dir, index, buffered) {
   return new Promise((resolve) => {
     const child = spawn(vitest, argv, {
       cwd: root,
-      env: { ...process.env, ...run.env, FORCE_COLOR: buffered ? '0' : (process.env.FORCE_COLOR ?? '') },
-      stdio: buffered ? ['ignore', 'pipe', 'pipe'] : 'inherit',
+      env: { ...process.env, ...run.env, FORCE_COLOR: prefixed ? '0' : (process.env.FORCE_COLOR ?? '') },
+      stdio: prefixed ? ['ignore', 'pipe', 'pipe'] : 'inherit',
     });
-    let out = '';
-    if (buffered) {
-      child.stdout.on('data', (d) => (out += d));
-      child.stderr.on('data', (d) => (out += d));
+    // Runs at once interleave their output: each line carries its run's name.
+    const prefix = `[${run.tag}] `;
+    const pending = { stdout: '', stderr: '' };
+    const relay = (stream) => (d) => {
+      const lines = (pending[stream] + d).split('\n');
+      pending[stream] = lines.pop();
+      for (const line of lines) process.stdout.write(prefix + line + '\n');
+    };
+    if (prefixed) {
+      child.stdout.on('data', relay('stdout'));
+      child.stderr.on('data', relay('stderr'));
     }
     child.on('close', (code) => {
       const seconds = Math.round((Date.now() - started) / 1000);
-      if (buffered) {
-        writeFileSync(log, out);
-        process.stdout.write(`\n----- ${run.name} -----\n${out}`);
-      }
+      for (const rest of Object.values(pending)) if (rest) process.stdout.write(prefix + rest + '\n');
       let passed = 0;
       let failed;
       let skipped = 0;

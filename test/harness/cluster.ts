@@ -190,3 +190,20 @@ export async function createScratchDatabase(): Promise<{ url: string; drop(): Pr
 export function serverAdminUrls(): string[] {
   return adminUrls();
 }
+
+/**
+ * Why this run cannot test online moves, or undefined when it can: only in external-server mode
+ * (`SHARDCTL_TEST_PG_URLS`), whose server may run without `wal_level = logical`. The suite's own
+ * servers always have it, so the default run never skips.
+ *
+ * @example
+ * describe.skipIf(await noLogicalReplication())('online moves', () => { ... });
+ */
+export async function noLogicalReplication(): Promise<string | undefined> {
+  if (!inject('pgExternal')) return undefined;
+  for (const url of adminUrls()) {
+    const level = await admin(url, async (c) => (await c.query<{ w: string }>('SHOW wal_level')).rows[0]!.w);
+    if (level !== 'logical') return `external server ${new URL(url).host} has wal_level = ${level}`;
+  }
+  return undefined;
+}
