@@ -2,10 +2,14 @@ import type { Pool, PoolClient, PoolConfig } from 'pg';
 import type { Shard, ShardMap } from '../config/shard-map.js';
 import { ExitCode, fromDriverError, ShardctlError } from '../errors.js';
 import { withTransaction, type TransactionOptions } from './transaction.js';
+import { readServerVersion, unsupportedServer, type ServerVersion } from './server-version.js';
+import { DEFAULT_IDLE_IN_TRANSACTION_MS, sessionOptions, urlOptions } from './session-settings.js';
 
 export { ADVISORY_NAMESPACE } from './lock-keys.js';
 export { withAdvisoryLock, lockHolder, type AdvisoryLockOptions, type LockHolder } from './advisory-lock.js';
 export type { TransactionOptions } from './transaction.js';
+export type { ServerVersion } from './server-version.js';
+export { DEFAULT_IDLE_IN_TRANSACTION_MS } from './session-settings.js';
 
 /** Options of {@link ShardPools}. */
 export interface ShardPoolsOptions {
@@ -22,6 +26,17 @@ export interface ShardPoolsOptions {
    * write (used by checks that promise to read only). Default false.
    */
   readOnly?: boolean;
+  /**
+   * `idle_in_transaction_session_timeout` of every session, in ms: a client that stops inside a
+   * transaction (hung, paused, killed without its socket closing) loses its locks and snapshot after
+   * this long. 0 disables it. Default {@link DEFAULT_IDLE_IN_TRANSACTION_MS} (60 s).
+   */
+  idleInTransactionTimeoutMs?: number;
+  /**
+   * Accept servers older than PostgreSQL 15 instead of refusing them on first connection (for checks
+   * that only report what a server is, like `shards --check`). Default false.
+   */
+  allowUnsupportedServers?: boolean;
 }
 
 let pgModule: typeof import('pg') | undefined;
@@ -49,6 +64,8 @@ export async function loadPg(): Promise<typeof import('pg')> {
  */
 export class ShardPools {
   private readonly pools = new Map<string, Pool>();
+  /** Each shard's version, read once on its first connection (a failed read is retried next time). */
+  private readonly versions = new Map<string, Promise<ServerVersion>>();
 
   private constructor(
     readonly map: ShardMap,
@@ -86,8 +103,13 @@ export class ShardPools {
         idleTimeoutMillis: 10_000,
         // An idle pool never keeps a finished command's process alive.
         allowExitOnIdle: true,
-        ...(this.options.statementTimeoutMs ? { statement_timeout: this.options.statementTimeoutMs } : {}),
-        ...(this.options.readOnly ? { options: '-c default_transaction_read_only=on' } : {}),
+        // Startup options, so every session of every command has them from its first statement.
+        options: sessionOptions({
+          idleInTransactionMs: this.options.idleInTransactionTimeoutMs ?? DEFAULT_IDLE_IN_TRANSACTION_MS,
+          ...(this.options.statementTimeoutMs ? { statementTimeoutMs: this.options.statementTimeoutMs } : {}),
+          ...(this.options.readOnly ? { readOnly: true } : {}),
+          urlOptions: urlOptions(shard.url),
+        }),
       };
       pool = new this.pg.Pool(config);
       // An idle client dying (server restart) must not crash the process; the next checkout reconnects.
@@ -110,6 +132,7 @@ export class ShardPools {
     }
     let broken: Error | undefined;
     try {
+      await this.ensureSupported(name, client);
       return await fn(client);
     } catch (e) {
       if (isConnectionLevel(e)) broken = e as Error;
@@ -138,6 +161,8 @@ export class ShardPools {
    * Runs `fn` with one connection per name in `names` (a name may repeat: two sessions on one shard),
    * connected in parallel, and releases every one whatever fails: a connection that fails after others
    * succeeded releases those first, so no error path leaks a pooled client. Connect errors name the shard.
+   * The sessions run without `idle_in_transaction_session_timeout` (one may idle in a transaction while
+   * another works) and get it back when released.
    *
    * @example
    * await pools.withClients([m.source, m.target], async ([src, dst]) => copy(src!, dst!));
@@ -153,13 +178,46 @@ export class ShardPools {
     }
     let broken: Error | undefined;
     try {
+      for (const [i, n] of names.entries()) await this.ensureSupported(n, clients[i]!);
+      // Sessions used together wait on each other inside transactions (a copy's source snapshot stays
+      // open, idle, while the target runs a table's foreign-key checks): the idle limit would end the
+      // waiting one. They lift it until released; the process is alive all along, and a dead process
+      // closes its sockets, which ends the sessions at once.
+      await Promise.all(clients.map((c) => c.query('SET idle_in_transaction_session_timeout = 0')));
       return await fn(clients);
     } catch (e) {
       if (isConnectionLevel(e)) broken = e as Error;
       throw e;
     } finally {
-      for (const c of clients) c.release(broken);
+      await Promise.all(clients.map((c) => releaseRestored(c, broken)));
     }
+  }
+
+  /**
+   * The PostgreSQL version of a shard (read on its first connection, then remembered).
+   *
+   * @example
+   * (await pools.serverVersion('shard-0')).major // 15
+   */
+  async serverVersion(name: string): Promise<ServerVersion> {
+    const known = this.versions.get(name);
+    if (known) return known;
+    return this.withShard(name, async () => (await this.versions.get(name))!);
+  }
+
+  /**
+   * Reads the shard's version on its first connection and refuses a server older than PostgreSQL 15
+   * (`UNSUPPORTED_SERVER`, naming the shard and version) unless the pools allow it.
+   */
+  private async ensureSupported(name: string, client: PoolClient): Promise<void> {
+    let version = this.versions.get(name);
+    if (!version) {
+      version = readServerVersion(client);
+      this.versions.set(name, version);
+      version.catch(() => this.versions.delete(name));
+    }
+    const refusal = unsupportedServer(await version, name);
+    if (refusal && !this.options.allowUnsupportedServers) throw refusal;
   }
 
   /** Closes every pool. Safe to call twice. */
@@ -167,6 +225,17 @@ export class ShardPools {
     const pools = [...this.pools.values()];
     this.pools.clear();
     await Promise.all(pools.map((p) => p.end().catch(() => undefined)));
+  }
+}
+
+/** Returns a coordinated session to the pool with the startup idle limit back (destroyed if that fails). */
+async function releaseRestored(client: PoolClient, broken: Error | undefined): Promise<void> {
+  if (broken) return client.release(broken);
+  try {
+    await client.query('RESET idle_in_transaction_session_timeout');
+    client.release();
+  } catch (e) {
+    client.release(e as Error);
   }
 }
 

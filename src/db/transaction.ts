@@ -10,6 +10,12 @@ export interface TransactionOptions {
   lockTimeoutMs?: number;
   /** `statement_timeout` for this transaction, in ms. */
   statementTimeoutMs?: number;
+  /**
+   * `idle_in_transaction_session_timeout` for this transaction, in ms (0: none). For a transaction
+   * that must sit idle while another session works (a snapshot read by a copy whose target runs long
+   * foreign-key checks): the pools' default (60 s) would end it.
+   */
+  idleInTransactionTimeoutMs?: number;
   /** Further settings for this transaction only (`set_config(name, value, true)`, i.e. `SET LOCAL`). */
   settings?: Record<string, string>;
 }
@@ -28,6 +34,9 @@ export async function applyLocalSettings(client: PoolClient, options: Transactio
   if (options.lockTimeoutMs !== undefined) settings.lock_timeout = `${Math.max(1, Math.floor(options.lockTimeoutMs))}`;
   if (options.statementTimeoutMs !== undefined) {
     settings.statement_timeout = `${Math.max(1, Math.floor(options.statementTimeoutMs))}`;
+  }
+  if (options.idleInTransactionTimeoutMs !== undefined) {
+    settings.idle_in_transaction_session_timeout = `${Math.max(0, Math.floor(options.idleInTransactionTimeoutMs))}`;
   }
   const names = Object.keys(settings);
   if (names.length === 0) return;

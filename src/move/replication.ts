@@ -195,6 +195,10 @@ export async function createSlotWithSnapshot(
     replication: 'database',
     connectionTimeoutMillis: options.timeoutMs ?? 5000,
     application_name: 'shardctl move',
+    // This session holds the exported snapshot, idle inside its transaction, while the copy (another
+    // session) reads in it: it must not be ended by a server-wide idle_in_transaction_session_timeout.
+    // It ends with the move's process (socket closed) or release(), so nothing outlives a dead client.
+    options: '-c idle_in_transaction_session_timeout=0',
   } as import('pg').ClientConfig);
   client.on('error', () => undefined);
   try {

@@ -65,12 +65,15 @@ export async function readSchema(client: PoolClient): Promise<Map<string, TableS
       JOIN pg_namespace n ON n.oid = c.relnamespace
      WHERE c.relkind IN ('r', 'p') AND ${USER_TABLES}`);
   for (const r of idx.rows) get(r.t).indexes[r.name] = r.def;
+  // PostgreSQL 18 records every NOT NULL as a constraint row (contype 'n', named like users_email_not_null);
+  // 15-17 have none. Nullability is compared once, in the column's definition (attnotnull), so that a
+  // mixed-version fleet does not show a major's catalog shape as drift.
   const con = await client.query<{ t: string; name: string; def: string }>(`
     SELECT n.nspname || '.' || c.relname AS t, k.conname AS name, pg_get_constraintdef(k.oid) AS def
       FROM pg_constraint k
       JOIN pg_class c ON c.oid = k.conrelid
       JOIN pg_namespace n ON n.oid = c.relnamespace
-     WHERE c.relkind IN ('r', 'p') AND ${USER_TABLES}`);
+     WHERE c.relkind IN ('r', 'p') AND k.contype <> 'n' AND ${USER_TABLES}`);
   for (const r of con.rows) get(r.t).constraints[r.name] = r.def;
   const trg = await client.query<{ t: string; name: string; def: string }>(`
     SELECT n.nspname || '.' || c.relname AS t, g.tgname AS name, pg_get_triggerdef(g.oid) AS def

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createTestCluster, serverAdminUrls, testTempDir, type TestCluster } from '../harness/cluster.js';
 import { runCli } from '../harness/run-cli.js';
 
@@ -168,8 +168,11 @@ describe('locate', () => {
   });
 });
 
+// An external server may trust its clients: a URL without a password has nothing to hide.
+const trustingServer = inject('pgExternal') && !new URL(inject('pgAdminUrls')[0]!).password;
+
 describe('shards', () => {
-  it('lists shards with passwords hidden', async () => {
+  it.skipIf(trustingServer)('lists shards with passwords hidden', async () => {
     const r = await runCli(['shards', '-c', cluster.mapFile, '--json']);
     expect(r.code).toBe(0);
     const doc = JSON.parse(r.stdout);
@@ -183,7 +186,10 @@ describe('shards', () => {
     const r = await runCli(['-c', cluster.mapFile, 'shards', '--check']);
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/all 2 shards reachable/);
-    expect(r.stdout).toMatch(/shard-0 .* yes .* ms .* 18\./);
+    // The version the server reports (the suite runs on every supported major).
+    const [row] = await cluster.sql<{ v: string }>(0, "SELECT current_setting('server_version') AS v");
+    const version = row!.v.split(' ')[0]!.replace(/\./g, '\\.');
+    expect(r.stdout).toMatch(new RegExp(`shard-0 .* yes .* ms .* ${version}`));
   });
 
   it('--check names a refused shard, a timed-out shard and a wrong password, within the timeout, never printing the password', async () => {
@@ -209,7 +215,8 @@ describe('shards', () => {
     expect(by.good.reachable).toBe(true);
     expect(by.refused.error).toMatch(/shard refused: cannot connect: connection refused/);
     expect(by.silent.error).toMatch(/shard silent: .*timed out/);
-    expect(by.badpw.error).toMatch(/shard badpw: .*password authentication failed/);
+    // (a trusting external server lets any password in)
+    if (!trustingServer) expect(by.badpw.error).toMatch(/shard badpw: .*password authentication failed/);
     expect(r.stdout + r.stderr).not.toMatch(/Sekr1tPw|Wr0ngPassw0rd/);
     expect(elapsed).toBeLessThan(15_000);
   });

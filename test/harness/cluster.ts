@@ -20,6 +20,11 @@ export interface TestClusterOptions {
   reference?: string[];
   /** Extra top-level YAML appended to the map. */
   extraYaml?: string;
+  /**
+   * Admin URLs of the servers to place shards on (shard i on server i mod n), for example a server of
+   * another major a test started. Default: the suite's servers.
+   */
+  servers?: string[];
 }
 
 /** A fresh set of shard databases for one test file, with a shard map pointing at them. */
@@ -82,7 +87,7 @@ async function admin<T>(url: string, fn: (c: pg.Client) => Promise<T>): Promise<
  * afterAll(() => cluster.drop());
  */
 export async function createTestCluster(options: TestClusterOptions = {}): Promise<TestCluster> {
-  const servers = adminUrls();
+  const servers = options.servers ?? adminUrls();
   const n = options.shards ?? 3;
   const id = randomBytes(4).toString('hex');
   const dir = await testTempDir('shardctl-cluster-');
@@ -184,4 +189,21 @@ export async function createScratchDatabase(): Promise<{ url: string; drop(): Pr
 /** The suite's server admin URLs (superuser, database postgres). */
 export function serverAdminUrls(): string[] {
   return adminUrls();
+}
+
+/**
+ * Why this run cannot test online moves, or undefined when it can: only in external-server mode
+ * (`SHARDCTL_TEST_PG_URLS`), whose server may run without `wal_level = logical`. The suite's own
+ * servers always have it, so the default run never skips.
+ *
+ * @example
+ * describe.skipIf(await noLogicalReplication())('online moves', () => { ... });
+ */
+export async function noLogicalReplication(): Promise<string | undefined> {
+  if (!inject('pgExternal')) return undefined;
+  for (const url of adminUrls()) {
+    const level = await admin(url, async (c) => (await c.query<{ w: string }>('SHOW wal_level')).rows[0]!.w);
+    if (level !== 'logical') return `external server ${new URL(url).host} has wal_level = ${level}`;
+  }
+  return undefined;
 }

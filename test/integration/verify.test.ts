@@ -259,7 +259,10 @@ describe('verify', () => {
     const { writeFile } = await import('node:fs/promises');
     const { readFileSync } = await import('node:fs');
     const file = `${cluster.dir}/broken.yaml`;
-    await writeFile(file, readFileSync(cluster.mapFile, 'utf8').replace(new URL(cluster.urls[2]!).port, '1'));
+    // shard-2's URL only: in external-server mode every shard shares one server's port.
+    const dead = new URL(cluster.urls[2]!);
+    dead.port = '1';
+    await writeFile(file, readFileSync(cluster.mapFile, 'utf8').replace(cluster.urls[2]!, dead.toString()));
     const r = await runCli(['-c', file, 'verify', '--json', '--timeout', '2000']);
     expect(r.code).toBe(1);
     expect(JSON.parse(r.stdout).findings).toContainEqual(
