@@ -65,6 +65,12 @@ export function planQuery(input: PlanQueryInput): QueryPlan {
   const sel = readOnlySelect(stmt);
   const all = input.map.shards.map((s) => s.name);
   if (input.tenant !== undefined) {
+    if (input.ruleUnproven)
+      throw refuse(
+        `--tenant ${input.tenant}`,
+        "on a fleet whose placement rule the catalog has not recorded: the map's rule may not be where the rows are",
+        'record the rule with `shardctl adopt` (or `shardctl rebalance --freeze`), or name the shard with --shard NAME',
+      );
     const s = input.locate(input.tenant);
     return single(input, [s], `--tenant ${input.tenant} lives on ${s}`);
   }
@@ -79,7 +85,7 @@ export function planQuery(input: PlanQueryInput): QueryPlan {
   }
   const candidates = input.shards ? all.filter((s) => input.shards!.includes(s)) : all;
   if (sel.op && sel.op !== 'SETOP_NONE') {
-    const r = routeSetOp(sel, input);
+    const r = input.ruleUnproven ? undefined : routeSetOp(sel, input);
     if (r && r.length === 1) return single(input, r, 'every branch pins the shard key to one shard');
     throw refuse(`set operation ${sel.op.replace('SETOP_', '')}`, 'across shards cannot be merged exactly');
   }
@@ -95,6 +101,11 @@ export function planQuery(input: PlanQueryInput): QueryPlan {
     case 'scatter':
       return multi(sel, input, candidates, 'the shard key is not pinned: every shard', rels);
     case 'pinned': {
+      // An unrecorded rule may not be where the rows are (the map grew since they were placed): every
+      // shard is asked, which stays exact because a tenant's rows are only on the shard that holds them.
+      if (input.ruleUnproven && routed.unconnected)
+        throw refuse('join not on the shard key', `cannot be answered shard by shard: ${UNPROVEN}`);
+      if (input.ruleUnproven) return multi(sel, input, candidates, `${routed.why} by the map; ${UNPROVEN}`, rels);
       const targets = candidates.filter((s) => routed.shards.includes(s));
       if (targets.length === 1) return single(input, targets, routed.why);
       if (targets.length > 1) return multi(sel, input, targets, routed.why, rels);
@@ -103,6 +114,10 @@ export function planQuery(input: PlanQueryInput): QueryPlan {
     }
   }
 }
+
+/** Why a pinned query is asked of every shard on a fleet whose rule is not recorded. */
+const UNPROVEN =
+  'the placement rule is not recorded in the catalog (`shardctl adopt` records it), so every shard is asked';
 
 function single(input: PlanQueryInput, shards: string[], why: string): SinglePlan {
   return {

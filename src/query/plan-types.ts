@@ -68,6 +68,11 @@ export interface PlanQueryInput {
   /** Only this tenant's shard (--tenant). */
   tenant?: string;
   /**
+   * The catalog holds no recorded placement rule (`router.ruleRecorded` false, router not offline):
+   * `locate` is unproven, so a query is never pinned to one shard by it. Default false.
+   */
+  ruleUnproven?: boolean;
+  /**
    * Function names the shards' catalogs call aggregates (user-defined ones too), as `lookupAggregates`
    * reads them. Default: none beyond the built-in ones the planner knows.
    */

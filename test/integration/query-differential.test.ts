@@ -1,8 +1,8 @@
 import fc from 'fast-check';
 import pg from 'pg';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadShardMap, runQuery, ShardctlError } from '../../src/index.js';
+import { loadShardMap, migrateShards, runQuery, ShardctlError } from '../../src/index.js';
 import { createScratchDatabase, createTestCluster, type TestCluster } from '../harness/cluster.js';
 import { runCli } from '../harness/run-cli.js';
 
@@ -102,6 +102,9 @@ beforeAll(async () => {
       await c.end();
     }),
   );
+  // The placement rule recorded in the catalog (as migrate does): routing may pin a query to one shard.
+  mkdirSync(cluster.map.migrations, { recursive: true });
+  await migrateShards(cluster.map);
 });
 afterAll(async () => {
   await db.end();

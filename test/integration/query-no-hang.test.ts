@@ -193,3 +193,17 @@ describe('a shard error at any stage ends the query with that error', () => {
     );
   }
 });
+
+describe('a fleet whose placement rule is not recorded', () => {
+  it('asks every shard where the map would have pinned one, and answers right', async () => {
+    const sql = 'SELECT count(*) FROM t WHERE tenant_id = 4';
+    const explained = await runQuery(cluster.map, sql, [], { router, explain: true });
+    expect(router.ruleRecorded).toBe(false);
+    expect(explained.plan.shards).toEqual(['shard-0', 'shard-1', 'shard-2']);
+    expect(explained.plan.routing).toMatch(/not recorded in the catalog/);
+    expect((await runQuery(cluster.map, sql, [], { router })).rows).toEqual([['1']]);
+    await expect(runQuery(cluster.map, 'SELECT 1', [], { router, tenant: '4' })).rejects.toThrow(
+      /refused: --tenant 4 on a fleet whose placement rule the catalog has not recorded/,
+    );
+  });
+});
