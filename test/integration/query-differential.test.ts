@@ -161,6 +161,10 @@ const CORPUS: [string, boolean][] = [
   ['SELECT avg(amount), avg(qty), avg(big) FROM orders', true],
   ['SELECT bool_and(paid), bool_or(paid) FROM orders', true],
   ['SELECT count(DISTINCT customer), count(DISTINCT qty) FROM orders', true],
+  ['SELECT count(DISTINCT (customer, qty)) FROM orders', true],
+  ['SELECT count(DISTINCT (qty, paid)), count(DISTINCT qty), count(*) FROM orders', true],
+  ['SELECT paid, count(DISTINCT (customer, note)) FROM orders GROUP BY paid ORDER BY paid NULLS FIRST', true],
+  ['SELECT count(DISTINCT (tenant_id, customer)) AS n FROM orders WHERE qty > 2', true],
   ['SELECT sum(amount) / count(*) AS mean, sum(qty) + 1 FROM orders', true],
   ['SELECT count(*) FROM orders WHERE paid', true],
   ['SELECT count(*) FROM orders WHERE amount > 100', true],
@@ -453,6 +457,22 @@ describe('the CLI', () => {
       'json',
     ]);
     expect(JSON.parse(json.stdout)).toEqual([{ tenant_id: 4 }]);
+    const arrays = await runCli([
+      '-c',
+      cluster.mapFile,
+      'query',
+      "SELECT ARRAY[big, 1] AS b, ARRAY[customer, NULL, 'x,y'] AS t FROM orders WHERE tenant_id = 4 ORDER BY id LIMIT 3",
+      '--format',
+      'json',
+    ]);
+    const wantArrays = await expected('SELECT big, customer FROM orders WHERE tenant_id = 4 ORDER BY id LIMIT 3');
+    // int8 elements stay exact: compare the JSON text, not JavaScript numbers
+    expect(arrays.stdout.replace(/\s/g, '')).toBe(
+      `[${wantArrays.map(([b, c]) => `{"b":[${b},1],"t":[${JSON.stringify(c)},null,"x,y"]}`).join(',')}]`.replace(
+        /\s/g,
+        '',
+      ),
+    );
     const explain = await runCli([
       '-c',
       cluster.mapFile,
