@@ -2,6 +2,7 @@
 import { ShardctlError } from '../errors.js';
 import type { ShardRouter } from '../router/create-router.js';
 import { combineFinal, fieldsOf } from './merge-final.js';
+import { combinePullup } from './merge-pullup.js';
 import type { QueryPlan } from './plan-types.js';
 import { DEFAULT_MAX_ROWS, type MissingShard, type QueryResult, type RunQueryOptions } from './query-types.js';
 import { QuerySessions, readShard, shardFailed, type ShardRows } from './shard-session.js';
@@ -38,15 +39,20 @@ async function readShards(
       ),
     ),
   );
+  if (sessions.failure?.code === 'MAX_ROWS' && plan.kind === 'pullup')
+    throw new ShardctlError(`pulling up rows for ${plan.construct}: ${sessions.failure.message}`, {
+      code: 'MAX_ROWS',
+      hint: 'narrow the WHERE, or raise --max-rows',
+    });
   if (sessions.failure) throw sessions.failure;
   const ok = results.filter((r): r is ShardRows => r !== undefined);
   if (ok.length === 0 && plan.shards.length > 0) throw noShardAnswered(missing);
   const total = ok.reduce((a, r) => a + r.rows.length, 0);
   if (total > maxRows)
-    throw new ShardctlError(`the shards returned ${total} rows, more than --max-rows ${maxRows}`, {
-      code: 'MAX_ROWS',
-      hint: 'add a LIMIT or raise --max-rows',
-    });
+    throw new ShardctlError(
+      `${plan.kind === 'pullup' ? `pulling up rows for ${plan.construct}: ` : ''}the shards returned ${total} rows, more than --max-rows ${maxRows}`,
+      { code: 'MAX_ROWS', hint: 'narrow the WHERE, add a LIMIT, or raise --max-rows' },
+    );
   return ok;
 }
 
@@ -72,6 +78,7 @@ export async function answerBuffered(
     const to = plan.limit !== undefined ? from + Number(plan.limit) : undefined;
     return { fields: fieldsOf(first.fields), rows: ok.flatMap((r) => r.rows).slice(from, to), plan, missing };
   }
+  if (plan.kind === 'pullup') return { ...(await combinePullup(router.pools, plan, ok, options)), plan, missing };
   const combined = await combineFinal(router.pools, plan, ok, options);
   return { ...combined, plan, missing };
 }

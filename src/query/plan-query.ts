@@ -5,6 +5,7 @@ import { limitOf, refuse, targetsOf, WRITE_HINT, type Target } from './plan-comm
 import { expandStars, selectsStar } from './plan-star.js';
 import { planGrouping } from './plan-grouping.js';
 import { planConcat, planOrdered, type MultiShard } from './plan-rows.js';
+import { planPullup, pullable } from './plan-pullup.js';
 import type { PlanQueryInput, QueryPlan, SinglePlan } from './plan-types.js';
 import { relations, route, type Rel } from './route-query.js';
 import { as, clone, kind, parseSql, walk, type Node } from './sql-ast.js';
@@ -172,6 +173,18 @@ function refuseUnmergeable(s: SelectStmt, rels: Rel[]): void {
 
 /** A query every one of several shards answers in part: plain rows, ordered rows, or groups. */
 function multi(sel: SelectStmt, input: PlanQueryInput, shards: string[], routing: string, rels: Rel[]): QueryPlan {
+  try {
+    return merged(sel, input, shards, routing, rels);
+  } catch (e) {
+    // What no merge of partial results answers exactly, PostgreSQL answers over the pulled-up rows.
+    const construct = ((e as ShardctlError).details as { construct?: unknown } | undefined)?.construct;
+    if ((e as ShardctlError).code !== 'REFUSED' || typeof construct !== 'string' || !pullable(sel, rels)) throw e;
+    return planPullup(sel, input, shards, routing, construct);
+  }
+}
+
+/** A multi-shard plan that merges the shards' partial results: concat, ordered, or grouped. */
+function merged(sel: SelectStmt, input: PlanQueryInput, shards: string[], routing: string, rels: Rel[]): QueryPlan {
   const s = clone(sel);
   refuseUnmergeable(s, rels);
   const offset = limitOf(s.limitOffset, input.params, 'OFFSET');
