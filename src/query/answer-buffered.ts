@@ -1,10 +1,11 @@
 /** Answers a plan from whole shard results held in memory (aggregates, LIMIT, keys only PostgreSQL can sort). */
-import { fromDriverError, ShardctlError } from '../errors.js';
+import { ShardctlError } from '../errors.js';
 import type { ShardRouter } from '../router/create-router.js';
 import { combineFinal, fieldsOf } from './merge-final.js';
+import { combinePullup } from './merge-pullup.js';
 import type { QueryPlan } from './plan-types.js';
 import { DEFAULT_MAX_ROWS, type MissingShard, type QueryResult, type RunQueryOptions } from './query-types.js';
-import { readShard, type ShardRows } from './shard-session.js';
+import { QuerySessions, readShard, shardFailed, type ShardRows } from './shard-session.js';
 
 /**
  * The error that ends a query when no shard could be asked.
@@ -24,27 +25,34 @@ async function readShards(
   missing: MissingShard[],
 ): Promise<ShardRows[]> {
   const maxRows = options.maxRows ?? DEFAULT_MAX_ROWS;
-  const read = { maxRows, ...(options.statementTimeoutMs ? { statementTimeoutMs: options.statementTimeoutMs } : {}) };
-  // Settled, not raced: the query ends once every session is back in its pool, whichever shard failed.
-  const settled = await Promise.allSettled(
-    plan.shards.map((shard) => readShard(router.pools, shard, plan.shardSql, plan.params, read)),
+  // Every session is back in its pool before the query ends; the first failure cancels the others.
+  const sessions = new QuerySessions(router.pools);
+  const read = {
+    maxRows,
+    sessions,
+    ...(options.statementTimeoutMs ? { statementTimeoutMs: options.statementTimeoutMs } : {}),
+  };
+  const results = await Promise.all(
+    plan.shards.map((shard) =>
+      readShard(router.pools, shard, plan.shardSql, plan.params, read).catch((e: unknown) =>
+        shardFailed(e, shard, sessions, options, missing),
+      ),
+    ),
   );
-  const results = settled.map((r, i) => {
-    if (r.status === 'fulfilled') return r.value;
-    const shard = plan.shards[i]!;
-    const err = fromDriverError(r.reason, { shard });
-    if (!options.allowPartial || err.code !== 'UNREACHABLE') throw err;
-    missing.push({ shard, error: err.message });
-    return undefined;
-  });
+  if (sessions.failure?.code === 'MAX_ROWS' && plan.kind === 'pullup')
+    throw new ShardctlError(`pulling up rows for ${plan.construct}: ${sessions.failure.message}`, {
+      code: 'MAX_ROWS',
+      hint: 'narrow the WHERE, or raise --max-rows',
+    });
+  if (sessions.failure) throw sessions.failure;
   const ok = results.filter((r): r is ShardRows => r !== undefined);
   if (ok.length === 0 && plan.shards.length > 0) throw noShardAnswered(missing);
   const total = ok.reduce((a, r) => a + r.rows.length, 0);
   if (total > maxRows)
-    throw new ShardctlError(`the shards returned ${total} rows, more than --max-rows ${maxRows}`, {
-      code: 'MAX_ROWS',
-      hint: 'add a LIMIT or raise --max-rows',
-    });
+    throw new ShardctlError(
+      `${plan.kind === 'pullup' ? `pulling up rows for ${plan.construct}: ` : ''}the shards returned ${total} rows, more than --max-rows ${maxRows}`,
+      { code: 'MAX_ROWS', hint: 'narrow the WHERE, add a LIMIT, or raise --max-rows' },
+    );
   return ok;
 }
 
@@ -70,6 +78,7 @@ export async function answerBuffered(
     const to = plan.limit !== undefined ? from + Number(plan.limit) : undefined;
     return { fields: fieldsOf(first.fields), rows: ok.flatMap((r) => r.rows).slice(from, to), plan, missing };
   }
+  if (plan.kind === 'pullup') return { ...(await combinePullup(router.pools, plan, ok, options)), plan, missing };
   const combined = await combineFinal(router.pools, plan, ok, options);
   return { ...combined, plan, missing };
 }

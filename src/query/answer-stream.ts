@@ -1,5 +1,5 @@
 /** Answers a plan as a stream: shard cursors appended (plain rows) or merged k-way (ordered rows). */
-import { fromDriverError, type ShardctlError } from '../errors.js';
+import type { ShardctlError } from '../errors.js';
 import type { ShardRouter } from '../router/create-router.js';
 import { answerBuffered, noShardAnswered } from './answer-buffered.js';
 import { comparatorFor, refuseOrder, rowComparator, type KeyComparator } from './merge-compare.js';
@@ -7,7 +7,7 @@ import { concatCursors, mergeCursors, type StreamWindow } from './merge-stream.j
 import type { FinalPlan, QueryPlan } from './plan-types.js';
 import type { MissingShard, QueryField, QueryResult, QueryStream, Row } from './query-types.js';
 import type { RunQueryOptions } from './query-types.js';
-import { openShardCursor, type ShardCursor } from './shard-session.js';
+import { openShardCursor, QuerySessions, shardFailed, type ShardCursor } from './shard-session.js';
 
 /** Batches as a stream of rows too (consume one or the other). */
 function streamOf(
@@ -44,26 +44,23 @@ async function openCursors(
   router: ShardRouter,
   plan: QueryPlan,
   options: RunQueryOptions,
-): Promise<{ cursors: ShardCursor[]; missing: MissingShard[] }> {
-  const open = { probeCollation: plan.kind === 'final', statementTimeoutMs: options.statementTimeoutMs };
-  const settled = await Promise.allSettled(
-    plan.shards.map((shard) => openShardCursor(router.pools, shard, plan.shardSql, plan.params, open)),
-  );
-  const cursors = settled.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+): Promise<{ cursors: ShardCursor[]; missing: MissingShard[]; sessions: QuerySessions }> {
+  const sessions = new QuerySessions(router.pools);
+  const open = { probeCollation: plan.kind === 'final', statementTimeoutMs: options.statementTimeoutMs, sessions };
   const missing: MissingShard[] = [];
-  let failure: ShardctlError | undefined;
-  settled.forEach((r, i) => {
-    if (r.status === 'fulfilled' || failure) return;
-    const err = fromDriverError(r.reason, { shard: plan.shards[i]! });
-    if (options.allowPartial && err.code === 'UNREACHABLE')
-      missing.push({ shard: plan.shards[i]!, error: err.message });
-    else failure = err;
-  });
-  if (failure || cursors.length === 0) {
+  const settled = await Promise.all(
+    plan.shards.map((shard) =>
+      openShardCursor(router.pools, shard, plan.shardSql, plan.params, open).catch((e: unknown) =>
+        shardFailed(e, shard, sessions, options, missing),
+      ),
+    ),
+  );
+  const cursors = settled.filter((c): c is ShardCursor => c !== undefined);
+  if (sessions.failure || cursors.length === 0) {
     await Promise.all(cursors.map((c) => c.close()));
-    throw failure ?? noShardAnswered(missing);
+    throw sessions.failure ?? noShardAnswered(missing);
   }
-  return { cursors, missing };
+  return { cursors, missing, sessions };
 }
 
 /** Comparators of the plan's sort keys for these cursors' types and collations (error STREAM_ORDER if none). */
@@ -110,7 +107,7 @@ export async function answerStream(
   options: RunQueryOptions,
   finish: () => Promise<void>,
 ): Promise<QueryStream> {
-  const { cursors, missing } = await openCursors(router, plan, options);
+  const { cursors, missing, sessions } = await openCursors(router, plan, options);
   const fields = visibleFields(plan, cursors[0]!);
   let compare: ((a: Row, b: Row) => number) | undefined;
   if (plan.kind === 'final') {
@@ -130,6 +127,9 @@ export async function answerStream(
   async function* batches(): AsyncGenerator<Row[]> {
     try {
       yield* compare ? mergeCursors(cursors, compare, window) : concatCursors(cursors, window);
+    } catch (e) {
+      // The first shard error is the query's, whichever cursor noticed it.
+      throw sessions.failure ?? e;
     } finally {
       await Promise.all(cursors.map((c) => c.close()));
       await finish();

@@ -1,6 +1,6 @@
 import type { FuncCall, SelectStmt, SortBy } from '@pgsql/types';
 import { mergeNode, shardColumn } from './merge-ops.js';
-import { collationOf, outputName, resolveSortExpr, resTarget, ungrouped } from './plan-common.js';
+import { collationOf, outputName, refuse, resolveSortExpr, resTarget, ungrouped } from './plan-common.js';
 import { finalPlanBase, type MultiShard } from './plan-rows.js';
 import type { FinalPlan } from './plan-types.js';
 import {
@@ -48,20 +48,28 @@ interface Partials {
   /** shape of an aggregate call -> its final expression (over MergeOp nodes). */
   finals: Map<string, Node>;
   /** count(DISTINCT x): the shard columns holding the distinct values, by shape of x and its FILTER. */
-  distinct: { shape: string; col: number }[];
+  distinct: { shape: string; cols: number[] }[];
 }
 
-/** count(DISTINCT x): shards return their distinct x per group; the final query counts them. */
+/**
+ * count(DISTINCT x): shards return their distinct x per group; the final query counts them. A row
+ * `count(DISTINCT (a, b))` travels as its fields, one shard column each, and is rebuilt as `ROW(a, b)`
+ * in the final query (a whole record would come back as an anonymous composite, which PostgreSQL cannot
+ * read from text).
+ */
 function distinctCount(f: FuncCall, cols: ShardColumns, partials: Partials): Node {
   const arg = f.args![0]!;
+  const row = as(arg, 'RowExpr');
+  if (row && f.agg_filter) throw refuse('count(DISTINCT (...)) with FILTER', 'across shards cannot be merged exactly');
   const key = shape(arg) + shape(f.agg_filter ?? null);
   let d = partials.distinct.find((x) => x.shape === key);
   if (!d) {
     const val = f.agg_filter ? { CaseExpr: { args: [{ CaseWhen: { expr: f.agg_filter, result: arg } }] } } : arg;
-    d = { shape: key, col: cols.add(val) };
+    d = { shape: key, cols: row ? (row.args ?? []).map((a) => cols.add(a)) : [cols.add(val)] };
     partials.distinct.push(d);
   }
-  return funcCall('count', [shardColumn(d.col)], { agg_distinct: true });
+  const value = row ? ({ RowExpr: { ...row, args: d.cols.map(shardColumn) } } as Node) : shardColumn(d.cols[0]!);
+  return funcCall('count', [value], { agg_distinct: true });
 }
 
 /** The final expression of one mergeable aggregate call, adding its partials to the shard columns. */
@@ -121,7 +129,10 @@ function finalExpr(n: Node, groupExprs: Node[], groupCols: number[], partials: P
 
 /** Turns the statement copy into the shard query: grouped by the keys (and distinct arguments), nothing after. */
 function toShardGrouping(s: SelectStmt, groupExprs: Node[], cols: ShardColumns, partials: Partials): void {
-  const shardGroup = [...groupExprs.map(clone), ...partials.distinct.map((d) => clone(cols.expr(d.col)))];
+  const shardGroup = [
+    ...groupExprs.map(clone),
+    ...partials.distinct.flatMap((d) => d.cols.map((c) => clone(cols.expr(c)))),
+  ];
   s.groupClause = shardGroup.length > 0 ? shardGroup : undefined;
   s.targetList = cols.targets;
   s.havingClause = undefined;

@@ -5,6 +5,7 @@ import { limitOf, refuse, targetsOf, WRITE_HINT, type Target } from './plan-comm
 import { expandStars, selectsStar } from './plan-star.js';
 import { planGrouping } from './plan-grouping.js';
 import { planConcat, planOrdered, type MultiShard } from './plan-rows.js';
+import { planPullup, pullable } from './plan-pullup.js';
 import type { PlanQueryInput, QueryPlan, SinglePlan } from './plan-types.js';
 import { relations, route, type Rel } from './route-query.js';
 import { as, clone, kind, parseSql, walk, type Node } from './sql-ast.js';
@@ -65,6 +66,12 @@ export function planQuery(input: PlanQueryInput): QueryPlan {
   const sel = readOnlySelect(stmt);
   const all = input.map.shards.map((s) => s.name);
   if (input.tenant !== undefined) {
+    if (input.ruleUnproven)
+      throw refuse(
+        `--tenant ${input.tenant}`,
+        "on a fleet whose placement rule the catalog has not recorded: the map's rule may not be where the rows are",
+        'record the rule with `shardctl adopt` (or `shardctl rebalance --freeze`), or name the shard with --shard NAME',
+      );
     const s = input.locate(input.tenant);
     return single(input, [s], `--tenant ${input.tenant} lives on ${s}`);
   }
@@ -79,7 +86,7 @@ export function planQuery(input: PlanQueryInput): QueryPlan {
   }
   const candidates = input.shards ? all.filter((s) => input.shards!.includes(s)) : all;
   if (sel.op && sel.op !== 'SETOP_NONE') {
-    const r = routeSetOp(sel, input);
+    const r = input.ruleUnproven ? undefined : routeSetOp(sel, input);
     if (r && r.length === 1) return single(input, r, 'every branch pins the shard key to one shard');
     throw refuse(`set operation ${sel.op.replace('SETOP_', '')}`, 'across shards cannot be merged exactly');
   }
@@ -95,6 +102,11 @@ export function planQuery(input: PlanQueryInput): QueryPlan {
     case 'scatter':
       return multi(sel, input, candidates, 'the shard key is not pinned: every shard', rels);
     case 'pinned': {
+      // An unrecorded rule may not be where the rows are (the map grew since they were placed): every
+      // shard is asked, which stays exact because a tenant's rows are only on the shard that holds them.
+      if (input.ruleUnproven && routed.unconnected)
+        throw refuse('join not on the shard key', `cannot be answered shard by shard: ${UNPROVEN}`);
+      if (input.ruleUnproven) return multi(sel, input, candidates, `${routed.why} by the map; ${UNPROVEN}`, rels);
       const targets = candidates.filter((s) => routed.shards.includes(s));
       if (targets.length === 1) return single(input, targets, routed.why);
       if (targets.length > 1) return multi(sel, input, targets, routed.why, rels);
@@ -103,6 +115,10 @@ export function planQuery(input: PlanQueryInput): QueryPlan {
     }
   }
 }
+
+/** Why a pinned query is asked of every shard on a fleet whose rule is not recorded. */
+const UNPROVEN =
+  'the placement rule is not recorded in the catalog (`shardctl adopt` records it), so every shard is asked';
 
 function single(input: PlanQueryInput, shards: string[], why: string): SinglePlan {
   return {
@@ -157,6 +173,18 @@ function refuseUnmergeable(s: SelectStmt, rels: Rel[]): void {
 
 /** A query every one of several shards answers in part: plain rows, ordered rows, or groups. */
 function multi(sel: SelectStmt, input: PlanQueryInput, shards: string[], routing: string, rels: Rel[]): QueryPlan {
+  try {
+    return merged(sel, input, shards, routing, rels);
+  } catch (e) {
+    // What no merge of partial results answers exactly, PostgreSQL answers over the pulled-up rows.
+    const construct = ((e as ShardctlError).details as { construct?: unknown } | undefined)?.construct;
+    if ((e as ShardctlError).code !== 'REFUSED' || typeof construct !== 'string' || !pullable(sel, rels)) throw e;
+    return planPullup(sel, input, shards, routing, construct);
+  }
+}
+
+/** A multi-shard plan that merges the shards' partial results: concat, ordered, or grouped. */
+function merged(sel: SelectStmt, input: PlanQueryInput, shards: string[], routing: string, rels: Rel[]): QueryPlan {
   const s = clone(sel);
   refuseUnmergeable(s, rels);
   const offset = limitOf(s.limitOffset, input.params, 'OFFSET');

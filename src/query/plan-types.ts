@@ -3,7 +3,7 @@ import type { ShardMap } from '../config/shard-map.js';
 import type { StarColumns } from './plan-star.js';
 
 /** How shard results become the answer. */
-export type MergeKind = 'single' | 'concat' | 'final';
+export type MergeKind = 'single' | 'concat' | 'final' | 'pullup';
 
 /** A sort key of a streaming merge: shard-result column, direction, NULL order. */
 export interface SortKey {
@@ -53,8 +53,19 @@ export interface FinalPlan extends PlanBase {
   sortKeys?: SortKey[];
 }
 
+/** Every shard returns one table's filtered rows; PostgreSQL runs the query over them on one shard. */
+export interface PullupPlan extends PlanBase {
+  kind: 'pullup';
+  /** The user's query over the CTE of pulled-up rows (`PULLED`, aliased as the table was). */
+  final: SelectStmt;
+  /** The pulled-up table, as the query named it (its columns' collations are read from the catalog). */
+  relation: string;
+  /** The construct that needs the rows together (named when --max-rows is exceeded). */
+  construct: string;
+}
+
 /** A query plan: what each shard runs and how the results merge. */
-export type QueryPlan = SinglePlan | ConcatPlan | FinalPlan;
+export type QueryPlan = SinglePlan | ConcatPlan | FinalPlan | PullupPlan;
 
 /** Inputs of `planQuery`. */
 export interface PlanQueryInput {
@@ -67,6 +78,11 @@ export interface PlanQueryInput {
   shards?: string[];
   /** Only this tenant's shard (--tenant). */
   tenant?: string;
+  /**
+   * The catalog holds no recorded placement rule (`router.ruleRecorded` false, router not offline):
+   * `locate` is unproven, so a query is never pinned to one shard by it. Default false.
+   */
+  ruleUnproven?: boolean;
   /**
    * Function names the shards' catalogs call aggregates (user-defined ones too), as `lookupAggregates`
    * reads them. Default: none beyond the built-in ones the planner knows.

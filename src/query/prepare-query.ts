@@ -118,6 +118,7 @@ export async function prepareQuery(
     params,
     map: router.map,
     locate: (t) => router.locate(t).shard,
+    ruleUnproven: !router.offline && !router.ruleRecorded,
     aggregates,
     star,
     ...(options.shards ? { shards: options.shards } : {}),

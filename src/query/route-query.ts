@@ -1,5 +1,5 @@
 import type { SelectStmt } from '@pgsql/types';
-import type { ShardMap } from '../config/shard-map.js';
+import { shardKeyColumn, type ShardMap } from '../config/shard-map.js';
 import { as, columnName, columnQualifier, conjuncts, operatorOf, stringOf, type Node } from './sql-ast.js';
 
 /** A relation of a query's FROM. */
@@ -7,6 +7,8 @@ export interface Rel {
   name: string;
   alias: string;
   reference: boolean;
+  /** The column holding the tenant in this relation (`shardKey.columns`, else the map's column). */
+  key: string;
 }
 
 /**
@@ -15,7 +17,12 @@ export interface Rel {
  */
 export type Routing =
   | { kind: 'reference'; why: string }
-  | { kind: 'pinned'; shards: string[]; why: string }
+  | {
+      kind: 'pinned';
+      shards: string[];
+      why: string;
+      /** Relations not tied by the key, each pinned. */ unconnected?: true;
+    }
   | { kind: 'scatter'; why: string }
   | { kind: 'unsplittable'; construct: 'join not on the shard key' | 'sub-query in FROM'; why: string };
 
@@ -40,7 +47,8 @@ export function relations(sel: SelectStmt, map: ShardMap): Rel[] {
     if (rv) {
       const relname = rv.relname ?? '';
       const full = rv.schemaname ? `${rv.schemaname}.${relname}` : relname;
-      rels.push({ name: full, alias: rv.alias?.aliasname ?? relname, reference: refs.has(full) || refs.has(relname) });
+      const reference = refs.has(full) || refs.has(relname);
+      rels.push({ name: full, alias: rv.alias?.aliasname ?? relname, reference, key: shardKeyColumn(map, full) });
       return;
     }
     const j = as(n, 'JoinExpr');
@@ -49,9 +57,9 @@ export function relations(sel: SelectStmt, map: ShardMap): Rel[] {
       visit(j.rarg);
       return;
     }
-    if (as(n, 'RangeFunction')) rels.push({ name: '(function)', alias: '', reference: true });
+    if (as(n, 'RangeFunction')) rels.push({ name: '(function)', alias: '', reference: true, key: '' });
     const sub = as(n, 'RangeSubselect');
-    if (sub) rels.push({ name: '(subquery)', alias: sub.alias?.aliasname ?? '', reference: false });
+    if (sub) rels.push({ name: '(subquery)', alias: sub.alias?.aliasname ?? '', reference: false, key: '' });
   };
   for (const f of sel.fromClause ?? []) visit(f);
   return rels;
@@ -114,10 +122,10 @@ class RelGroups {
 /** Shard-key equalities and pins, gathered from the WHERE clause and the joins of one SELECT. */
 class KeyQuals {
   readonly quals: Node[];
+  /** USING (col) joins: the relations on each side whose own shard-key column is `col`. */
   readonly using: [Rel[], Rel[]][] = [];
 
   constructor(
-    private readonly key: string,
     private readonly dist: Rel[],
     sel: SelectStmt,
   ) {
@@ -125,12 +133,17 @@ class KeyQuals {
     for (const f of sel.fromClause ?? []) this.joins(f);
   }
 
-  /** The distributed relation whose shard key this column is, if it is one. */
+  /** The distributed relation whose own shard-key column this column is, if it is one. */
   relOf(n: Node | undefined): Rel | undefined {
-    if (columnName(n) !== this.key) return undefined;
+    const name = columnName(n);
+    if (name === undefined) return undefined;
     const q = columnQualifier(n);
-    if (q) return this.dist.find((r) => r.alias === q || r.name === q);
-    return this.dist.length === 1 ? this.dist[0] : undefined;
+    const rel = q
+      ? this.dist.find((r) => r.alias === q || r.name === q)
+      : this.dist.length === 1
+        ? this.dist[0]
+        : undefined;
+    return rel && rel.key === name ? rel : undefined;
   }
 
   private isKeyEquality(q: Node): boolean {
@@ -149,7 +162,10 @@ class KeyQuals {
     const r = this.joins(j.rarg);
     if (j.quals && j.jointype === 'JOIN_INNER') this.quals.push(...conjuncts(j.quals));
     else if (j.quals) this.quals.push(...conjuncts(j.quals).filter((q) => this.isKeyEquality(q)));
-    if ((j.usingClause ?? []).some((u) => stringOf(u) === this.key)) this.using.push([l, r]);
+    for (const u of j.usingClause ?? []) {
+      const col = stringOf(u);
+      this.using.push([l.filter((x) => x.key === col), r.filter((x) => x.key === col)]);
+    }
     return [...l, ...r];
   }
 }
@@ -181,11 +197,10 @@ function applyQual(q: Node, quals: KeyQuals, groups: RelGroups, params: unknown[
  * route(sel, relations(sel, map), { map, params: [], locate }) // { kind: 'pinned', shards: ['s1'], why: ... }
  */
 export function route(sel: SelectStmt, rels: Rel[], input: RouteInput): Routing {
-  const key = input.map.shardKey.column;
   const dist = rels.filter((r) => !r.reference);
   if (rels.length > 0 && dist.length === 0) return { kind: 'reference', why: 'only reference tables' };
   if (rels.length === 0) return { kind: 'reference', why: 'no table' };
-  const quals = new KeyQuals(key, dist, sel);
+  const quals = new KeyQuals(dist, sel);
   const groups = new RelGroups(dist);
   for (const [l, r] of quals.using) for (const a of l) for (const b of r) groups.unite(a, b);
   for (const q of quals.quals) applyQual(q, quals, groups, input.params);
@@ -203,7 +218,7 @@ export function route(sel: SelectStmt, rels: Rel[], input: RouteInput): Routing 
   return {
     kind: 'pinned',
     shards,
-    why: `${key} pinned to ${[...values].join(', ')}: ${shards.join(', ') || 'no shard'}`,
+    why: `shard key pinned to ${[...values].join(', ')}: ${shards.join(', ') || 'no shard'}`,
   };
 }
 
@@ -221,7 +236,8 @@ function routeUnconnected(
   if (!subquery && dist.every((r) => groups.pinned.has(r))) {
     const tenants = [...groups.pinned.values()].flatMap((v) => [...v]);
     const shards = [...new Set(tenants.map((t) => input.locate(t)))];
-    if (shards.length === 1) return { kind: 'pinned', shards, why: `every relation pinned to tenants on ${shards[0]}` };
+    if (shards.length === 1)
+      return { kind: 'pinned', shards, why: `every relation pinned to tenants on ${shards[0]}`, unconnected: true };
   }
   return split
     ? { kind: 'unsplittable', construct: 'join not on the shard key', why: 'join not on the shard key' }

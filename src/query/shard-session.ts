@@ -6,8 +6,9 @@
 import type { CustomTypesConfig, FieldDef, PoolClient } from 'pg';
 import Cursor from 'pg-cursor';
 import type { ShardPools, TransactionOptions } from '../db/shard-pools.js';
+import { pollUntil } from '../db/poll.js';
 import { fromDriverError, ShardctlError } from '../errors.js';
-import type { Row } from './query-types.js';
+import type { MissingShard, Row, RunQueryOptions } from './query-types.js';
 
 /** A shard-result column as the driver describes it. */
 export type ShardField = Pick<FieldDef, 'name' | 'dataTypeID' | 'dataTypeModifier'>;
@@ -35,8 +36,126 @@ function readOnlyTransaction(statementTimeoutMs: number | undefined): Transactio
 }
 
 /**
+ * The sessions of one query across its shards. The first failure is kept (it is the query's error,
+ * whichever shard's index it has) and cancels the statements still running on the other shards
+ * (`pg_cancel_backend` from a second pooled connection): a query never waits on a slow shard once
+ * another has failed, and no session outlives the query's error.
+ *
+ * @example
+ * const sessions = new QuerySessions(pools);
+ * await Promise.allSettled(shards.map((s) => readShard(pools, s, sql, [], { maxRows, sessions })));
+ * if (sessions.failure) throw sessions.failure;
+ */
+export class QuerySessions {
+  /** Sessions of the query, by connection: their shard, and whether a statement is in flight. */
+  private readonly running = new Map<PoolClient, { shard: string; busy: boolean }>();
+  private readonly cancelled = new Set<PoolClient>();
+  private cancelling: Promise<void> = Promise.resolve();
+  /** The first shard error of the query, once there is one. */
+  failure: ShardctlError | undefined;
+
+  constructor(private readonly pools: ShardPools) {}
+
+  /** A session starts on `client`: refused once the query has failed (nothing more is sent). */
+  enter(client: PoolClient, shard: string): void {
+    if (this.failure) throw this.failure;
+    this.running.set(client, { shard, busy: false });
+  }
+
+  /**
+   * The session ends. A connection that was sent a cancel may have it still pending (it can land after
+   * the statement it aimed at): a harmless statement takes it, so the ROLLBACK and the pool's next user
+   * never do.
+   */
+  async leave(client: PoolClient): Promise<void> {
+    this.running.delete(client);
+    if (!this.cancelled.delete(client)) return;
+    await this.cancelling;
+    await client.query('SELECT 1').catch(() => undefined);
+  }
+
+  /** Runs one statement of a session: while it is in flight, another shard's failure cancels it. */
+  async during<T>(client: PoolClient, statement: () => Promise<T>): Promise<T> {
+    const s = this.running.get(client);
+    if (this.failure) throw this.failure;
+    if (s) s.busy = true;
+    try {
+      return await statement();
+    } finally {
+      if (s) s.busy = false;
+    }
+  }
+
+  /**
+   * Records a shard's error (the first one wins) and cancels the statements in flight elsewhere
+   * (`pg_cancel_backend` from a second pooled connection); resolves once they are cancelled.
+   */
+  fail(error: ShardctlError): Promise<void> {
+    if (this.failure) return this.cancelling;
+    this.failure = error;
+    const busy = [...this.running.entries()].filter(([, s]) => s.busy && s.shard !== error.shard);
+    for (const [client] of busy) this.cancelled.add(client);
+    // A cancel that reaches a backend before the statement it aims at is ignored: repeat it until the
+    // statement has ended (bounded: a backend that ignores cancels is left to statement_timeout).
+    const cancel = (client: PoolClient, s: { shard: string; busy: boolean }) =>
+      pollUntil(
+        async () => {
+          if (!s.busy) return true;
+          await this.pools
+            .withShard(s.shard, (c) => c.query('SELECT pg_cancel_backend($1)', [backendPid(client)]))
+            .catch(() => undefined);
+          return !s.busy;
+        },
+        { timeoutMs: 5000, intervalMs: 50, reason: `the cancel of ${s.shard}'s statement`, onTimeout: () => true },
+      );
+    this.cancelling = Promise.all(busy.map(([client, s]) => cancel(client, s))).then(() => undefined);
+    return this.cancelling;
+  }
+}
+
+/**
+ * The shard error that ends the query, recorded in `sessions` (which cancels the other shards' work):
+ * with `allowPartial`, an unreachable shard is named in `missing` instead.
+ *
+ * @example
+ * readShard(pools, shard, sql, []).catch((e) => shardFailed(e, shard, sessions, options, missing))
+ */
+export async function shardFailed(
+  e: unknown,
+  shard: string,
+  sessions: QuerySessions,
+  options: RunQueryOptions,
+  missing: MissingShard[],
+): Promise<undefined> {
+  const err = fromDriverError(e, { shard });
+  if (options.allowPartial && err.code === 'UNREACHABLE') {
+    missing.push({ shard, error: err.message });
+    return undefined;
+  }
+  await sessions.fail(err);
+  return undefined;
+}
+
+/** Whether an error means the connection is gone (the server ended the session, the socket closed). */
+function connectionLost(e: unknown): boolean {
+  const x = e as { code?: unknown; pg?: { code?: string }; message?: unknown } | undefined;
+  const code = x?.pg?.code ?? (typeof x?.code === 'string' ? x.code : undefined);
+  return (
+    (code !== undefined && /^(57P0[123]|08\d{3}|ECONNRESET|EPIPE)$/.test(code)) ||
+    /Connection terminated|not queryable/.test(String(x?.message ?? ''))
+  );
+}
+
+/** The server process of a connection (the driver reads it from BackendKeyData at connect). */
+function backendPid(client: PoolClient): number {
+  return (client as unknown as { processID: number }).processID;
+}
+
+/**
  * Runs `fn` in a read-only session on the shard (pooled connection, READ ONLY transaction, UTC); the
- * connection is released whatever fails. Errors name the shard.
+ * connection is released whatever fails. Errors name the shard. With `sessions`, the session can be
+ * cancelled by another shard's failure, and a connection lost while `fn` waits (the server killed the
+ * session) fails `onLost` instead of crashing the process with an unhandled 'error' event.
  *
  * @example
  * const n = await withReadOnlySession(pools, 'shard-0', 5000, (c) => c.query('SELECT count(*) FROM t'));
@@ -46,8 +165,34 @@ export function withReadOnlySession<T>(
   shard: string,
   statementTimeoutMs: number | undefined,
   fn: (client: PoolClient) => Promise<T>,
+  sessions?: QuerySessions,
+  onLost?: (e: unknown) => void,
 ): Promise<T> {
-  return pools.withTransaction(shard, fn, readOnlyTransaction(statementTimeoutMs));
+  return pools.withTransaction(
+    shard,
+    async (client) => {
+      sessions?.enter(client, shard);
+      let lost = false;
+      const onError = (e: unknown) => {
+        lost = true;
+        onLost?.(e);
+      };
+      client.on('error', onError);
+      try {
+        return await fn(client);
+      } catch (e) {
+        lost ||= connectionLost(e);
+        throw e;
+      } finally {
+        await sessions?.leave(client);
+        // A lost connection may still emit (the socket's reset after the server's FATAL): keep a
+        // listener on it until the pool destroys it.
+        if (lost) client.on('error', () => undefined);
+        client.removeListener('error', onError);
+      }
+    },
+    readOnlyTransaction(statementTimeoutMs),
+  );
 }
 
 /**
@@ -76,9 +221,15 @@ export async function readShard(
   shard: string,
   sql: string,
   params: unknown[],
-  options: { statementTimeoutMs?: number; maxRows: number },
+  options: { statementTimeoutMs?: number; maxRows: number; sessions?: QuerySessions },
 ): Promise<ShardRows> {
-  const r = await withReadOnlySession(pools, shard, options.statementTimeoutMs, (c) => queryRows(c, sql, params));
+  const r = await withReadOnlySession(
+    pools,
+    shard,
+    options.statementTimeoutMs,
+    (c) => (options.sessions ? options.sessions.during(c, () => queryRows(c, sql, params)) : queryRows(c, sql, params)),
+    options.sessions,
+  );
   if (r.rows.length > options.maxRows) {
     throw new ShardctlError(`a shard returned ${r.rows.length} rows, more than --max-rows ${options.maxRows}`, {
       code: 'MAX_ROWS',
@@ -135,10 +286,20 @@ function sessionEnd(): { ended: Promise<void>; end: () => void; fail: (e: unknow
   return { ended, end, fail };
 }
 
+/** Options of {@link openShardCursor}. */
+export interface CursorOptions {
+  statementTimeoutMs?: number;
+  /** Read whether the database's default collation orders text by bytes (`byteOrderDefault`). */
+  probeCollation?: boolean;
+  /** The query's sessions: a failure here cancels the others, theirs ends this one. */
+  sessions?: QuerySessions;
+}
+
 /**
  * Opens a cursor on the shard SQL in a read-only session and reads its first batch. The session holds
  * its pooled connection until the last row is read or `close()` is called; any failure rolls it back
- * and releases the connection (the pool's door, `withTransaction`, does both).
+ * and releases the connection (the pool's door, `withTransaction`, does both). A connection the server
+ * ends while the cursor waits between batches fails the query at once (through `sessions`).
  *
  * @example
  * const c = await openShardCursor(pools, 'shard-0', 'SELECT * FROM t ORDER BY id', []);
@@ -149,50 +310,113 @@ export function openShardCursor(
   shard: string,
   sql: string,
   params: unknown[],
-  options: { statementTimeoutMs?: number; probeCollation?: boolean } = {},
+  options: CursorOptions = {},
 ): Promise<ShardCursor> {
   return new Promise<ShardCursor>((resolve, reject) => {
-    const { ended, end, fail } = sessionEnd();
+    const handle = new CursorSession(shard, options.sessions);
     let opened = false;
-    let cursor: Cursor<Row> | undefined;
-    const handle: ShardCursor = {
+    const session = withReadOnlySession(
+      pools,
       shard,
-      fields: [],
-      buffer: [],
-      pos: 0,
-      done: false,
-      byteOrderDefault: false,
-      async next() {
+      options.statementTimeoutMs,
+      async (c) => {
         try {
-          const batch = await readBatch(cursor!);
-          handle.fields = batch.fields;
-          handle.buffer = batch.rows;
-          handle.pos = 0;
-          if (batch.rows.length < BATCH) {
-            handle.done = true;
-            end();
-          }
-        } catch (e) {
-          fail(e);
-          throw fromDriverError(e, { shard });
+          await handle.open(c, sql, params, options.probeCollation ?? false);
+          opened = true;
+          resolve(handle);
+          await handle.held();
+        } finally {
+          await handle.closePortal();
         }
       },
-      async close() {
-        end();
-        await session.catch(() => undefined);
-      },
-    };
-    const session = withReadOnlySession(pools, shard, options.statementTimeoutMs, async (client) => {
-      if (options.probeCollation) handle.byteOrderDefault = await defaultIsByteOrder(client);
-      cursor = client.query(new Cursor<Row>(sql, params, { rowMode: 'array', types: RAW_TYPES }));
-      await handle.next();
-      opened = true;
-      resolve(handle);
-      await ended;
-      await cursor.close();
-    });
+      options.sessions,
+      (e) => handle.lose(e),
+    );
+    handle.session = session;
     session.catch((e: unknown) => {
       if (!opened) reject(fromDriverError(e, { shard }));
     });
   });
+}
+
+/** A shard cursor and the session holding it open (see {@link openShardCursor}). */
+class CursorSession implements ShardCursor {
+  fields: ShardField[] = [];
+  buffer: Row[] = [];
+  pos = 0;
+  done = false;
+  byteOrderDefault = false;
+  /** Settles once the session's connection is back in its pool. */
+  session: Promise<unknown> = Promise.resolve();
+  private readonly end = sessionEnd();
+  private cursor: Cursor<Row> | undefined;
+  private client: PoolClient | undefined;
+  /** Set when the connection was lost (the server ended the session) while the cursor was open. */
+  private lost: ShardctlError | undefined;
+  private readFailed = false;
+
+  constructor(
+    readonly shard: string,
+    private readonly sessions: QuerySessions | undefined,
+  ) {}
+
+  async open(client: PoolClient, sql: string, params: unknown[], probeCollation: boolean): Promise<void> {
+    this.client = client;
+    if (probeCollation) this.byteOrderDefault = await defaultIsByteOrder(client);
+    this.cursor = client.query(new Cursor<Row>(sql, params, { rowMode: 'array', types: RAW_TYPES }));
+    // The server's own words (a FATAL of a killed session) reach the cursor before the socket closes.
+    this.cursor.on('error', (e: unknown) => this.lose(e));
+    await this.next();
+  }
+
+  /** Waits until the cursor is read or closed. */
+  held(): Promise<void> {
+    return this.end.ended;
+  }
+
+  /**
+   * Closes the portal: COMMIT or ROLLBACK wait behind an open one. Not after a failed read (the driver
+   * has already ended the portal, and a second close would wait forever) nor on a lost connection.
+   */
+  async closePortal(): Promise<void> {
+    if (this.cursor && !this.lost && !this.readFailed) await this.cursor.close();
+  }
+
+  lose(e: unknown): void {
+    this.lost ??= fromDriverError(e, { shard: this.shard });
+    void this.failed(this.lost);
+  }
+
+  private async failed(e: unknown): Promise<ShardctlError> {
+    const err = fromDriverError(e, { shard: this.shard });
+    this.end.fail(err);
+    await this.sessions?.fail(err);
+    // Cancelled because another shard failed first: the query's error is that one.
+    return this.sessions?.failure ?? err;
+  }
+
+  async next(): Promise<void> {
+    // This shard's connection was lost, or another shard failed: end now, with that error.
+    const before = this.lost ?? this.sessions?.failure;
+    if (before) throw await this.failed(before);
+    try {
+      const read = () => readBatch(this.cursor!);
+      const batch = await (this.sessions ? this.sessions.during(this.client!, read) : read());
+      this.fields = batch.fields;
+      this.buffer = batch.rows;
+      this.pos = 0;
+      if (batch.rows.length < BATCH) {
+        this.done = true;
+        this.end.end();
+      }
+    } catch (e) {
+      this.readFailed = true;
+      throw await this.failed(this.lost ?? e);
+    }
+  }
+
+  async close(): Promise<void> {
+    this.end.end();
+    await this.session.catch(() => undefined);
+  }
 }

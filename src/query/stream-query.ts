@@ -29,7 +29,7 @@ export async function streamQuery(
       if (options.explain) await release();
       return collected({ fields: [], rows: [], plan, missing: [] }, release);
     }
-    const streaming = plan.kind !== 'final' || plan.sortKeys !== undefined;
+    const streaming = plan.kind === 'single' || plan.kind === 'concat' || (plan.kind === 'final' && !!plan.sortKeys);
     if (!streaming) return collected(await answerBuffered(router, plan, options), release);
     return await answerStream(router, plan, options, release);
   } catch (e) {

@@ -49,7 +49,15 @@ describe('query planner', () => {
   });
 
   it('refuses by name', () => {
-    expect(() => plan('SELECT rank() OVER () FROM users')).toThrow(/refused: window function/);
+    expect(() => plan('SELECT rank() OVER () FROM users u JOIN projects p USING (tenant_id)')).toThrow(
+      /refused: window function/,
+    );
+    // over one table, PostgreSQL answers it over the pulled-up rows
+    expect(plan('SELECT rank() OVER () FROM users WHERE active')).toMatchObject({
+      kind: 'pullup',
+      construct: 'window function',
+      shardSql: 'SELECT * FROM users WHERE active',
+    });
     expect(() => plan('SELECT count(*) FROM users u JOIN projects p ON p.owner = u.id')).toThrow(
       /join not on the shard key/,
     );
@@ -61,9 +69,10 @@ describe('query planner', () => {
     const sql = 'SELECT my_total(amount) FROM invoices';
     // a plain function call: every shard returns its rows
     expect(plan(sql).kind).toBe('concat');
-    expect(() => planQuery({ sql, params: [], map, locate, aggregates: new Set(['my_total']) })).toThrow(
-      /refused: aggregate my_total\(\)/,
-    );
+    expect(planQuery({ sql, params: [], map, locate, aggregates: new Set(['my_total']) })).toMatchObject({
+      kind: 'pullup',
+      construct: 'aggregate my_total()',
+    });
     // the previous call's catalogue does not leak into the next plan
     expect(plan(sql)).toEqual(plan(sql));
     expect(plan(sql).kind).toBe('concat');
@@ -138,6 +147,9 @@ describe('query planner', () => {
       /column "nope" specified in USING clause does not exist in left table/,
     );
     expect(() => p('SELECT * FROM nope ORDER BY 1')).toThrow(/shard s0: relation "nope" does not exist/);
-    expect(() => plan('SELECT * FROM users ORDER BY 1')).toThrow(/SELECT \* with ORDER BY/);
+    expect(() => plan('SELECT * FROM users u JOIN projects p USING (tenant_id) ORDER BY 1')).toThrow(
+      /SELECT \* with ORDER BY/,
+    );
+    expect(plan('SELECT * FROM users ORDER BY 1').kind).toBe('pullup');
   });
 });

@@ -3,17 +3,27 @@ import type { Command } from 'commander';
 import { ExitCode, streamQuery, type QueryField } from '../../index.js';
 import { err, globals, mapOf, out, outTable, timeoutOf, type CliContext } from '../context.js';
 import { durationOption, usage, wholeNumberOption } from '../options.js';
+import { ARRAY_ELEMENT, parseArrayText } from '../render.js';
 
 const NUMERIC = new Set([20, 21, 23, 26, 700, 701, 1700]);
 const JSONISH = new Set([114, 3802]);
 
-/** A value as JSON text: numbers stay exact (their PostgreSQL text is a JSON number), json stays json. */
-export function jsonValue(v: string | null, f: QueryField): string {
+/**
+ * A value as JSON text: numbers stay exact (their PostgreSQL text is a JSON number), json stays json,
+ * arrays of built-in types are JSON arrays of their elements rendered the same way.
+ */
+export function jsonValue(v: string | null, f: Pick<QueryField, 'typeOid'>): string {
   if (v === null) return 'null';
+  const element = ARRAY_ELEMENT[f.typeOid];
+  if (element !== undefined) return jsonArray(parseArrayText(v), element);
   if (NUMERIC.has(f.typeOid) && /^-?\d+(\.\d+)?([eE][-+]?\d+)?$/.test(v)) return v.replace(/^(-?)0+(\d)/, '$1$2');
   if (f.typeOid === 16) return v === 't' ? 'true' : 'false';
   if (JSONISH.has(f.typeOid)) return v;
   return JSON.stringify(v);
+}
+
+function jsonArray(items: ReturnType<typeof parseArrayText>, typeOid: number): string {
+  return `[${items.map((x) => (Array.isArray(x) ? jsonArray(x, typeOid) : jsonValue(x, { typeOid }))).join(',')}]`;
 }
 
 function jsonRow(row: (string | null)[], fields: QueryField[]): string {
