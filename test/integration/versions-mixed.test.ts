@@ -119,8 +119,8 @@ async function moveUnderWrites(tenant: number, mode: 'online' | 'fenced'): Promi
 }
 
 describe('a fleet of two majors', () => {
-  it('runs the majors it was built with: the oldest and the newest supported', () => {
-    expect([...majors].sort()).toEqual([15, 18]);
+  it('runs two majors: the suite major, and the oldest supported (the newest beside a 15 suite)', () => {
+    expect(majors[1]).toBe(majors[0] === 15 ? 18 : 15);
   });
 
   it.skipIf(noLogical)(
