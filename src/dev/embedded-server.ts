@@ -153,6 +153,12 @@ export interface InitServerOptions {
   major?: number;
   /** `wal_level`. Default `logical` (online moves by logical replication need it). */
   walLevel?: 'logical' | 'replica';
+  /**
+   * Default collation provider: `builtin` (C.UTF-8, PostgreSQL 17 and later; libc C before) or `libc`
+   * (C on every major). Servers meant to hold one fleet need the same: `lower()` of a non-ASCII letter
+   * differs between libc's C and builtin C.UTF-8. Default `builtin`.
+   */
+  localeProvider?: 'builtin' | 'libc';
   /** Further `postgresql.conf` lines, written last (they win). */
   settings?: string[];
 }
@@ -203,7 +209,7 @@ export async function initServer(dir: string, options: InitServerOptions): Promi
       `--pwfile=${pwFile}`,
       '--auth=scram-sha-256',
       '--encoding=UTF8',
-      ...localeArgs(options.major ?? 18),
+      ...localeArgs(options.localeProvider === 'libc' ? 15 : (options.major ?? 18)),
       '--no-sync',
     ],
     user,

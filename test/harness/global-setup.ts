@@ -79,12 +79,15 @@ export default async function setup(project: TestProject): Promise<() => Promise
   };
   const majors = serverMajors();
   project.provide('pgMajors', majors);
+  // A fleet spanning 16 and 17 gets libc's C everywhere: the builtin provider exists from 17 only, and
+  // shards whose default collations differ answer lower()/upper() of non-ASCII text differently.
+  const localeProvider = majors.some((m) => m < 17) && majors.some((m) => m >= 17) ? 'libc' : 'builtin';
   try {
     const infos = await Promise.all(
       majors.map(async (major, i) => {
         const dir = path.join(root, 'servers', `pg-${i}`);
         dirs.push(dir);
-        const info = await initServer(dir, { port: await freePort(), fast: true, major });
+        const info = await initServer(dir, { port: await freePort(), fast: true, major, localeProvider });
         await startServer(dir);
         return info;
       }),
