@@ -1,9 +1,10 @@
+import net from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inject } from 'vitest';
 import { recoverTransactions, verifyCluster } from '../../src/index.js';
-import { startServer, stopServer } from '../../src/dev/embedded-server.js';
-import { createTestCluster, type TestCluster } from '../harness/cluster.js';
+import { initServer, serverUrl, startServer, stopServer } from '../../src/dev/embedded-server.js';
+import { createTestCluster, serverAdminUrls, testTempDir, type TestCluster } from '../harness/cluster.js';
 import { runCli } from '../harness/run-cli.js';
 import { runTransfers } from '../harness/tx-child.js';
 import { applyTxSchema, balances, openAccounts, preparedGids } from '../harness/tx-fixture.js';
@@ -12,12 +13,41 @@ import { applyTxSchema, balances, openAccounts, preparedGids } from '../harness/
 const TENANTS = [2, 3, 4, 5];
 const START_BALANCE = 1000;
 let cluster: TestCluster;
+/**
+ * shard-1 lives on a server of this file's own: one test restarts it, which must not cut the
+ * connections of the other files running beside this one on the suite's servers.
+ */
+let ownServer: string;
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as net.AddressInfo).port;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
 beforeAll(async () => {
-  cluster = await createTestCluster({ shards: 2, reference: ['plans'] });
+  ownServer = path.join(await testTempDir('shardctl-tx-crash-'), 'pg');
+  const major = inject('pgMajors')[1];
+  const info = await initServer(ownServer, { port: await freePort(), fast: true, ...(major ? { major } : {}) });
+  await startServer(ownServer);
+  cluster = await createTestCluster({
+    shards: 2,
+    reference: ['plans'],
+    servers: [serverAdminUrls()[0]!, serverUrl(info, 'postgres')],
+  });
   await applyTxSchema(cluster);
   await openAccounts(cluster, TENANTS, START_BALANCE);
+}, 180_000);
+afterAll(async () => {
+  await cluster?.drop();
+  if (ownServer) await stopServer(ownServer);
 });
-afterAll(() => cluster.drop());
 
 /** Per transfer number, the tenants that logged it; per tenant, the sum of its logged deltas. */
 async function logs(): Promise<{ byTxno: Map<number, number[]>; deltas: Map<number, number> }> {
@@ -111,8 +141,8 @@ describe('crash matrix of two-phase commit', () => {
   }, 300_000);
 
   it('a participant restarted with fast shutdown while prepared keeps the transaction, and recover ends it by the decision', async () => {
-    // shard-1 is the second database, on the suite's second server.
-    const server = path.join(inject('tmpRoot'), 'servers', 'pg-1');
+    // shard-1 is on this file's own server.
+    const server = ownServer;
     for (const { point, committed } of [MATRIX[1]!, MATRIX[2]!]) {
       const before = (await logs()).byTxno;
       const run = await runTransfers({
