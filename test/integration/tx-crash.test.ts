@@ -1,10 +1,8 @@
-import net from 'node:net';
-import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { inject } from 'vitest';
 import { recoverTransactions, verifyCluster } from '../../src/index.js';
-import { initServer, serverUrl, startServer, stopServer } from '../../src/dev/embedded-server.js';
-import { createTestCluster, serverAdminUrls, testTempDir, type TestCluster } from '../harness/cluster.js';
+import { startServer, stopServer } from '../../src/dev/embedded-server.js';
+import { createTestCluster, type TestCluster } from '../harness/cluster.js';
+import { startOwnServers, type OwnServers } from '../harness/own-servers.js';
 import { runCli } from '../harness/run-cli.js';
 import { runTransfers } from '../harness/tx-child.js';
 import { applyTxSchema, balances, openAccounts, preparedGids } from '../harness/tx-fixture.js';
@@ -14,39 +12,19 @@ const TENANTS = [2, 3, 4, 5];
 const START_BALANCE = 1000;
 let cluster: TestCluster;
 /**
- * shard-1 lives on a server of this file's own: one test restarts it, which must not cut the
- * connections of the other files running beside this one on the suite's servers.
+ * The shards live on servers of this file's own: one test restarts a server, and prepared
+ * transactions would hold back the other files' replication slots on the suite's servers.
  */
-let ownServer: string;
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as net.AddressInfo).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
+let own: OwnServers | undefined;
 beforeAll(async () => {
-  ownServer = path.join(await testTempDir('shardctl-tx-crash-'), 'pg');
-  const major = inject('pgMajors')[1];
-  const info = await initServer(ownServer, { port: await freePort(), fast: true, ...(major ? { major } : {}) });
-  await startServer(ownServer);
-  cluster = await createTestCluster({
-    shards: 2,
-    reference: ['plans'],
-    servers: [serverAdminUrls()[0]!, serverUrl(info, 'postgres')],
-  });
+  own = await startOwnServers(2);
+  cluster = await createTestCluster({ shards: 2, reference: ['plans'], servers: own.urls });
   await applyTxSchema(cluster);
   await openAccounts(cluster, TENANTS, START_BALANCE);
 }, 180_000);
 afterAll(async () => {
   await cluster?.drop();
-  if (ownServer) await stopServer(ownServer);
+  await own?.stop();
 });
 
 /** Per transfer number, the tenants that logged it; per tenant, the sum of its logged deltas. */
@@ -141,8 +119,8 @@ describe('crash matrix of two-phase commit', () => {
   }, 300_000);
 
   it('a participant restarted with fast shutdown while prepared keeps the transaction, and recover ends it by the decision', async () => {
-    // shard-1 is on this file's own server.
-    const server = ownServer;
+    // shard-1 is on this file's second own server.
+    const server = own!.dirs[1]!;
     for (const { point, committed } of [MATRIX[1]!, MATRIX[2]!]) {
       const before = (await logs()).byTxno;
       const run = await runTransfers({

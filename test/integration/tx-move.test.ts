@@ -13,6 +13,7 @@ import {
 import { olderSessions, preparedOnTables, xidHolders } from '../../src/move/waits.js';
 import { ensureFenceTriggers } from '../../src/move/fence.js';
 import { createTestCluster, type TestCluster } from '../harness/cluster.js';
+import { startOwnServers, type OwnServers } from '../harness/own-servers.js';
 import { refusal } from '../harness/refusal.js';
 import { runTransfers } from '../harness/tx-child.js';
 import { applyTxSchema, balances, openAccounts, preparedGids, type TxDb } from '../harness/tx-fixture.js';
@@ -20,17 +21,21 @@ import { applyTxSchema, balances, openAccounts, preparedGids, type TxDb } from '
 // modulo 2: even tenants on shard-0, odd on shard-1
 const TENANTS = [2, 3, 4, 5];
 let cluster: TestCluster;
+/** Own servers: a prepared transaction held here would hold back other files' replication slots. */
+let own: OwnServers | undefined;
 // A router whose directory predates the first move and is never re-read: it routes tenant 2 to shard-0.
 let stale: Router;
 beforeAll(async () => {
-  cluster = await createTestCluster({ shards: 2, reference: ['plans'] });
+  own = await startOwnServers(2);
+  cluster = await createTestCluster({ shards: 2, reference: ['plans'], servers: own.urls });
   await applyTxSchema(cluster);
   await openAccounts(cluster, TENANTS, 1000);
   stale = await createRouter(cluster.map, { directoryTtlMs: 3_600_000 });
-});
+}, 180_000);
 afterAll(async () => {
   await stale?.close();
-  await cluster.drop();
+  await cluster?.drop();
+  await own?.stop();
 });
 
 async function total(): Promise<number> {
