@@ -89,8 +89,26 @@ export async function removeChangeTracking(client: PoolClient, moveId: number, w
   const hasLog = (await client.query<{ t: string | null }>("SELECT to_regclass('shardctl.move_changes')::text AS t"))
     .rows[0]?.t;
   if (tables.rows.length === 0 && !hasLog) return;
-  for (const t of tables.rows) await lockedTx(client, waitMs, () => dropTriggers(client, moveId, t.t));
+  for (const t of tables.rows)
+    await retryOnDeadlock(() => lockedTx(client, waitMs, () => dropTriggers(client, moveId, t.t)));
   if (hasLog) await client.query('DELETE FROM shardctl.move_changes WHERE move_id = $1', [moveId]);
+}
+
+/**
+ * Runs an idempotent step again when PostgreSQL chose it as a deadlock victim (40P01): dropping a
+ * trigger takes the table's strongest lock while a writer's multi-table transaction may hold a lock
+ * the drop also needs. The victim was rolled back whole, so running it again is safe; a teardown
+ * after the switch must not fail a move that is already switched for a lock-order accident.
+ */
+async function retryOnDeadlock(step: () => Promise<void>, attempts = 5): Promise<void> {
+  for (let i = 1; ; i++) {
+    try {
+      return await step();
+    } catch (e) {
+      const err = e as { code?: string; pg?: { code?: string } };
+      if ((err.code !== '40P01' && err.pg?.code !== '40P01') || i >= attempts) throw e;
+    }
+  }
 }
 
 /** What the change log holds for a move: per table, each changed key with its latest log id. */

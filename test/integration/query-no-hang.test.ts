@@ -2,6 +2,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRouter, runQuery, streamQuery, ShardctlError, type Router } from '../../src/index.js';
 import { createTestCluster, type TestCluster } from '../harness/cluster.js';
+import { pollUntil } from '../../src/db/poll.js';
 
 // No query hangs on a shard's error: whatever stage fails (session setup, cursor open, a fetch, a
 // connection killed mid-stream, the final combine), the query ends with that shard's error and every
@@ -61,6 +62,12 @@ async function expectAllReleased(): Promise<void> {
     const p = router.pools.pool(s.name);
     expect(p.totalCount - p.idleCount, `${s.name} connections checked out`).toBe(0);
   }
+  // The query has ended; the other shards' cancelled statements end on the server a moment later.
+  await pollUntil(async () => [...(await busy(0)), ...(await busy(1)), ...(await busy(2))].length === 0, {
+    timeoutMs: 15_000,
+    intervalMs: 50,
+    reason: 'the other shards sessions to end',
+  }).catch(() => undefined);
   expect([...(await busy(0)), ...(await busy(1)), ...(await busy(2))]).toEqual([]);
 }
 
