@@ -34,6 +34,20 @@ export interface MigrateSettings {
   statementTimeoutMs: number;
 }
 
+/** What the map says about the fleet's routers. */
+export interface RouterSettings {
+  /**
+   * How long a router (`createRouter`) serves the placement directory from memory before checking its
+   * version again, in milliseconds. Default 2000. A move waits this long plus a margin after its switch
+   * before it deletes the source rows, so that no router still routing the tenant to its old shard
+   * finds the rows gone.
+   */
+  directoryTtlMs: number;
+}
+
+/** Margin a move's cleanup waits beyond the routers' directory TTL (a router's re-read takes time too). */
+export const CLEANUP_MARGIN_MS = 500;
+
 /**
  * A validated shard map: every field present, every reference checked.
  * Produced by `loadShardMap` or `parseShardMap`; never built by hand from YAML.
@@ -65,6 +79,7 @@ export interface ShardMap {
   /** Reference tables, present on every shard and never moved. Default `[]`. */
   reference: string[];
   migrate: MigrateSettings;
+  routers: RouterSettings;
 }
 
 /** The configuration as written, before validation: every field unknown. */

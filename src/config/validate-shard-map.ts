@@ -4,7 +4,15 @@ import { ConfigError, type ConfigProblem } from '../errors.js';
 import { registerSecret } from '../redact.js';
 import { interpolateEnv } from './interpolate-env.js';
 import { parseDuration } from './units.js';
-import type { BucketRange, MigrateSettings, PlacementRule, Shard, ShardKeyType, ShardMap } from './shard-map.js';
+import type {
+  BucketRange,
+  MigrateSettings,
+  PlacementRule,
+  RouterSettings,
+  Shard,
+  ShardKeyType,
+  ShardMap,
+} from './shard-map.js';
 
 /** Options of {@link parseShardMap}. */
 export interface ParseShardMapOptions {
@@ -32,6 +40,7 @@ const TOP_KEYS = [
   'tables',
   'reference',
   'migrate',
+  'routers',
 ];
 const SHARD_KEYS = ['name', 'url', 'replicationUrl', 'buckets'];
 const KEY_TYPES: ShardKeyType[] = ['bigint', 'text', 'uuid'];
@@ -182,6 +191,7 @@ class Validator {
     const reference = this.node(['reference']) === undefined ? [] : (this.tableList(['reference']) ?? []);
     this.checkTableLists(shardKey, tables ?? null, reference);
     const migrate = this.migrateSettings();
+    const routers = this.routerSettings();
 
     if (this.problems.length > 0 || !shardKey || !placement || !shards || !catalog) return undefined;
     return {
@@ -195,6 +205,7 @@ class Validator {
       tables: tables ?? null,
       reference,
       migrate,
+      routers,
     };
   }
 
@@ -474,6 +485,24 @@ class Validator {
         this.problem([...p, key], `must be a duration such as 5s, 500ms or 0, got ${JSON.stringify(raw)}`);
       else settings[field] = ms;
     }
+    return settings;
+  }
+
+  private routerSettings(): RouterSettings {
+    const p = ['routers'];
+    const settings: RouterSettings = { directoryTtlMs: 2000 };
+    if (this.node(p) === undefined) return settings;
+    if (!isMap(this.node(p))) {
+      this.problem(p, 'must be a mapping (directoryTtl)');
+      return settings;
+    }
+    this.rejectUnknownKeys(p, ['directoryTtl']);
+    const raw = this.value([...p, 'directoryTtl']);
+    if (raw === undefined) return settings;
+    const ms = parseDuration(raw);
+    if (ms === undefined)
+      this.problem([...p, 'directoryTtl'], `must be a duration such as 2s or 500ms, got ${JSON.stringify(raw)}`);
+    else settings.directoryTtlMs = ms;
     return settings;
   }
 }

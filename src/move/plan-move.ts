@@ -72,8 +72,8 @@ export interface MoveOptions extends OnlineOptions {
   /**
    * Time between the switch and the deletion of the source rows, ms, so that routers re-read the
    * directory first: an UPDATE or DELETE a stale router sends to the old shard is rejected by the
-   * tombstone while the rows are there, but would match nothing once they are gone. Default 2500
-   * (routers check the directory every 2000 ms by default).
+   * tombstone while the rows are there, but would match nothing once they are gone. Default: the map's
+   * `routers.directoryTtl` (2 s unless set) plus 500 ms.
    */
   cleanupGraceMs?: number;
   /** Fleet plan this move belongs to. */

@@ -1,6 +1,7 @@
 import type { PoolClient } from 'pg';
 import { crashPoint } from '../crash-points.js';
 import { setPlacement } from '../catalog/directory.js';
+import { CLEANUP_MARGIN_MS } from '../config/shard-map.js';
 import { sleep } from '../db/poll.js';
 import { compileRule } from '../placement/placement.js';
 import { parseTenant } from '../placement/tenant-key.js';
@@ -50,7 +51,8 @@ async function tombstones(r: MoveRun): Promise<void> {
 /** Waits until routers have had the time to re-read the directory since the switch. */
 async function graceForRouters(r: MoveRun): Promise<void> {
   const switchedAt = await r.pools.withShard(r.map.catalog, (c) => switchTime(c, r.move.id));
-  const wait = switchedAt + (r.options.cleanupGraceMs ?? 2500) - Date.now();
+  const grace = r.options.cleanupGraceMs ?? r.map.routers.directoryTtlMs + CLEANUP_MARGIN_MS;
+  const wait = switchedAt + grace - Date.now();
   if (wait <= 0) return;
   r.emit({
     phase: 'cleanup',

@@ -47,7 +47,12 @@ export type UnrecordedRule = 'check-data' | 'refuse' | 'trust-map';
 export interface RouterOptions {
   /** Compute from the map alone; never connect. `db()` and `refresh()` are unavailable. Default false. */
   offline?: boolean;
-  /** How long a directory read is trusted before its version is checked again, in ms. Default 2000. */
+  /**
+   * How long a directory read is trusted before its version is checked again, in ms. Default: the map's
+   * `routers.directoryTtl` (2000 unless set). Moves wait the map's value after a switch before deleting
+   * the source rows: a router given a longer TTL than its map's could still route to a shard whose rows
+   * are gone, so keep it at most the map's.
+   */
   directoryTtlMs?: number;
   /** Connection options of the pools. */
   pool?: ShardPoolsOptions;
@@ -361,7 +366,7 @@ async function openCache(map: ShardMap, options: RouterOptions, connections: Con
  */
 export async function createRouter(mapOrPath: ShardMap | string, options: RouterOptions = {}): Promise<ShardRouter> {
   const map = typeof mapOrPath === 'string' ? await loadShardMap(mapOrPath) : mapOrPath;
-  const ttl = options.directoryTtlMs ?? 2000;
+  const ttl = options.directoryTtlMs ?? map.routers.directoryTtlMs;
   const connections = await openConnections(map, options);
   const { rule, cache, refresh, mode } = await openCache(map, options, connections);
   let refreshing: Promise<void> | undefined;

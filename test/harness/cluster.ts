@@ -115,6 +115,8 @@ export async function createTestCluster(options: TestClusterOptions = {}): Promi
     `migrations: ${JSON.stringify(migrations)}`,
     ...(options.tables ? [`tables: [${options.tables.join(', ')}]`] : []),
     ...(options.reference ? [`reference: [${options.reference.join(', ')}]`] : []),
+    // The test routers re-read the directory within 100 ms, so a move's cleanup waits 0.6 s, not 2.5 s.
+    ...(options.extraYaml?.includes('routers:') ? [] : ['routers: { directoryTtl: 100ms }']),
     options.extraYaml ?? '',
     '',
   ].join('\n');

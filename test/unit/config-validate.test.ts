@@ -164,6 +164,17 @@ describe('shard map validation', () => {
     expect(map.migrate).toEqual({ lockTimeoutMs: 2000, statementTimeoutMs: 60000 });
   });
 
+  it("reads the routers' directory TTL, 2 s by default, and locates a bad one", () => {
+    expect(parseShardMap(base(two), { env: {} }).routers).toEqual({ directoryTtlMs: 2000 });
+    expect(parseShardMap(base(two) + 'routers: { directoryTtl: 250ms }\n', { env: {} }).routers).toEqual({
+      directoryTtlMs: 250,
+    });
+    expect(problems(base(two) + 'routers: { directoryTtl: soon }\n').join('\n')).toMatch(
+      /routers\.directoryTtl.*must be a duration/,
+    );
+    expect(problems(base(two) + 'routers: { ttl: 1s }\n').join('\n')).toMatch(/routers\.ttl/);
+  });
+
   it('never puts a password into a config error', () => {
     const p = problems(
       base(`  - name: a\n    url: postgres://u:hunter22@h1/d\n  - name: a\n    url: postgres://u:hunter22@h1/d\n`),
