@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRouter, fencesOf, movesOf, verifyCluster } from '../../src/index.js';
 import { createTestCluster, type TestCluster } from '../harness/cluster.js';
+import { crashPointsOfRun } from '../harness/crash-sample.js';
 import { applyMoveSchema, loadMoveTenant, MOVE_TABLES, tenantRows } from '../harness/move-fixture.js';
 import { runCli } from '../harness/run-cli.js';
 
@@ -41,7 +42,7 @@ describe('crash safety of fenced tenant moves (--offline)', () => {
     const expected = await tenantRows(cluster, 1, TENANT);
     const bystanders = { a: await tenantRows(cluster, 1, 1), b: await tenantRows(cluster, 0, 2) };
     let where = 1;
-    for (const [i, point] of POINTS.entries()) {
+    for (const [i, point] of crashPointsOfRun(POINTS).entries()) {
       const to = 1 - where;
       const run = await runCli(
         ['-c', cluster.mapFile, 'rebalance', '--tenant', String(TENANT), '--to', `shard-${to}`, '--yes', '--offline'],

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { abortMove, createRouter, moveReport, moveTenant, movesOf, planMove, verifyCluster } from '../../src/index.js';
 import { createTestCluster, type TestCluster } from '../harness/cluster.js';
+import { crashPointsOfRun } from '../harness/crash-sample.js';
 import { applyMoveSchema, loadMoveTenant, tenantRowCount, tenantRows } from '../harness/move-fixture.js';
 import { replicationObjects, writerMismatches } from '../harness/online.js';
 import { refusal } from '../harness/refusal.js';
@@ -119,7 +120,7 @@ describe('crash safety of group moves', () => {
     let where = 1;
     let report: WriterReport;
     try {
-      for (const [i, point] of POINTS.entries()) {
+      for (const [i, point] of crashPointsOfRun(POINTS).entries()) {
         const to = 1 - where;
         const run = await runCli(
           ['-c', cluster.mapFile, 'rebalance', '--tenant', CRASH_GROUP.join(','), '--to', `shard-${to}`, '--yes'],

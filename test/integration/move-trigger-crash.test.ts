@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRouter, fencesOf, movesOf, verifyCluster } from '../../src/index.js';
 import { createTestCluster, type TestCluster } from '../harness/cluster.js';
+import { crashPointsOfRun } from '../harness/crash-sample.js';
 import { applyMoveSchema, loadMoveTenant } from '../harness/move-fixture.js';
 import { replicationObjects, writerMismatches } from '../harness/online.js';
 import { runCli } from '../harness/run-cli.js';
@@ -52,7 +53,7 @@ describe('crash safety of moves by the trigger capture', () => {
     let where = 1;
     let report: WriterReport;
     try {
-      for (const [i, point] of POINTS.entries()) {
+      for (const [i, point] of crashPointsOfRun(POINTS).entries()) {
         const to = 1 - where;
         const run = await runCli(
           [
