@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import pg from 'pg';
 import { inject } from 'vitest';
@@ -18,6 +18,12 @@ export interface TestClusterOptions {
   migrations?: string;
   tables?: string[];
   reference?: string[];
+  /**
+   * The map's `routers.directoryTtl`, e.g. `100ms`: a move's cleanup then waits it plus 0.5 s instead of
+   * 2.5 s. Only for files whose routers all use the map's TTL: a router kept stale on purpose (a long
+   * `directoryTtlMs`, to meet fences) relies on the default grace. Default: the map's default (2 s).
+   */
+  directoryTtl?: string;
   /** Extra top-level YAML appended to the map. */
   extraYaml?: string;
   /**
@@ -115,8 +121,7 @@ export async function createTestCluster(options: TestClusterOptions = {}): Promi
     `migrations: ${JSON.stringify(migrations)}`,
     ...(options.tables ? [`tables: [${options.tables.join(', ')}]`] : []),
     ...(options.reference ? [`reference: [${options.reference.join(', ')}]`] : []),
-    // The test routers re-read the directory within 100 ms, so a move's cleanup waits 0.6 s, not 2.5 s.
-    ...(options.extraYaml?.includes('routers:') ? [] : ['routers: { directoryTtl: 100ms }']),
+    ...(options.directoryTtl ? [`routers: { directoryTtl: ${options.directoryTtl} }`] : []),
     options.extraYaml ?? '',
     '',
   ].join('\n');
@@ -194,6 +199,43 @@ export function serverAdminUrls(): string[] {
 }
 
 /**
+ * Writes a copy of the cluster's map in which shard `index` points at a closed port (1) and returns its
+ * path. Only that shard's URL changes, also when every shard is a database of one external server.
+ *
+ * @example
+ * const broken = await mapWithShardDown(cluster, 2); // shard-2: connection refused
+ */
+export async function mapWithShardDown(cluster: TestCluster, index: number): Promise<string> {
+  const url = cluster.urls[index]!;
+  const dead = url.replace(`:${new URL(url).port}/`, ':1/');
+  if (dead === url) throw new Error(`cannot point ${url} at another port`);
+  const file = path.join(cluster.dir, `shard-${index}-down.yaml`);
+  await writeFile(file, (await readFile(cluster.mapFile, 'utf8')).replace(url, dead));
+  return file;
+}
+
+/**
+ * Why this run cannot test transactions across shards, or undefined when it can: only in external-server
+ * mode, whose server may run with `max_prepared_transactions = 0` (PostgreSQL's default). The suite's own
+ * servers always allow them, so the default run never skips.
+ *
+ * @example
+ * describe.skipIf(Boolean(await noPreparedTransactions()))('two-phase commit', () => { ... });
+ */
+export async function noPreparedTransactions(): Promise<string | undefined> {
+  if (!inject('pgExternal')) return undefined;
+  for (const url of adminUrls()) {
+    const n = await admin(
+      url,
+      async (c) =>
+        (await c.query<{ n: string }>('SELECT current_setting($1) AS n', ['max_prepared_transactions'])).rows[0]!.n,
+    );
+    if (Number(n) === 0) return `external server ${new URL(url).host} has max_prepared_transactions = 0`;
+  }
+  return undefined;
+}
+
+/**
  * Why this run cannot test online moves, or undefined when it can: only in external-server mode
  * (`SHARDCTL_TEST_PG_URLS`), whose server may run without `wal_level = logical`. The suite's own
  * servers always have it, so the default run never skips.
@@ -204,7 +246,10 @@ export function serverAdminUrls(): string[] {
 export async function noLogicalReplication(): Promise<string | undefined> {
   if (!inject('pgExternal')) return undefined;
   for (const url of adminUrls()) {
-    const level = await admin(url, async (c) => (await c.query<{ w: string }>('SHOW wal_level')).rows[0]!.w);
+    const level = await admin(
+      url,
+      async (c) => (await c.query<{ wal_level: string }>('SHOW wal_level')).rows[0]!.wal_level,
+    );
     if (level !== 'logical') return `external server ${new URL(url).host} has wal_level = ${level}`;
   }
   return undefined;

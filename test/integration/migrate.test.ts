@@ -1,7 +1,8 @@
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createTestCluster, type TestCluster } from '../harness/cluster.js';
+import { createTestCluster, mapWithShardDown, type TestCluster } from '../harness/cluster.js';
 import { runCli, spawnCli } from '../harness/run-cli.js';
 import { pollUntil } from '../../src/db/poll.js';
 
@@ -18,6 +19,18 @@ async function setup(shards: number, files: Record<string, string>): Promise<Tes
   for (const [name, sql] of Object.entries(files)) writeFileSync(path.join(folder, name), sql);
   return Object.assign(c, { folder });
 }
+
+/** A migration that waits until a session named `release-0004` is connected to its server (at most 60 s). */
+const HOLD_UNTIL_RELEASED = `DO $$
+BEGIN
+  WHILE clock_timestamp() < now() + interval '60 s' LOOP
+    -- pg_stat_activity is read once per transaction unless the snapshot is cleared
+    PERFORM pg_stat_clear_snapshot();
+    EXIT WHEN EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name = 'release-0004');
+    PERFORM pg_sleep(0.02);
+  END LOOP;
+END $$;
+`;
 
 async function ledger(c: TestCluster, shard: number): Promise<string[]> {
   const exists = await c.sql<{ t: string | null }>(shard, "SELECT to_regclass('shardctl.migrations')::text AS t");
@@ -113,8 +126,7 @@ describe('shardctl migrate', () => {
 
   it('reports an unreachable shard and migrates the others', async () => {
     const c = await setup(3, BASE);
-    const broken = path.join(c.dir, 'broken.yaml');
-    writeFileSync(broken, readFileSync(c.mapFile, 'utf8').replace(new URL(c.urls[1]!).port, '1'));
+    const broken = await mapWithShardDown(c, 1);
     const r = await runCli(['-c', broken, 'migrate', '--json']);
     expect(r.code).toBe(1);
     const doc = JSON.parse(r.stdout);
@@ -129,16 +141,29 @@ describe('shardctl migrate', () => {
   });
 
   it('two runs at once: nothing is applied twice, the second reports who holds the lock', async () => {
-    const c = await setup(2, { ...BASE, '0004_slow.sql': 'SELECT pg_sleep(3);\n' });
+    // The slow file runs until a session named `release-0004` connects to its server (or for 60 s), so
+    // the first run holds both shards' locks for as long as the test needs, however slow the machine.
+    const c = await setup(2, { ...BASE, '0004_slow.sql': HOLD_UNTIL_RELEASED });
     const first = spawnCli(['-c', c.mapFile, 'migrate']);
     // the first run holds both shards' locks once it applies the slow file on both
     await first.waitForStderr(/applying 0004_slow\.sql/g, { count: 2 });
     const second = await runCli(['-c', c.mapFile, 'migrate', '--lock-timeout', '500']);
-    expect(second.code).toBe(6);
+    const release = await Promise.all(
+      c.urls.map(async (url) => {
+        const client = new pg.Client({ connectionString: url, application_name: 'release-0004' });
+        await client.connect();
+        return client;
+      }),
+    );
+    try {
+      expect((await first.done).code).toBe(0);
+    } finally {
+      await Promise.all(release.map((r) => r.end()));
+    }
+    expect(second.code, second.stderr).toBe(6);
     expect(second.stderr).toMatch(
       /shard shard-0: migrate is locked: held by pid \d+ \(shardctl migrate from 127\.0\.0\.1\) since/,
     );
-    expect((await first.done).code).toBe(0);
     for (let i = 0; i < 2; i++) expect(await ledger(c, i)).toEqual(['0001', '0002', '0003', '0004']);
   });
 

@@ -27,7 +27,7 @@ const POINTS = [
 let cluster: TestCluster;
 const TENANT = 3; // starts on shard-0
 beforeAll(async () => {
-  cluster = await createTestCluster({ shards: 2, reference: ['plans'] });
+  cluster = await createTestCluster({ shards: 2, reference: ['plans'], directoryTtl: '100ms' });
   await applyMoveSchema(cluster);
   await loadMoveTenant(cluster, 1, 1, 5);
   await loadMoveTenant(cluster, 0, 2, 5);

@@ -17,7 +17,7 @@ import { runCli } from '../harness/run-cli.js';
 let cluster: TestCluster;
 // modulo over 3 shards: tenant t on shard t % 3
 beforeAll(async () => {
-  cluster = await createTestCluster({ shards: 3, reference: ['plans'] });
+  cluster = await createTestCluster({ shards: 3, reference: ['plans'], directoryTtl: '100ms' });
   await applyMoveSchema(cluster);
   for (const t of [1, 2, 3, 4, 5, 6, 7]) await loadMoveTenant(cluster, t % 3, t, t === 4 ? 40 : 3);
 });

@@ -1,8 +1,8 @@
 import fc from 'fast-check';
-import { readFileSync, writeFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { loadShardMap, runQuery, ShardctlError } from '../../src/index.js';
 import { cluster, expected, same, sameWithNames, useDifferentialFixture } from '../harness/differential.js';
+import { mapWithShardDown } from '../harness/cluster.js';
 import { runCli } from '../harness/run-cli.js';
 
 // The same data in 4 shards (by the map) and in one database (test/harness/differential.ts). Every
@@ -424,8 +424,7 @@ describe('the CLI', () => {
   });
 
   it('names a shard that is down; with --allow-partial answers from the others and exits 5', async () => {
-    const broken = `${cluster.dir}/down.yaml`;
-    writeFileSync(broken, readFileSync(cluster.mapFile, 'utf8').replace(new URL(cluster.urls[2]!).port, '1'));
+    const broken = await mapWithShardDown(cluster, 2);
     const map = await loadShardMap(broken);
     expect(map.shards).toHaveLength(4);
     const down = await runCli(['-c', broken, 'query', 'SELECT count(*) AS n FROM orders']);

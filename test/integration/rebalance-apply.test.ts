@@ -38,7 +38,7 @@ async function everything(): Promise<Map<string, string[]>> {
 }
 
 beforeAll(async () => {
-  cluster = await createTestCluster({ shards: 4, strategy: 'hash', buckets: 30 });
+  cluster = await createTestCluster({ shards: 4, strategy: 'hash', buckets: 30, directoryTtl: '100ms' });
   // shard-3 owns no bucket: give shard-2 buckets 20-29
   const text = readFileSync(cluster.mapFile, 'utf8')
     .replace('buckets: 14-21', 'buckets: 14-29')

@@ -6,7 +6,7 @@ import { createTestCluster, type TestCluster } from '../harness/cluster.js';
 let cluster: TestCluster;
 const TENANTS = Array.from({ length: 25 }, (_, i) => 2 * i + 1); // odd: shard-1 under modulo 2
 beforeAll(async () => {
-  cluster = await createTestCluster({ shards: 2 });
+  cluster = await createTestCluster({ shards: 2, directoryTtl: '100ms' });
   for (const i of [0, 1])
     await cluster.sql(
       i,

@@ -1,9 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureCatalogSchema, setPlacement, ShardPools, verifyCluster, type Finding } from '../../src/index.js';
-import { createTestCluster, type TestCluster } from '../harness/cluster.js';
+import { createTestCluster, noLogicalReplication, type TestCluster } from '../harness/cluster.js';
 import { runCli } from '../harness/run-cli.js';
 import { pollUntil } from '../../src/db/poll.js';
 import { applyExampleSchema, EXAMPLE_MIGRATIONS, insertTenant } from '../harness/schema.js';
+
+/** External-server mode only: a server without wal_level = logical has no slots or subscriptions. */
+const NO_LOGICAL = await noLogicalReplication();
+if (NO_LOGICAL) console.warn(`${import.meta.filename}: logical-replication tests skipped: ${NO_LOGICAL}`);
 
 let cluster: TestCluster;
 // modulo over 3 shards: tenant t lives on shard t % 3
@@ -191,50 +195,55 @@ describe('verify', () => {
     }
   });
 
-  it('finds leftover replication objects and INVALID indexes, and --fix repairs them only with --yes', async () => {
-    await cluster.sql(1, "SELECT pg_create_logical_replication_slot('shardctl_move_77', 'pgoutput')");
-    await cluster.sql(1, 'CREATE PUBLICATION shardctl_move_77_pub');
-    await cluster.sql(
-      2,
-      "INSERT INTO tenants (tenant_id, name, plan_id) VALUES (101, 'dup', 'free'), (104, 'dup', 'free')",
-    );
-    await cluster.sql(2, 'CREATE UNIQUE INDEX CONCURRENTLY tenants_name_uniq ON tenants (name)').catch(() => undefined);
-    try {
-      const report = await verifyCluster(cluster.map);
-      expect(report.findings.filter((f) => f.kind === 'replication-leftover').map((f) => f.message)).toEqual([
-        expect.stringMatching(/^shard-1: replication-slot shardctl_move_77 retains \d+ bytes of WAL$/),
-        'shard-1: publication shardctl_move_77_pub',
-      ]);
-      const invalid = report.findings.find((f) => f.kind === 'invalid-index')!;
-      expect(invalid).toMatchObject({
-        shard: 'shard-2',
-        table: 'public.tenants',
-        fix: { sql: 'DROP INDEX CONCURRENTLY IF EXISTS "public"."tenants_name_uniq"' },
-      });
-      const refused = await runCli(['-c', cluster.mapFile, 'verify', '--fix']);
-      expect(refused.code).toBe(2);
-      expect(refused.stderr).toContain('pass --yes');
-      expect(
-        await cluster.sql(1, "SELECT 1 FROM pg_replication_slots WHERE slot_name = 'shardctl_move_77'"),
-      ).toHaveLength(1);
-      const fixed = await runCli(['-c', cluster.mapFile, 'verify', '--fix', '--yes']);
-      expect(fixed.stdout).toContain('fixes (3):');
-      expect(fixed.stderr).toMatch(/fixed: shard-1: drop replication-slot shardctl_move_77/);
-      expect(await cluster.sql(1, "SELECT 1 FROM pg_replication_slots WHERE slot_name = 'shardctl_move_77'")).toEqual(
-        [],
-      );
-      expect(await cluster.sql(2, "SELECT 1 FROM pg_class WHERE relname = 'tenants_name_uniq'")).toEqual([]);
-      const after = await verifyCluster(cluster.map);
-      expect(kinds(after.findings)).toEqual([]);
-    } finally {
+  it.skipIf(Boolean(NO_LOGICAL))(
+    'finds leftover replication objects and INVALID indexes, and --fix repairs them only with --yes',
+    async () => {
+      await cluster.sql(1, "SELECT pg_create_logical_replication_slot('shardctl_move_77', 'pgoutput')");
+      await cluster.sql(1, 'CREATE PUBLICATION shardctl_move_77_pub');
       await cluster.sql(
-        1,
-        "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = 'shardctl_move_77'",
+        2,
+        "INSERT INTO tenants (tenant_id, name, plan_id) VALUES (101, 'dup', 'free'), (104, 'dup', 'free')",
       );
-      await cluster.sql(1, 'DROP PUBLICATION IF EXISTS shardctl_move_77_pub');
-      await cluster.sql(2, 'DELETE FROM tenants WHERE tenant_id IN (101, 104)');
-    }
-  });
+      await cluster
+        .sql(2, 'CREATE UNIQUE INDEX CONCURRENTLY tenants_name_uniq ON tenants (name)')
+        .catch(() => undefined);
+      try {
+        const report = await verifyCluster(cluster.map);
+        expect(report.findings.filter((f) => f.kind === 'replication-leftover').map((f) => f.message)).toEqual([
+          expect.stringMatching(/^shard-1: replication-slot shardctl_move_77 retains \d+ bytes of WAL$/),
+          'shard-1: publication shardctl_move_77_pub',
+        ]);
+        const invalid = report.findings.find((f) => f.kind === 'invalid-index')!;
+        expect(invalid).toMatchObject({
+          shard: 'shard-2',
+          table: 'public.tenants',
+          fix: { sql: 'DROP INDEX CONCURRENTLY IF EXISTS "public"."tenants_name_uniq"' },
+        });
+        const refused = await runCli(['-c', cluster.mapFile, 'verify', '--fix']);
+        expect(refused.code).toBe(2);
+        expect(refused.stderr).toContain('pass --yes');
+        expect(
+          await cluster.sql(1, "SELECT 1 FROM pg_replication_slots WHERE slot_name = 'shardctl_move_77'"),
+        ).toHaveLength(1);
+        const fixed = await runCli(['-c', cluster.mapFile, 'verify', '--fix', '--yes']);
+        expect(fixed.stdout).toContain('fixes (3):');
+        expect(fixed.stderr).toMatch(/fixed: shard-1: drop replication-slot shardctl_move_77/);
+        expect(await cluster.sql(1, "SELECT 1 FROM pg_replication_slots WHERE slot_name = 'shardctl_move_77'")).toEqual(
+          [],
+        );
+        expect(await cluster.sql(2, "SELECT 1 FROM pg_class WHERE relname = 'tenants_name_uniq'")).toEqual([]);
+        const after = await verifyCluster(cluster.map);
+        expect(kinds(after.findings)).toEqual([]);
+      } finally {
+        await cluster.sql(
+          1,
+          "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = 'shardctl_move_77'",
+        );
+        await cluster.sql(1, 'DROP PUBLICATION IF EXISTS shardctl_move_77_pub');
+        await cluster.sql(2, 'DELETE FROM tenants WHERE tenant_id IN (101, 104)');
+      }
+    },
+  );
 
   it('reports rows without a shard key', async () => {
     await cluster.sql(0, 'CREATE TABLE notes (tenant_id bigint, body text)');
