@@ -294,7 +294,8 @@ class Analyser {
       throw refuse('outer join keeping the rows of a reference table', 'across shards: every shard would return them');
     for (const side of padded) for (const u of side) u.nullable = true;
     if (type === 'JOIN_INNER') quals.push(...conjuncts(j.quals));
-    else for (const q of conjuncts(j.quals)) this.keyEquality(q, scope, ties);
+    // An outer join's ON restricts no kept row: it ties only the join's own sides, never an enclosing row.
+    else for (const q of conjuncts(j.quals)) this.keyEquality(q, scope, ties, true);
     eachSubLink(j.quals, (s) => this.subLink(s, scope, false));
     for (const u of j.usingClause ?? []) {
       const col = stringOf(u) ?? '';
@@ -383,11 +384,12 @@ class Analyser {
   }
 
   /** `a.key = b.key`: ties the two units. */
-  private keyEquality(q: Node, scope: Scope, ties: Ties): boolean {
+  private keyEquality(q: Node, scope: Scope, ties: Ties, ownOnly = false): boolean {
     const e = as(q, 'A_Expr');
     if (!e || e.kind !== 'AEXPR_OP' || operatorOf(e) !== '=') return false;
     const [a, b] = [resolve(e.lexpr, scope), resolve(e.rexpr, scope)];
     if (!a?.key || !b?.key || !a.unit.distributed || !b.unit.distributed) return false;
+    if (ownOnly && !(a.own && b.own)) return false;
     this.tie(ties, a.unit, b.unit, deparse(q));
     return true;
   }

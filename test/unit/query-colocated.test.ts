@@ -157,3 +157,18 @@ describe('co-located push-down', () => {
     expect(plan('SELECT (SELECT count(*) FROM plans)').kind).toBe('single');
   });
 });
+
+describe('an outer join restricts no kept row', () => {
+  it('does not take a correlation in an outer join ON for a tie', () => {
+    expect(
+      refusal(
+        'SELECT o.id FROM orders o WHERE EXISTS (SELECT 1 FROM orders o2 LEFT JOIN invoices i ON i.tenant_id = o2.tenant_id AND i.tenant_id = o.tenant_id)',
+      ),
+    ).toMatch(/EXISTS sub-query correlated on a column other than the shard key/);
+    expect(
+      plan(
+        'SELECT o.id FROM orders o WHERE EXISTS (SELECT 1 FROM orders o2 LEFT JOIN invoices i ON i.tenant_id = o2.tenant_id WHERE o2.tenant_id = o.tenant_id)',
+      ).kind,
+    ).toBe('concat');
+  });
+});
