@@ -172,6 +172,24 @@ const CORPUS: [string, boolean][] = [
     'SELECT id FROM orders o WHERE tenant_id = 9 AND EXISTS (SELECT 1 FROM solo s WHERE s.tenant_id = o.tenant_id) ORDER BY id',
     true,
   ],
+  // outer DISTINCT, sub-queries in ORDER BY and in an inner join's ON, windows in ORDER BY, ICU order
+  ['SELECT DISTINCT s.n FROM (SELECT tenant_id, count(*) n FROM orders GROUP BY tenant_id) s ORDER BY 1', true],
+  [
+    'SELECT t.tenant_id FROM tenants t ORDER BY (SELECT count(*) FROM orders o WHERE o.tenant_id = t.tenant_id) DESC, 1 LIMIT 5',
+    true,
+  ],
+  [
+    'SELECT count(*) FROM tenants t JOIN orders o ON o.tenant_id = t.tenant_id AND o.qty IN (SELECT s.n FROM solo s WHERE s.tenant_id = t.tenant_id)',
+    true,
+  ],
+  [
+    'SELECT tenant_id, id FROM orders ORDER BY rank() OVER (PARTITION BY tenant_id ORDER BY amount DESC NULLS LAST, id), 1, 2 LIMIT 10',
+    true,
+  ],
+  [
+    'SELECT t.label, x.n FROM tenants t JOIN (SELECT tenant_id, count(*) n FROM orders GROUP BY tenant_id) x ON x.tenant_id = t.tenant_id ORDER BY t.label, t.tenant_id LIMIT 8',
+    true,
+  ],
   // only reference tables in the sub-query: always co-located
   ['SELECT count(*) FROM tenants t WHERE t.plan IN (SELECT plan FROM plans WHERE rank >= 2)', true],
   ['SELECT t.tenant_id, (SELECT rank FROM plans p WHERE p.plan = t.plan) FROM tenants t ORDER BY 1', true],
@@ -239,6 +257,19 @@ describe('co-located push-down answers exactly', () => {
       }
     }
     expect(failures, failures.join('\n')).toEqual([]);
+  });
+
+  it('binds parameters inside sub-queries', async () => {
+    await same(
+      'SELECT count(*) FROM (SELECT tenant_id, count(*) n FROM orders WHERE qty > $1 GROUP BY tenant_id) s WHERE n > $2',
+      true,
+      [2, 3],
+    );
+    await same(
+      'SELECT o.id FROM orders o WHERE o.tenant_id = $1 AND EXISTS (SELECT 1 FROM solo s WHERE s.tenant_id = o.tenant_id AND s.n = $2) ORDER BY 1',
+      true,
+      ['5', 2],
+    );
   });
 
   it('--explain says push-down and which key ties the parts', async () => {
