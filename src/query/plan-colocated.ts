@@ -289,7 +289,8 @@ class Analyser {
     const type = j.jointype ?? 'JOIN_INNER';
     const padded = type === 'JOIN_LEFT' ? [r] : type === 'JOIN_RIGHT' ? [l] : type === 'JOIN_FULL' ? [l, r] : [];
     const kept = type === 'JOIN_LEFT' ? [l] : type === 'JOIN_RIGHT' ? [r] : type === 'JOIN_FULL' ? [l, r] : [];
-    // Rows of reference tables kept by an outer join would come back once from every shard.
+    // Rows of reference tables kept by an outer join would come back once from every shard
+    // (refuseKeptReference says the same of a query of plain tables).
     if (padded.some((side) => side.some((u) => u.distributed)) && kept.some((side) => !side.some((u) => u.distributed)))
       throw refuse('outer join keeping the rows of a reference table', 'across shards: every shard would return them');
     for (const side of padded) for (const u of side) u.nullable = true;
@@ -688,4 +689,29 @@ export function refuseColocatedOuter(s: SelectStmt, grouped: boolean, star: bool
   }
   if (star && colo.derivedTop && (grouped || s.sortClause?.length))
     throw refuse('SELECT * over a sub-query or CTE with ORDER BY or GROUP BY', 'across shards: name the columns');
+}
+
+/**
+ * Refuses an outer join that keeps a reference table's rows against a tenant table in a query of plain
+ * tables: every shard holds the reference table, so each would return its unmatched rows once.
+ *
+ * @example
+ * refuseKeptReference(sel, map); // throws for `plans p LEFT JOIN tenants t ON t.plan = p.plan`
+ */
+export function refuseKeptReference(sel: SelectStmt, map: ShardMap): void {
+  const tenantRows = (n: Node | undefined): boolean => {
+    const rv = as(n, 'RangeVar');
+    if (rv) return !map.reference.includes(rv.schemaname ? `${rv.schemaname}.${rv.relname}` : (rv.relname ?? ''));
+    const j = as(n, 'JoinExpr');
+    return !!j && (tenantRows(j.larg) || tenantRows(j.rarg));
+  };
+  walk(sel.fromClause, (n) => {
+    const j = as(n, 'JoinExpr');
+    if (!j || !j.jointype || j.jointype === 'JOIN_INNER') return;
+    const [l, r] = [tenantRows(j.larg), tenantRows(j.rarg)];
+    const keepsLeft = j.jointype === 'JOIN_LEFT' || j.jointype === 'JOIN_FULL';
+    const keepsRight = j.jointype === 'JOIN_RIGHT' || j.jointype === 'JOIN_FULL';
+    if ((keepsLeft && !l && r) || (keepsRight && !r && l))
+      throw refuse('outer join keeping the rows of a reference table', 'across shards: every shard would return them');
+  });
 }

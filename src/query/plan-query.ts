@@ -6,7 +6,7 @@ import { expandStars, selectsStar } from './plan-star.js';
 import { planGrouping } from './plan-grouping.js';
 import { planConcat, planOrdered, type MultiShard } from './plan-rows.js';
 import { planPullup, pullable } from './plan-pullup.js';
-import { colocate, refuseColocatedOuter, type Colocation } from './plan-colocated.js';
+import { colocate, refuseColocatedOuter, refuseKeptReference, type Colocation } from './plan-colocated.js';
 import type { PlanQueryInput, QueryPlan, SinglePlan } from './plan-types.js';
 import { relations, route, type Rel } from './route-query.js';
 import { as, clone, kind, parseSql, walk, type Node } from './sql-ast.js';
@@ -212,6 +212,7 @@ function merged(
 ): QueryPlan {
   const s = clone(sel);
   refuseUnmergeable(s, rels, !!colo);
+  if (!colo) refuseKeptReference(s, input.map);
   const offset = limitOf(s.limitOffset, input.params, 'OFFSET');
   const limit = limitOf(s.limitCount, input.params, 'LIMIT');
   if (s.limitOption === 'LIMIT_OPTION_WITH_TIES')

@@ -172,3 +172,18 @@ describe('an outer join restricts no kept row', () => {
     ).toBe('concat');
   });
 });
+
+describe('an outer join keeping a reference table', () => {
+  it('is refused across shards (each shard would return its unmatched rows), answered on one shard', () => {
+    for (const sql of [
+      'SELECT p.plan, t.id FROM plans p LEFT JOIN tenants t ON t.plan = p.plan',
+      'SELECT p.plan, t.id FROM tenants t RIGHT JOIN plans p ON t.plan = p.plan',
+      'SELECT p.plan, t.id FROM tenants t FULL JOIN plans p ON t.plan = p.plan',
+    ])
+      expect(refusal(sql), sql).toMatch(/outer join keeping the rows of a reference table/);
+    expect(plan('SELECT p.plan, t.id FROM tenants t LEFT JOIN plans p ON t.plan = p.plan').kind).toBe('concat');
+    expect(plan('SELECT p.plan, t.id FROM plans p LEFT JOIN tenants t ON t.plan = p.plan WHERE t.id = 2').kind).toBe(
+      'single',
+    );
+  });
+});
