@@ -1,3 +1,4 @@
+import type { FuncCall } from '@pgsql/types';
 import { refuse } from './plan-common.js';
 import { as, funcName, parseSql, walk, type Node } from './sql-ast.js';
 
@@ -46,8 +47,11 @@ const UNMERGEABLE_AGGS = new Set([
  */
 export function collectAggregates(root: unknown, aggregates: ReadonlySet<string>, out: Node[]): void {
   walk(root, (n) => {
+    // A sub-query's aggregates are its own (plan-colocated.ts refuses one over the outer query's columns).
+    if (as(n, 'SubLink')) return 'skip';
     const f = as(n, 'FuncCall');
-    if (!f) return;
+    // A window call is no aggregate of the query (its arguments may hold some).
+    if (!f || f.over) return;
     const name = funcName(f);
     if (!MERGEABLE_AGGS.has(name)) {
       if (
@@ -69,6 +73,20 @@ export function collectAggregates(root: unknown, aggregates: ReadonlySet<string>
     out.push(n);
     return 'skip';
   });
+}
+
+/**
+ * Whether a call is an aggregate: a built-in one, one the shards' catalogs name, or a call only an
+ * aggregate can be (`*`, ORDER BY, DISTINCT, FILTER, WITHIN GROUP). Window calls are not.
+ *
+ * @example
+ * isAggregateCall(as(parsed('count(*)'), 'FuncCall')!, new Set()) // true
+ */
+export function isAggregateCall(f: FuncCall, aggregates: ReadonlySet<string>): boolean {
+  if (f.over) return false;
+  const name = funcName(f);
+  if (MERGEABLE_AGGS.has(name) || UNMERGEABLE_AGGS.has(name) || aggregates.has(name)) return true;
+  return !!(f.agg_star || f.agg_order || f.agg_distinct || f.agg_filter || f.agg_within_group);
 }
 
 /**

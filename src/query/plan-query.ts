@@ -6,6 +6,7 @@ import { expandStars, selectsStar } from './plan-star.js';
 import { planGrouping } from './plan-grouping.js';
 import { planConcat, planOrdered, type MultiShard } from './plan-rows.js';
 import { planPullup, pullable } from './plan-pullup.js';
+import { colocate, refuseColocatedOuter, refuseKeptReference, type Colocation } from './plan-colocated.js';
 import type { PlanQueryInput, QueryPlan, SinglePlan } from './plan-types.js';
 import { relations, route, type Rel } from './route-query.js';
 import { as, clone, kind, parseSql, walk, type Node } from './sql-ast.js';
@@ -91,7 +92,10 @@ export function planQuery(input: PlanQueryInput): QueryPlan {
     throw refuse(`set operation ${sel.op.replace('SETOP_', '')}`, 'across shards cannot be merged exactly');
   }
   const rels = relations(sel, input.map);
-  const routed = route(sel, rels, input);
+  // Sub-queries, CTEs, LATERAL and windows tied by the shard key run whole on every shard.
+  const colo = colocate(sel, input);
+  const routed = colo?.routing ?? route(sel, rels, input);
+  const multi = (shards: string[], routing: string) => multiShard(sel, input, shards, routing, rels, colo);
   switch (routed.kind) {
     case 'reference':
       return single(input, [candidates[0]!], 'only reference tables: any shard answers');
@@ -100,16 +104,16 @@ export function planQuery(input: PlanQueryInput): QueryPlan {
         ? refuse(routed.construct, 'cannot be answered shard by shard: rows on different shards would have to meet')
         : refuse(routed.construct, 'across shards cannot be pushed down');
     case 'scatter':
-      return multi(sel, input, candidates, 'the shard key is not pinned: every shard', rels);
+      return multi(candidates, 'the shard key is not pinned: every shard');
     case 'pinned': {
       // An unrecorded rule may not be where the rows are (the map grew since they were placed): every
       // shard is asked, which stays exact because a tenant's rows are only on the shard that holds them.
       if (input.ruleUnproven && routed.unconnected)
         throw refuse('join not on the shard key', `cannot be answered shard by shard: ${UNPROVEN}`);
-      if (input.ruleUnproven) return multi(sel, input, candidates, `${routed.why} by the map; ${UNPROVEN}`, rels);
+      if (input.ruleUnproven) return multi(candidates, `${routed.why} by the map; ${UNPROVEN}`);
       const targets = candidates.filter((s) => routed.shards.includes(s));
       if (targets.length === 1) return single(input, targets, routed.why);
-      if (targets.length > 1) return multi(sel, input, targets, routed.why, rels);
+      if (targets.length > 1) return multi(targets, routed.why);
       const empty = single(input, [candidates[0]!], routed.why);
       return { ...empty, shards: [], steps: ['no shard owns the tenants asked for: empty result'] };
     }
@@ -151,8 +155,17 @@ function routeSetOp(sel: SelectStmt, input: PlanQueryInput): string[] | undefine
   return shards ? [...shards] : undefined;
 }
 
-/** Constructs no multi-shard plan can merge exactly, refused by name. */
-function refuseUnmergeable(s: SelectStmt, rels: Rel[]): void {
+/** Constructs no multi-shard plan can merge exactly, refused by name (those a co-located query pushes down aside). */
+function refuseUnmergeable(s: SelectStmt, rels: Rel[], colocated: boolean): void {
+  if (!colocated) refuseNested(s, rels);
+  const distinctOn = s.distinctClause?.[0];
+  if (distinctOn && Object.keys(distinctOn).length > 0)
+    throw refuse('DISTINCT ON', 'across shards cannot be merged exactly');
+  if ((s.groupClause ?? []).some((g) => kind(g) === 'GroupingSet'))
+    throw refuse('GROUPING SETS/ROLLUP/CUBE', 'across shards cannot be merged exactly');
+}
+
+function refuseNested(s: SelectStmt, rels: Rel[]): void {
   if (s.withClause) throw refuse('WITH (CTE)', 'across shards cannot be pushed down');
   let hasWindow = false;
   let hasSubLink = false;
@@ -164,17 +177,22 @@ function refuseUnmergeable(s: SelectStmt, rels: Rel[]): void {
   if (hasSubLink) throw refuse('sub-query', 'across shards cannot be pushed down');
   if (rels.some((r) => r.name === '(subquery)'))
     throw refuse('sub-query in FROM', 'across shards cannot be pushed down');
-  const distinctOn = s.distinctClause?.[0];
-  if (distinctOn && Object.keys(distinctOn).length > 0)
-    throw refuse('DISTINCT ON', 'across shards cannot be merged exactly');
-  if ((s.groupClause ?? []).some((g) => kind(g) === 'GroupingSet'))
-    throw refuse('GROUPING SETS/ROLLUP/CUBE', 'across shards cannot be merged exactly');
 }
 
 /** A query every one of several shards answers in part: plain rows, ordered rows, or groups. */
-function multi(sel: SelectStmt, input: PlanQueryInput, shards: string[], routing: string, rels: Rel[]): QueryPlan {
+function multiShard(
+  sel: SelectStmt,
+  input: PlanQueryInput,
+  shards: string[],
+  routing: string,
+  rels: Rel[],
+  colo: Colocation | undefined,
+): QueryPlan {
   try {
-    return merged(sel, input, shards, routing, rels);
+    const plan = merged(sel, input, shards, routing, rels, colo);
+    return colo
+      ? { ...plan, steps: [`push down: the query runs whole on every shard (${colo.why})`, ...plan.steps] }
+      : plan;
   } catch (e) {
     // What no merge of partial results answers exactly, PostgreSQL answers over the pulled-up rows.
     const construct = ((e as ShardctlError).details as { construct?: unknown } | undefined)?.construct;
@@ -184,9 +202,17 @@ function multi(sel: SelectStmt, input: PlanQueryInput, shards: string[], routing
 }
 
 /** A multi-shard plan that merges the shards' partial results: concat, ordered, or grouped. */
-function merged(sel: SelectStmt, input: PlanQueryInput, shards: string[], routing: string, rels: Rel[]): QueryPlan {
+function merged(
+  sel: SelectStmt,
+  input: PlanQueryInput,
+  shards: string[],
+  routing: string,
+  rels: Rel[],
+  colo: Colocation | undefined,
+): QueryPlan {
   const s = clone(sel);
-  refuseUnmergeable(s, rels);
+  refuseUnmergeable(s, rels, !!colo);
+  if (!colo) refuseKeptReference(s, input.map);
   const offset = limitOf(s.limitOffset, input.params, 'OFFSET');
   const limit = limitOf(s.limitCount, input.params, 'LIMIT');
   if (s.limitOption === 'LIMIT_OPTION_WITH_TIES')
@@ -200,6 +226,7 @@ function merged(sel: SelectStmt, input: PlanQueryInput, shards: string[], routin
     (s.groupClause ?? []).length > 0 ||
     !!s.havingClause ||
     (Array.isArray(s.distinctClause) && s.distinctClause.length > 0);
+  if (colo) refuseColocatedOuter(s, grouped, hasStar, colo);
   if (!grouped && !s.sortClause?.length)
     return planConcat({ s, input, shards, routing, targets: targetsOf(s), offset, limit });
   // Sort and group keys travel as extra columns after the select list: a star must be spelled out first.
