@@ -35,10 +35,11 @@ export async function runQuery(
   params: unknown[],
   options: RunQueryOptions = {},
 ): Promise<QueryResult> {
-  const { router, release } = await queryRouter(map, options);
+  const { router, release, warmed } = await queryRouter(map, options);
   try {
     const plan = await prepareQuery(router, sql, params, options);
     if (options.explain) return { fields: [], rows: [], plan, missing: [] };
+    await warmed(plan.shards);
     if (plan.kind !== 'final' || !plan.sortKeys || options.finalSort)
       return await answerBuffered(router, plan, options);
     const stream = await answerStream(router, plan, options, async () => undefined);

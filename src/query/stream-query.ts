@@ -22,13 +22,14 @@ export async function streamQuery(
   params: unknown[],
   options: RunQueryOptions = {},
 ): Promise<QueryStream> {
-  const { router, release } = await queryRouter(map, options);
+  const { router, release, warmed } = await queryRouter(map, options);
   try {
     const plan = await prepareQuery(router, sql, params, options);
     if (options.explain || plan.shards.length === 0) {
       if (options.explain) await release();
       return collected({ fields: [], rows: [], plan, missing: [] }, release);
     }
+    await warmed(plan.shards);
     const streaming = plan.kind === 'single' || plan.kind === 'concat' || (plan.kind === 'final' && !!plan.sortKeys);
     if (!streaming) return collected(await answerBuffered(router, plan, options), release);
     return await answerStream(router, plan, options, release);
