@@ -27,14 +27,14 @@ WHERE a.attnum > 0 AND NOT a.attisdropped
 ORDER BY r.i, a.attnum`;
 
 /**
- * Connects to every shard a query may ask (all of them unless `--tenant` or one `--shard` narrows it),
+ * Connects to every shard a query may ask (all of them unless `--tenant` or one `--shard` narrows it; none for `--explain`),
  * in the background: the connections (authentication, the server-version check) are made while the
  * parser loads and the query is planned, not after. A shard that fails here fails the query later,
  * where its error is reported; a pinned query leaves the connections unused (they close with the pools).
  * Returns what waits for the warm-ups of the given shards (never rejects).
  */
 function warmConnections(router: ShardRouter, options: RunQueryOptions): (shards: string[]) => Promise<void> {
-  if (options.tenant !== undefined || options.shards?.length === 1) return async () => undefined;
+  if (options.explain || options.tenant !== undefined || options.shards?.length === 1) return async () => undefined;
   const names = options.shards ?? router.map.shards.map((s) => s.name);
   const warm = new Map(
     names.map((s) => [s, router.pools.withShard(s, async () => undefined).catch(() => undefined)] as const),
