@@ -5,7 +5,7 @@ import { answerStream } from './answer-stream.js';
 import { prepareQuery, queryRouter } from './prepare-query.js';
 import { DEFAULT_MAX_ROWS, type QueryResult, type QueryStream, type Row, type RunQueryOptions } from './query-types.js';
 
-export type { QueryField, QueryResult, RunQueryOptions, MissingShard } from './query-types.js';
+export type { QueryField, QueryResult, RunQueryOptions, MissingShard, ValueShape } from './query-types.js';
 
 /** Collects a stream's rows, refusing more than `maxRows`. */
 async function collect(stream: QueryStream, maxRows: number): Promise<Row[]> {

@@ -1,6 +1,6 @@
 import type { ShardMap } from '../config/shard-map.js';
 import { answerBuffered } from './answer-buffered.js';
-import { answerStream, collected } from './answer-stream.js';
+import { answerStream, collected, shapedAnswer } from './answer-stream.js';
 import { prepareQuery, queryRouter } from './prepare-query.js';
 import type { QueryStream, RunQueryOptions } from './query-types.js';
 
@@ -31,7 +31,8 @@ export async function streamQuery(
     }
     await warmed(plan.shards);
     const streaming = plan.kind === 'single' || plan.kind === 'concat' || (plan.kind === 'final' && !!plan.sortKeys);
-    if (!streaming) return collected(await answerBuffered(router, plan, options), release);
+    if (!streaming)
+      return collected(await shapedAnswer(router, plan, await answerBuffered(router, plan, options)), release);
     return await answerStream(router, plan, options, release);
   } catch (e) {
     await release();
