@@ -23,7 +23,14 @@ async function freePort() {
  * Starts `shards` servers (one shard each; PostgreSQL `major`, default the newest) and writes a map.
  * @returns {{ map, mapFile, dir, urls, stop(): Promise<void> }}
  */
-export async function startBenchCluster({ shards = 4, strategy = 'modulo', migrations, tables, reference, major } = {}) {
+export async function startBenchCluster({
+  shards = 4,
+  strategy = 'modulo',
+  migrations,
+  tables,
+  reference,
+  major,
+} = {}) {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'shardctl-bench-'));
   await chmod(dir, 0o755);
   const dirs = [];
