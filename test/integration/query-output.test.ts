@@ -70,7 +70,7 @@ const ORDERED = 'SELECT tenant_id, id, p, ps, o, m, tags FROM things ORDER BY te
 
 describe('JSON output of composite values', () => {
   it('ndjson of an ordered (streamed) query equals to_jsonb of the same rows', async () => {
-    const r = await runCli(['-c', cluster.mapFile, 'query', '--format', 'ndjson', ORDERED]);
+    const r = await runCli(['-c', cluster.mapFile, '--timeout', '30s', 'query', '--format', 'ndjson', ORDERED]);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     const got = r.stdout
@@ -84,11 +84,11 @@ describe('JSON output of composite values', () => {
   });
 
   it('json (collected) of the same query, and ndjson of an unordered (appended) one, equal to_jsonb', async () => {
-    const json = await runCli(['-c', cluster.mapFile, 'query', '--format', 'json', ORDERED]);
+    const json = await runCli(['-c', cluster.mapFile, '--timeout', '30s', 'query', '--format', 'json', ORDERED]);
     expect(json.code, json.stderr).toBe(0);
     expect(JSON.parse(json.stdout)).toEqual(await postgresJson(ORDERED));
     const unordered = 'SELECT id, tenant_id, ps, m FROM things';
-    const r = await runCli(['-c', cluster.mapFile, 'query', '--format', 'ndjson', unordered]);
+    const r = await runCli(['-c', cluster.mapFile, '--timeout', '30s', 'query', '--format', 'ndjson', unordered]);
     expect(r.code, r.stderr).toBe(0);
     const key = (x: { tenant_id: number; id: number }) => x.tenant_id * 100 + x.id;
     const got = r.stdout
@@ -101,7 +101,7 @@ describe('JSON output of composite values', () => {
 
   it('anonymous records come out as arrays of their fields’ text; csv stays PostgreSQL’s text', async () => {
     const sql = 'SELECT id, ROW(id, (p).label, NULL) AS r FROM things WHERE tenant_id = 2 ORDER BY id';
-    const json = await runCli(['-c', cluster.mapFile, 'query', '--format', 'ndjson', sql]);
+    const json = await runCli(['-c', cluster.mapFile, '--timeout', '30s', 'query', '--format', 'ndjson', sql]);
     expect(json.code, json.stderr).toBe(0);
     const texts = (await db.query({ text: sql, rowMode: 'array', types: RAW } as never)) as unknown as {
       rows: [string, string][];
@@ -117,7 +117,7 @@ describe('JSON output of composite values', () => {
       await db.query<{ l: string | null }>('SELECT (p).label AS l FROM things WHERE tenant_id = 2 ORDER BY id')
     ).rows;
     expect(lines.map((l) => l.r[1])).toEqual(labels.map((x) => x.l));
-    const csv = await runCli(['-c', cluster.mapFile, 'query', '--format', 'csv', ORDERED]);
+    const csv = await runCli(['-c', cluster.mapFile, '--timeout', '30s', 'query', '--format', 'csv', ORDERED]);
     expect(csv.code, csv.stderr).toBe(0);
     const want = (await db.query({ text: ORDERED, rowMode: 'array', types: RAW } as never)) as unknown as {
       rows: (string | null)[][];
@@ -186,8 +186,17 @@ describe('a streamed export through the CLI', () => {
 
   it('keeps its peak RSS whatever its size, and prints every row exactly once, in order', async () => {
     const sql = (n: number) => `SELECT id, tenant_id, note FROM big WHERE id < ${n} ORDER BY id`;
-    const small = await exportRun(['query', '-c', cluster.mapFile, '--format', 'ndjson', sql(SMALL)]);
-    const big = await exportRun(['query', '-c', cluster.mapFile, '--format', 'ndjson', sql(BIG)]);
+    const small = await exportRun([
+      'query',
+      '-c',
+      cluster.mapFile,
+      '--timeout',
+      '30s',
+      '--format',
+      'ndjson',
+      sql(SMALL),
+    ]);
+    const big = await exportRun(['query', '-c', cluster.mapFile, '--timeout', '30s', '--format', 'ndjson', sql(BIG)]);
     expect(small.code, small.err).toBe(0);
     expect(big.code, big.err).toBe(0);
     expect(small.lines).toBe(SMALL);
