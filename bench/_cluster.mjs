@@ -20,10 +20,17 @@ async function freePort() {
 }
 
 /**
- * Starts `shards` servers (one shard each) and writes a map.
+ * Starts `shards` servers (one shard each; PostgreSQL `major`, default the newest) and writes a map.
  * @returns {{ map, mapFile, dir, urls, stop(): Promise<void> }}
  */
-export async function startBenchCluster({ shards = 4, strategy = 'modulo', migrations, tables, reference } = {}) {
+export async function startBenchCluster({
+  shards = 4,
+  strategy = 'modulo',
+  migrations,
+  tables,
+  reference,
+  major,
+} = {}) {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'shardctl-bench-'));
   await chmod(dir, 0o755);
   const dirs = [];
@@ -37,7 +44,7 @@ export async function startBenchCluster({ shards = 4, strategy = 'modulo', migra
       Array.from({ length: shards }, async (_, i) => {
         const d = path.join(dir, `pg-${i}`);
         dirs.push(d);
-        const info = await initServer(d, { port: await freePort(), fast: true });
+        const info = await initServer(d, { port: await freePort(), fast: true, ...(major ? { major } : {}) });
         await startServer(d);
         const c = new pg.Client({ connectionString: serverUrl(info) });
         await c.connect();

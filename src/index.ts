@@ -114,7 +114,7 @@ export type { MigrationStatusReport, ShardMigrationStatus, MigrationCell } from 
 export { lineColumn, nextMigrationName, compareIds } from './migrate/migration-files.js';
 export type { MigrationFile } from './migrate/migration-files.js';
 export { runQuery } from './query/run-query.js';
-export type { QueryResult, QueryField, RunQueryOptions, MissingShard } from './query/run-query.js';
+export type { QueryResult, QueryField, RunQueryOptions, MissingShard, ValueShape } from './query/run-query.js';
 export { planQuery, functionNames } from './query/plan-query.js';
 export type {
   QueryPlan,

@@ -71,3 +71,35 @@ export function parseArrayText(text: string): ArrayValue {
   };
   return list();
 }
+
+/**
+ * Parses PostgreSQL's text form of a row value (`(1,,"a b","say ""hi""")`) into its fields' texts:
+ * an empty unquoted field is NULL, `""` is an empty string; quotes may start anywhere in a field, and
+ * inside them `""` and a backslash escape the next character, as record_in reads them.
+ *
+ * @example
+ * parseRecordText('(1,,"a,b","")') // ['1', null, 'a,b', '']
+ */
+export function parseRecordText(text: string): (string | null)[] {
+  const out: (string | null)[] = [];
+  let i = 1; // '('
+  if (text[i] === ')') return out;
+  for (;;) {
+    let v = '';
+    let quoted = false;
+    let anyQuote = false;
+    for (; i < text.length && (quoted || (text[i] !== ',' && text[i] !== ')')); i++) {
+      const ch = text[i]!;
+      if (ch === '\\') v += text[++i] ?? '';
+      else if (ch !== '"') v += ch;
+      else if (quoted && text[i + 1] === '"') v += text[++i];
+      else {
+        quoted = !quoted;
+        anyQuote = true;
+      }
+    }
+    out.push(v === '' && !anyQuote ? null : v);
+    if (text[i] !== ',') return out;
+    i++;
+  }
+}

@@ -1,3 +1,4 @@
+import { createRequire } from 'node:module';
 import type { Pool, PoolClient, PoolConfig } from 'pg';
 import type { Shard, ShardMap } from '../config/shard-map.js';
 import { ExitCode, fromDriverError, ShardctlError } from '../errors.js';
@@ -42,14 +43,32 @@ export interface ShardPoolsOptions {
 let pgModule: typeof import('pg') | undefined;
 
 /**
+ * node-postgres, required with a `navigator` in place when the runtime has none (Node 20; Node 21 and
+ * later have one). At load pg asks whether it runs in a Cloudflare Worker: without `navigator` it
+ * builds a fetch `Response` to find out, which loads Node's whole fetch stack (undici) and costs more
+ * CPU than the rest of a trivial `shardctl query`. The stand-in lives only while pg loads
+ * (synchronously: no other code runs meanwhile) and is removed at once.
+ */
+function requirePg(): typeof import('pg') {
+  const g = globalThis as { navigator?: unknown };
+  const lent = g.navigator === undefined;
+  if (lent) Object.defineProperty(g, 'navigator', { value: { userAgent: 'Node.js' }, configurable: true });
+  try {
+    return createRequire(import.meta.url)('pg') as typeof import('pg');
+  } finally {
+    if (lent) delete g.navigator;
+  }
+}
+
+/**
  * Loads node-postgres on first use: commands that never connect (validate, `locate --offline`) must
- * start without paying for it. Registers parsers so int8 and numeric never pass through floats.
+ * start without paying for it.
+ *
+ * @example
+ * const { Client } = await loadPg();
  */
 export async function loadPg(): Promise<typeof import('pg')> {
-  if (!pgModule) {
-    const mod = await import('pg');
-    pgModule = (mod as unknown as { default?: typeof import('pg') }).default ?? mod;
-  }
+  pgModule ??= requirePg();
   return pgModule;
 }
 

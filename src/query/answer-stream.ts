@@ -8,6 +8,7 @@ import type { FinalPlan, QueryPlan } from './plan-types.js';
 import type { MissingShard, QueryField, QueryResult, QueryStream, Row } from './query-types.js';
 import type { RunQueryOptions } from './query-types.js';
 import { openShardCursor, QuerySessions, shardFailed, type ShardCursor } from './shard-session.js';
+import { withValueShapes } from './value-shapes.js';
 
 /** Batches as a stream of rows too (consume one or the other). */
 function streamOf(
@@ -83,6 +84,18 @@ function keyComparators(plan: FinalPlan, cursors: ShardCursor[]): KeyComparator[
   });
 }
 
+/**
+ * An answer read whole, its fields given their value shapes by a shard that answered.
+ *
+ * @example
+ * return collected(await shapedAnswer(router, plan, await answerBuffered(router, plan, options)), release);
+ */
+export async function shapedAnswer(router: ShardRouter, plan: QueryPlan, answer: QueryResult): Promise<QueryResult> {
+  const shard = plan.shards.find((s) => !answer.missing.some((m) => m.shard === s));
+  if (shard === undefined || answer.fields.length === 0) return answer;
+  return { ...answer, fields: await withValueShapes(router.pools, shard, answer.fields) };
+}
+
 /** The visible result fields: final plans name them as the query did; hidden sort keys are left out. */
 function visibleFields(plan: QueryPlan, first: ShardCursor): QueryField[] {
   const visible = plan.kind === 'final' ? plan.visible : first.fields.length;
@@ -108,16 +121,15 @@ export async function answerStream(
   finish: () => Promise<void>,
 ): Promise<QueryStream> {
   const { cursors, missing, sessions } = await openCursors(router, plan, options);
-  const fields = visibleFields(plan, cursors[0]!);
+  let fields: QueryField[];
   let compare: ((a: Row, b: Row) => number) | undefined;
-  if (plan.kind === 'final') {
-    try {
-      compare = rowComparator(keyComparators(plan, cursors));
-    } catch (e) {
-      await Promise.all(cursors.map((c) => c.close()));
-      if ((e as ShardctlError).code !== 'STREAM_ORDER') throw e;
-      return collected(await answerBuffered(router, plan, options), finish);
-    }
+  try {
+    fields = await withValueShapes(router.pools, cursors[0]!.shard, visibleFields(plan, cursors[0]!));
+    if (plan.kind === 'final') compare = rowComparator(keyComparators(plan, cursors));
+  } catch (e) {
+    await Promise.all(cursors.map((c) => c.close()));
+    if ((e as ShardctlError).code !== 'STREAM_ORDER') throw e;
+    return collected(await shapedAnswer(router, plan, await answerBuffered(router, plan, options)), finish);
   }
   const window: StreamWindow = {
     skip: Number(plan.offset ?? 0n),

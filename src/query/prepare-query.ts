@@ -27,21 +27,48 @@ WHERE a.attnum > 0 AND NOT a.attisdropped
 ORDER BY r.i, a.attnum`;
 
 /**
- * The router a query runs with: the caller's, or one of its own (closed by `release`).
+ * Connects to every shard a query may ask (all of them unless `--tenant` or one `--shard` narrows it; none for `--explain`),
+ * in the background: the connections (authentication, the server-version check) are made while the
+ * parser loads and the query is planned, not after. A shard that fails here fails the query later,
+ * where its error is reported; a pinned query leaves the connections unused (they close with the pools).
+ * Returns what waits for the warm-ups of the given shards (never rejects).
+ */
+function warmConnections(router: ShardRouter, options: RunQueryOptions): (shards: string[]) => Promise<void> {
+  if (options.explain || options.tenant !== undefined || options.shards?.length === 1) return async () => undefined;
+  const names = options.shards ?? router.map.shards.map((s) => s.name);
+  const warm = new Map(
+    names.map((s) => [s, router.pools.withShard(s, async () => undefined).catch(() => undefined)] as const),
+  );
+  return (shards) => Promise.all(shards.map((s) => warm.get(s))).then(() => undefined);
+}
+
+/**
+ * The router a query runs with: the caller's, or one of its own (closed by `release`). The parser
+ * starts loading first, and the shards are connected to in the background (both overlap the catalog
+ * read): a whole `shardctl query` process pays for each once, in parallel.
  *
  * @example
- * const { router, release } = await queryRouter(map, options);
- * try { ... } finally { await release(); }
+ * const { router, release, warmed } = await queryRouter(map, options);
+ * try { const plan = await prepareQuery(...); await warmed(plan.shards); ... } finally { await release(); }
  */
 export async function queryRouter(
   map: ShardMap,
   options: RunQueryOptions,
-): Promise<{ router: ShardRouter; release: () => Promise<void> }> {
-  if (options.router) return { router: options.router, release: async () => undefined };
+): Promise<{ router: ShardRouter; release: () => Promise<void>; warmed: (shards: string[]) => Promise<void> }> {
+  // Awaited (and its failure reported) by prepareQuery.
+  loadSqlTools().catch(() => undefined);
+  if (options.router) return { router: options.router, release: async () => undefined, warmed: async () => undefined };
+  // `trust-map`: on a fleet whose rule the catalog has not recorded the planner never pins a query by
+  // `locate` (it asks every shard, or refuses --tenant), so the router's scan of every shard's rows
+  // (what `check-data` does on open) would only cost time.
   const router = await createRouter(map, {
     pool: { connectTimeoutMs: options.timeoutMs ?? 5000, maxPerShard: 2, applicationName: 'shardctl query' },
+    unrecordedRule: 'trust-map',
+    kysely: false,
   });
-  return { router, release: () => router.close() };
+  // Awaited for the plan's shards before their sessions open, so that they take the warm connections.
+  const warmed = warmConnections(router, options);
+  return { router, release: () => router.close(), warmed };
 }
 
 /**

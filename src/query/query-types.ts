@@ -9,7 +9,23 @@ export interface QueryField {
   name: string;
   /** PostgreSQL type oid (20 int8, 1700 numeric, 25 text, ...). */
   typeOid: number;
+  /**
+   * How the values are built when the oid alone does not say (composite types, arrays of them,
+   * domains, anonymous records): set by `streamQuery` from a shard's catalog.
+   */
+  shape?: ValueShape;
 }
+
+/**
+ * The structure of a column's values: a scalar rendered by its type oid, an array of elements, a
+ * composite (named row type: its attributes, in order) or an anonymous record (PostgreSQL sends no
+ * field types for it: its fields stay text).
+ */
+export type ValueShape =
+  | { kind: 'scalar'; typeOid: number }
+  | { kind: 'array'; element: ValueShape }
+  | { kind: 'composite'; attributes: { name: string; shape: ValueShape }[] }
+  | { kind: 'record' };
 
 /** A shard left out with `allowPartial`, with the reason. */
 export interface MissingShard {

@@ -5,7 +5,7 @@ import { answerStream } from './answer-stream.js';
 import { prepareQuery, queryRouter } from './prepare-query.js';
 import { DEFAULT_MAX_ROWS, type QueryResult, type QueryStream, type Row, type RunQueryOptions } from './query-types.js';
 
-export type { QueryField, QueryResult, RunQueryOptions, MissingShard } from './query-types.js';
+export type { QueryField, QueryResult, RunQueryOptions, MissingShard, ValueShape } from './query-types.js';
 
 /** Collects a stream's rows, refusing more than `maxRows`. */
 async function collect(stream: QueryStream, maxRows: number): Promise<Row[]> {
@@ -35,10 +35,11 @@ export async function runQuery(
   params: unknown[],
   options: RunQueryOptions = {},
 ): Promise<QueryResult> {
-  const { router, release } = await queryRouter(map, options);
+  const { router, release, warmed } = await queryRouter(map, options);
   try {
     const plan = await prepareQuery(router, sql, params, options);
     if (options.explain) return { fields: [], rows: [], plan, missing: [] };
+    await warmed(plan.shards);
     if (plan.kind !== 'final' || !plan.sortKeys || options.finalSort)
       return await answerBuffered(router, plan, options);
     const stream = await answerStream(router, plan, options, async () => undefined);

@@ -23,6 +23,7 @@ interface Deparser {
 
 let parser: Parser | undefined;
 let deparser: Deparser | undefined;
+let loading: Promise<void> | undefined;
 
 /**
  * Loads the PostgreSQL parser (WebAssembly) and the deparser, once per process.
@@ -31,13 +32,17 @@ let deparser: Deparser | undefined;
  * await loadSqlTools();
  * parseSql('SELECT 1');
  */
-export async function loadSqlTools(): Promise<void> {
-  if (!parser) {
+export function loadSqlTools(): Promise<void> {
+  // One load however many callers wait on it (the query engine starts it while it connects).
+  loading ??= (async () => {
     const lib: Parser = await import('libpg-query');
     await lib.loadModule();
     parser = lib;
-  }
-  if (!deparser) deparser = await import('pgsql-deparser');
+    deparser = await import('pgsql-deparser');
+  })();
+  // A failed load is tried again by the next caller.
+  loading.catch(() => (loading = undefined));
+  return loading;
 }
 
 /**

@@ -1,6 +1,6 @@
 import type { ShardMap } from '../config/shard-map.js';
 import { answerBuffered } from './answer-buffered.js';
-import { answerStream, collected } from './answer-stream.js';
+import { answerStream, collected, shapedAnswer } from './answer-stream.js';
 import { prepareQuery, queryRouter } from './prepare-query.js';
 import type { QueryStream, RunQueryOptions } from './query-types.js';
 
@@ -22,15 +22,17 @@ export async function streamQuery(
   params: unknown[],
   options: RunQueryOptions = {},
 ): Promise<QueryStream> {
-  const { router, release } = await queryRouter(map, options);
+  const { router, release, warmed } = await queryRouter(map, options);
   try {
     const plan = await prepareQuery(router, sql, params, options);
     if (options.explain || plan.shards.length === 0) {
       if (options.explain) await release();
       return collected({ fields: [], rows: [], plan, missing: [] }, release);
     }
+    await warmed(plan.shards);
     const streaming = plan.kind === 'single' || plan.kind === 'concat' || (plan.kind === 'final' && !!plan.sortKeys);
-    if (!streaming) return collected(await answerBuffered(router, plan, options), release);
+    if (!streaming)
+      return collected(await shapedAnswer(router, plan, await answerBuffered(router, plan, options)), release);
     return await answerStream(router, plan, options, release);
   } catch (e) {
     await release();

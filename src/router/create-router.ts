@@ -58,6 +58,11 @@ export interface RouterOptions {
   pool?: ShardPoolsOptions;
   /** What to do when the catalog records no placement rule. Default `check-data`. */
   unrecordedRule?: UnrecordedRule;
+  /**
+   * Load Kysely for `db()` and `shard()`. False for callers that use only `pools` (the query engine):
+   * loading it costs more than a trivial query's round trips; `db()` and `shard()` then throw. Default true.
+   */
+  kysely?: boolean;
 }
 
 /**
@@ -123,7 +128,7 @@ interface DirectoryCache {
 /** Connections of an online router: the pools and the Kysely module bound to them. */
 interface Connections {
   pools: ShardPools;
-  kysely: typeof import('kysely');
+  kysely: typeof import('kysely') | undefined;
 }
 
 /** Opens the pools (no connection yet; node-postgres loads with them) and Kysely: offline routers pay for neither. */
@@ -131,7 +136,7 @@ async function openConnections(map: ShardMap, options: RouterOptions): Promise<C
   if (options.offline) return undefined;
   const { ShardPools: Pools } = await import('../db/shard-pools.js');
   const pools = await Pools.open(map, options.pool);
-  return { pools, kysely: await import('kysely') };
+  return { pools, kysely: options.kysely === false ? undefined : await import('kysely') };
 }
 
 /**
@@ -243,6 +248,11 @@ function kyselyPerShard(map: ShardMap, connections: Connections | undefined): <D
   const kyselies = new Map<string, Kysely<unknown>>();
   return <DB>(name: string): Kysely<DB> => {
     if (!connections) throw offlineError('it cannot connect');
+    if (!connections.kysely)
+      throw new ShardctlError('this router was created with kysely: false: use its pools', {
+        code: 'NO_KYSELY',
+        exitCode: ExitCode.Usage,
+      });
     const shard: Shard | undefined = shardByName.get(name);
     if (!shard) {
       throw new ShardctlError(`unknown shard "${name}"; the map has ${map.shards.map((s) => s.name).join(', ')}`, {
@@ -252,7 +262,7 @@ function kyselyPerShard(map: ShardMap, connections: Connections | undefined): <D
     }
     let db = kyselies.get(name);
     if (!db) {
-      const { Kysely: K, PostgresDialect } = connections.kysely;
+      const { Kysely: K, PostgresDialect } = connections.kysely!;
       db = new K<unknown>({ dialect: new PostgresDialect({ pool: connections.pools.pool(name) }) });
       kyselies.set(name, db);
     }

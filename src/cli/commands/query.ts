@@ -1,33 +1,75 @@
 import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
-import { ExitCode, streamQuery, type QueryField } from '../../index.js';
+import { ExitCode, streamQuery, type QueryField, type ValueShape } from '../../index.js';
 import { err, globals, mapOf, out, outTable, timeoutOf, type CliContext } from '../context.js';
 import { durationOption, usage, wholeNumberOption } from '../options.js';
-import { ARRAY_ELEMENT, parseArrayText } from '../render.js';
+import { ARRAY_ELEMENT, parseArrayText, parseRecordText } from '../render.js';
 
-const NUMERIC = new Set([20, 21, 23, 26, 700, 701, 1700]);
+/** Integers: PostgreSQL's text of them is always a JSON number. */
+const INTEGER = new Set([20, 21, 23, 26]);
+const NUMERIC = new Set([700, 701, 1700]);
 const JSONISH = new Set([114, 3802]);
 
-/**
- * A value as JSON text: numbers stay exact (their PostgreSQL text is a JSON number), json stays json,
- * arrays of built-in types are JSON arrays of their elements rendered the same way.
- */
-export function jsonValue(v: string | null, f: Pick<QueryField, 'typeOid'>): string {
-  if (v === null) return 'null';
-  const element = ARRAY_ELEMENT[f.typeOid];
-  if (element !== undefined) return jsonArray(parseArrayText(v), element);
-  if (NUMERIC.has(f.typeOid) && /^-?\d+(\.\d+)?([eE][-+]?\d+)?$/.test(v)) return v.replace(/^(-?)0+(\d)/, '$1$2');
-  if (f.typeOid === 16) return v === 't' ? 'true' : 'false';
-  if (JSONISH.has(f.typeOid)) return v;
+/** A scalar by its type oid (see {@link jsonValue}). */
+function jsonScalar(v: string, typeOid: number): string {
+  if (INTEGER.has(typeOid)) return v;
+  // NaN and Infinity are not JSON numbers: they stay strings.
+  if (NUMERIC.has(typeOid) && /^-?\d+(\.\d+)?([eE][-+]?\d+)?$/.test(v)) return v.replace(/^(-?)0+(\d)/, '$1$2');
+  if (typeOid === 16) return v === 't' ? 'true' : 'false';
+  if (JSONISH.has(typeOid)) return v;
   return JSON.stringify(v);
 }
 
-function jsonArray(items: ReturnType<typeof parseArrayText>, typeOid: number): string {
-  return `[${items.map((x) => (Array.isArray(x) ? jsonArray(x, typeOid) : jsonValue(x, { typeOid }))).join(',')}]`;
+function jsonArray(items: ReturnType<typeof parseArrayText>, element: ValueShape): string {
+  return `[${items.map((x) => (Array.isArray(x) ? jsonArray(x, element) : jsonShaped(x, element))).join(',')}]`;
 }
 
-function jsonRow(row: (string | null)[], fields: QueryField[]): string {
-  return `{${fields.map((f, i) => `${JSON.stringify(f.name)}:${jsonValue(row[i] ?? null, f)}`).join(',')}}`;
+/** A value of a known shape: arrays and composites recursively, anonymous records' fields as text. */
+function jsonShaped(v: string | null, shape: ValueShape): string {
+  if (v === null) return 'null';
+  switch (shape.kind) {
+    case 'scalar':
+      return jsonValue(v, { typeOid: shape.typeOid });
+    case 'array':
+      return jsonArray(parseArrayText(v), shape.element);
+    case 'record':
+      return JSON.stringify(parseRecordText(v));
+    case 'composite': {
+      const parts = parseRecordText(v);
+      const members = shape.attributes.map(
+        (a, i) => `${JSON.stringify(a.name)}:${jsonShaped(parts[i] ?? null, a.shape)}`,
+      );
+      return `{${members.join(',')}}`;
+    }
+  }
+}
+
+/**
+ * A value as JSON text: numbers stay exact (their PostgreSQL text is a JSON number), json stays json,
+ * arrays are JSON arrays of their elements rendered the same way, composite values are objects keyed
+ * by their type's attributes (anonymous records: arrays of their fields' text), with `shape` from
+ * the catalog (`QueryField.shape`).
+ *
+ * @example
+ * jsonValue('{1,NULL}', { typeOid: 1016 }) // '[1,null]'
+ * jsonValue('(7,"a b")', { typeOid: 16390, shape: { kind: 'composite', attributes: [{ name: 'n', shape: { kind: 'scalar', typeOid: 20 } }, { name: 's', shape: { kind: 'scalar', typeOid: 25 } }] } }) // '{"n":7,"s":"a b"}'
+ */
+export function jsonValue(v: string | null, f: Pick<QueryField, 'typeOid' | 'shape'>): string {
+  if (v === null) return 'null';
+  if (f.shape) return jsonShaped(v, f.shape);
+  const element = ARRAY_ELEMENT[f.typeOid];
+  if (element !== undefined) return jsonArray(parseArrayText(v), { kind: 'scalar', typeOid: element });
+  return jsonScalar(v, f.typeOid);
+}
+
+/** A row as a JSON object; each column's key text is built once per query, not once per row. */
+function jsonRowOf(fields: QueryField[]): (row: (string | null)[]) => string {
+  const keys = fields.map((f, i) => `${i === 0 ? '{' : ','}${JSON.stringify(f.name)}:`);
+  return (row) => {
+    let s = '';
+    for (let i = 0; i < fields.length; i++) s += keys[i]! + jsonValue(row[i] ?? null, fields[i]!);
+    return fields.length === 0 ? '{}' : s + '}';
+  };
 }
 
 function csvCell(v: string | null): string {
@@ -99,7 +141,7 @@ function showExplain(ctx: CliContext, plan: QueryResult['plan'], json: boolean |
 /** ndjson and csv: rows are written as they arrive, waiting for stdout to drain. */
 async function writeStreamed(ctx: CliContext, result: QueryResult, format: string): Promise<void> {
   const { fields, batches } = result;
-  const line = format === 'ndjson' ? (r: Row) => jsonRow(r, fields) : (r: Row) => r.map(csvCell).join(',');
+  const line = format === 'ndjson' ? jsonRowOf(fields) : (r: Row) => r.map(csvCell).join(',');
   if (format === 'csv') ctx.stdout.write(fields.map((f) => csvCell(f.name)).join(',') + '\n');
   for await (const batch of batches) {
     if (!ctx.stdout.write(batch.map(line).join('\n') + '\n')) await new Promise((res) => ctx.stdout.once('drain', res));
@@ -112,7 +154,8 @@ async function writeCollected(ctx: CliContext, result: QueryResult, format: stri
   const all: Row[] = [];
   for await (const batch of batches) all.push(...batch);
   if (format === 'json') {
-    ctx.stdout.write(`[${all.map((r) => jsonRow(r, fields)).join(',\n')}]\n`);
+    const jsonRow = jsonRowOf(fields);
+    ctx.stdout.write(`[${all.map(jsonRow).join(',\n')}]\n`);
     return;
   }
   // outTable fits long values to the terminal; NULL is spelled out as psql does not, to tell it from ''.
