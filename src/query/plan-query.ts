@@ -88,6 +88,9 @@ export function planQuery(input: PlanQueryInput): QueryPlan {
   if (sel.op && sel.op !== 'SETOP_NONE') {
     const r = input.ruleUnproven ? undefined : routeSetOp(sel, input);
     if (r && r.length === 1) return single(input, r, 'every branch pins the shard key to one shard');
+    const construct = `set operation ${sel.op.replace('SETOP_', '')}${sel.all ? ' ALL' : ''}`;
+    if (pullable(sel, input.map.reference))
+      return planPullup(sel, input, candidates, 'the branches span shards: every shard', construct);
     throw refuse(`set operation ${sel.op.replace('SETOP_', '')}`, 'across shards cannot be merged exactly');
   }
   const rels = relations(sel, input.map);
@@ -96,6 +99,8 @@ export function planQuery(input: PlanQueryInput): QueryPlan {
     case 'reference':
       return single(input, [candidates[0]!], 'only reference tables: any shard answers');
     case 'unsplittable':
+      if (routed.construct === 'join not on the shard key' && pullable(sel, input.map.reference))
+        return planPullup(sel, input, candidates, 'rows on different shards must meet: every shard', routed.construct);
       throw routed.construct === 'join not on the shard key'
         ? refuse(routed.construct, 'cannot be answered shard by shard: rows on different shards would have to meet')
         : refuse(routed.construct, 'across shards cannot be pushed down');
@@ -104,6 +109,8 @@ export function planQuery(input: PlanQueryInput): QueryPlan {
     case 'pinned': {
       // An unrecorded rule may not be where the rows are (the map grew since they were placed): every
       // shard is asked, which stays exact because a tenant's rows are only on the shard that holds them.
+      if (input.ruleUnproven && routed.unconnected && pullable(sel, input.map.reference))
+        return planPullup(sel, input, candidates, UNPROVEN, 'join not on the shard key');
       if (input.ruleUnproven && routed.unconnected)
         throw refuse('join not on the shard key', `cannot be answered shard by shard: ${UNPROVEN}`);
       if (input.ruleUnproven) return multi(sel, input, candidates, `${routed.why} by the map; ${UNPROVEN}`, rels);
@@ -178,7 +185,8 @@ function multi(sel: SelectStmt, input: PlanQueryInput, shards: string[], routing
   } catch (e) {
     // What no merge of partial results answers exactly, PostgreSQL answers over the pulled-up rows.
     const construct = ((e as ShardctlError).details as { construct?: unknown } | undefined)?.construct;
-    if ((e as ShardctlError).code !== 'REFUSED' || typeof construct !== 'string' || !pullable(sel, rels)) throw e;
+    if ((e as ShardctlError).code !== 'REFUSED' || typeof construct !== 'string' || !pullable(sel, input.map.reference))
+      throw e;
     return planPullup(sel, input, shards, routing, construct);
   }
 }

@@ -9,6 +9,7 @@ import type { ShardPools } from '../db/shard-pools.js';
 import { createRouter, type ShardRouter } from '../router/create-router.js';
 import { functionNames } from './plan-aggregates.js';
 import { planQuery } from './plan-query.js';
+import { pulledRelations } from './plan-pullup.js';
 import { relationKey, starRelations, type RelationName, type StarColumns } from './plan-star.js';
 import type { QueryPlan } from './plan-types.js';
 import type { RunQueryOptions } from './query-types.js';
@@ -113,15 +114,21 @@ export async function prepareQuery(
       (e: unknown) => ({ shard: probe, columns: new Map(), failure: fromDriverError(e, { shard: probe }) }),
     ),
   ]);
-  return planQuery({
+  const input = {
     sql,
     params,
     map: router.map,
-    locate: (t) => router.locate(t).shard,
+    locate: (t: string) => router.locate(t).shard,
     ruleUnproven: !router.offline && !router.ruleRecorded,
     aggregates,
     star,
     ...(options.shards ? { shards: options.shards } : {}),
     ...(options.tenant !== undefined ? { tenant: options.tenant } : {}),
-  });
+  };
+  const plan = planQuery(input);
+  if (plan.kind !== 'pullup') return plan;
+  // Only a pull-up needs the columns of every table it reads (to return only those the query uses):
+  // the round trip is paid by pull-ups alone. Without them (a failed lookup) the shards return `*`.
+  const relationColumns = await lookupStarColumns(router.pools, probe, pulledRelations(plan)).catch(() => undefined);
+  return relationColumns ? planQuery({ ...input, relationColumns }) : plan;
 }
