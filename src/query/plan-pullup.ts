@@ -113,7 +113,7 @@ function pullSelect(s: SelectStmt, reference: readonly string[], out: Pending[])
     return;
   }
   const level: Level = { parts: [], count: 0 };
-  s.fromClause = (s.fromClause ?? []).map((f) => pullFrom(f, false, level, reference, out));
+  if (s.fromClause) s.fromClause = s.fromClause.map((f) => pullFrom(f, false, level, reference, out));
   const kept = conjuncts(s.whereClause).filter((q) => {
     const target = level.parts.find((p) => !p.nullable && concerns(q, p, level));
     if (target) target.pushed.push(q);

@@ -120,6 +120,72 @@ const JOINS: Case[] = [
   ['SELECT DISTINCT t.plan FROM tenants t JOIN orders o ON o.customer = t.name ORDER BY 1', true, 'pullup'],
 ];
 
+const SUBPLANS: Case[] = [
+  ['SELECT tenant_id, id FROM orders WHERE amount > (SELECT avg(amount) FROM orders) ORDER BY 1, 2', true, 'final'],
+  ['SELECT count(*) FROM orders WHERE qty IN (SELECT qty FROM orders WHERE tenant_id = 1)', true, 'final'],
+  ['SELECT count(*) FROM orders WHERE qty NOT IN (SELECT qty FROM orders WHERE tenant_id = 1)', true, 'final'],
+  // a NULL in the list: NOT IN yields no row, as on one database
+  ['SELECT count(*) FROM orders WHERE qty NOT IN (SELECT qty FROM orders)', true, 'final'],
+  [
+    'SELECT count(*) FROM orders WHERE qty NOT IN (SELECT qty FROM orders WHERE qty IS NOT NULL AND qty < 4)',
+    true,
+    'final',
+  ],
+  ['SELECT (SELECT count(*) FROM orders) - count(*) FROM orders WHERE paid', true, 'final'],
+  ['SELECT tenant_id, name FROM tenants WHERE EXISTS (SELECT 1 FROM orders WHERE qty > 100) ORDER BY 1', true, 'final'],
+  ['SELECT tenant_id FROM tenants WHERE NOT EXISTS (SELECT 1 FROM orders WHERE qty > 100) ORDER BY 1', true, 'final'],
+  ['SELECT tenant_id, name FROM tenants WHERE name IN (SELECT customer FROM orders) ORDER BY 1', true, 'final'],
+  ['SELECT tenant_id FROM tenants WHERE label > (SELECT min(name) FROM tenants) ORDER BY 1', true, 'final'],
+  [
+    'SELECT tenant_id FROM tenants WHERE name > (SELECT max(label) FROM tenants WHERE tenant_id < 10) ORDER BY 1',
+    true,
+    'final',
+  ],
+  [
+    'SELECT count(*) FROM orders WHERE amount > ALL (SELECT amount FROM orders WHERE tenant_id = 2 AND amount IS NOT NULL)',
+    true,
+    'final',
+  ],
+  ['SELECT count(*) FROM orders WHERE big = ANY (SELECT big FROM orders WHERE tenant_id = 5)', true, 'final'],
+  ['SELECT tenant_id, id FROM orders WHERE created = (SELECT max(created) FROM orders) ORDER BY 1, 2', true, 'final'],
+  // --explain plans the outer query before the sub-query's value is known: every shard; run, it pins one
+  ['SELECT tenant_id FROM tenants WHERE tenant_id = (SELECT max(tenant_id) FROM orders)', true, 'concat'],
+  [
+    'SELECT tenant_id FROM tenants WHERE tenant_id IN (SELECT tenant_id FROM orders WHERE qty = 9) ORDER BY 1',
+    true,
+    'final',
+  ],
+  ['SELECT ARRAY(SELECT DISTINCT qty FROM orders WHERE qty IS NOT NULL ORDER BY qty) AS qs', true, 'single'],
+  [
+    'SELECT customer, count(*) FROM orders WHERE qty > (SELECT avg(qty) FROM orders) GROUP BY 1 ORDER BY 1 NULLS FIRST',
+    true,
+    'final',
+  ],
+  [
+    'SELECT customer FROM orders WHERE amount > (SELECT percentile_cont(0.9) WITHIN GROUP (ORDER BY amount) FROM orders) ORDER BY 1, tenant_id, id',
+    false,
+    'final',
+  ],
+  ['SELECT count(*) FROM orders WHERE qty IN (SELECT rank FROM plans)', true, 'final'],
+  [
+    'SELECT count(*) FROM orders WHERE customer IN (SELECT name FROM tenants UNION SELECT note FROM orders)',
+    true,
+    'final',
+  ],
+  [
+    'SELECT count(*) FROM orders WHERE qty > (SELECT avg(qty) FROM orders WHERE amount < (SELECT avg(amount) FROM orders))',
+    true,
+    'final',
+  ],
+  [
+    'SELECT qty FROM orders WHERE paid UNION SELECT (SELECT max(qty) FROM orders) + 1 ORDER BY 1 NULLS FIRST',
+    true,
+    'pullup',
+  ],
+  ['SELECT count(*) FROM orders WHERE qty IN (SELECT qty FROM orders WHERE qty > 100)', true, 'final'],
+  ['SELECT (SELECT max(amount) FROM orders WHERE tenant_id = 999)', true, 'single'],
+];
+
 async function check(cases: Case[]): Promise<string[]> {
   const failures: string[] = [];
   for (const [sql, ordered, kind] of cases) {
@@ -179,5 +245,126 @@ describe("pull-up across tables: PostgreSQL answers over the shards' rows", () =
       'SELECT o.id, o.customer FROM orders AS o WHERE o.qty > 3',
       "SELECT t.name FROM tenants AS t WHERE t.region = 'eu'",
     ]);
+  });
+
+  it(`runs non-correlated sub-queries first and substitutes their answers (${SUBPLANS.length} queries)`, async () => {
+    expect(await check(SUBPLANS)).toEqual([]);
+    const r = await runQuery(
+      cluster.map,
+      'SELECT count(*) FROM orders WHERE qty IN (SELECT qty FROM orders WHERE tenant_id = 1)',
+      [],
+    );
+    expect(r.plan.steps[0]).toMatch(
+      /^subplan 1 \(IN\/ANY, not correlated\): SELECT qty FROM orders WHERE tenant_id = 1, planned as single over shard-1; run first, its \d+ row\(s\) substituted as a typed array/,
+    );
+    expect(r.plan.shardSql).toMatch(/qty = ANY \(CAST\('\{.*\}' AS int\[\]\)\)/);
+  });
+
+  it('generated combinations of set operations and sub-queries agree', async () => {
+    const branch = fc.record({
+      table: fc.constantFrom('orders', 'tenants', 'solo'),
+      cond: fc.constantFrom('', 'paid', 'qty > 4', 'tenant_id < 9', 'customer IS NULL'),
+      sub: fc.constantFrom('', '>', 'IN', 'NOT IN', 'EXISTS'),
+    });
+    const combo = fc.record({
+      a: branch,
+      b: branch,
+      op: fc.constantFrom('UNION', 'UNION ALL', 'EXCEPT', 'EXCEPT ALL', 'INTERSECT', 'INTERSECT ALL'),
+      limit: fc.option(fc.integer({ min: 1, max: 20 })),
+    });
+    const col: Record<string, string> = { orders: 'qty', tenants: 'tenant_id', solo: 'n' };
+    const cond: Record<string, string> = { orders: '', tenants: 'tenant_id < 9', solo: 'tenant_id < 9' };
+    const sql = (b: { table: string; cond: string; sub: string }) => {
+      const c = col[b.table]!;
+      const where = [b.table === 'orders' ? b.cond : (cond[b.table] ?? '')].filter(Boolean);
+      if (b.sub === '>') where.push(`${c} > (SELECT avg(qty) FROM orders WHERE paid)`);
+      if (b.sub === 'IN') where.push(`${c} IN (SELECT qty FROM orders WHERE tenant_id = 2)`);
+      if (b.sub === 'NOT IN') where.push(`${c} NOT IN (SELECT qty FROM orders WHERE qty IS NOT NULL AND qty > 6)`);
+      if (b.sub === 'EXISTS') where.push('EXISTS (SELECT 1 FROM orders WHERE qty = 9)');
+      return `SELECT ${c} AS v FROM ${b.table}${where.length ? ` WHERE ${where.join(' AND ')}` : ''}`;
+    };
+    const failures: string[] = [];
+    for (const c of fc.sample(combo, 30)) {
+      const q = `${sql(c.a)} ${c.op} ${sql(c.b)} ORDER BY 1 NULLS FIRST${c.limit !== null ? ` LIMIT ${c.limit}` : ''}`;
+      try {
+        await same(q, true);
+      } catch (e) {
+        failures.push(
+          `${q}\n    ${String((e as Error).message)
+            .split('\n')
+            .slice(0, 6)
+            .join('\n    ')}`,
+        );
+      }
+    }
+    expect(failures, failures.join('\n')).toEqual([]);
+  });
+});
+
+describe('--max-rows bounds every new pull-up: a clear error, exit code 1, nothing printed', () => {
+  const cases: [string, RegExp][] = [
+    [
+      'SELECT customer FROM orders UNION SELECT name FROM tenants',
+      /^pulling up rows for set operation UNION: (a shard|the shards) returned \d+ rows, more than --max-rows 40$/,
+    ],
+    [
+      'SELECT o.id FROM orders o JOIN tenants t ON t.name = o.customer',
+      /^pulling up rows for join not on the shard key: (a shard|the shards) returned \d+ rows, more than --max-rows 40$/,
+    ],
+    [
+      'SELECT count(*) FROM tenants WHERE tenant_id IN (SELECT qty FROM orders)',
+      /^evaluating a sub-query \(IN\/ANY\) over all shards first: (a shard|the shards) returned \d+ rows, more than --max-rows 40$/,
+    ],
+  ];
+  for (const [sql, message] of cases)
+    it(sql, async () => {
+      const err = await runQuery(cluster.map, sql, [], { maxRows: 40 }).catch((e: unknown) => e as ShardctlError);
+      expect(err).toBeInstanceOf(ShardctlError);
+      expect((err as ShardctlError).code).toBe('MAX_ROWS');
+      expect((err as ShardctlError).message).toMatch(message);
+      const cli = await runCli(['-c', cluster.mapFile, 'query', sql, '--max-rows', '40', '--format', 'csv']);
+      expect(cli.code).toBe(1);
+      expect(cli.stdout).toBe('');
+      expect(cli.stderr).toContain(message.source.replace(/^\^/, '').split(':')[0]!.replace(/\\/g, ''));
+      expect(cli.stderr).not.toMatch(/\n\s+at /);
+    });
+});
+
+describe('what stays refused, by name', () => {
+  const refused: [string, RegExp][] = [
+    // correlated on a column other than the shard key: neither a subplan nor a push-down
+    [
+      'SELECT count(*) FROM orders o WHERE qty IN (SELECT qty FROM orders i WHERE i.customer = o.customer)',
+      /sub-query/,
+    ],
+    ['SELECT o.id FROM orders o WHERE EXISTS (SELECT 1 FROM tenants t WHERE t.name = o.customer)', /sub-query/],
+    ['SELECT id FROM orders UNION SELECT tenant_id FROM (SELECT tenant_id FROM tenants) s', /set operation UNION/],
+    ['SELECT o.id FROM orders o JOIN tenants t ON t.name = o.customer FOR UPDATE', /FOR UPDATE/],
+  ];
+  for (const [sql, why] of refused)
+    it(sql, async () => {
+      const err = await runQuery(cluster.map, sql, []).catch((e: unknown) => e as ShardctlError);
+      expect(err).toBeInstanceOf(ShardctlError);
+      expect((err as ShardctlError).exitCode).toBe(7);
+      expect((err as ShardctlError).message).toMatch(why);
+    });
+});
+
+describe('--explain says push-down or pull-up and where the final query runs', () => {
+  it('names each part, the subplans, the server and the cap', async () => {
+    const sql =
+      "SELECT o.id FROM orders o JOIN tenants t ON t.name = o.customer WHERE o.qty > (SELECT avg(qty) FROM orders) AND t.region = 'eu'";
+    const explain = await runCli(['-c', cluster.mapFile, 'query', sql, '--explain']);
+    expect(explain.code).toBe(0);
+    expect(explain.stdout).toMatch(
+      /subplan 1 \(scalar, not correlated\): SELECT avg\(qty\) FROM orders, planned as final over shard-0, shard-1, shard-2, shard-3; run first/,
+    );
+    expect(explain.stdout).toMatch(
+      /join not on the shard key needs every shard's rows together: each shard returns the columns id, customer of orders that pass o.qty > NULL/,
+    );
+    expect(explain.stdout).toMatch(/the columns name of tenants that pass t.region = 'eu'/);
+    expect(explain.stdout).toMatch(
+      /PostgreSQL runs the query itself on shard-0 \(read only\).*at most --max-rows rows in all go there/,
+    );
   });
 });
