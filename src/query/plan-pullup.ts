@@ -56,6 +56,8 @@ interface Pending {
   nullable: boolean;
   pushed: Node[];
   cte: string;
+  /** Columns the final query reads ('*': every one). */
+  used: Set<string>;
 }
 
 /** The relations of one SELECT level, in FROM order (distributed ones as pending parts). */
@@ -82,8 +84,7 @@ export function planPullup(
   pullSelect(final, input.map.reference, pending);
   if (input.params.length > 0 && usesParams(final))
     throw refuse(`${construct} with parameters outside WHERE`, 'across shards: write the values into the query');
-  const used = usedColumns(final);
-  const parts = pending.map((p) => partOf(p, input, used));
+  const parts = pending.map((p) => partOf(p, input));
   const server = shards[0]!;
   return {
     kind: 'pullup',
@@ -120,6 +121,7 @@ function pullSelect(s: SelectStmt, reference: readonly string[], out: Pending[])
     return !target;
   });
   s.whereClause = andOf(kept);
+  noteUsed(s, level);
 }
 
 /** A FROM item with its distributed tables replaced; inner-join and nullable-side ON conjuncts pushed. */
@@ -137,6 +139,7 @@ function pullFrom(n: Node, nullable: boolean, level: Level, reference: readonly 
       nullable,
       pushed: [],
       cte,
+      used: new Set(),
     };
     out.push(p);
     level.parts.push(p);
@@ -200,34 +203,33 @@ function andOf(qs: Node[]): Node | undefined {
   return { BoolExpr: { boolop: 'AND_EXPR', args: qs } };
 }
 
-/** Column names the final query reads, by qualifier ('' for unqualified); '*' in a set: every column. */
-function usedColumns(final: SelectStmt): Map<string, Set<string>> {
-  const used = new Map<string, Set<string>>();
-  const add = (q: string, c: string) => used.set(q, (used.get(q) ?? new Set()).add(c));
-  walk(final, (n) => {
+/**
+ * Records, for each reference of one SELECT level, the columns the rewritten level reads: qualified by
+ * its alias, or unqualified (then every reference of the level that has the name keeps it). A star, a
+ * whole-row reference or a NATURAL join keeps every column.
+ */
+function noteUsed(s: SelectStmt, level: Level): void {
+  const of = (alias: string) => level.parts.filter((p) => p.alias === alias);
+  walk(s, (n) => {
     const c = as(n, 'ColumnRef');
     if (c) {
       const f = (c.fields ?? []).map((x) => (kind(x) === 'A_Star' ? '*' : (stringOf(x) ?? '')));
       if (f.length === 1) {
         // a bare name is a column, or a whole row when it is an alias: both are kept
-        add('', f[0]!);
-        add(f[0]!, '*');
-      } else add(f[f.length - 2]!, f[f.length - 1]!);
+        for (const p of level.parts) p.used.add(f[0]!);
+        for (const p of of(f[0]!)) p.used.add('*');
+      } else for (const p of of(f[f.length - 2]!)) p.used.add(f[f.length - 1]!);
     }
     const j = as(n, 'JoinExpr');
-    if (j?.isNatural) add('', '*');
-    for (const u of j?.usingClause ?? []) add('', stringOf(u) ?? '');
+    if (j?.isNatural) for (const p of level.parts) p.used.add('*');
+    for (const u of j?.usingClause ?? []) for (const p of level.parts) p.used.add(stringOf(u) ?? '');
   });
-  return used;
 }
 
 /** A pending reference's shard query: the columns the final query uses, filtered by its pushed conjuncts. */
-function partOf(p: Pending, input: PlanQueryInput, used: Map<string, Set<string>>): PullupPart {
+function partOf(p: Pending, input: PlanQueryInput): PullupPart {
   const all = input.relationColumns?.get(relationKey(p.name));
-  const mine = used.get(p.alias) ?? new Set<string>();
-  const bare = used.get('') ?? new Set<string>();
-  const every = !all || mine.has('*') || bare.has('*');
-  const columns = every ? undefined : all.filter((c) => mine.has(c) || bare.has(c));
+  const columns = !all || p.used.has('*') ? undefined : all.filter((c) => p.used.has(c));
   const targets: Node[] = columns
     ? columns.length > 0
       ? columns.map((c) => ({ ResTarget: { val: columnRef(p.alias, c) } }))

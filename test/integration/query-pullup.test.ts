@@ -184,6 +184,13 @@ const SUBPLANS: Case[] = [
   ],
   ['SELECT count(*) FROM orders WHERE qty IN (SELECT qty FROM orders WHERE qty > 100)', true, 'final'],
   ['SELECT (SELECT max(amount) FROM orders WHERE tenant_id = 999)', true, 'single'],
+  // the outer query is pinned to one shard; the sub-query still reads every shard
+  ['SELECT count(*) FROM orders WHERE tenant_id = 4 AND qty > (SELECT avg(qty) FROM orders)', true, 'single'],
+  [
+    'SELECT id FROM orders WHERE tenant_id = 4 AND customer IN (SELECT customer FROM orders WHERE tenant_id = 5) ORDER BY id',
+    true,
+    'single',
+  ],
 ];
 
 async function check(cases: Case[]): Promise<string[]> {
