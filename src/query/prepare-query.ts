@@ -114,6 +114,14 @@ async function evaluateSubplan(
             async (c) => (await c.query<{ t: string; c: string | null }>(subplanTypeSql(sub.sql), sub.params)).rows[0],
           );
     const [answer, type] = await Promise.all([answerBuffered(router, plan, options), typed]);
+    // A sub-query's value is the whole statement's: a shard left out (--allow-partial) would change it unseen.
+    if (answer.missing.length > 0)
+      throw new ShardctlError(
+        `a sub-query (${sub.form}) needs every shard: ${answer.missing.map((m) => m.error).join('; ')}`,
+        {
+          code: 'UNREACHABLE',
+        },
+      );
     const width = answer.fields.length || 1;
     const collation = type?.c && type.c !== '"default"' ? type.c : undefined;
     return { rows: answer.rows, width, how, ...(type ? { type: type.t } : {}), ...(collation ? { collation } : {}) };

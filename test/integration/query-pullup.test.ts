@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { runQuery, ShardctlError } from '../../src/index.js';
 import type { PullupPlan } from '../../src/query/plan-types.js';
-import { cluster, expected, multiset, same, useDifferentialFixture } from '../harness/differential.js';
+import { cluster, expected, same, useDifferentialFixture } from '../harness/differential.js';
 import { runCli } from '../harness/run-cli.js';
 
 // Pull-up beyond one table: set operations, joins not on the shard key, sub-queries over all shards
