@@ -206,7 +206,7 @@ function andOf(qs: Node[]): Node | undefined {
 /**
  * Records, for each reference of one SELECT level, the columns the rewritten level reads: qualified by
  * its alias, or unqualified (then every reference of the level that has the name keeps it). A star, a
- * whole-row reference or a NATURAL join keeps every column.
+ * whole-row reference, a NATURAL join or an aliased join keeps every column.
  */
 function noteUsed(s: SelectStmt, level: Level): void {
   const of = (alias: string) => level.parts.filter((p) => p.alias === alias);
@@ -221,7 +221,8 @@ function noteUsed(s: SelectStmt, level: Level): void {
       } else for (const p of of(f[f.length - 2]!)) p.used.add(f[f.length - 1]!);
     }
     const j = as(n, 'JoinExpr');
-    if (j?.isNatural) for (const p of level.parts) p.used.add('*');
+    // a NATURAL join, or an aliased one whose columns are read through its alias: every column
+    if (j?.isNatural || j?.alias) for (const p of level.parts) p.used.add('*');
     for (const u of j?.usingClause ?? []) for (const p of level.parts) p.used.add(stringOf(u) ?? '');
   });
 }

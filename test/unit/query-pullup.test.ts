@@ -32,6 +32,10 @@ describe('pull-up plans', () => {
     // a whole-row reference or a star needs every column
     expect(shardSqls('SELECT o, rank() OVER () FROM orders o')).toEqual(['SELECT * FROM orders AS o']);
     expect(shardSqls('SELECT *, rank() OVER () FROM orders')).toEqual(['SELECT * FROM orders']);
+    expect(shardSqls('SELECT j.name FROM (orders o JOIN tenants t ON t.name = o.customer) AS j')).toEqual([
+      'SELECT * FROM orders AS o',
+      'SELECT * FROM tenants AS t',
+    ]);
   });
 
   it('pulls up each branch of a set operation with its own WHERE', () => {
