@@ -43,7 +43,12 @@ export async function combinePullup(
       await c.query<{ t: string }>(TYPES_SQL, [fields.map((f) => f.dataTypeID), fields.map((f) => f.dataTypeModifier)])
     ).rows.map((r) => r.t);
     const collations = (
-      await c.query<{ i: number; n: string; c: string }>(COLLATIONS_SQL, [plan.parts.map((p) => p.relation)])
+      await c.query<{ i: number; n: string; c: string }>(COLLATIONS_SQL, [
+        // quoted as the query's identifiers were folded: to_regclass would fold "Accounts" again
+        plan.parts.map(
+          (p) => `${p.table.schema !== undefined ? `${ident(p.table.schema)}.` : ''}${ident(p.table.name)}`,
+        ),
+      ])
     ).rows;
     const ctes: string[] = [];
     const args: (string | null)[][] = [];

@@ -118,6 +118,12 @@ const JOINS: Case[] = [
     'pullup',
   ],
   ['SELECT DISTINCT t.plan FROM tenants t JOIN orders o ON o.customer = t.name ORDER BY 1', true, 'pullup'],
+  ['SELECT * FROM (orders JOIN tenants USING (tenant_id)) AS j ORDER BY 1, 2', true, 'pullup'],
+  [
+    'SELECT j.label, j.id FROM (tenants t JOIN orders o USING (tenant_id)) AS j ORDER BY 1, j.tenant_id, 2',
+    true,
+    'pullup',
+  ],
 ];
 
 const SUBPLANS: Case[] = [
