@@ -122,7 +122,7 @@ const JOINS: Case[] = [
   [
     'SELECT j.label, j.id FROM (tenants t JOIN orders o USING (tenant_id)) AS j ORDER BY 1, j.tenant_id, 2',
     true,
-    'pullup',
+    'final',
   ],
 ];
 
