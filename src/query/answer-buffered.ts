@@ -17,13 +17,22 @@ export function noShardAnswered(missing: MissingShard[]): ShardctlError {
   return new ShardctlError(`no shard answered: ${missing.map((m) => m.error).join('; ')}`, { code: 'UNREACHABLE' });
 }
 
-/** Every planned shard's whole answer; with `allowPartial`, unreachable shards go to `missing`. */
+/** A statement every planned shard answers: the plan's own, or one per part of a pull-up. */
+function shardQueries(plan: QueryPlan): { shardSql: string; params: unknown[] }[] {
+  return plan.kind === 'pullup' ? plan.parts : [plan];
+}
+
+/**
+ * Every planned shard's whole answer to each of the plan's shard queries (`[query][shard]`); with
+ * `allowPartial`, unreachable shards go to `missing`. A shard answers a pull-up's parts one after
+ * another in its own session turn, so a query holds at most one session per shard.
+ */
 async function readShards(
   router: ShardRouter,
   plan: QueryPlan,
   options: RunQueryOptions,
   missing: MissingShard[],
-): Promise<ShardRows[]> {
+): Promise<ShardRows[][]> {
   const maxRows = options.maxRows ?? DEFAULT_MAX_ROWS;
   // Every session is back in its pool before the query ends; the first failure cancels the others.
   const sessions = new QuerySessions(router.pools);
@@ -32,27 +41,39 @@ async function readShards(
     sessions,
     ...(options.statementTimeoutMs ? { statementTimeoutMs: options.statementTimeoutMs } : {}),
   };
-  const results = await Promise.all(
-    plan.shards.map((shard) =>
-      readShard(router.pools, shard, plan.shardSql, plan.params, read).catch((e: unknown) =>
-        shardFailed(e, shard, sessions, options, missing),
-      ),
-    ),
+  const queries = shardQueries(plan);
+  const perShard = await Promise.all(
+    plan.shards.map(async (shard) => {
+      const answers: (ShardRows | undefined)[] = [];
+      for (const q of queries) {
+        if (sessions.failure) break;
+        answers.push(
+          await readShard(router.pools, shard, q.shardSql, q.params, read).catch((e: unknown) =>
+            shardFailed(e, shard, sessions, options, missing),
+          ),
+        );
+        if (answers[answers.length - 1] === undefined) break;
+      }
+      return answers;
+    }),
   );
-  if (sessions.failure?.code === 'MAX_ROWS' && plan.kind === 'pullup')
-    throw new ShardctlError(`pulling up rows for ${plan.construct}: ${sessions.failure.message}`, {
+  const pulling = plan.kind === 'pullup' ? `pulling up rows for ${plan.construct}: ` : '';
+  if (sessions.failure?.code === 'MAX_ROWS' && pulling)
+    throw new ShardctlError(`${pulling}${sessions.failure.message}`, {
       code: 'MAX_ROWS',
       hint: 'narrow the WHERE, or raise --max-rows',
     });
   if (sessions.failure) throw sessions.failure;
-  const ok = results.filter((r): r is ShardRows => r !== undefined);
-  if (ok.length === 0 && plan.shards.length > 0) throw noShardAnswered(missing);
-  const total = ok.reduce((a, r) => a + r.rows.length, 0);
+  // A shard that missed one part is left out of every part: each part then sees the same shards.
+  const whole = perShard.filter((a) => a.length === queries.length && a.every((r) => r !== undefined));
+  const ok = queries.map((_, k) => whole.map((a) => a[k]!));
+  if (whole.length === 0 && plan.shards.length > 0) throw noShardAnswered(missing);
+  const total = ok.flat().reduce((a, r) => a + r.rows.length, 0);
   if (total > maxRows)
-    throw new ShardctlError(
-      `${plan.kind === 'pullup' ? `pulling up rows for ${plan.construct}: ` : ''}the shards returned ${total} rows, more than --max-rows ${maxRows}`,
-      { code: 'MAX_ROWS', hint: 'narrow the WHERE, add a LIMIT, or raise --max-rows' },
-    );
+    throw new ShardctlError(`${pulling}the shards returned ${total} rows, more than --max-rows ${maxRows}`, {
+      code: 'MAX_ROWS',
+      hint: 'narrow the WHERE, add a LIMIT, or raise --max-rows',
+    });
   return ok;
 }
 
@@ -69,7 +90,8 @@ export async function answerBuffered(
   options: RunQueryOptions,
 ): Promise<QueryResult> {
   const missing: MissingShard[] = [];
-  const ok = await readShards(router, plan, options, missing);
+  const parts = await readShards(router, plan, options, missing);
+  const ok = parts[0] ?? [];
   const first = ok[0];
   if (!first) return { fields: [], rows: [], plan, missing };
   if (plan.kind === 'single') return { fields: fieldsOf(first.fields), rows: first.rows, plan, missing };
@@ -78,7 +100,7 @@ export async function answerBuffered(
     const to = plan.limit !== undefined ? from + Number(plan.limit) : undefined;
     return { fields: fieldsOf(first.fields), rows: ok.flatMap((r) => r.rows).slice(from, to), plan, missing };
   }
-  if (plan.kind === 'pullup') return { ...(await combinePullup(router.pools, plan, ok, options)), plan, missing };
+  if (plan.kind === 'pullup') return { ...(await combinePullup(router.pools, plan, parts, options)), plan, missing };
   const combined = await combineFinal(router.pools, plan, ok, options);
   return { ...combined, plan, missing };
 }

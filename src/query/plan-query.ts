@@ -86,11 +86,7 @@ export function planQuery(input: PlanQueryInput): QueryPlan {
     if (input.shards.length === 1) return single(input, input.shards, `--shard ${input.shards[0]}`);
   }
   const candidates = input.shards ? all.filter((s) => input.shards!.includes(s)) : all;
-  if (sel.op && sel.op !== 'SETOP_NONE') {
-    const r = input.ruleUnproven ? undefined : routeSetOp(sel, input);
-    if (r && r.length === 1) return single(input, r, 'every branch pins the shard key to one shard');
-    throw refuse(`set operation ${sel.op.replace('SETOP_', '')}`, 'across shards cannot be merged exactly');
-  }
+  if (sel.op && sel.op !== 'SETOP_NONE') return planSetOp(sel, input, candidates);
   const rels = relations(sel, input.map);
   // Sub-queries, CTEs, LATERAL and windows tied by the shard key run whole on every shard.
   const colo = colocate(sel, input);
@@ -100,6 +96,8 @@ export function planQuery(input: PlanQueryInput): QueryPlan {
     case 'reference':
       return single(input, [candidates[0]!], 'only reference tables: any shard answers');
     case 'unsplittable':
+      if (routed.construct === 'join not on the shard key' && pullable(sel, input.map.reference))
+        return planPullup(sel, input, candidates, 'rows on different shards must meet: every shard', routed.construct);
       throw routed.construct === 'join not on the shard key'
         ? refuse(routed.construct, 'cannot be answered shard by shard: rows on different shards would have to meet')
         : refuse(routed.construct, 'across shards cannot be pushed down');
@@ -108,6 +106,8 @@ export function planQuery(input: PlanQueryInput): QueryPlan {
     case 'pinned': {
       // An unrecorded rule may not be where the rows are (the map grew since they were placed): every
       // shard is asked, which stays exact because a tenant's rows are only on the shard that holds them.
+      if (input.ruleUnproven && routed.unconnected && pullable(sel, input.map.reference))
+        return planPullup(sel, input, candidates, UNPROVEN, 'join not on the shard key');
       if (input.ruleUnproven && routed.unconnected)
         throw refuse('join not on the shard key', `cannot be answered shard by shard: ${UNPROVEN}`);
       if (input.ruleUnproven) return multi(candidates, `${routed.why} by the map; ${UNPROVEN}`);
@@ -118,6 +118,16 @@ export function planQuery(input: PlanQueryInput): QueryPlan {
       return { ...empty, shards: [], steps: ['no shard owns the tenants asked for: empty result'] };
     }
   }
+}
+
+/** A set operation: on one shard when every branch pins the same one, else pulled up (or refused). */
+function planSetOp(sel: SelectStmt, input: PlanQueryInput, candidates: string[]): QueryPlan {
+  const r = input.ruleUnproven ? undefined : routeSetOp(sel, input);
+  if (r && r.length === 1) return single(input, r, 'every branch pins the shard key to one shard');
+  const construct = `set operation ${sel.op!.replace('SETOP_', '')}${sel.all ? ' ALL' : ''}`;
+  if (pullable(sel, input.map.reference))
+    return planPullup(sel, input, candidates, 'the branches span shards: every shard', construct);
+  throw refuse(`set operation ${sel.op!.replace('SETOP_', '')}`, 'across shards cannot be merged exactly');
 }
 
 /** Why a pinned query is asked of every shard on a fleet whose rule is not recorded. */
@@ -196,7 +206,8 @@ function multiShard(
   } catch (e) {
     // What no merge of partial results answers exactly, PostgreSQL answers over the pulled-up rows.
     const construct = ((e as ShardctlError).details as { construct?: unknown } | undefined)?.construct;
-    if ((e as ShardctlError).code !== 'REFUSED' || typeof construct !== 'string' || !pullable(sel, rels)) throw e;
+    if ((e as ShardctlError).code !== 'REFUSED' || typeof construct !== 'string' || !pullable(sel, input.map.reference))
+      throw e;
     return planPullup(sel, input, shards, routing, construct);
   }
 }

@@ -1,6 +1,6 @@
 import type { SelectStmt } from '@pgsql/types';
 import type { ShardMap } from '../config/shard-map.js';
-import type { StarColumns } from './plan-star.js';
+import type { RelationName, StarColumns } from './plan-star.js';
 
 /** How shard results become the answer. */
 export type MergeKind = 'single' | 'concat' | 'final' | 'pullup';
@@ -53,13 +53,28 @@ export interface FinalPlan extends PlanBase {
   sortKeys?: SortKey[];
 }
 
-/** Every shard returns one table's filtered rows; PostgreSQL runs the query over them on one shard. */
+/** One distributed table reference of a pull-up: what every shard returns for it. */
+export interface PullupPart {
+  /** The CTE standing for it in the final query. */
+  cte: string;
+  /** The table, as the query named it (its columns' collations are read from the catalog). */
+  relation: string;
+  table: RelationName;
+  /** The columns returned (projection push-down); absent: every column (`*`). */
+  columns?: string[];
+  /** The conjuncts evaluated on the shards (predicate push-down), as SQL. */
+  pushed?: string;
+  shardSql: string;
+  params: unknown[];
+}
+
+/** Every shard returns each distributed reference's filtered rows; PostgreSQL runs the query over them on one shard. */
 export interface PullupPlan extends PlanBase {
   kind: 'pullup';
-  /** The user's query over the CTE of pulled-up rows (`PULLED`, aliased as the table was). */
+  /** The user's query over the CTEs of pulled-up rows (`PULLED`..., aliased as the tables were). */
   final: SelectStmt;
-  /** The pulled-up table, as the query named it (its columns' collations are read from the catalog). */
-  relation: string;
+  /** One per distributed table reference, in the order of the query's text. */
+  parts: PullupPart[];
   /** The construct that needs the rows together (named when --max-rows is exceeded). */
   construct: string;
 }
@@ -92,6 +107,11 @@ export interface PlanQueryInput {
    * The columns of the relations a `*` in the select list stands for, as `lookupStarColumns` reads them
    * from `shard`'s catalog. Without them a multi-shard `SELECT *` that must be sorted or grouped is refused.
    */
+  /**
+   * The columns of the distributed tables a pull-up reads, by `relationKey`, as `lookupStarColumns` reads
+   * them: the shards then return only the columns the query uses. Without them a pull-up returns `*`.
+   */
+  relationColumns?: StarColumns;
   star?: {
     shard: string;
     columns: StarColumns;

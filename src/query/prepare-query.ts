@@ -4,15 +4,18 @@
  * passed to the planner as data.
  */
 import type { ShardMap } from '../config/shard-map.js';
-import { fromDriverError } from '../errors.js';
+import { fromDriverError, ShardctlError } from '../errors.js';
+import { answerBuffered } from './answer-buffered.js';
+import { hasSubLinks, substituteSubplans, type Subplan, type SubplanAnswer } from './plan-subplan.js';
 import type { ShardPools } from '../db/shard-pools.js';
 import { createRouter, type ShardRouter } from '../router/create-router.js';
 import { functionNames } from './plan-aggregates.js';
 import { planQuery } from './plan-query.js';
+import { pulledRelations } from './plan-pullup.js';
 import { relationKey, starRelations, type RelationName, type StarColumns } from './plan-star.js';
 import type { QueryPlan } from './plan-types.js';
 import type { RunQueryOptions } from './query-types.js';
-import { loadSqlTools } from './sql-ast.js';
+import { as, deparse, kind, loadSqlTools, parseSql, walk } from './sql-ast.js';
 
 const AGGREGATES_SQL = "SELECT DISTINCT proname AS n FROM pg_proc WHERE prokind IN ('a', 'w') AND proname = ANY($1)";
 
@@ -109,6 +112,58 @@ export async function lookupStarColumns(pools: ShardPools, shard: string, rels: 
   return columns;
 }
 
+// The type (as a cast names it) and the collation of a sub-query's first column, read without running
+// it (LIMIT 0: parse and plan only). pg_collation_for raises on a type without collations: CASE guards it.
+function subplanTypeSql(sql: string): string {
+  const value = `(SELECT s.c FROM (${sql}) AS s(c) LIMIT 0)`;
+  return `SELECT x.t::text AS t, CASE WHEN y.typcollation <> 0 THEN pg_collation_for(${value}) END AS c
+FROM (SELECT pg_typeof(${value}) AS t) x JOIN pg_type y ON y.oid = x.t`;
+}
+
+/**
+ * Plans and (unless explaining) answers a sub-query on its own, through the same engine; its type and
+ * collation are read in parallel. 'correlated': run alone, it names a column it does not have (an outer one).
+ */
+async function evaluateSubplan(
+  router: ShardRouter,
+  options: RunQueryOptions,
+  sub: Subplan,
+): Promise<SubplanAnswer | 'correlated'> {
+  try {
+    const plan = await prepareQuery(router, sub.sql, sub.params, options);
+    const how = `planned as ${plan.kind} over ${plan.shards.join(', ') || 'no shard'}`;
+    if (options.explain) return { rows: [], width: 1, how };
+    const typed =
+      sub.form === 'EXISTS'
+        ? Promise.resolve(undefined)
+        : router.pools.withShard(
+            plan.shards[0] ?? router.map.catalog,
+            async (c) => (await c.query<{ t: string; c: string | null }>(subplanTypeSql(sub.sql), sub.params)).rows[0],
+          );
+    const [answer, type] = await Promise.all([answerBuffered(router, plan, options), typed]);
+    // A sub-query's value is the whole statement's: a shard left out (--allow-partial) would change it unseen.
+    if (answer.missing.length > 0)
+      throw new ShardctlError(
+        `a sub-query (${sub.form}) needs every shard: ${answer.missing.map((m) => m.error).join('; ')}`,
+        {
+          code: 'UNREACHABLE',
+        },
+      );
+    const width = answer.fields.length || 1;
+    const collation = type?.c && type.c !== '"default"' ? type.c : undefined;
+    return { rows: answer.rows, width, how, ...(type ? { type: type.t } : {}), ...(collation ? { collation } : {}) };
+  } catch (e) {
+    const err = fromDriverError(e);
+    if (err.pg?.code === '42703') return 'correlated';
+    if (err.code === 'MAX_ROWS')
+      throw new ShardctlError(`evaluating a sub-query (${sub.form}) over all shards first: ${err.message}`, {
+        code: 'MAX_ROWS',
+        hint: 'narrow the sub-query, or raise --max-rows',
+      });
+    throw err;
+  }
+}
+
 /**
  * Plans a query for a router: loads the parser, reads the aggregate names from the catalog shard (or
  * the first `--shard`), then calls the pure planner.
@@ -123,6 +178,51 @@ export async function prepareQuery(
   options: RunQueryOptions,
 ): Promise<QueryPlan> {
   await loadSqlTools();
+  // On one shard (--tenant, --shard NAME) the statement runs as written; across shards, its
+  // non-correlated sub-queries are answered first (subplans) and the outer statement planned after.
+  const oneShard = options.tenant !== undefined || options.shards?.length === 1;
+  let subSteps: string[] = [];
+  const parsed = oneShard ? undefined : parsedOrUndefined(sql);
+  if (parsed && hasSubLinks(parsed)) {
+    const r = await substituteSubplans(
+      parsed,
+      params,
+      (sub) => evaluateSubplan(router, options, sub),
+      !!options.explain,
+    );
+    if (r.steps.length > 0) {
+      sql = deparse(r.stmt);
+      subSteps = r.steps;
+    }
+  }
+  const plan = await planPrepared(router, sql, params, options);
+  return subSteps.length > 0 ? { ...plan, steps: [...subSteps, ...plan.steps] } : plan;
+}
+
+/** The statement parsed, or undefined when it does not parse as one statement (the planner reports it). */
+function parsedOrUndefined(sql: string) {
+  try {
+    const stmts = parseSql(sql);
+    const sel = stmts.length === 1 ? as(stmts[0], 'SelectStmt') : undefined;
+    // What writes or locks is refused by the planner before anything is sent: no sub-query runs first.
+    let writes = !sel || !!sel.intoClause;
+    walk(stmts[0], (n, key) => {
+      if (key === 'lockingClause' || ['InsertStmt', 'UpdateStmt', 'DeleteStmt', 'MergeStmt'].includes(kind(n) ?? ''))
+        writes = true;
+    });
+    return writes ? undefined : stmts[0];
+  } catch {
+    return undefined;
+  }
+}
+
+/** Reads what the planner needs from the catalog shard, then plans. */
+async function planPrepared(
+  router: ShardRouter,
+  sql: string,
+  params: unknown[],
+  options: RunQueryOptions,
+): Promise<QueryPlan> {
   let names: string[] = [];
   try {
     names = functionNames(sql);
@@ -140,15 +240,21 @@ export async function prepareQuery(
       (e: unknown) => ({ shard: probe, columns: new Map(), failure: fromDriverError(e, { shard: probe }) }),
     ),
   ]);
-  return planQuery({
+  const input = {
     sql,
     params,
     map: router.map,
-    locate: (t) => router.locate(t).shard,
+    locate: (t: string) => router.locate(t).shard,
     ruleUnproven: !router.offline && !router.ruleRecorded,
     aggregates,
     star,
     ...(options.shards ? { shards: options.shards } : {}),
     ...(options.tenant !== undefined ? { tenant: options.tenant } : {}),
-  });
+  };
+  const plan = planQuery(input);
+  if (plan.kind !== 'pullup') return plan;
+  // Only a pull-up needs the columns of every table it reads (to return only those the query uses):
+  // the round trip is paid by pull-ups alone. Without them (a failed lookup) the shards return `*`.
+  const relationColumns = await lookupStarColumns(router.pools, probe, pulledRelations(plan)).catch(() => undefined);
+  return relationColumns ? planQuery({ ...input, relationColumns }) : plan;
 }

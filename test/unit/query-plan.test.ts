@@ -49,16 +49,16 @@ describe('query planner', () => {
   });
 
   it('refuses by name', () => {
-    expect(() => plan('SELECT rank() OVER () FROM users u JOIN projects p USING (tenant_id)')).toThrow(
-      /refused: window function/,
-    );
+    expect(() =>
+      plan('SELECT count(*) FROM users u WHERE id IN (SELECT id FROM projects p WHERE p.owner = u.id)'),
+    ).toThrow(/refused: IN sub-query correlated on a column other than the shard key/);
     // over one table, PostgreSQL answers it over the pulled-up rows
     expect(plan('SELECT rank() OVER () FROM users WHERE active')).toMatchObject({
       kind: 'pullup',
       construct: 'window function',
       shardSql: 'SELECT * FROM users WHERE active',
     });
-    expect(() => plan('SELECT count(*) FROM users u JOIN projects p ON p.owner = u.id')).toThrow(
+    expect(() => plan('SELECT count(*) FROM users u JOIN (SELECT owner FROM projects) p ON p.owner = u.id')).toThrow(
       /join not on the shard key/,
     );
     expect(() => plan("UPDATE users SET name = 'x'")).toThrow(/UPDATE is not a SELECT/);
@@ -141,16 +141,13 @@ describe('query planner', () => {
     const natural = p('SELECT * FROM users NATURAL JOIN plans ORDER BY rank');
     expect(natural.kind === 'final' && natural.columns).toEqual(['plan', 'tenant_id', 'id', 'rank']);
     expect(natural.shardSql).toMatch(/^SELECT COALESCE\(users\.plan, plans\.plan\) AS __c0/);
-    expect(() => p('SELECT * FROM (users JOIN plans USING (plan)) AS j ORDER BY 1')).toThrow(
-      /refused: SELECT \* over an aliased JOIN/,
-    );
+    // what the merge cannot expand, PostgreSQL answers over the pulled-up rows (test/unit/query-pullup.test.ts)
+    expect(p('SELECT * FROM (users JOIN plans USING (plan)) AS j ORDER BY 1').kind).toBe('pullup');
     expect(() => p('SELECT * FROM users JOIN plans USING (nope) ORDER BY 1')).toThrow(
       /column "nope" specified in USING clause does not exist in left table/,
     );
     expect(() => p('SELECT * FROM nope ORDER BY 1')).toThrow(/shard s0: relation "nope" does not exist/);
-    expect(() => plan('SELECT * FROM users u JOIN projects p USING (tenant_id) ORDER BY 1')).toThrow(
-      /SELECT \* with ORDER BY/,
-    );
+    expect(plan('SELECT * FROM users u JOIN projects p USING (tenant_id) ORDER BY 1').kind).toBe('pullup');
     expect(plan('SELECT * FROM users ORDER BY 1').kind).toBe('pullup');
   });
 });

@@ -133,7 +133,7 @@ function showExplain(ctx: CliContext, plan: QueryResult['plan'], json: boolean |
     return;
   }
   out(ctx, `shards: ${plan.shards.join(', ') || '(none)'} (${plan.routing})`);
-  out(ctx, `sent to each shard (READ ONLY):\n  ${plan.shardSql}`);
+  out(ctx, `sent to each shard (READ ONLY):\n  ${plan.shardSql.split('\n').join('\n  ')}`);
   out(ctx, 'merge:');
   for (const s of plan.steps) out(ctx, `  - ${s}`);
 }
