@@ -244,11 +244,11 @@ describe('query refusals give a next step that is true', () => {
       '-c',
       cluster.mapFile,
       'query',
-      'SELECT row_number() OVER () FROM users u JOIN users v USING (tenant_id)',
+      'SELECT count(*) FROM users u WHERE EXISTS (SELECT 1 FROM users v WHERE v.email = u.email AND v.id <> u.id)',
     ]);
     expect(r.code).toBe(7);
     expect(r.stdout).toBe('');
-    expect(r.stderr).toMatch(/refused: window function across shards cannot be merged exactly/);
+    expect(r.stderr).toMatch(/refused: EXISTS sub-query correlated on a column other than the shard key/);
     expect(r.stderr).toContain('answer it on one shard with --tenant ID or --shard NAME, or rewrite the query');
     expect(r.stderr).not.toContain('only reads');
   });
