@@ -142,8 +142,9 @@ export async function journal(pools: ShardPools, map: ShardMap, id: number, next
 export function openMovePools(map: ShardMap, options: MoveOptions): Promise<ShardPools> {
   return ShardPools.open(map, {
     connectTimeoutMs: options.timeoutMs ?? 5000,
-    // A parallel copy holds a source and a target session per stream, beside the checksum and snapshot sessions.
-    maxPerShard: Math.max(4, (options.copyStreams ?? DEFAULT_COPY_STREAMS) + 3),
+    // A parallel copy holds a source and a target session per stream, beside the snapshot and checksum
+    // sessions and, where the catalog is the source or target, the move's lock and its journal writes.
+    maxPerShard: Math.max(4, (options.copyStreams ?? DEFAULT_COPY_STREAMS) + 5),
     applicationName: 'shardctl move',
   });
 }

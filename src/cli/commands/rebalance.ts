@@ -144,7 +144,9 @@ async function runMove(run: MoveRun): Promise<MoveRecord | undefined> {
   const { map, opts, onProgress, timeoutMs, mode } = run;
   if (opts.resume !== undefined) {
     const maxPause = mode.maxPauseMs ? { maxPauseMs: mode.maxPauseMs } : {};
-    return (await resumeMove(map, moveId(opts.resume, '--resume'), { onProgress, timeoutMs, ...maxPause })).move;
+    const streams = mode.copyStreams ? { copyStreams: mode.copyStreams } : {};
+    return (await resumeMove(map, moveId(opts.resume, '--resume'), { onProgress, timeoutMs, ...maxPause, ...streams }))
+      .move;
   }
   if (opts.abort !== undefined) {
     return (await abortMove(map, moveId(opts.abort, '--abort'), { onProgress, timeoutMs })).move;
