@@ -246,8 +246,8 @@ export async function transition(
  * await recordCopyCommit(catalog, 7, 'k3x9'); (await readMove(catalog, 7))!.stats.copyCommit // 'k3x9'
  */
 export async function recordCopyCommit(client: PoolClient, id: number, attempt: string): Promise<void> {
-  await client.query(`UPDATE shardctl.moves SET stats = stats || jsonb_build_object('copyCommit', $2::text) WHERE id = $1`, [
-    id,
-    attempt,
-  ]);
+  await client.query(
+    `UPDATE shardctl.moves SET stats = stats || jsonb_build_object('copyCommit', $2::text) WHERE id = $1`,
+    [id, attempt],
+  );
 }

@@ -71,7 +71,9 @@ async function copyInSnapshot(
   try {
     const [stats, sourceSums] = await Promise.all([
       copyForMove(r, tables, { snapshot: slot.snapshot, onProgress, ...throttle }),
-      r.pools.withShard(m.source, (summer) => tenantChecksums(summer, tables, m.tenant, r.key, { snapshot: slot.snapshot })),
+      r.pools.withShard(m.source, (summer) =>
+        tenantChecksums(summer, tables, m.tenant, r.key, { snapshot: slot.snapshot }),
+      ),
     ]);
     return { stats, sourceSums };
   } catch (e) {

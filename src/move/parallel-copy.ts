@@ -6,14 +6,7 @@ import { ShardctlError } from '../errors.js';
 import { quoteIdent, quoteLiteral, quoteTable } from '../db/sql.js';
 import { applyLocalSettings, withTransaction } from '../db/transaction.js';
 import { copyGid, newCopyAttempt } from './copy-prepared.js';
-import {
-  advanceSequences,
-  clearTarget,
-  onSide,
-  streams,
-  type CopyOptions,
-  type CopyStats,
-} from './copy-tenant.js';
+import { advanceSequences, clearTarget, onSide, streams, type CopyOptions, type CopyStats } from './copy-tenant.js';
 import { FENCE_BYPASS, tenantFilter, tenantSetting } from './fence.js';
 import type { TenantTable } from './tenant-tables.js';
 
@@ -74,7 +67,8 @@ export async function parallelCopyRefusal(
     return {
       reason: `the target allows ${mpt} prepared transactions (${used} in use) and a parallel copy prepares one per stream (${streamCount})`,
     };
-  if (!can) return { reason: 'the target role may not SET session_replication_role (superuser or GRANT SET ON PARAMETER)' };
+  if (!can)
+    return { reason: 'the target role may not SET session_replication_role (superuser or GRANT SET ON PARAMETER)' };
   const names = tables.map((t) => t.table);
   const trg = await target.query<{ t: string; name: string }>(
     `SELECT n.nspname || '.' || c.relname AS t, g.tgname AS name
@@ -83,7 +77,8 @@ export async function parallelCopyRefusal(
         AND (n.nspname || '.' || c.relname) = ANY($1)`,
     [names],
   );
-  if (trg.rows[0]) return { reason: `trigger ${trg.rows[0].name} on ${trg.rows[0].t} would not fire in a parallel copy` };
+  if (trg.rows[0])
+    return { reason: `trigger ${trg.rows[0].name} on ${trg.rows[0].t} would not fire in a parallel copy` };
   return checkForeignKeys(target, tables);
 }
 
@@ -207,7 +202,13 @@ function unitMeter(table: string, shared: CopyShared) {
 }
 
 /** Pipes one unit from a stream's source session into its target session. */
-async function copyUnit(source: PoolClient, target: PoolClient, u: CopyUnit, key: { column: string; type: string }, shared: CopyShared) {
+async function copyUnit(
+  source: PoolClient,
+  target: PoolClient,
+  u: CopyUnit,
+  key: { column: string; type: string },
+  shared: CopyShared,
+) {
   const { to: copyTo, from: copyFrom } = await streams();
   const t0 = performance.now();
   const name = u.table.table;
@@ -236,11 +237,18 @@ async function copyUnit(source: PoolClient, target: PoolClient, u: CopyUnit, key
  * reference table on the target, and locks those parents as a foreign-key check would (FOR KEY SHARE),
  * so that no one deletes them before the commit.
  */
-async function checkOuterKey(target: PoolClient, fk: OuterKey, childKey: string, key: { column: string; type: string }) {
+async function checkOuterKey(
+  target: PoolClient,
+  fk: OuterKey,
+  childKey: string,
+  key: { column: string; type: string },
+) {
   const join = fk.cols.map((c, i) => `p.${quoteIdent(fk.pcols[i]!)} = c.${quoteIdent(c)}`).join(' AND ');
   const notNull = fk.cols.map((c) => `c.${quoteIdent(c)} IS NOT NULL`).join(' AND ');
   const mine = `SELECT 1 FROM ${quoteTable(fk.child)} c WHERE c.${tenantFilter(childKey, key.type)} AND ${join}`;
-  await target.query(`SELECT count(*) FROM (SELECT 1 FROM ${quoteTable(fk.parent)} p WHERE EXISTS (${mine}) FOR KEY SHARE OF p) x`);
+  await target.query(
+    `SELECT count(*) FROM (SELECT 1 FROM ${quoteTable(fk.parent)} p WHERE EXISTS (${mine}) FOR KEY SHARE OF p) x`,
+  );
   const r = await target.query<{ n: number }>(
     `SELECT count(*)::int AS n FROM ${quoteTable(fk.child)} c WHERE c.${tenantFilter(childKey, key.type)} AND ${notNull}
         AND NOT EXISTS (SELECT 1 FROM ${quoteTable(fk.parent)} p WHERE ${join})`,
@@ -354,7 +362,8 @@ async function copyInStreams(
       ),
     );
     // One session after another: each only moves a sequence forward, past what it sees (its own rows).
-    for (const [i, t] of touched.entries()) await advanceSequences(targets[i]!, t).catch((e: unknown) => Promise.reject(onSide(e, 'target')));
+    for (const [i, t] of touched.entries())
+      await advanceSequences(targets[i]!, t).catch((e: unknown) => Promise.reject(onSide(e, 'target')));
     crashPoint('before-copy-commit');
     await commitTogether(targets, options);
   } catch (e) {
@@ -382,7 +391,8 @@ async function commitTogether(targets: PoolClient[], options: ParallelCopyOption
       prepared.push(gids[i]!);
     }
   } catch (e) {
-    for (const [i, gid] of prepared.entries()) await targets[i]!.query(`ROLLBACK PREPARED '${gid}'`).catch(() => undefined);
+    for (const [i, gid] of prepared.entries())
+      await targets[i]!.query(`ROLLBACK PREPARED '${gid}'`).catch(() => undefined);
     throw e;
   }
   crashPoint('copy:after-prepares');

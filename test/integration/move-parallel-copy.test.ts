@@ -25,7 +25,10 @@ afterAll(() => c.drop());
 
 /** Prepared transactions on a shard's database (a parallel copy's, or anyone's). */
 async function prepared(shard: number): Promise<string[]> {
-  const r = await c.sql<{ gid: string }>(shard, 'SELECT gid FROM pg_prepared_xacts WHERE database = current_database()');
+  const r = await c.sql<{ gid: string }>(
+    shard,
+    'SELECT gid FROM pg_prepared_xacts WHERE database = current_database()',
+  );
   return r.map((x) => x.gid);
 }
 
@@ -125,7 +128,10 @@ describe('parallel copy of a move', () => {
         /trigger audit on public\.invoices would not fire/,
       );
       // The one-stream copy fired the trigger for every copied invoice.
-      const audited = await c.sql<{ n: number }>(to, 'SELECT count(*)::int AS n FROM invoice_audit WHERE tenant_id = 1');
+      const audited = await c.sql<{ n: number }>(
+        to,
+        'SELECT count(*)::int AS n FROM invoice_audit WHERE tenant_id = 1',
+      );
       expect(audited[0]!.n).toBe((await tenantRows(c, to, 1)).invoices!.length);
     } finally {
       await c.sql(to, 'DROP TRIGGER audit ON invoices');
