@@ -7,6 +7,9 @@ import { copyTenantParallel, parallelCopyRefusal } from './parallel-copy.js';
 import { DEFAULT_COPY_STREAMS } from './plan-move.js';
 import type { TenantTable } from './tenant-tables.js';
 
+/** Below this many rows (all tables together) a move copies in one stream. */
+export const MIN_PARALLEL_ROWS = 10_000;
+
 /**
  * Settles what an interrupted parallel copy of the move left prepared on the target, as the journal
  * decided (see {@link resolveCopyTransactions}). Every copy attempt and every abort starts with it.
@@ -23,7 +26,7 @@ export async function settleCopyTransactions(pools: ShardPools, catalog: string,
 
 /**
  * The move's copy of its tenants from source to target: in parallel streams where the target allows it
- * (`--copy-streams`, default {@link DEFAULT_COPY_STREAMS}), else in one target transaction, saying why in
+ * (`--copy-streams`, default {@link DEFAULT_COPY_STREAMS}; one for fewer than {@link MIN_PARALLEL_ROWS} rows), else in one target transaction, saying why in
  * the stats. Used by every capture (fenced, logical, trigger) and by group moves; `options.snapshot` is
  * the source snapshot a capture's change stream starts from.
  *
@@ -38,6 +41,10 @@ export async function copyForMove(r: MoveRun, tables: TenantTable[], options: Co
   const splits = m.plan.tables.some((t) => t.rows >= 20_000);
   const streams = splits ? asked : Math.min(asked, tables.length);
   if (streams === 1) return copyOneStream(r, tables, options);
+  // A small tenant copies in well under a second: more sessions and a two-phase commit would cost more.
+  const rows = m.plan.tables.reduce((a, t) => a + t.rows, 0);
+  if (rows < MIN_PARALLEL_ROWS)
+    return { ...(await copyOneStream(r, tables, options)), singleStreamReason: `a small copy (${rows} rows)` };
   const check = await r.pools.withShard(m.target, (c) => parallelCopyRefusal(c, tables, streams));
   if ('reason' in check) return { ...(await copyOneStream(r, tables, options)), singleStreamReason: check.reason };
   const names = [

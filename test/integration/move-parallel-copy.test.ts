@@ -112,7 +112,7 @@ describe('parallel copy of a move', () => {
   }, 600_000);
 
   it('falls back to one stream, saying why, where a parallel copy would skip a trigger of the application', async () => {
-    const from = await where(1);
+    const from = await where(BIG);
     const to = 1 - from;
     await c.sql(to, 'CREATE TABLE invoice_audit (tenant_id bigint, id bigint)');
     await c.sql(
@@ -121,7 +121,7 @@ describe('parallel copy of a move', () => {
     );
     await c.sql(to, 'CREATE TRIGGER audit AFTER INSERT ON invoices FOR EACH ROW EXECUTE FUNCTION audit_invoice()');
     try {
-      const { move } = await moveTenant(c.map, 1, `shard-${to}`, { mode: 'fenced', copyStreams: 4 });
+      const { move } = await moveTenant(c.map, BIG, `shard-${to}`, { mode: 'fenced', copyStreams: 4 });
       expect(move.state).toBe('done');
       expect(move.stats.copy).toMatchObject({ streams: 1 });
       expect((move.stats.copy as { singleStreamReason: string }).singleStreamReason).toMatch(
@@ -130,12 +130,20 @@ describe('parallel copy of a move', () => {
       // The one-stream copy fired the trigger for every copied invoice.
       const audited = await c.sql<{ n: number }>(
         to,
-        'SELECT count(*)::int AS n FROM invoice_audit WHERE tenant_id = 1',
+        'SELECT count(*)::int AS n FROM invoice_audit WHERE tenant_id = $1',
+        [BIG],
       );
-      expect(audited[0]!.n).toBe((await tenantRows(c, to, 1)).invoices!.length);
+      expect(audited[0]!.n).toBe((await tenantRows(c, to, BIG)).invoices!.length);
+      expect(audited[0]!.n).toBeGreaterThan(0);
     } finally {
       await c.sql(to, 'DROP TRIGGER audit ON invoices');
     }
+    // A small tenant copies in one stream whatever is asked.
+    const small = await moveTenant(c.map, 1, `shard-${1 - (await where(1))}`, { mode: 'fenced', copyStreams: 4 });
+    expect(small.move.stats.copy).toMatchObject({
+      streams: 1,
+      singleStreamReason: expect.stringMatching(/a small copy \(\d+ rows\)/),
+    });
     expect(MOVE_TABLES).toContain('invoices');
   }, 120_000);
 });
