@@ -1,9 +1,10 @@
-// npm run bench -- move [rows]
+// npm run bench -- move [rows] [online|fenced] [copy streams]
 // A tenant of about 1,000,000 rows across 5 tables (the example schema). In the same run: the raw
 // limit (COPY TO STDOUT piped straight into COPY FROM STDIN per table with pg-copy-streams, no checks,
 // no fence), then shardctl's move of the same tenant: its copy phase and the whole move (fence, copy,
-// verify, switch, cleanup; online by default, `mode: 'fenced'` with the third argument `fenced`).
-// Targets: copy >= 0.8x the raw pipe's rows/s; whole move <= 2x the raw time.
+// verify, switch, cleanup; online by default, `mode: 'fenced'` with the second argument `fenced`), with
+// the copy in parallel streams (the third argument, default shardctl's: 4; 1 = one target transaction).
+// Targets: copy >= 1.5x the raw pipe's rows/s; whole move <= 1.3x the raw time.
 import { pipeline } from 'node:stream/promises';
 import copyStreams from 'pg-copy-streams';
 import { moveTenant } from '../dist/index.js';
@@ -38,22 +39,30 @@ export default async function bench(args) {
     }
     await dst.query('COMMIT');
     const raw = (performance.now() - t0) / 1000;
+    // The raw copy is not a move: shard-0 must not hold the tenant too when shardctl plans its move.
+    await dst.query(`TRUNCATE ${TABLES.join(', ')} CASCADE`);
     await src.end();
     await dst.end();
 
     let copySeconds = 0;
     const t1 = performance.now();
-    const { move } = await moveTenant(cluster.map, 1, 'shard-2', args[1] === 'fenced' ? { mode: 'fenced' } : {});
+    const options = {
+      ...(args[1] === 'fenced' ? { mode: 'fenced' } : {}),
+      ...(args[2] !== undefined ? { copyStreams: Number(args[2]) } : {}),
+    };
+    const { move } = await moveTenant(cluster.map, 1, 'shard-2', options);
     const whole = (performance.now() - t1) / 1000;
     copySeconds = move.stats.copy.ms / 1000;
     if (move.state !== 'done') throw new Error(`move ended ${move.state}`);
     console.log(`tenant rows: ${total.toLocaleString('en-US')} in ${TABLES.length} tables`);
     console.log(`  raw COPY pipe (no checks, no fence):  ${raw.toFixed(2)} s  ${(total / raw).toFixed(0)} rows/s`);
+    const streams = move.stats.copy.streams ?? 1;
+    const why = move.stats.copy.singleStreamReason ? ` (one stream: ${move.stats.copy.singleStreamReason})` : '';
     console.log(
-      `  shardctl copy phase:                  ${copySeconds.toFixed(2)} s  ${(total / copySeconds).toFixed(0)} rows/s  -> ${(raw / copySeconds).toFixed(2)}x the raw rate (target >= 0.8x)`,
+      `  shardctl copy phase, ${streams} stream(s)${why}: ${copySeconds.toFixed(2)} s  ${(total / copySeconds).toFixed(0)} rows/s  -> ${(raw / copySeconds).toFixed(2)}x the raw rate (target >= 1.5x)`,
     );
     console.log(
-      `  shardctl whole move (${move.mode}: copy, verify, switch, ${move.stats.online ? 'replicate, pause, ' : ''}2.5 s grace for routers, cleanup): ${whole.toFixed(2)} s -> ${(whole / raw).toFixed(2)}x the raw time (target <= 2x)`,
+      `  shardctl whole move (${move.mode}: copy, verify, switch, ${move.stats.online ? 'replicate, pause, ' : ''}2.5 s grace for routers, cleanup): ${whole.toFixed(2)} s -> ${(whole / raw).toFixed(2)}x the raw time (target <= 1.3x)`,
     );
   } finally {
     await cluster.stop();

@@ -33,6 +33,10 @@ export type CrashPoint =
   | `mid-copy:${string}`
   | `after-copy:${string}`
   | 'before-copy-commit'
+  // A parallel copy: every stream prepared (no decision), the decision journaled, the first stream committed.
+  | 'copy:after-prepares'
+  | 'copy:after-decision'
+  | 'copy:after-first-commit'
   | 'online:after-publication'
   | 'online:after-slot'
   | 'online:after-copy'

@@ -21,11 +21,16 @@ export interface CopyStats {
   rows: number;
   bytes: number;
   ms: number;
+  /** Parallel streams the copy used (1: one target transaction). */
+  streams?: number;
+  /** Why the copy used one stream when more were asked for. */
+  singleStreamReason?: string;
 }
 
 let copyStreams: typeof import('pg-copy-streams') | undefined;
 
-async function streams(): Promise<typeof import('pg-copy-streams')> {
+/** pg-copy-streams, loaded once. */
+export async function streams(): Promise<typeof import('pg-copy-streams')> {
   if (!copyStreams) {
     const m = await import('pg-copy-streams');
     copyStreams = (m as unknown as { default?: typeof import('pg-copy-streams') }).default ?? m;
@@ -75,7 +80,7 @@ export async function deleteTenantRows(
 const SIDE = Symbol('shardctl.copy-side');
 
 /** Marks an error as raised by the source or the target (the first mark stays), and returns it. */
-function onSide(e: unknown, side: 'source' | 'target'): unknown {
+export function onSide(e: unknown, side: 'source' | 'target'): unknown {
   if (e && typeof e === 'object' && !(SIDE in e)) (e as Record<symbol, unknown>)[SIDE] = side;
   return e;
 }
@@ -150,7 +155,7 @@ export interface CopyOptions {
  * (parents are copied before children otherwise), and rows an earlier attempt committed removed, so a
  * resumed copy starts from nothing.
  */
-async function clearTarget(target: PoolClient, tables: TenantTable[], key: { column: string; type: string }) {
+export async function clearTarget(target: PoolClient, tables: TenantTable[], key: { column: string; type: string }) {
   if (tables.some((t, i) => t.parents.some((p) => tables.findIndex((x) => x.table === p) >= i)))
     await target.query('SET CONSTRAINTS ALL DEFERRED');
   for (const t of [...tables].reverse())

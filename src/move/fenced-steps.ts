@@ -1,6 +1,7 @@
 import { crashPoint } from '../crash-points.js';
 import { fromDriverError } from '../errors.js';
-import { copyErrorShard, copyTenant, tenantChecksums, type CopyProgress } from './copy-tenant.js';
+import { copyErrorShard, tenantChecksums, type CopyProgress } from './copy-tenant.js';
+import { copyForMove } from './move-copy.js';
 import { fenceTenant } from './fence.js';
 import { tenantsLabel, tenantsOf } from './move-journal.js';
 import { JournaledFailure, type Capture, type MoveRun, type Next, type StepTable } from './move-run.js';
@@ -44,14 +45,10 @@ async function copy(r: MoveRun): Promise<Next> {
       totalRows,
       totalBytes,
     });
-  const stats = await r.pools
-    .withClients([m.source, m.target], ([src, dst]) =>
-      copyTenant(src!, dst!, tables, tenantsOf(m), r.key, {
-        onProgress,
-        ...(r.options.maxBytesPerSecond ? { maxBytesPerSecond: r.options.maxBytesPerSecond } : {}),
-      }),
-    )
-    .catch((e: unknown) => Promise.reject(fromDriverError(e, { shard: copyErrorShard(e, m) })));
+  const stats = await copyForMove(r, tables, {
+    onProgress,
+    ...(r.options.maxBytesPerSecond ? { maxBytesPerSecond: r.options.maxBytesPerSecond } : {}),
+  }).catch((e: unknown) => Promise.reject(fromDriverError(e, { shard: copyErrorShard(e, m) })));
   crashPoint('after-copy');
   return {
     state: 'copied',

@@ -237,3 +237,17 @@ export async function transition(
   if (state === 'done' || state === 'aborted')
     await client.query('UPDATE shardctl.move_tenants SET in_flight = false WHERE move_id = $1', [id]);
 }
+
+/**
+ * Records that the parallel copy attempt `attempt` of move `id` commits (its prepared target transactions
+ * are then committed, by the copy or, after a crash, by the next attempt or abort).
+ *
+ * @example
+ * await recordCopyCommit(catalog, 7, 'k3x9'); (await readMove(catalog, 7))!.stats.copyCommit // 'k3x9'
+ */
+export async function recordCopyCommit(client: PoolClient, id: number, attempt: string): Promise<void> {
+  await client.query(
+    `UPDATE shardctl.moves SET stats = stats || jsonb_build_object('copyCommit', $2::text) WHERE id = $1`,
+    [id, attempt],
+  );
+}

@@ -29,6 +29,7 @@ import type { MoveOptions } from './plan-move.js';
 import { removeFence } from './fence.js';
 import { SWITCH_STEPS } from './switch-steps.js';
 import { TRIGGER_CAPTURE } from './trigger-steps.js';
+import { settleCopyTransactions } from './move-copy.js';
 
 /**
  * The capture of each move mode. A new capture is one more entry (and its steps), not a branch.
@@ -82,6 +83,8 @@ async function runMove(map: ShardMap, pools: ShardPools, id: number, options: Mo
   const m = await loadMove(pools, map, id);
   if (m.state === 'done' || m.state === 'aborted') return m;
   const r = moveRun(map, pools, m, options, CAPTURES[m.mode]);
+  // A parallel copy cut short holds locks on the target in prepared transactions: settled before any step.
+  if (!SWITCHED_STATES.includes(m.state)) await settleCopyTransactions(pools, map.catalog, m);
   const table = stepTable(r.capture);
   let state: MoveState = m.state === 'failed' ? (m.failedIn ?? 'planned') : m.state;
   let first = true;

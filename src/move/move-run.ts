@@ -4,7 +4,7 @@ import { crashPoint } from '../crash-points.js';
 import { ShardPools } from '../db/shard-pools.js';
 import { ExitCode } from '../errors.js';
 import { readMove, transition, type MoveRecord, type MoveState } from './move-journal.js';
-import { refuse, type MoveEvent, type MoveOptions } from './plan-move.js';
+import { DEFAULT_COPY_STREAMS, refuse, type MoveEvent, type MoveOptions } from './plan-move.js';
 import { readTenantTables, type TenantTable } from './tenant-tables.js';
 
 /** What a journal entry records besides the state (see {@link transition}). */
@@ -142,7 +142,9 @@ export async function journal(pools: ShardPools, map: ShardMap, id: number, next
 export function openMovePools(map: ShardMap, options: MoveOptions): Promise<ShardPools> {
   return ShardPools.open(map, {
     connectTimeoutMs: options.timeoutMs ?? 5000,
-    maxPerShard: 4,
+    // A parallel copy holds a source and a target session per stream, beside the snapshot and checksum
+    // sessions and, where the catalog is the source or target, the move's lock and its journal writes.
+    maxPerShard: Math.max(4, (options.copyStreams ?? DEFAULT_COPY_STREAMS) + 5),
     applicationName: 'shardctl move',
   });
 }

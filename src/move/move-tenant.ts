@@ -6,6 +6,7 @@ import { withAdvisoryLock, type ShardPools } from '../db/shard-pools.js';
 import { ExitCode, ShardctlError } from '../errors.js';
 import { writeRuleState } from '../catalog/rule-state.js';
 import { deleteTenantRows } from './copy-tenant.js';
+import { settleCopyTransactions } from './move-copy.js';
 import { removeFence } from './fence.js';
 import { createMove, SWITCHED_STATES, tenantsLabel, tenantsOf, type MoveRecord } from './move-journal.js';
 import { CAPTURES, drive } from './move-loop.js';
@@ -164,6 +165,8 @@ async function undo(pools: ShardPools, map: ShardMap, id: number, options: MoveO
     m.plan.tables.some((p) => p.table === t.table),
   );
   const key = { column: map.shardKey.column, type: map.shardKey.type };
+  // A parallel copy cut short may have left prepared transactions: settled first, then deleted with the rest.
+  await settleCopyTransactions(pools, map.catalog, m);
   await pools.withShard(m.target, (c) =>
     deleteTenantRows(c, tables, tenantsOf(m), key, { batch: options.batch ?? 50_000 }),
   );

@@ -4,7 +4,7 @@ import { crashPoint } from '../crash-points.js';
 import { sleep } from '../db/poll.js';
 import { fromDriverError, ShardctlError } from '../errors.js';
 import { compareKeys, installChangeTracking, readChangedKeys, type ChangedKeys } from './change-tracking.js';
-import { copyErrorShard, copyTenant, tenantChecksums, type CopyProgress, type CopyStats } from './copy-tenant.js';
+import { copyErrorShard, tenantChecksums, type CopyProgress, type CopyStats } from './copy-tenant.js';
 import { ensureFenceTriggers, raiseFence, removeFence, waitForOlderWriters } from './fence.js';
 import type { Capture, MoveRun, Next, StepTable } from './move-run.js';
 import {
@@ -26,6 +26,7 @@ import {
   type SlotSnapshot,
 } from './replication.js';
 import type { TenantTable } from './tenant-tables.js';
+import { copyForMove } from './move-copy.js';
 import type { PauseAttempt } from './move-report.js';
 import { tenantsOf } from './move-journal.js';
 import { olderSessions, whileWaiting, xidHolders } from './waits.js';
@@ -68,13 +69,13 @@ async function copyInSnapshot(
     });
   const throttle = r.options.maxBytesPerSecond ? { maxBytesPerSecond: r.options.maxBytesPerSecond } : {};
   try {
-    return await r.pools.withClients([m.source, m.source, m.target], async ([copier, summer, dst]) => {
-      const [stats, sourceSums] = await Promise.all([
-        copyTenant(copier!, dst!, tables, m.tenant, r.key, { snapshot: slot.snapshot, onProgress, ...throttle }),
-        tenantChecksums(summer!, tables, m.tenant, r.key, { snapshot: slot.snapshot }),
-      ]);
-      return { stats, sourceSums };
-    });
+    const [stats, sourceSums] = await Promise.all([
+      copyForMove(r, tables, { snapshot: slot.snapshot, onProgress, ...throttle }),
+      r.pools.withShard(m.source, (summer) =>
+        tenantChecksums(summer, tables, m.tenant, r.key, { snapshot: slot.snapshot }),
+      ),
+    ]);
+    return { stats, sourceSums };
   } catch (e) {
     throw fromDriverError(e, { shard: copyErrorShard(e, m) });
   } finally {

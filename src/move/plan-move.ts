@@ -80,7 +80,16 @@ export interface MoveOptions extends OnlineOptions {
   planId?: number;
   /** Throttle the copy to this many bytes per second (`--max-rate`). Default: no limit. */
   maxBytesPerSecond?: number;
+  /**
+   * Parallel streams of the copy (`--copy-streams`), each its own source and target session, committed
+   * together; 1 copies in one target transaction. Default {@link DEFAULT_COPY_STREAMS} (fewer when the
+   * tenant has fewer pieces to copy); one stream where the target cannot take more (the move says why).
+   */
+  copyStreams?: number;
 }
+
+/** Default parallel copy streams: suits servers with a few cores to spare on each side. */
+export const DEFAULT_COPY_STREAMS = 4;
 
 /** Result of a move command. */
 export interface MoveResult {

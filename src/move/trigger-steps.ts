@@ -5,7 +5,7 @@ import type { ShardPools } from '../db/shard-pools.js';
 import { withTransaction } from '../db/transaction.js';
 import { fromDriverError } from '../errors.js';
 import { installChangeTracking, readChangedKeys, removeChangeTracking, type TenantKey } from './change-tracking.js';
-import { copyErrorShard, copyTenant, tenantChecksums, type CopyProgress, type CopyStats } from './copy-tenant.js';
+import { copyErrorShard, tenantChecksums, type CopyProgress, type CopyStats } from './copy-tenant.js';
 import { appliedId, copyDelta, pendingKeys, type AppliedKeys } from './delta-copy.js';
 import { ensureFenceTriggers, raiseFence, waitForOlderWriters } from './fence.js';
 import { tenantsLabel, tenantsOf, type MoveRecord } from './move-journal.js';
@@ -22,6 +22,7 @@ import {
   waitForOlderExplained,
 } from './online-steps.js';
 import type { TenantTable } from './tenant-tables.js';
+import { copyForMove } from './move-copy.js';
 import { checksumMismatch, type TableChecksums } from './verify-copy.js';
 import type { ShardctlError } from '../errors.js';
 
@@ -91,14 +92,14 @@ async function copyInSnapshot(
     });
   const throttle = r.options.maxBytesPerSecond ? { maxBytesPerSecond: r.options.maxBytesPerSecond } : {};
   try {
-    return await r.pools.withClients([m.source, m.source, m.source, m.target], ([exporter, copier, summer, dst]) =>
+    return await r.pools.withClients([m.source, m.source], ([exporter, summer]) =>
       withTransaction(
         exporter!,
         async () => {
           const snapshot = (await exporter!.query<{ s: string }>('SELECT pg_export_snapshot() AS s')).rows[0]!.s;
           const applied = await logInSnapshot(exporter!, m.id);
           const [stats, sourceSums] = await Promise.all([
-            copyTenant(copier!, dst!, tables, tenantsOf(m), r.key, { snapshot, onProgress, ...throttle }),
+            copyForMove(r, tables, { snapshot, onProgress, ...throttle }),
             tenantChecksums(summer!, tables, tenantsOf(m), r.key, { snapshot }),
           ]);
           return { stats, sourceSums, applied };

@@ -1,5 +1,5 @@
 import { Option, type Command } from 'commander';
-import { durationArg, durationOption, usage } from '../options.js';
+import { durationArg, durationOption, usage, wholeNumberOption } from '../options.js';
 
 /** Options choosing how a move runs, shared by single and fleet moves. */
 export interface ModeOptions {
@@ -10,6 +10,8 @@ export interface ModeOptions {
   capture?: string;
   /** ms once commander parsed it; text when given by a caller that did not. */
   maxPause?: number | string;
+  /** Parallel copy streams (`--copy-streams`). */
+  copyStreams?: number;
 }
 
 /** What {@link modeOptions} gives the move functions. */
@@ -18,6 +20,7 @@ export interface MoveMode {
   capture?: 'logical' | 'trigger';
   allowOffline: boolean;
   maxPauseMs?: number;
+  copyStreams?: number;
 }
 
 /**
@@ -49,6 +52,7 @@ export function modeOptions(o: ModeOptions): MoveMode {
     ...(o.capture !== undefined ? { capture: o.capture } : {}),
     allowOffline: o.allowOffline ?? false,
     ...(maxPauseMs !== undefined ? { maxPauseMs } : {}),
+    ...(o.copyStreams !== undefined ? { copyStreams: Math.max(1, o.copyStreams) } : {}),
   };
 }
 
@@ -72,5 +76,10 @@ export function addModeOptions(cmd: Command): void {
       )
         .argParser(durationOption('--max-pause'))
         .default(1000, '1s'),
+    )
+    .option(
+      '--copy-streams <n>',
+      'parallel copy streams, committed together (1: one target transaction); default 4, one where the target cannot take more (the move says why)',
+      wholeNumberOption('--copy-streams'),
     );
 }

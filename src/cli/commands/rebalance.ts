@@ -97,14 +97,27 @@ async function confirmMove(run: MoveRun, preview: MovePreview): Promise<boolean>
 }
 
 /**
- * `--tenant 5` is one tenant; `--tenant 5,8,13` a group moved together. A text key may hold a comma
- * itself, so with text keys the value is always one tenant.
+ * `--tenant 5` is one tenant; `--tenant 5,8,13` a group moved together, for every key type. A text key
+ * may hold a comma itself: written `\,` it stays in the id (and `\\` is a backslash).
+ *
+ * @example
+ * tenantsArg('acme,globex', 'text') // ['acme', 'globex']
+ * tenantsArg('a\\,b', 'text') // 'a,b'
+ * tenantsArg('7', 'bigint') // '7'
  */
-function tenantsArg(map: ShardMap, raw: string): string | string[] {
-  if (!raw.includes(',') || map.shardKey.type === 'text') return raw;
-  const list = raw.split(',').map((t) => t.trim());
-  if (list.some((t) => t === '')) throw usage(`--tenant takes one id or a list like 5,8,13, got "${raw}"`);
-  return list;
+export function tenantsArg(raw: string, keyType: string): string | string[] {
+  const list: string[] = [''];
+  const text = keyType === 'text';
+  for (let i = 0; i < raw.length; i++) {
+    const ch = raw[i]!;
+    if (text && ch === '\\' && (raw[i + 1] === ',' || raw[i + 1] === '\\')) list[list.length - 1] += raw[++i]!;
+    else if (ch === ',') list.push('');
+    else list[list.length - 1] += ch;
+  }
+  const ids = text ? list : list.map((t) => t.trim());
+  if (ids.length === 1) return ids[0]!;
+  if (ids.some((t) => t.trim() === '')) throw usage(`--tenant takes one id or a list like 5,8,13, got "${raw}"`);
+  return ids;
 }
 
 /** --tenant ID --to SHARD: the move's record, or undefined after a dry run (which printed the preview). */
@@ -116,7 +129,7 @@ async function moveOne(run: MoveRun): Promise<MoveRecord | undefined> {
     );
   }
   if (opts.dryRun) {
-    const preview = await planMove(map, tenantsArg(map, opts.tenant), opts.to, {
+    const preview = await planMove(map, tenantsArg(opts.tenant, map.shardKey.type), opts.to, {
       timeoutMs,
       mode: mode.mode,
       allowOffline: mode.allowOffline,
@@ -129,7 +142,7 @@ async function moveOne(run: MoveRun): Promise<MoveRecord | undefined> {
     }
     return undefined;
   }
-  const result = await moveTenant(map, tenantsArg(map, opts.tenant), opts.to, {
+  const result = await moveTenant(map, tenantsArg(opts.tenant, map.shardKey.type), opts.to, {
     ...mode,
     onProgress: run.onProgress,
     timeoutMs,
@@ -144,7 +157,9 @@ async function runMove(run: MoveRun): Promise<MoveRecord | undefined> {
   const { map, opts, onProgress, timeoutMs, mode } = run;
   if (opts.resume !== undefined) {
     const maxPause = mode.maxPauseMs ? { maxPauseMs: mode.maxPauseMs } : {};
-    return (await resumeMove(map, moveId(opts.resume, '--resume'), { onProgress, timeoutMs, ...maxPause })).move;
+    const streams = mode.copyStreams ? { copyStreams: mode.copyStreams } : {};
+    return (await resumeMove(map, moveId(opts.resume, '--resume'), { onProgress, timeoutMs, ...maxPause, ...streams }))
+      .move;
   }
   if (opts.abort !== undefined) {
     return (await abortMove(map, moveId(opts.abort, '--abort'), { onProgress, timeoutMs })).move;

@@ -1,0 +1,149 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createRouter, moveTenant, movesOf, verifyCluster } from '../../src/index.js';
+import { createTestCluster, type TestCluster } from '../harness/cluster.js';
+import { applyMoveSchema, loadMoveTenant, MOVE_TABLES, tenantRows } from '../harness/move-fixture.js';
+import { writerMismatches } from '../harness/online.js';
+import { runCli } from '../harness/run-cli.js';
+import { startWriter, type WriterReport } from '../harness/writer.js';
+
+// A parallel copy: several streams, each its own target transaction, prepared and committed together.
+// 3,500 users make 21,000 invoice lines: enough for the largest table to be split into key ranges.
+const BIG = 3;
+const SIZE = 3500;
+
+let c: TestCluster;
+beforeAll(async () => {
+  c = await createTestCluster({ shards: 2, reference: ['plans'] });
+  await applyMoveSchema(c);
+  await loadMoveTenant(c, 1, BIG, SIZE);
+  // The fixture's attachments grow with their number (123 MB at this size): kept small, the rows are what counts.
+  await c.sql(1, 'UPDATE attachments SET data = substr(data, 1, 64) WHERE tenant_id = $1', [BIG]);
+  await loadMoveTenant(c, 1, 1, 5);
+  await loadMoveTenant(c, 0, 2, 5);
+});
+afterAll(() => c.drop());
+
+/** Prepared transactions on a shard's database (a parallel copy's, or anyone's). */
+async function prepared(shard: number): Promise<string[]> {
+  const r = await c.sql<{ gid: string }>(
+    shard,
+    'SELECT gid FROM pg_prepared_xacts WHERE database = current_database()',
+  );
+  return r.map((x) => x.gid);
+}
+
+/** The tenant's rows of every table but `users` (the one the writer writes). */
+function unwritten(rows: Record<string, string[]>): Record<string, string[]> {
+  return Object.fromEntries(Object.entries(rows).filter(([t]) => t !== 'users'));
+}
+
+/** Where the tenant lives now: the shard holding its rows after a move that ended done or aborted. */
+async function where(tenant: number): Promise<number> {
+  const router = await createRouter(c.map);
+  try {
+    return Number(router.locate(tenant).shard.replace('shard-', ''));
+  } finally {
+    await router.close();
+  }
+}
+
+describe('parallel copy of a move', () => {
+  it('copies in several streams with a writer running, for both captures: every row once, nothing left prepared', async () => {
+    for (const capture of ['logical', 'trigger'] as const) {
+      const from = await where(BIG);
+      const to = 1 - from;
+      // Each writer counts its ids from the same start: the previous writer's rows go first.
+      await c.sql(from, 'DELETE FROM users WHERE tenant_id = $1 AND id >= 100000', [BIG]);
+      const before = unwritten(await tenantRows(c, from, BIG));
+      const router = await createRouter(c.map);
+      const writer = startWriter(router, [BIG], { concurrency: 2, seed: capture === 'logical' ? 1 : 2 });
+      let report: WriterReport;
+      try {
+        await writer.waitForWrites(20);
+        const { move } = await moveTenant(c.map, BIG, `shard-${to}`, { capture, copyStreams: 3 });
+        expect(move.state, capture).toBe('done');
+        const copy = move.stats.copy as { streams: number; rows: number; singleStreamReason?: string };
+        expect(copy.singleStreamReason, capture).toBeUndefined();
+        expect(copy.streams, capture).toBe(3);
+        await writer.waitForWrites(20, { tenant: BIG });
+      } finally {
+        report = await writer.stop();
+        await router.close();
+      }
+      expect(report.otherErrors, capture).toEqual([]);
+      expect(await writerMismatches(c, report, () => to), capture).toEqual([]);
+      expect(unwritten(await tenantRows(c, to, BIG)), capture).toEqual(before);
+      expect(Object.values(await tenantRows(c, from, BIG)).flat(), capture).toEqual([]);
+      expect([...(await prepared(0)), ...(await prepared(1))], capture).toEqual([]);
+      expect((await verifyCluster(c.map)).findings, capture).toEqual([]);
+    }
+  }, 240_000);
+
+  // Between the streams' end and their commit: before PREPARE, all prepared (no decision), the decision
+  // journaled (nothing committed), one stream committed. Resume and abort in turn at each.
+  const POINTS = ['before-copy-commit', 'copy:after-prepares', 'copy:after-decision', 'copy:after-first-commit'];
+  const STILL_PREPARED: Record<string, number> = {
+    'before-copy-commit': 0,
+    'copy:after-prepares': 3,
+    'copy:after-decision': 3,
+    'copy:after-first-commit': 2,
+  };
+  it(`resumes and aborts cleanly after a SIGKILL at ${POINTS.length} points of the commit`, async () => {
+    for (const [i, point] of [...POINTS, ...POINTS].entries()) {
+      const abort = i >= POINTS.length;
+      const from = await where(BIG);
+      const to = 1 - from;
+      const expected = await tenantRows(c, from, BIG);
+      const args = ['-c', c.mapFile, 'rebalance', '--tenant', String(BIG), '--to', `shard-${to}`, '--yes'];
+      const mode = i % 2 === 0 ? ['--offline'] : ['--capture', 'trigger'];
+      const run = await runCli([...args, ...mode, '--copy-streams', '3'], { env: { SHARDCTL_TEST_CRASH_AT: point } });
+      expect(run.code, `${point}: killed (${run.stderr})`).not.toBe(0);
+      expect((await prepared(to)).length, `${point}: prepared on the target`).toBe(STILL_PREPARED[point]);
+      const [m] = await movesOf(c.map, { tenant: String(BIG) });
+      const r = await runCli(['-c', c.mapFile, 'rebalance', abort ? '--abort' : '--resume', String(m!.id)]);
+      expect(r.code, `${point}: ${abort ? 'abort' : 'resume'}: ${r.stderr}`).toBe(0);
+      const now = abort ? from : to;
+      expect(await where(BIG), point).toBe(now);
+      expect(await tenantRows(c, now, BIG), `${point}: every row once on shard-${now}`).toEqual(expected);
+      expect(Object.values(await tenantRows(c, 1 - now, BIG)).flat(), `${point}: none on shard-${1 - now}`).toEqual([]);
+      expect([...(await prepared(0)), ...(await prepared(1))], `${point}: nothing left prepared`).toEqual([]);
+      expect((await verifyCluster(c.map)).findings, point).toEqual([]);
+    }
+  }, 600_000);
+
+  it('falls back to one stream, saying why, where a parallel copy would skip a trigger of the application', async () => {
+    const from = await where(BIG);
+    const to = 1 - from;
+    await c.sql(to, 'CREATE TABLE invoice_audit (tenant_id bigint, id bigint)');
+    await c.sql(
+      to,
+      `CREATE FUNCTION audit_invoice() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN INSERT INTO invoice_audit VALUES (NEW.tenant_id, NEW.id); RETURN NEW; END $$`,
+    );
+    await c.sql(to, 'CREATE TRIGGER audit AFTER INSERT ON invoices FOR EACH ROW EXECUTE FUNCTION audit_invoice()');
+    try {
+      const { move } = await moveTenant(c.map, BIG, `shard-${to}`, { mode: 'fenced', copyStreams: 4 });
+      expect(move.state).toBe('done');
+      expect(move.stats.copy).toMatchObject({ streams: 1 });
+      expect((move.stats.copy as { singleStreamReason: string }).singleStreamReason).toMatch(
+        /trigger audit on public\.invoices would not fire/,
+      );
+      // The one-stream copy fired the trigger for every copied invoice.
+      const audited = await c.sql<{ n: number }>(
+        to,
+        'SELECT count(*)::int AS n FROM invoice_audit WHERE tenant_id = $1',
+        [BIG],
+      );
+      expect(audited[0]!.n).toBe((await tenantRows(c, to, BIG)).invoices!.length);
+      expect(audited[0]!.n).toBeGreaterThan(0);
+    } finally {
+      await c.sql(to, 'DROP TRIGGER audit ON invoices');
+    }
+    // A small tenant copies in one stream whatever is asked.
+    const small = await moveTenant(c.map, 1, `shard-${1 - (await where(1))}`, { mode: 'fenced', copyStreams: 4 });
+    expect(small.move.stats.copy).toMatchObject({
+      streams: 1,
+      singleStreamReason: expect.stringMatching(/a small copy \(\d+ rows\)/),
+    });
+    expect(MOVE_TABLES).toContain('invoices');
+  }, 120_000);
+});
