@@ -84,7 +84,9 @@ async function runMove(map: ShardMap, pools: ShardPools, id: number, options: Mo
   if (m.state === 'done' || m.state === 'aborted') return m;
   const r = moveRun(map, pools, m, options, CAPTURES[m.mode]);
   // A parallel copy cut short holds locks on the target in prepared transactions: settled before any step.
-  if (!SWITCHED_STATES.includes(m.state)) await settleCopyTransactions(pools, map.catalog, m);
+  // A move still planned never copied (and its first step journals a failure to reach the target).
+  const from = m.state === 'failed' ? (m.failedIn ?? 'planned') : m.state;
+  if (from !== 'planned' && !SWITCHED_STATES.includes(m.state)) await settleCopyTransactions(pools, map.catalog, m);
   const table = stepTable(r.capture);
   let state: MoveState = m.state === 'failed' ? (m.failedIn ?? 'planned') : m.state;
   let first = true;
