@@ -144,3 +144,16 @@ export async function sameWithNames(sql: string): Promise<void> {
     sql,
   ).toEqual(want.fields.map((f) => f.name));
 }
+
+/**
+ * A corpus failure as one report entry: the query, then the first `lines` lines of its error.
+ *
+ * @example
+ * failures.push(failureLine(sql, e));
+ */
+export function failureLine(sql: string, e: unknown, lines = 6): string {
+  return `${sql}\n    ${String((e as Error).message)
+    .split('\n')
+    .slice(0, lines)
+    .join('\n    ')}`;
+}

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { runQuery, ShardctlError } from '../../src/index.js';
-import { cluster, expected, same, useDifferentialFixture } from '../harness/differential.js';
+import { cluster, expected, same, useDifferentialFixture, failureLine } from '../harness/differential.js';
 import { runCli } from '../harness/run-cli.js';
 
 // Co-located push-down: sub-queries, CTEs, LATERAL, EXISTS/IN and windows tied by the shard key run
@@ -205,12 +205,7 @@ describe('co-located push-down answers exactly', () => {
         expect(plan.plan.kind, sql).not.toBe('pullup');
         await same(sql, ordered);
       } catch (e) {
-        failures.push(
-          `${sql}\n    ${String((e as Error).message)
-            .split('\n')
-            .slice(0, 6)
-            .join('\n    ')}`,
-        );
+        failures.push(failureLine(sql, e));
       }
     }
     expect(failures, failures.join('\n')).toEqual([]);
@@ -248,12 +243,7 @@ describe('co-located push-down answers exactly', () => {
       try {
         await same(sql, true);
       } catch (e) {
-        failures.push(
-          `${sql}\n    ${String((e as Error).message)
-            .split('\n')
-            .slice(0, 6)
-            .join('\n    ')}`,
-        );
+        failures.push(failureLine(sql, e));
       }
     }
     expect(failures, failures.join('\n')).toEqual([]);

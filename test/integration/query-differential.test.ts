@@ -1,7 +1,14 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { loadShardMap, runQuery, ShardctlError } from '../../src/index.js';
-import { cluster, expected, same, sameWithNames, useDifferentialFixture } from '../harness/differential.js';
+import {
+  cluster,
+  expected,
+  same,
+  sameWithNames,
+  useDifferentialFixture,
+  failureLine,
+} from '../harness/differential.js';
 import { mapWithShardDown } from '../harness/cluster.js';
 import { runCli } from '../harness/run-cli.js';
 
@@ -154,12 +161,7 @@ describe('differential: shardctl query equals one PostgreSQL', () => {
         expect(plan.plan.kind, sql).toBe('final');
         await sameWithNames(sql);
       } catch (e) {
-        failures.push(
-          `${sql}\n    ${String((e as Error).message)
-            .split('\n')
-            .slice(0, 8)
-            .join('\n    ')}`,
-        );
+        failures.push(failureLine(sql, e, 8));
       }
     }
     expect(failures, failures.join('\n')).toEqual([]);
@@ -172,12 +174,7 @@ describe('differential: shardctl query equals one PostgreSQL', () => {
       try {
         await same(sql, ordered);
       } catch (e) {
-        failures.push(
-          `${sql}\n    ${String((e as Error).message)
-            .split('\n')
-            .slice(0, 6)
-            .join('\n    ')}`,
-        );
+        failures.push(failureLine(sql, e));
       }
     }
     expect(failures, failures.join('\n')).toEqual([]);
@@ -240,12 +237,7 @@ describe('differential: shardctl query equals one PostgreSQL', () => {
       try {
         await same(sql, true);
       } catch (e) {
-        failures.push(
-          `${sql}\n    ${String((e as Error).message)
-            .split('\n')
-            .slice(0, 6)
-            .join('\n    ')}`,
-        );
+        failures.push(failureLine(sql, e));
       }
     }
     expect(failures, failures.join('\n')).toEqual([]);
@@ -300,12 +292,7 @@ describe("pull-up: PostgreSQL answers over the shards' rows", () => {
         expect(plan.plan.kind, sql).toBe('pullup');
         await same(sql, ordered);
       } catch (e) {
-        failures.push(
-          `${sql}\n    ${String((e as Error).message)
-            .split('\n')
-            .slice(0, 6)
-            .join('\n    ')}`,
-        );
+        failures.push(failureLine(sql, e));
       }
     }
     expect(failures, failures.join('\n')).toEqual([]);

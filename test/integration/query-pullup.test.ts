@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { runQuery, ShardctlError } from '../../src/index.js';
 import type { PullupPlan } from '../../src/query/plan-types.js';
-import { cluster, expected, same, useDifferentialFixture } from '../harness/differential.js';
+import { cluster, expected, same, useDifferentialFixture, failureLine } from '../harness/differential.js';
 import { runCli } from '../harness/run-cli.js';
 
 // Pull-up beyond one table: set operations, joins not on the shard key, sub-queries over all shards
@@ -207,12 +207,7 @@ async function check(cases: Case[]): Promise<string[]> {
       expect(plan.plan.kind, sql).toBe(kind);
       await same(sql, ordered);
     } catch (e) {
-      failures.push(
-        `${sql}\n    ${String((e as Error).message)
-          .split('\n')
-          .slice(0, 6)
-          .join('\n    ')}`,
-      );
+      failures.push(failureLine(sql, e));
     }
   }
   return failures;
@@ -302,12 +297,7 @@ describe("pull-up across tables: PostgreSQL answers over the shards' rows", () =
       try {
         await same(q, true);
       } catch (e) {
-        failures.push(
-          `${q}\n    ${String((e as Error).message)
-            .split('\n')
-            .slice(0, 6)
-            .join('\n    ')}`,
-        );
+        failures.push(failureLine(q, e));
       }
     }
     expect(failures, failures.join('\n')).toEqual([]);
