@@ -310,6 +310,17 @@ export const CATALOG_STEPS: CatalogStep[] = [
       );
     `,
   },
+  {
+    version: 11,
+    description: 'change log rows carry their transaction',
+    sql: `
+      -- The writing transaction of each change-log row: a reader compares it with the snapshot of its
+      -- previous read and reads only what that read could not see. Rows logged before this step stay
+      -- NULL and are read every time (no rewrite of a log a running move is writing).
+      ALTER TABLE shardctl.move_changes ADD COLUMN xid xid8;
+      ALTER TABLE shardctl.move_changes ALTER COLUMN xid SET DEFAULT pg_current_xact_id();
+    `,
+  },
 ];
 
 /** The internal schema version this shardctl writes. */

@@ -119,26 +119,63 @@ export interface ChangedKeys {
 }
 
 /**
- * Reads the whole change log of a move, one entry per key with its latest log id. Whole, not from a
- * position: log ids are taken when a row is written but become visible at commit, so a reader that
- * resumed after the largest id it saw would miss a transaction that took a smaller id and committed
- * later.
+ * What a run has read of a move's change log: every key with its latest log id so far, and the
+ * snapshot of the last read. Log ids are taken when a row is written but become visible at commit, so
+ * a position in ids cannot say what is new; the writing transaction's id can: a row invisible to the
+ * last read's snapshot is exactly a row that read did not see.
  */
-export async function readChangedKeys(client: PoolClient, moveId: number): Promise<ChangedKeys> {
-  const r = await client.query<{ tbl: string; pk: string | null; last: string }>(
-    'SELECT tbl, pk::text AS pk, max(id)::text AS last FROM shardctl.move_changes WHERE move_id = $1 GROUP BY tbl, pk',
-    [moveId],
+export interface ChangeLogCursor {
+  readonly seen: ChangedKeys;
+  /** The snapshot of the last read (pg_snapshot text); none before the first. */
+  snapshot?: string;
+}
+
+/** A cursor that has read nothing: its first read reads the whole log. */
+export function newChangeLogCursor(): ChangeLogCursor {
+  return { seen: { keys: new Map(), truncated: [] } };
+}
+
+/**
+ * Reads the change log of a move, one entry per key with its latest log id: the whole log, or with a
+ * cursor only the rows its last read could not see (rows of transactions not yet committed then, or
+ * not yet begun), merged into the cursor. Returns the cursor's own maps, which the next read updates.
+ * A row's transaction id is compared with the last read's snapshot, taken by the same statement that
+ * read; rows logged before the log recorded transaction ids (NULL) are read every time.
+ *
+ * @example
+ * const cursor = newChangeLogCursor();
+ * const all = await readChangedKeys(c, 7, cursor); // whole log
+ * const now = await readChangedKeys(c, 7, cursor); // adds only what committed since
+ */
+export async function readChangedKeys(
+  client: PoolClient,
+  moveId: number,
+  cursor: ChangeLogCursor = newChangeLogCursor(),
+): Promise<ChangedKeys> {
+  const r = await client.query<{ snap: string; tbl: string | null; pk: string | null; last: string | null }>(
+    `SELECT pg_current_snapshot()::text AS snap, c.tbl, c.pk, c.last
+       FROM (SELECT 1) AS one
+       LEFT JOIN (SELECT tbl, pk::text AS pk, max(id)::text AS last
+                    FROM shardctl.move_changes
+                   WHERE move_id = $1
+                     AND ($2::pg_snapshot IS NULL OR xid IS NULL OR NOT pg_visible_in_snapshot(xid, $2::pg_snapshot))
+                   GROUP BY tbl, pk) AS c ON true`,
+    [moveId, cursor.snapshot ?? null],
   );
-  const keys = new Map<string, Map<string, number>>();
-  const truncated = new Set<string>();
+  const { keys, truncated } = cursor.seen;
   for (const x of r.rows) {
-    if (x.pk === null) truncated.add(x.tbl);
-    else {
-      if (!keys.has(x.tbl)) keys.set(x.tbl, new Map());
-      keys.get(x.tbl)!.set(x.pk, Number(x.last));
+    if (x.tbl === null) continue;
+    if (x.pk === null) {
+      if (!truncated.includes(x.tbl)) truncated.push(x.tbl);
+      continue;
     }
+    let ks = keys.get(x.tbl);
+    if (!ks) keys.set(x.tbl, (ks = new Map()));
+    // A key's entries are ordered by commit (a write waits for the row's earlier writer): keep the latest.
+    ks.set(x.pk, Math.max(ks.get(x.pk) ?? 0, Number(x.last)));
   }
-  return { keys, truncated: [...truncated] };
+  cursor.snapshot = r.rows[0]!.snap;
+  return cursor.seen;
 }
 
 /** The moving tenant as the key checks filter it: its text form and the shard key's type. */
@@ -165,18 +202,16 @@ export async function hashRowsByKey(
   const join = t.primaryKey.map((c) => `x.${quoteIdent(c)} = r.${quoteIdent(c)}`).join(' AND ');
   const r = await withTransaction(
     client,
-    async () => {
-      await client.query(STABLE_TEXT_SETTINGS);
-      return client.query<{ k: string; h: string | null }>(
+    () =>
+      client.query<{ k: string; h: string | null }>(
         `SELECT k.pk AS k, y.h
            FROM unnest($1::text[]) AS k(pk)
            CROSS JOIN LATERAL jsonb_populate_record(NULL::${quoteTable(t.table)}, k.pk::jsonb) AS r
            LEFT JOIN LATERAL (SELECT md5(ROW(${cols})::text) AS h FROM ${quoteTable(t.table)} x
                                WHERE ${join} AND x.${quoteIdent(t.keyColumn)} = ANY ($2::text[]::${keyCast(who.type)}[])) y ON true`,
         [keys, tenantList(who.tenant)],
-      );
-    },
-    { isolation: 'repeatable read', readOnly: true },
+      ),
+    { isolation: 'repeatable read', readOnly: true, prelude: STABLE_TEXT_SETTINGS },
   );
   for (const x of r.rows) if (x.h !== null) out.set(x.k, x.h);
   return out;

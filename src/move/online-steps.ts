@@ -3,7 +3,14 @@ import { ensureCatalogSchema } from '../catalog/catalog-schema.js';
 import { crashPoint } from '../crash-points.js';
 import { sleep } from '../db/poll.js';
 import { fromDriverError, ShardctlError } from '../errors.js';
-import { compareKeys, installChangeTracking, readChangedKeys, type ChangedKeys } from './change-tracking.js';
+import {
+  compareKeys,
+  installChangeTracking,
+  newChangeLogCursor,
+  readChangedKeys,
+  type ChangedKeys,
+  type ChangeLogCursor,
+} from './change-tracking.js';
 import { copyErrorShard, tenantChecksums, type CopyProgress, type CopyStats } from './copy-tenant.js';
 import { ensureFenceTriggers, raiseFence, removeFence, waitForOlderWriters } from './fence.js';
 import type { Capture, MoveRun, Next, StepTable } from './move-run.js';
@@ -41,6 +48,8 @@ async function prepareSource(r: MoveRun, tables: TenantTable[], name: string): P
   const m = r.move;
   const waitMs = r.options.waitMs ?? 30_000;
   await teardownOnline(r.pools, m);
+  // The log starts again from nothing: so does what this run has read of it.
+  cutoverOf(r).log = newChangeLogCursor();
   await r.pools.withShard(m.target, (c) => ensureCatalogSchema(c));
   await r.pools.withShard(m.source, async (c) => {
     await ensureFenceTriggers(c, tables, waitMs);
@@ -146,6 +155,8 @@ export interface Cutover {
   pauses: PauseAttempt[];
   /** The last catch-up's mark round trip, seconds: the lag the next pause starts from. */
   lagSeconds?: number;
+  /** The change log read so far: each read takes only what committed since (reset when the log is). */
+  log: ChangeLogCursor;
 }
 
 const cutovers = new WeakMap<MoveRun, Cutover>();
@@ -154,7 +165,16 @@ const cutovers = new WeakMap<MoveRun, Cutover>();
 export function cutoverOf(r: MoveRun): Cutover {
   let c = cutovers.get(r);
   if (!c)
-    cutovers.set(r, (c = { attempt: 0, delayMs: r.options.retryDelayMs ?? 1000, verified: new Map(), pauses: [] }));
+    cutovers.set(
+      r,
+      (c = {
+        attempt: 0,
+        delayMs: r.options.retryDelayMs ?? 1000,
+        verified: new Map(),
+        pauses: [],
+        log: newChangeLogCursor(),
+      }),
+    );
   return c;
 }
 
@@ -252,7 +272,7 @@ async function catchUp(r: MoveRun): Promise<Next> {
   const { maxPause, attempts } = budget(r);
   const tables = await r.tables();
   await r.pools.withClients([m.source, m.target], async ([src, dst]) => {
-    const changed = await readChangedKeys(src!, m.id);
+    const changed = await readChangedKeys(src!, m.id, cut.log);
     assertNotTruncated(r, changed, ': the copy no longer stands');
     const slot = await readSlot(src!, m.plan.replication!);
     const markedAt = performance.now();
@@ -295,7 +315,7 @@ async function drainAndCheck(r: MoveRun, src: PoolClient, dst: PoolClient, deadl
   crashPoint('online:in-pause');
   if (!(await waitConfirmed(r, src, dst, await writeMark(src, m.id), deadline, 2)))
     throw new PauseExceeded('the drain did not finish');
-  const last = await readChangedKeys(src, m.id);
+  const last = await readChangedKeys(src, m.id, cutoverOf(r).log);
   assertNotTruncated(r, last, '');
   const bad = await checkChanged(r, cutoverOf(r), src, dst, tables, last.keys);
   if (bad.size > 0) {

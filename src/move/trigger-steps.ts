@@ -4,7 +4,13 @@ import { crashPoint } from '../crash-points.js';
 import type { ShardPools } from '../db/shard-pools.js';
 import { withTransaction } from '../db/transaction.js';
 import { fromDriverError } from '../errors.js';
-import { installChangeTracking, readChangedKeys, removeChangeTracking, type TenantKey } from './change-tracking.js';
+import {
+  installChangeTracking,
+  newChangeLogCursor,
+  readChangedKeys,
+  removeChangeTracking,
+  type TenantKey,
+} from './change-tracking.js';
 import { copyErrorShard, tenantChecksums, type CopyProgress, type CopyStats } from './copy-tenant.js';
 import { appliedId, copyDelta, pendingKeys, type AppliedKeys } from './delta-copy.js';
 import { ensureFenceTriggers, raiseFence, waitForOlderWriters } from './fence.js';
@@ -51,6 +57,8 @@ function who(r: MoveRun): TenantKey {
 async function prepareSource(r: MoveRun, tables: TenantTable[]): Promise<void> {
   const m = r.move;
   const waitMs = r.options.waitMs ?? 30_000;
+  // The log starts again from nothing: so does what this run has read of it.
+  cutoverOf(r).log = newChangeLogCursor();
   await r.pools.withShard(m.target, (c) => ensureCatalogSchema(c));
   await r.pools.withShard(m.source, async (c) => {
     await removeChangeTracking(c, m.id, waitMs);
@@ -158,7 +166,7 @@ async function catchUpPasses(r: MoveRun, src: PoolClient, dst: PoolClient, table
   const { maxPause } = budget(r);
   const applied = appliedOf(r);
   for (let pass = 1; pass <= 50; pass++) {
-    const log = await readChangedKeys(src, m.id);
+    const log = await readChangedKeys(src, m.id, cutoverOf(r).log);
     assertNotTruncated(r, log, ': the copy no longer stands');
     const t0 = performance.now();
     const keys = await copyDelta(src, dst, tables, who(r), log.keys, applied, m);
@@ -190,7 +198,7 @@ async function catchUp(r: MoveRun): Promise<Next> {
     await catchUpPasses(r, src!, dst!, tables);
     // Compare the rows changed so far while writes flow: the pause then compares only what changes
     // in the next moments (a row that differs now, being written, is compared again there).
-    await checkChanged(r, cut, src!, dst!, tables, (await readChangedKeys(src!, m.id)).keys);
+    await checkChanged(r, cut, src!, dst!, tables, (await readChangedKeys(src!, m.id, cut.log)).keys);
     r.emit({
       phase: 'replicating',
       message: `caught up; pausing writes (attempt ${cut.attempt} of ${attempts}, budget ${maxPause} ms)`,
