@@ -19,9 +19,16 @@ export function quoteIdent(name: string): string {
   return `"${name.replace(/"/g, '""')}"`;
 }
 
-/** Quotes a string literal. */
+/**
+ * Quotes a string literal. One with a backslash is written as `E'...'` (backslashes doubled), which
+ * reads the same whatever the server's `standard_conforming_strings`.
+ *
+ * @example
+ * quoteLiteral("it's") // 'it''s'
+ */
 export function quoteLiteral(text: string): string {
-  return `'${text.replace(/'/g, "''")}'`;
+  const quoted = text.replace(/'/g, "''");
+  return text.includes('\\') ? `E'${quoted.replace(/\\/g, '\\\\')}'` : `'${quoted}'`;
 }
 
 /** The SQL type a shard-key type casts to (`bigint` as `int8`). */

@@ -1,4 +1,5 @@
 import type { PoolClient } from 'pg';
+import { quoteLiteral } from './sql.js';
 
 /** Options of {@link withTransaction}. */
 export interface TransactionOptions {
@@ -18,6 +19,11 @@ export interface TransactionOptions {
   idleInTransactionTimeoutMs?: number;
   /** Further settings for this transaction only (`set_config(name, value, true)`, i.e. `SET LOCAL`). */
   settings?: Record<string, string>;
+  /**
+   * Constant SQL (no parameters, no user input) run right after BEGIN and the settings, in the same
+   * round trip: `SET LOCAL ...`, `SET CONSTRAINTS ...`, `SAVEPOINT ...`.
+   */
+  prelude?: string;
 }
 
 /** The `BEGIN` statement for these options. */
@@ -28,8 +34,8 @@ export function beginSql(options: TransactionOptions = {}): string {
   return parts.join(' ');
 }
 
-/** Applies the per-transaction settings of `options` (after BEGIN). */
-export async function applyLocalSettings(client: PoolClient, options: TransactionOptions): Promise<void> {
+/** The per-transaction settings of `options`, by name. */
+function localSettings(options: TransactionOptions): Record<string, string> {
   const settings: Record<string, string> = { ...options.settings };
   if (options.lockTimeoutMs !== undefined) settings.lock_timeout = `${Math.max(1, Math.floor(options.lockTimeoutMs))}`;
   if (options.statementTimeoutMs !== undefined) {
@@ -38,13 +44,38 @@ export async function applyLocalSettings(client: PoolClient, options: Transactio
   if (options.idleInTransactionTimeoutMs !== undefined) {
     settings.idle_in_transaction_session_timeout = `${Math.max(0, Math.floor(options.idleInTransactionTimeoutMs))}`;
   }
+  return settings;
+}
+
+/** Applies the per-transaction settings of `options` (after BEGIN), in one round trip. */
+export async function applyLocalSettings(client: PoolClient, options: TransactionOptions): Promise<void> {
+  const settings = localSettings(options);
   const names = Object.keys(settings);
   if (names.length === 0) return;
-  // One round trip for all of them; values are parameters, never spliced into SQL.
   await client.query(
     `SELECT ${names.map((_, i) => `set_config($${2 * i + 1}, $${2 * i + 2}, true)`).join(', ')}`,
     names.flatMap((n) => [n, settings[n]!]),
   );
+}
+
+/**
+ * `BEGIN ...; SELECT set_config(...); <prelude>` for the options: a transaction opened with its
+ * settings in one round trip (a simple-protocol query; the values are quoted literals).
+ *
+ * @example
+ * beginWithSettingsSql({ readOnly: true, settings: { 'shardctl.x': '1' } })
+ * // "BEGIN READ ONLY; SELECT set_config('shardctl.x', '1', true)"
+ */
+export function beginWithSettingsSql(options: TransactionOptions = {}): string {
+  const settings = localSettings(options);
+  const parts = [beginSql(options)];
+  const names = Object.keys(settings);
+  if (names.length > 0)
+    parts.push(
+      `SELECT ${names.map((n) => `set_config(${quoteLiteral(n)}, ${quoteLiteral(settings[n]!)}, true)`).join(', ')}`,
+    );
+  if (options.prelude) parts.push(options.prelude);
+  return parts.join('; ');
 }
 
 /**
@@ -62,9 +93,9 @@ export async function withTransaction<T>(
   fn: () => Promise<T>,
   options: TransactionOptions = {},
 ): Promise<T> {
-  await client.query(beginSql(options));
   try {
-    await applyLocalSettings(client, options);
+    // Round trips count: moves open transactions inside their write pause.
+    await client.query(beginWithSettingsSql(options));
     const result = await fn();
     await client.query('COMMIT');
     return result;

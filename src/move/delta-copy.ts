@@ -62,7 +62,6 @@ async function readDelta(
   return withTransaction(
     src,
     async () => {
-      await src.query(STABLE_TEXT_SETTINGS);
       const out: TableDelta[] = [];
       for (const t of tables) {
         const ks = pending.get(t.table);
@@ -80,7 +79,7 @@ async function readDelta(
       }
       return out;
     },
-    { isolation: 'repeatable read', readOnly: true },
+    { isolation: 'repeatable read', readOnly: true, prelude: STABLE_TEXT_SETTINGS },
   );
 }
 
@@ -125,6 +124,9 @@ async function deleteRows(dst: PoolClient, d: TableDelta, who: TenantKey): Promi
   );
 }
 
+/** Opens a pass's target transaction (in BEGIN's round trip): the savepoint lets a pass be redone in the other order. */
+const DELTA_PRELUDE = `${STABLE_TEXT_SETTINGS}; SET CONSTRAINTS ALL DEFERRED; SAVEPOINT shardctl_delta`;
+
 /**
  * Writes a pass on the target in one transaction: upserts parents first, then deletes children first
  * (a child moved to a new parent before its old parent goes). When that order meets a unique or foreign
@@ -137,9 +139,7 @@ async function writeDelta(dst: PoolClient, ds: TableDelta[], who: TenantKey, tar
   const deletes = async () => {
     for (const d of [...ds].reverse()) await deleteRows(dst, d, who);
   };
-  await dst.query(STABLE_TEXT_SETTINGS);
-  await dst.query('SET CONSTRAINTS ALL DEFERRED');
-  await dst.query('SAVEPOINT shardctl_delta');
+  // The transaction opened with DELTA_PRELUDE: text settings, deferred constraints, the savepoint.
   try {
     await upserts();
     await deletes();
@@ -181,7 +181,7 @@ export async function copyDelta(
       await writeDelta(dst, deltas, who, shards.target);
       crashPoint('trigger:mid-delta');
     },
-    { settings: { ...FENCE_BYPASS, ...tenantSetting(who.tenant) } },
+    { settings: { ...FENCE_BYPASS, ...tenantSetting(who.tenant) }, prelude: DELTA_PRELUDE },
   ).catch((e: unknown) => Promise.reject(fromDriverError(e, { shard: shards.target })));
   let n = 0;
   for (const d of deltas)

@@ -2,7 +2,6 @@ import type { PoolClient } from 'pg';
 import { ensureCatalogSchema } from '../catalog/catalog-schema.js';
 import { pollUntil } from '../db/poll.js';
 import { lockedTx } from '../db/shard-pools.js';
-import { withTransaction } from '../db/transaction.js';
 import { ShardctlError } from '../errors.js';
 import { keyCast, quoteIdent, quoteLiteral, quoteTable } from '../db/sql.js';
 
@@ -154,17 +153,18 @@ export async function raiseFence(
   client: PoolClient,
   f: { tenant: string | string[]; moveId: number; target: string; waitMs: number; shard?: string },
 ): Promise<void> {
-  const fenceXid = await withTransaction(client, async () => {
-    // A group's fences go up together: one transaction, one instant.
-    for (const tenant of tenantList(f.tenant))
-      await addFence(client, {
-        tenant,
-        moveId: f.moveId,
-        target: f.target,
-        reason: `move ${f.moveId} of tenant ${tenant} to ${f.target} in progress`,
-      });
-    return (await client.query<{ x: string }>('SELECT pg_current_xact_id()::text AS x')).rows[0]!.x;
-  });
+  // One statement, so one transaction: a group's fences go up together, at one instant (and in one
+  // round trip, inside the write pause).
+  const tenants = tenantList(f.tenant);
+  const fenceXid = (
+    await client.query<{ x: string }>(
+      `INSERT INTO shardctl.fences (tenant, move_id, target, reason)
+       SELECT f.tenant, $2, $3, f.reason FROM unnest($1::text[], $4::text[]) AS f(tenant, reason)
+       ON CONFLICT (tenant) DO UPDATE SET move_id = excluded.move_id, target = excluded.target, reason = excluded.reason
+       RETURNING pg_current_xact_id()::text AS x`,
+      [tenants, f.moveId, f.target, tenants.map((t) => `move ${f.moveId} of tenant ${t} to ${f.target} in progress`)],
+    )
+  ).rows[0]!.x;
   await waitForOlderWriters(client, fenceXid, f.waitMs, f.shard ?? 'the source');
 }
 

@@ -7,7 +7,7 @@ import { removeChangeTracking } from './change-tracking.js';
 import type { MoveRecord, MoveState } from './move-journal.js';
 import type { MoveRun } from './move-run.js';
 import { dropMoveReplication, markApplied, readSlot, readSubscription, replicationName } from './replication.js';
-import { readTenantTables, type TenantTable } from './tenant-tables.js';
+import { columnSignatures, type TenantTable } from './tenant-tables.js';
 
 export type { OnlineEvent, OnlineOptions } from './online-types.js';
 
@@ -155,15 +155,12 @@ export async function checkSchemaUnchanged(
   dst: PoolClient,
   tables: TenantTable[],
 ): Promise<void> {
-  const sig = (ts: TenantTable[]) =>
-    new Map(ts.map((t) => [t.table, t.allColumns.map((c) => `${c.name} ${c.type}`).join(', ')]));
-  const want = sig(tables);
-  for (const [side, c] of [
-    [r.move.source, src],
-    [r.move.target, dst],
-  ] as const) {
-    const now = sig(await readTenantTables(c, r.map));
-    const changed = [...want].filter(([t, s]) => now.get(t) !== s).map(([t]) => t);
+  const want = new Map(tables.map((t) => [t.table, t.allColumns.map((c) => `${c.name} ${c.type}`).join(', ')]));
+  const names = [...want.keys()];
+  // Both sides at once, one catalog query each: this runs inside the write pause.
+  const sides = await Promise.all([columnSignatures(src, names), columnSignatures(dst, names)]);
+  for (const [i, side] of [r.move.source, r.move.target].entries()) {
+    const changed = [...want].filter(([t, s]) => sides[i]!.get(t) !== s).map(([t]) => t);
     if (changed.length > 0)
       throw fail(
         `the columns of ${changed.join(', ')} changed on ${side} during the move`,
@@ -182,19 +179,22 @@ export async function checkSchemaUnchanged(
  * await syncSequences(src, dst, tables);
  */
 export async function syncSequences(src: PoolClient, dst: PoolClient, tables: TenantTable[]): Promise<void> {
-  for (const t of tables) {
-    for (const s of t.sequences) {
-      const r = await src.query<{ v: string; called: boolean }>(
-        `SELECT last_value::text AS v, is_called AS called FROM ${s.sequence}`,
-      );
-      const row = r.rows[0];
-      if (!row || !row.called) continue;
-      await dst.query(
-        `SELECT setval($1::regclass, $2::int8, true) FROM ${s.sequence} WHERE NOT is_called OR last_value < $2::int8`,
-        [s.sequence, row.v],
-      );
-    }
-  }
+  const seqs = [...new Set(tables.flatMap((t) => t.sequences.map((s) => s.sequence)))];
+  if (seqs.length === 0) return;
+  // One round trip per side (this runs inside the write pause).
+  const read = seqs.map((s, i) => `SELECT ${i} AS i, last_value::text AS v, is_called AS called FROM ${s}`);
+  const r = await src.query<{ i: number; v: string; called: boolean }>(read.join(' UNION ALL '));
+  const moved = r.rows.filter((x) => x.called);
+  if (moved.length === 0) return;
+  // Each setval guarded by the target's own value in the same statement: a sequence never goes back.
+  const sets = moved.map(
+    (x, k) =>
+      `(SELECT setval($${2 * k + 1}::regclass, $${2 * k + 2}::int8, true) FROM ${seqs[x.i]} WHERE NOT is_called OR last_value < $${2 * k + 2}::int8)`,
+  );
+  await dst.query(
+    `SELECT ${sets.join(', ')}`,
+    moved.flatMap((x) => [seqs[x.i]!, x.v]),
+  );
 }
 
 /**

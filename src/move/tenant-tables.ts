@@ -91,6 +91,25 @@ export async function readTenantTables(client: PoolClient, map: ShardMap): Promi
 }
 
 /**
+ * The columns of each named table as `name type, ...` in column order (the form of `allColumns`), in
+ * one catalog query: what a move compares to find a table changed under it.
+ *
+ * @example
+ * (await columnSignatures(c, ['public.users'])).get('public.users') // 'id bigint, tenant_id bigint, email text'
+ */
+export async function columnSignatures(client: PoolClient, tables: string[]): Promise<Map<string, string>> {
+  const r = await client.query<{ t: string; sig: string }>(
+    `SELECT n.nspname || '.' || c.relname AS t,
+            string_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod), ', ' ORDER BY a.attnum) AS sig
+       FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE (n.nspname || '.' || c.relname) = ANY($1) AND a.attnum > 0 AND NOT a.attisdropped
+      GROUP BY 1`,
+    [tables],
+  );
+  return new Map(r.rows.map((x) => [x.t, x.sig]));
+}
+
+/**
  * Orders tables parents first (Kahn's algorithm, ties in name order); tables left in a cycle are
  * appended in name order.
  */

@@ -4,8 +4,7 @@ import type { PoolClient } from 'pg';
 import type { ShardMap } from '../config/shard-map.js';
 import { ensureCatalogSchema } from '../catalog/catalog-schema.js';
 import type { ShardPools } from '../db/shard-pools.js';
-import { beginSql, type TransactionOptions } from '../db/transaction.js';
-import { quoteLiteral } from '../db/sql.js';
+import { beginWithSettingsSql, type TransactionOptions } from '../db/transaction.js';
 import { crashPoint } from '../crash-points.js';
 import { ExitCode, fromDriverError, ShardctlError } from '../errors.js';
 import { openDecision, pruneDecisions, resolveDecision } from './decisions.js';
@@ -126,7 +125,7 @@ class Participants {
     const p: Participant = { shard, client };
     this.list.push(p);
     // One round trip: BEGIN and the SET LOCALs as one simple-protocol string (values quoted).
-    await client.query(beginWithSettings(this.options));
+    await client.query(beginWithSettingsSql(this.options));
     return p;
   }
 
@@ -139,18 +138,6 @@ class Participants {
   release(): void {
     for (const p of this.list) p.client.release(p.broken);
   }
-}
-
-/** `BEGIN ...; SELECT set_config(...)` for the options: the participant's transaction in one round trip. */
-function beginWithSettings(options: TransactionOptions): string {
-  const settings: Record<string, string> = { ...options.settings };
-  if (options.lockTimeoutMs !== undefined) settings.lock_timeout = `${Math.max(1, Math.floor(options.lockTimeoutMs))}`;
-  if (options.statementTimeoutMs !== undefined)
-    settings.statement_timeout = `${Math.max(1, Math.floor(options.statementTimeoutMs))}`;
-  const names = Object.keys(settings);
-  if (names.length === 0) return beginSql(options);
-  const sets = names.map((n) => `set_config(${quoteLiteral(n)}, ${quoteLiteral(settings[n]!)}, true)`);
-  return `${beginSql(options)}; SELECT ${sets.join(', ')}`;
 }
 
 /** The handle over a set of participants. */
