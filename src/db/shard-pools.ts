@@ -18,6 +18,13 @@ export interface ShardPoolsOptions {
   connectTimeoutMs?: number;
   /** Maximum connections per shard. Default 4. */
   maxPerShard?: number;
+  /**
+   * Connections per shard kept open however long they sit idle, once made (pg-pool's `min`). Default 0:
+   * a command's idle connections close after 10 s. Routers keep 1, so that the first query to a shard
+   * after a quiet spell (a tenant's first write on its new shard after a move) does not wait for a
+   * connection.
+   */
+  minPerShard?: number;
   /** `application_name` of every connection. Default `shardctl`. */
   applicationName?: string;
   /** `statement_timeout` for every statement, in ms. Default: none (the server's). */
@@ -117,6 +124,7 @@ export class ShardPools {
       const config: PoolConfig = {
         connectionString: shard.url,
         max: this.options.maxPerShard ?? 4,
+        min: Math.min(this.options.minPerShard ?? 0, this.options.maxPerShard ?? 4),
         connectionTimeoutMillis: this.options.connectTimeoutMs ?? 5000,
         application_name: this.options.applicationName ?? 'shardctl',
         idleTimeoutMillis: 10_000,

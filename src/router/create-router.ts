@@ -135,8 +135,37 @@ interface Connections {
 async function openConnections(map: ShardMap, options: RouterOptions): Promise<Connections | undefined> {
   if (options.offline) return undefined;
   const { ShardPools: Pools } = await import('../db/shard-pools.js');
-  const pools = await Pools.open(map, options.pool);
+  // A router lives as long as the application: one connection per shard stays open (see minPerShard).
+  const pools = await Pools.open(map, { minPerShard: 1, ...options.pool });
   return { pools, kysely: options.kysely === false ? undefined : await import('kysely') };
+}
+
+/**
+ * Coalesces concurrent calls of `run`: a call while one runs waits for the next run, which starts after
+ * the running one ends and serves every call made meanwhile. Each caller thus gets a run that began
+ * after its call (a writer refreshing after a fence error sees a directory read after that error),
+ * and many writers rejected at once make two reads, not one each.
+ */
+function coalesced(run: () => Promise<void>): () => Promise<void> {
+  let running: Promise<void> | undefined;
+  let next: Promise<void> | undefined;
+  const start = (): Promise<void> => {
+    const p = run().finally(() => {
+      if (running === p) running = undefined;
+    });
+    running = p;
+    return p;
+  };
+  return () => {
+    if (!running) return start();
+    next ??= running
+      .catch(() => undefined)
+      .then(() => {
+        next = undefined;
+        return start();
+      });
+    return next;
+  };
 }
 
 /**
@@ -346,7 +375,9 @@ async function openCache(map: ShardMap, options: RouterOptions, connections: Con
             (t) => locationOf(rule, entries, parseTenant(t, map.shardKey.type)).shard,
           )
       : undefined;
-  const refresh = async () => (connections ? refreshDirectory(map, connections.pools, cache, checkData) : undefined);
+  const refresh = coalesced(async () =>
+    connections ? refreshDirectory(map, connections.pools, cache, checkData) : undefined,
+  );
   if (connections) {
     try {
       await refresh();

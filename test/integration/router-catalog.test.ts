@@ -76,6 +76,30 @@ describe('router', () => {
     }
   });
 
+  it('shares concurrent refreshes, each one reading a directory newer than its call', async () => {
+    const router = await createRouter(cluster.map, { directoryTtlMs: 60_000 });
+    const pools = await ShardPools.open(cluster.map);
+    try {
+      await pools.withShard('shard-0', async (c) => {
+        await ensureCatalogSchema(c);
+        await setPlacement(c, '8', 'shard-0', { ruleShard: 'shard-2' });
+      });
+      // Twenty writers rejected at once: one read runs, the others share the next one.
+      await Promise.all(Array.from({ length: 20 }, () => router.refresh()));
+      expect(router.locate(8).shard).toBe('shard-0');
+      expect(router.pools.pool('shard-0').totalCount).toBe(1);
+      // A refresh called while another runs, after a change committed meanwhile, sees the change.
+      const running = router.refresh();
+      await pools.withShard('shard-0', (c) => setPlacement(c, '8', 'shard-1', { ruleShard: 'shard-2' }));
+      await router.refresh();
+      expect(router.locate(8).shard).toBe('shard-1');
+      await running;
+    } finally {
+      await pools.close();
+      await router.close();
+    }
+  });
+
   it('gives each tenant a Kysely bound to its shard', async () => {
     const router = await createRouter(cluster.map);
     try {
