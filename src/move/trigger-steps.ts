@@ -206,7 +206,7 @@ async function catchUp(r: MoveRun): Promise<Next> {
     const now = (await src!.query<{ x: string }>('SELECT pg_current_xact_id()::text AS x')).rows[0]!.x;
     await waitForOlderExplained(r, now, () => waitForOlderWriters(src!, now, r.options.waitMs ?? 30_000, m.source));
     // What was written while the checks and the wait ran: copied now, so the pause's own pass is short.
-    await copyDelta(src!, dst!, tables, who(r), (await readChangedKeys(src!, m.id)).keys, appliedOf(r), m);
+    await copyDelta(src!, dst!, tables, who(r), (await readChangedKeys(src!, m.id, cut.log)).keys, appliedOf(r), m);
   });
   return { state: 'fenced', entry: { message: `write pause, attempt ${cut.attempt}` } };
 }
@@ -229,7 +229,7 @@ async function drainAndCheck(r: MoveRun, src: PoolClient, dst: PoolClient, deadl
   });
   crashPoint('trigger:in-pause');
   // With the fence up and older writers gone, the log is complete: one pass copies the rest.
-  const last = await readChangedKeys(src, m.id);
+  const last = await readChangedKeys(src, m.id, cutoverOf(r).log);
   assertNotTruncated(r, last, '');
   const applied = appliedOf(r);
   while ((await copyDelta(src, dst, tables, who(r), last.keys, applied, m)) > 0)
