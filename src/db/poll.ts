@@ -8,6 +8,11 @@ export interface PollOptions<T> {
   deadline?: number;
   /** Pause between probes, in ms. Default 100. */
   intervalMs?: number;
+  /**
+   * The first pause, in ms, doubled after each probe up to `intervalMs`: for a condition that is
+   * usually met within milliseconds (inside a write pause), without probing that often for long.
+   */
+  firstIntervalMs?: number;
   /** What is waited for, in words that complete "timed out waiting for ...": the timeout error says it. */
   reason: string;
   /**
@@ -36,6 +41,7 @@ type NotYet = undefined | null | false;
 export async function pollUntil<T>(probe: () => Promise<T | NotYet> | T | NotYet, options: PollOptions<T>): Promise<T> {
   const deadline = options.deadline ?? Date.now() + (options.timeoutMs ?? 0);
   const interval = Math.max(1, options.intervalMs ?? 100);
+  let pause = Math.min(interval, Math.max(1, options.firstIntervalMs ?? interval));
   for (;;) {
     if (options.signal?.aborted) throw options.signal.reason;
     const value = await probe();
@@ -48,7 +54,8 @@ export async function pollUntil<T>(probe: () => Promise<T | NotYet> | T | NotYet
         details: { waitedMs: Math.max(0, Date.now() - (deadline - (options.timeoutMs ?? 0))) },
       });
     }
-    await sleep(Math.min(interval, left), options.signal);
+    await sleep(Math.min(pause, left), options.signal);
+    pause = Math.min(interval, pause * 2);
   }
 }
 

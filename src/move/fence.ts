@@ -217,6 +217,8 @@ export async function waitForOlderWriters(
     },
     {
       timeoutMs: waitMs,
+      // Writers in flight when the fence went up usually end within milliseconds: this runs in the pause.
+      firstIntervalMs: 1,
       intervalMs: 20,
       reason: `transactions older than the fence on ${shard}`,
       onTimeout: () => {

@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { pollUntil } from '../../src/db/poll.js';
 import { ShardctlError } from '../../src/errors.js';
 
@@ -49,6 +49,25 @@ describe('pollUntil', () => {
         },
       }),
     ).rejects.toThrow('old transactions: pid 42');
+  });
+
+  it('starts at firstIntervalMs and doubles the pause up to intervalMs', async () => {
+    vi.useFakeTimers();
+    try {
+      let calls = 0;
+      const wait = pollUntil(() => ++calls >= 5, { timeoutMs: 5000, firstIntervalMs: 1, intervalMs: 4, reason: 'x' });
+      const after = async (ms: number) => (await vi.advanceTimersByTimeAsync(ms), calls);
+      expect(await after(0)).toBe(1);
+      expect(await after(1)).toBe(2); // 1 ms
+      expect(await after(2)).toBe(3); // 2 ms
+      expect(await after(3)).toBe(3);
+      expect(await after(1)).toBe(4); // 4 ms
+      expect(await after(3)).toBe(4);
+      expect(await after(1)).toBe(5); // 4 ms: the cap
+      expect(await wait).toBe(true);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('stops when its signal aborts, with the signal reason', async () => {
