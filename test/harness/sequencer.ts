@@ -44,8 +44,6 @@ export class SlowFirstSequencer extends BaseSequencer {
     };
     const group = (f: TestSpecification) => f.project.config.sequence.groupOrder;
     // Within a project only (vitest runs projects by groupOrder); the sort is stable: the rest keep vitest's order.
-    return sorted.sort(
-      (a, b) => group(a) - group(b) || (a.project.name === b.project.name ? rank(a) - rank(b) : 0),
-    );
+    return sorted.sort((a, b) => group(a) - group(b) || (a.project.name === b.project.name ? rank(a) - rank(b) : 0));
   }
 }
