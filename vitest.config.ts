@@ -1,7 +1,10 @@
 import { defineConfig } from 'vitest/config';
+import { SlowFirstSequencer } from './test/harness/sequencer.js';
 
 export default defineConfig({
   test: {
+    // Within each project the slowest integration files start first (test/harness/sequencer.ts).
+    sequence: { sequencer: SlowFirstSequencer },
     projects: [
       {
         test: {

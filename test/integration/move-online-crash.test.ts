@@ -60,7 +60,7 @@ describe.skipIf(Boolean(NO_LOGICAL))('crash safety of online moves', () => {
     let where = 1;
     let report: WriterReport;
     try {
-      for (const [i, point] of crashPointsOfRun(POINTS).entries()) {
+      for (const [i, point] of crashPointsOfRun(POINTS, { serverSpecific: true }).entries()) {
         const to = 1 - where;
         const run = await runCli(
           ['-c', cluster.mapFile, 'rebalance', '--tenant', String(TENANT), '--to', `shard-${to}`, '--yes'],

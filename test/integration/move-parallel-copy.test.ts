@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createRouter, moveTenant, movesOf, verifyCluster } from '../../src/index.js';
+import { abortMove, createRouter, moveTenant, movesOf, resumeMove, verifyCluster } from '../../src/index.js';
 import { createTestCluster, type TestCluster } from '../harness/cluster.js';
+import { crashPointsOfRun } from '../harness/crash-sample.js';
 import { applyMoveSchema, loadMoveTenant, MOVE_TABLES, tenantRows } from '../harness/move-fixture.js';
 import { writerMismatches } from '../harness/online.js';
 import { runCli } from '../harness/run-cli.js';
@@ -10,14 +11,21 @@ import { startWriter, type WriterReport } from '../harness/writer.js';
 // 3,500 users make 21,000 invoice lines: enough for the largest table to be split into key ranges.
 const BIG = 3;
 const SIZE = 3500;
+// The crash matrix's tenant: 1,000 users make 11,001 rows, over the 10,000 of a parallel copy (move-copy.ts)
+// and in six tables, so three streams each prepare their own transaction without splitting a table.
+const CRASHED = 4;
+const CRASHED_SIZE = 1000;
 
 let c: TestCluster;
 beforeAll(async () => {
-  c = await createTestCluster({ shards: 2, reference: ['plans'] });
+  // Every router here (the writer's too) reads the map's TTL: the cleanup's grace is 0.6 s, not 2.5 s.
+  c = await createTestCluster({ shards: 2, reference: ['plans'], directoryTtl: '100ms' });
   await applyMoveSchema(c);
   await loadMoveTenant(c, 1, BIG, SIZE);
+  await loadMoveTenant(c, 0, CRASHED, CRASHED_SIZE);
   // The fixture's attachments grow with their number (123 MB at this size): kept small, the rows are what counts.
   await c.sql(1, 'UPDATE attachments SET data = substr(data, 1, 64) WHERE tenant_id = $1', [BIG]);
+  await c.sql(0, 'UPDATE attachments SET data = substr(data, 1, 64) WHERE tenant_id = $1', [CRASHED]);
   await loadMoveTenant(c, 1, 1, 5);
   await loadMoveTenant(c, 0, 2, 5);
 });
@@ -88,24 +96,31 @@ describe('parallel copy of a move', () => {
     'copy:after-decision': 3,
     'copy:after-first-commit': 2,
   };
+  // Each point resumed and aborted, the fenced and the trigger capture in turn. The SIGKILLed run is the
+  // CLI's; the resume or abort after it runs the same library call in this process (one process start less).
+  const RUNS = [...POINTS, ...POINTS].map((point, i) => ({
+    point,
+    abort: i >= POINTS.length,
+    mode: i % 2 === 0 ? ['--offline'] : ['--capture', 'trigger'],
+  }));
   it(`resumes and aborts cleanly after a SIGKILL at ${POINTS.length} points of the commit`, async () => {
-    for (const [i, point] of [...POINTS, ...POINTS].entries()) {
-      const abort = i >= POINTS.length;
-      const from = await where(BIG);
+    for (const { point, abort, mode } of crashPointsOfRun(RUNS)) {
+      const from = await where(CRASHED);
       const to = 1 - from;
-      const expected = await tenantRows(c, from, BIG);
-      const args = ['-c', c.mapFile, 'rebalance', '--tenant', String(BIG), '--to', `shard-${to}`, '--yes'];
-      const mode = i % 2 === 0 ? ['--offline'] : ['--capture', 'trigger'];
+      const expected = await tenantRows(c, from, CRASHED);
+      const args = ['-c', c.mapFile, 'rebalance', '--tenant', String(CRASHED), '--to', `shard-${to}`, '--yes'];
       const run = await runCli([...args, ...mode, '--copy-streams', '3'], { env: { SHARDCTL_TEST_CRASH_AT: point } });
       expect(run.code, `${point}: killed (${run.stderr})`).not.toBe(0);
       expect((await prepared(to)).length, `${point}: prepared on the target`).toBe(STILL_PREPARED[point]);
-      const [m] = await movesOf(c.map, { tenant: String(BIG) });
-      const r = await runCli(['-c', c.mapFile, 'rebalance', abort ? '--abort' : '--resume', String(m!.id)]);
-      expect(r.code, `${point}: ${abort ? 'abort' : 'resume'}: ${r.stderr}`).toBe(0);
+      const [m] = await movesOf(c.map, { tenant: String(CRASHED) });
+      const { move } = await (abort ? abortMove : resumeMove)(c.map, m!.id);
+      expect(move.state, `${point}: ${abort ? 'abort' : 'resume'}`).toBe(abort ? 'aborted' : 'done');
       const now = abort ? from : to;
-      expect(await where(BIG), point).toBe(now);
-      expect(await tenantRows(c, now, BIG), `${point}: every row once on shard-${now}`).toEqual(expected);
-      expect(Object.values(await tenantRows(c, 1 - now, BIG)).flat(), `${point}: none on shard-${1 - now}`).toEqual([]);
+      expect(await where(CRASHED), point).toBe(now);
+      expect(await tenantRows(c, now, CRASHED), `${point}: every row once on shard-${now}`).toEqual(expected);
+      expect(Object.values(await tenantRows(c, 1 - now, CRASHED)).flat(), `${point}: none on shard-${1 - now}`).toEqual(
+        [],
+      );
       expect([...(await prepared(0)), ...(await prepared(1))], `${point}: nothing left prepared`).toEqual([]);
       expect((await verifyCluster(c.map)).findings, point).toEqual([]);
     }
