@@ -1,4 +1,5 @@
 import type { PoolClient } from 'pg';
+import { quoteLiteral } from './sql.js';
 
 /** Options of {@link withTransaction}. */
 export interface TransactionOptions {
@@ -28,8 +29,8 @@ export function beginSql(options: TransactionOptions = {}): string {
   return parts.join(' ');
 }
 
-/** Applies the per-transaction settings of `options` (after BEGIN). */
-export async function applyLocalSettings(client: PoolClient, options: TransactionOptions): Promise<void> {
+/** The per-transaction settings of `options`, by name. */
+function localSettings(options: TransactionOptions): Record<string, string> {
   const settings: Record<string, string> = { ...options.settings };
   if (options.lockTimeoutMs !== undefined) settings.lock_timeout = `${Math.max(1, Math.floor(options.lockTimeoutMs))}`;
   if (options.statementTimeoutMs !== undefined) {
@@ -38,6 +39,12 @@ export async function applyLocalSettings(client: PoolClient, options: Transactio
   if (options.idleInTransactionTimeoutMs !== undefined) {
     settings.idle_in_transaction_session_timeout = `${Math.max(0, Math.floor(options.idleInTransactionTimeoutMs))}`;
   }
+  return settings;
+}
+
+/** Applies the per-transaction settings of `options` (after BEGIN). */
+export async function applyLocalSettings(client: PoolClient, options: TransactionOptions): Promise<void> {
+  const settings = localSettings(options);
   const names = Object.keys(settings);
   if (names.length === 0) return;
   // One round trip for all of them; values are parameters, never spliced into SQL.
@@ -45,6 +52,21 @@ export async function applyLocalSettings(client: PoolClient, options: Transactio
     `SELECT ${names.map((_, i) => `set_config($${2 * i + 1}, $${2 * i + 2}, true)`).join(', ')}`,
     names.flatMap((n) => [n, settings[n]!]),
   );
+}
+
+/**
+ * `BEGIN ...; SELECT set_config(...)`: a transaction and its settings in one round trip (one
+ * simple-protocol message; names and values quoted as literals).
+ *
+ * @example
+ * beginWithSettingsSql({ readOnly: true, settings: { TimeZone: 'UTC' } }) // "BEGIN READ ONLY; SELECT set_config('TimeZone', 'UTC', true)"
+ */
+export function beginWithSettingsSql(options: TransactionOptions = {}): string {
+  const settings = localSettings(options);
+  const names = Object.keys(settings);
+  if (names.length === 0) return beginSql(options);
+  const sets = names.map((n) => `set_config(${quoteLiteral(n)}, ${quoteLiteral(settings[n]!)}, true)`);
+  return `${beginSql(options)}; SELECT ${sets.join(', ')}`;
 }
 
 /**
@@ -62,9 +84,9 @@ export async function withTransaction<T>(
   fn: () => Promise<T>,
   options: TransactionOptions = {},
 ): Promise<T> {
-  await client.query(beginSql(options));
   try {
-    await applyLocalSettings(client, options);
+    // Inside the try: a setting that fails leaves the transaction open (aborted), and the ROLLBACK ends it.
+    await client.query(beginWithSettingsSql(options));
     const result = await fn();
     await client.query('COMMIT');
     return result;
