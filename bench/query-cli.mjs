@@ -8,9 +8,12 @@
 // Every figure is the median of 3 runs, the alternatives interleaved, on PostgreSQL 15 servers, and
 // is printed as a ratio against the bound measured in the same run. Then the fixed cost: a trivial
 // cross-shard query against `node -e 0` and a node process making one round trip, at 4 and 16 shards
-// (added ms per added shard). Default: 1,000,000 rows on 4 shards (a few minutes here).
+// (added ms per added shard). shardctl's CPU time (user + sys) and peak RSS come from /usr/bin/time:
+// CPU is what a loaded machine distorts least. Then the export's peak RSS at a quarter, half and all
+// the rows (`query-cli 4000000` shows 1, 2 and 4 million). Default: 1,000,000 rows on 4 shards.
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, openSync, closeSync } from 'node:fs';
+import { existsSync, openSync, closeSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { median, startBenchCluster } from './_cluster.mjs';
@@ -36,6 +39,23 @@ function timed(cmd, args, env = {}) {
     });
   });
 }
+
+const TIME = '/usr/bin/time';
+
+/**
+ * A child's wall time (ms), CPU time (user + sys, ms: what the machine's load does not inflate much)
+ * and peak RSS (MB), through /usr/bin/time (CPU and RSS are null without it).
+ */
+async function measured(cmd, args) {
+  if (!existsSync(TIME)) return { ms: await timed(cmd, args), cpuMs: null, rssMb: null };
+  const file = path.join(os.tmpdir(), `shardctl-bench-time-${process.pid}`);
+  const ms = await timed(TIME, ['-f', '%U %S %M', '-o', file, cmd, ...args]);
+  const [user, sys, rssKb] = readFileSync(file, 'utf8').trim().split(/\s+/).slice(-3).map(Number);
+  rmSync(file, { force: true });
+  return { ms, cpuMs: (user + sys) * 1000, rssMb: rssKb / 1024 };
+}
+
+const load = () => `load ${os.loadavg()[0].toFixed(1)}`;
 
 /** The lines a command prints (a check that the alternatives return the same number of rows). */
 function lineCount(cmd, args) {
@@ -132,7 +152,7 @@ const QUERIES = [
 ];
 
 function ours(mapFile, sql, format) {
-  return timed(process.execPath, [BIN, 'query', '-c', mapFile, '--format', format, sql]);
+  return measured(process.execPath, [BIN, 'query', '-c', mapFile, '--format', format, sql]);
 }
 
 async function shardSqlOf(mapFile, sql) {
@@ -159,9 +179,11 @@ async function queries(cluster, coordUrl) {
       const b = lineCount(PSQL, [coordUrl, '-X', '-q', '-At', '-c', q.sql]);
       if (a - (csv ? 1 : 0) !== b) throw new Error(`${q.label}: shardctl printed ${a} lines, postgres_fdw ${b}`);
     }
-    const t = { ours: [], bound: [], fdw: [] };
+    const t = { ours: [], cpu: [], bound: [], fdw: [] };
     for (let r = 0; r < 3; r++) {
-      t.ours.push(await ours(cluster.mapFile, q.sql, q.format));
+      const m = await ours(cluster.mapFile, q.sql, q.format);
+      t.ours.push(m.ms);
+      t.cpu.push(m.cpuMs ?? NaN);
       const s = performance.now();
       await bound(cluster.urls, shardSql, csv);
       t.bound.push(performance.now() - s);
@@ -171,7 +193,8 @@ async function queries(cluster, coordUrl) {
     const target = q.export ? 'speed >= 0.8x the bound' : '<= 1.3x the bound, faster than fdw';
     console.log(
       `${q.label.padEnd(28)} shardctl ${ms(o)}, bound ${ms(b)}, postgres_fdw ${ms(f)} -> ${(o / b).toFixed(2)}x the bound` +
-        `${q.export ? ` (speed ${(b / o).toFixed(2)}x)` : ''}, ${(o / f).toFixed(2)}x fdw (target ${target})`,
+        `${q.export ? ` (speed ${(b / o).toFixed(2)}x)` : ''}, ${(o / f).toFixed(2)}x fdw (target ${target}); ` +
+        `shardctl CPU ${ms(median(t.cpu))} (${load()})`,
     );
   }
 }
@@ -179,18 +202,36 @@ async function queries(cluster, coordUrl) {
 /** The fixed cost of a process: a trivial cross-shard query against node alone and node making one round trip. */
 async function trivial(cluster) {
   const rt = `const pg = require(${JSON.stringify(path.join(root, 'node_modules', 'pg'))}); const c = new pg.Client({ connectionString: process.argv[1] }); c.connect().then(() => c.query('SELECT 1')).then(() => c.end());`;
-  const t = { ours: [], node: [], rt: [] };
+  const t = { ours: [], cpu: [], node: [], rt: [] };
   for (let r = 0; r < 3; r++) {
-    t.ours.push(await ours(cluster.mapFile, 'SELECT count(*) FROM tiny', 'ndjson'));
+    const m = await ours(cluster.mapFile, 'SELECT count(*) FROM tiny', 'ndjson');
+    t.ours.push(m.ms);
+    t.cpu.push(m.cpuMs ?? NaN);
     t.node.push(await timed(process.execPath, ['-e', '0']));
     t.rt.push(await timed(process.execPath, ['-e', rt, cluster.urls[0]]));
   }
-  return { ours: median(t.ours), node: median(t.node), rt: median(t.rt) };
+  return { ours: median(t.ours), cpu: median(t.cpu), node: median(t.node), rt: median(t.rt) };
+}
+
+/** Peak RSS of the CLI's ndjson and csv exports of a quarter, half and all of the rows: flat if memory is bounded. */
+async function exportRss(cluster, total) {
+  console.log('\nexport peak RSS by row count (whole process, stdout to /dev/null):');
+  for (const share of [4, 2, 1]) {
+    const perShard = Math.floor(total / cluster.urls.length / share);
+    const sql = `SELECT tenant_id, id, kind, amount FROM events WHERE id <= ${perShard}`;
+    for (const format of ['ndjson', 'csv']) {
+      const m = await ours(cluster.mapFile, sql, format);
+      const rows = (perShard * cluster.urls.length).toLocaleString('en-US');
+      console.log(
+        `${format.padEnd(6)} ${rows.padStart(10)} rows: ${ms(m.ms)}, CPU ${m.cpuMs === null ? '?' : ms(m.cpuMs)}, peak RSS ${m.rssMb === null ? '?' : `${m.rssMb.toFixed(0)} MB`} (${load()}; target < 150 MB whatever the row count)`,
+      );
+    }
+  }
 }
 
 function printTrivial(n, x) {
   console.log(
-    `trivial count(*) on ${String(n).padStart(2)} shards: shardctl ${ms(x.ours)}; node -e 0 ${ms(x.node)}; node + one round trip ${ms(x.rt)} -> ${(x.ours / x.rt).toFixed(2)}x (target <= 2.5x)`,
+    `trivial count(*) on ${String(n).padStart(2)} shards: shardctl ${ms(x.ours)} (CPU ${ms(x.cpu)}); node -e 0 ${ms(x.node)}; node + one round trip ${ms(x.rt)} -> ${(x.ours / x.rt).toFixed(2)}x (target <= 2.5x; ${load()})`,
   );
 }
 
@@ -205,6 +246,7 @@ export default async function bench(args) {
     await loadEvents(cluster.urls, total);
     const coordUrl = await setUpFdw(cluster.urls);
     await queries(cluster, coordUrl);
+    await exportRss(cluster, total);
     console.log('\nfixed cost (median of 3, interleaved):');
     small = await trivial(cluster);
     printTrivial(4, small);
@@ -219,7 +261,9 @@ export default async function bench(args) {
     printTrivial(16, x);
     // Net of the node-plus-round-trip process measured beside each (the two clusters run minutes apart).
     const added = (x.ours - x.rt - (small.ours - small.rt)) / 12;
-    console.log(`added latency per added shard: ${added.toFixed(1)} ms (target <= 3 ms)`);
+    console.log(
+      `added latency per added shard: ${added.toFixed(1)} ms (target <= 3 ms); added CPU per added shard: ${((x.cpu - small.cpu) / 12).toFixed(1)} ms`,
+    );
   } finally {
     await big.stop();
   }

@@ -7,7 +7,7 @@ import { concatCursors, mergeCursors, type StreamWindow } from './merge-stream.j
 import type { FinalPlan, QueryPlan } from './plan-types.js';
 import type { MissingShard, QueryField, QueryResult, QueryStream, Row } from './query-types.js';
 import type { RunQueryOptions } from './query-types.js';
-import { openShardCursor, QuerySessions, shardFailed, type ShardCursor } from './shard-session.js';
+import { BATCH, MERGE_BATCH, openShardCursor, QuerySessions, shardFailed, type ShardCursor } from './shard-session.js';
 import { withValueShapes } from './value-shapes.js';
 
 /** Batches as a stream of rows too (consume one or the other). */
@@ -47,7 +47,9 @@ async function openCursors(
   options: RunQueryOptions,
 ): Promise<{ cursors: ShardCursor[]; missing: MissingShard[]; sessions: QuerySessions }> {
   const sessions = new QuerySessions(router.pools);
-  const open = { probeCollation: plan.kind === 'final', statementTimeoutMs: options.statementTimeoutMs, sessions };
+  const merged = plan.kind === 'final';
+  const batchRows = merged ? MERGE_BATCH : BATCH;
+  const open = { probeCollation: merged, statementTimeoutMs: options.statementTimeoutMs, sessions, batchRows };
   const missing: MissingShard[] = [];
   const settled = await Promise.all(
     plan.shards.map((shard) =>

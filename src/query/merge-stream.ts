@@ -40,11 +40,15 @@ export async function* concatCursors(cursors: ShardCursor[], window: StreamWindo
   }
 }
 
-/** The cursor whose current row sorts first; ties keep shard order (any order of equal keys is correct). */
-function smallest(live: ShardCursor[], compare: (a: Row, b: Row) => number): ShardCursor | undefined {
+/** The cursor whose current row sorts first (other than `but`); ties keep shard order (any order of equal keys is correct). */
+function smallest(
+  live: ShardCursor[],
+  compare: (a: Row, b: Row) => number,
+  but?: ShardCursor,
+): ShardCursor | undefined {
   let best: ShardCursor | undefined;
   for (const c of live) {
-    if (c.pos >= c.buffer.length) continue;
+    if (c === but || c.pos >= c.buffer.length) continue;
     if (!best || compare(c.buffer[c.pos]!, best.buffer[best.pos]!) < 0) best = c;
   }
   return best;
@@ -69,22 +73,33 @@ export async function* mergeCursors(
   for (const c of live) if (c.pos >= c.buffer.length && !c.done) await c.next();
   let out: Row[] = [];
   for (let best = smallest(live, compare); best; best = smallest(live, compare)) {
-    const row = best.buffer[best.pos++]!;
-    if (best.pos >= best.buffer.length && !best.done) {
-      if (out.length > 0) {
-        yield out;
-        out = [];
+    // A run: rows of `best` are taken while it would be chosen again, i.e. while they sort before the
+    // runner-up's current row (or equal to it, when `best` comes first in shard order): one comparison
+    // per row instead of one per cursor, and the same order as choosing row by row.
+    const runner = smallest(live, compare, best);
+    const first = runner !== undefined && live.indexOf(best) < live.indexOf(runner);
+    for (;;) {
+      const row = best.buffer[best.pos++]!;
+      if (best.pos >= best.buffer.length && !best.done) {
+        if (out.length > 0) {
+          yield out;
+          out = [];
+        }
+        await best.next();
       }
-      await best.next();
-    }
-    if (skip > 0) {
-      skip--;
-      continue;
-    }
-    out.push(row.length > visible ? row.slice(0, visible) : row);
-    if (out.length >= BATCH) {
-      yield out;
-      out = [];
+      if (skip > 0) skip--;
+      else {
+        out.push(row.length > visible ? row.slice(0, visible) : row);
+        if (out.length >= BATCH) {
+          yield out;
+          out = [];
+        }
+      }
+      if (best.pos >= best.buffer.length) break;
+      if (runner) {
+        const c = compare(best.buffer[best.pos]!, runner.buffer[runner.pos]!);
+        if (c > 0 || (c === 0 && !first)) break;
+      }
     }
   }
   if (out.length > 0) yield out;

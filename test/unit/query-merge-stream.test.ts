@@ -65,6 +65,37 @@ describe('k-way stream merge', () => {
     );
   });
 
+  it('takes runs of one shard in exactly the order of choosing the smallest row one at a time (ties in shard order)', async () => {
+    /** The reference: every row chosen alone, the first shard winning a tie. */
+    const oneByOne = (shards: Row[][][]): Row[] => {
+      const rows = shards.map((b, i) => b.flat().map((r) => [r[0]!, `s${i}${r[1]}`]));
+      const pos = rows.map(() => 0);
+      const out: Row[] = [];
+      for (;;) {
+        let best = -1;
+        for (let i = 0; i < rows.length; i++)
+          if (pos[i]! < rows[i]!.length && (best < 0 || cmp(rows[i]![pos[i]!]!, rows[best]![pos[best]!]!) < 0))
+            best = i;
+        if (best < 0) return out;
+        out.push(rows[best]![pos[best]!++]!);
+      }
+    };
+    await fc.assert(
+      fc.asyncProperty(fc.array(shard, { minLength: 1, maxLength: 4 }), async (shards) => {
+        const tagged = shards.map((b, i) => b.map((rows) => rows.map((r) => [r[0]!, `s${i}${r[1]}`])));
+        const got = await all(
+          mergeCursors(
+            tagged.map((b, i) => fakeCursor(`s${i}`, b)),
+            cmp,
+            { skip: 0, limit: Infinity, visible: 2 },
+          ),
+        );
+        expect(got).toEqual(oneByOne(shards));
+      }),
+      { numRuns: 300 },
+    );
+  });
+
   it("ends with the shard's error whichever batch fails", async () => {
     await fc.assert(
       fc.asyncProperty(fc.array(shard, { minLength: 2, maxLength: 4 }), fc.nat(), async (shards, pick) => {

@@ -4,20 +4,11 @@ import { ExitCode, streamQuery, type QueryField, type ValueShape } from '../../i
 import { err, globals, mapOf, out, outTable, timeoutOf, type CliContext } from '../context.js';
 import { durationOption, usage, wholeNumberOption } from '../options.js';
 import { ARRAY_ELEMENT, parseArrayText, parseRecordText } from '../render.js';
-
-/** Integers: PostgreSQL's text of them is always a JSON number. */
-const INTEGER = new Set([20, 21, 23, 26]);
-const NUMERIC = new Set([700, 701, 1700]);
-const JSONISH = new Set([114, 3802]);
+import { csvCell, csvRowOf, jsonScalarCell, ndjsonRowOf, writeLines } from './query-render.js';
 
 /** A scalar by its type oid (see {@link jsonValue}). */
 function jsonScalar(v: string, typeOid: number): string {
-  if (INTEGER.has(typeOid)) return v;
-  // NaN and Infinity are not JSON numbers: they stay strings.
-  if (NUMERIC.has(typeOid) && /^-?\d+(\.\d+)?([eE][-+]?\d+)?$/.test(v)) return v.replace(/^(-?)0+(\d)/, '$1$2');
-  if (typeOid === 16) return v === 't' ? 'true' : 'false';
-  if (JSONISH.has(typeOid)) return v;
-  return JSON.stringify(v);
+  return jsonScalarCell(typeOid)(v);
 }
 
 function jsonArray(items: ReturnType<typeof parseArrayText>, element: ValueShape): string {
@@ -62,19 +53,9 @@ export function jsonValue(v: string | null, f: Pick<QueryField, 'typeOid' | 'sha
   return jsonScalar(v, f.typeOid);
 }
 
-/** A row as a JSON object; each column's key text is built once per query, not once per row. */
+/** A row as a JSON object; each column's key text and renderer are chosen once per query, not once per row. */
 function jsonRowOf(fields: QueryField[]): (row: (string | null)[]) => string {
-  const keys = fields.map((f, i) => `${i === 0 ? '{' : ','}${JSON.stringify(f.name)}:`);
-  return (row) => {
-    let s = '';
-    for (let i = 0; i < fields.length; i++) s += keys[i]! + jsonValue(row[i] ?? null, fields[i]!);
-    return fields.length === 0 ? '{}' : s + '}';
-  };
-}
-
-function csvCell(v: string | null): string {
-  if (v === null) return '';
-  return /[",\n\r]/.test(v) || v === '' ? `"${v.replace(/"/g, '""')}"` : v;
+  return ndjsonRowOf(fields, jsonValue);
 }
 
 async function readStdin(): Promise<string> {
@@ -138,21 +119,20 @@ function showExplain(ctx: CliContext, plan: QueryResult['plan'], json: boolean |
   for (const s of plan.steps) out(ctx, `  - ${s}`);
 }
 
-/** ndjson and csv: rows are written as they arrive, waiting for stdout to drain. */
+/** ndjson and csv: rows are written as they arrive, in large chunks, waiting for stdout to drain. */
 async function writeStreamed(ctx: CliContext, result: QueryResult, format: string): Promise<void> {
   const { fields, batches } = result;
-  const line = format === 'ndjson' ? jsonRowOf(fields) : (r: Row) => r.map(csvCell).join(',');
-  if (format === 'csv') ctx.stdout.write(fields.map((f) => csvCell(f.name)).join(',') + '\n');
-  for await (const batch of batches) {
-    if (!ctx.stdout.write(batch.map(line).join('\n') + '\n')) await new Promise((res) => ctx.stdout.once('drain', res));
-  }
+  if (format === 'ndjson') return writeLines(ctx.stdout, batches, jsonRowOf(fields));
+  ctx.stdout.write(fields.map((f) => csvCell(f.name)).join(',') + '\n');
+  return writeLines(ctx.stdout, batches, csvRowOf(fields));
 }
 
 /** json and table need every row before the first byte. */
 async function writeCollected(ctx: CliContext, result: QueryResult, format: string): Promise<void> {
   const { fields, batches } = result;
   const all: Row[] = [];
-  for await (const batch of batches) all.push(...batch);
+  // push one by one: spreading a batch of a few hundred thousand rows would overflow the call stack
+  for await (const batch of batches) for (const r of batch) all.push(r);
   if (format === 'json') {
     const jsonRow = jsonRowOf(fields);
     ctx.stdout.write(`[${all.map(jsonRow).join(',\n')}]\n`);
