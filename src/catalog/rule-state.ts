@@ -55,6 +55,59 @@ export async function readRuleState(
   return r.rows[0];
 }
 
+/** What a router reads from the catalog: the directory (when its version changed) and the recorded rule. */
+export interface RoutingState {
+  /** The directory's version; -1 when the catalog has no shardctl schema yet. */
+  version: number;
+  /** Undefined when the version equals the one the caller already holds. */
+  directory?: Map<string, string>;
+  /** The recorded rule, undefined when none is (or when the directory did not change). */
+  recorded?: { fingerprint: string; rule: RuleDescription };
+}
+
+// One statement, so one round trip and one snapshot: a router refreshing after a fence error is
+// waiting on it, with the tenant's writes paused. The entries and the rule come only on a change.
+const ROUTING_STATE_SQL = `
+  SELECT v.version::text AS v,
+    CASE WHEN v.version IS DISTINCT FROM $1::bigint THEN
+      (SELECT coalesce(json_agg(json_build_array(p.tenant, p.shard)), '[]'::json) FROM shardctl.placements p)
+    END AS entries,
+    CASE WHEN v.version IS DISTINCT FROM $1::bigint THEN
+      (SELECT json_build_object('fingerprint', r.fingerprint, 'rule', r.rule) FROM shardctl.rule_state r)
+    END AS recorded
+  FROM shardctl.directory_version v`;
+
+/**
+ * Reads the directory and the recorded rule in one round trip, skipping both when the directory's
+ * version is `knownVersion`. A catalog without the schema (or of a schema step before the rule state)
+ * is read table by table instead.
+ *
+ * @example
+ * const s = await readRoutingState(client, cache.version); // s.directory undefined: nothing changed
+ */
+export async function readRoutingState(client: PoolClient, knownVersion?: number): Promise<RoutingState> {
+  try {
+    const r = await client.query<{
+      v: string;
+      entries: [string, string][] | null;
+      recorded: RoutingState['recorded'] | null;
+    }>(ROUTING_STATE_SQL, [knownVersion ?? null]);
+    const row = r.rows[0];
+    if (row) {
+      const version = Number(row.v);
+      if (version === knownVersion) return { version };
+      return { version, directory: new Map(row.entries ?? []), ...(row.recorded ? { recorded: row.recorded } : {}) };
+    }
+  } catch (e) {
+    // 42P01: a table of the schema is missing; read what there is below.
+    if ((e as { code?: string }).code !== '42P01') throw e;
+  }
+  const dir = await readDirectory(client);
+  if (dir.version === knownVersion) return { version: dir.version };
+  const recorded = await readRuleState(client);
+  return { version: dir.version, directory: dir.entries, ...(recorded ? { recorded } : {}) };
+}
+
 /**
  * True when no row of the catalog shard contradicts the map's rule (and the directory): the check
  * `ifAbsent` makes before taking a map's rule as the recorded one. One shard only: it catches a map

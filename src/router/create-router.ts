@@ -1,12 +1,11 @@
 import type { Kysely } from 'kysely';
 import type { Shard, ShardMap } from '../config/shard-map.js';
 import { loadShardMap } from '../config/load-shard-map.js';
-import { readDirectory, readDirectoryVersion } from '../catalog/directory.js';
 import type { ShardPools, ShardPoolsOptions } from '../db/shard-pools.js';
 import { ExitCode, ShardctlError } from '../errors.js';
 import { compileRule } from '../placement/placement.js';
 import { parseTenant, tenantText, type TenantKey } from '../placement/tenant-key.js';
-import { assertRuleUnchanged, readRuleState } from '../catalog/rule-state.js';
+import { assertRuleUnchanged, readRoutingState } from '../catalog/rule-state.js';
 import type { KeyedTable } from '../catalog/misplaced-sql.js';
 import { keyedTables, scanPlacement, tenantsPresent, type DataPlacement } from './data-check.js';
 
@@ -180,15 +179,14 @@ async function refreshDirectory(
   checkData: ((entries: Map<string, string>) => Promise<DataPlacement>) | undefined,
 ): Promise<void> {
   const read = await pools.withShard(map.catalog, async (client) => {
-    const v = await readDirectoryVersion(client);
-    if (cache.read && v === cache.version) return undefined;
-    const dir = await readDirectory(client);
+    const state = await readRoutingState(client, cache.read ? cache.version : undefined);
+    if (!state.directory) return undefined;
+    const dir = { version: state.version, entries: state.directory };
     // A map whose rule differs from the recorded one would send tenants to shards that do not
     // hold them: refuse to route rather than answer from the wrong shard.
     try {
-      const recorded = await readRuleState(client);
-      assertRuleUnchanged(map, recorded);
-      return { dir, recorded: recorded !== undefined, ruleError: undefined };
+      assertRuleUnchanged(map, state.recorded);
+      return { dir, recorded: state.recorded !== undefined, ruleError: undefined };
     } catch (e) {
       return { dir, recorded: false, ruleError: e as ShardctlError };
     }
