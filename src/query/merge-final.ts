@@ -77,20 +77,30 @@ function columnOf(i: number, t: ColumnTypes): Node {
   return { CollateClause: { arg: typed, collname: [str(coll.replace(/^"|"$/g, '').replace(/""/g, '"'))] } };
 }
 
+/**
+ * Floating-point addition depends on the order of its terms: partial sums added shard by shard can
+ * differ in the last digits from one server's sum over the same rows, so they are refused, not merged.
+ */
+function refuseFloat(fn: string, type: string): void {
+  if (!/^(double precision|real)$/.test(type)) return;
+  throw new ShardctlError(
+    `refused: ${fn}() of ${type} across shards: floating-point addition depends on the order of the rows, so partial sums merged from the shards can differ from one server's answer in the last digits`,
+    { code: 'REFUSED', exitCode: ExitCode.Refused, hint: `cast to numeric for an exact answer: ${fn}(x::numeric)` },
+  );
+}
+
 /** The SQL expression of one merge operation. */
 function expressionOf(op: MergeOp, t: ColumnTypes): Node {
   switch (op.op) {
     case 'column':
       return columnOf(op.col, t);
     case 'sum':
+      refuseFloat('sum', t.types[op.col]!);
       return cast(funcCall('sum', [columnOf(op.col, t)]), t.types[op.col]!);
     case 'avg': {
       const type = t.types[op.sum]!;
-      const div = /^(double precision|real)$/.test(type)
-        ? 'float8'
-        : /^(bigint|integer|smallint|numeric)/.test(type)
-          ? 'numeric'
-          : undefined;
+      refuseFloat('avg', type);
+      const div = /^(bigint|integer|smallint|numeric)/.test(type) ? 'numeric' : undefined;
       if (!div)
         throw new ShardctlError(`refused: avg() of ${type} across shards cannot be merged exactly`, {
           code: 'REFUSED',

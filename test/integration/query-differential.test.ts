@@ -117,6 +117,7 @@ const CORPUS: [string, boolean][] = [
   ["SELECT coalesce(customer, '?') AS c, count(*) FROM orders GROUP BY 1 ORDER BY 1", true],
   ['SELECT tenant_id, id FROM orders WHERE note IS NULL ORDER BY tenant_id DESC, id DESC LIMIT 6', true],
   ['SELECT min(score), max(score) FROM orders', true],
+  ['SELECT sum(score::numeric), avg(score::numeric) FROM orders', true],
   ['SELECT tenant_id, id, score FROM orders ORDER BY score DESC NULLS LAST, tenant_id, id LIMIT 8', true],
   ['SELECT tenant_id, label FROM tenants ORDER BY label, tenant_id', true],
   ['SELECT tenant_id, label FROM tenants ORDER BY label DESC, tenant_id LIMIT 5', true],
@@ -328,6 +329,8 @@ describe('refusals name the construct and return nothing', () => {
     ],
     // (a CTE of per-row filters is co-located: test/integration/query-colocated.test.ts answers it)
     ['WITH x AS (SELECT count(*) AS n FROM orders) SELECT n FROM x', /WITH \(CTE\)/],
+    ['SELECT sum(score) FROM orders', /sum\(\) of double precision across shards/],
+    ['SELECT customer, avg(score) FROM orders GROUP BY customer', /avg\(\) of double precision across shards/],
     ['SELECT * FROM orders FOR UPDATE', /FOR UPDATE/],
     ['UPDATE orders SET qty = 0', /UPDATE is not a SELECT/],
     ["INSERT INTO plans VALUES ('x', 9)", /INSERT is not a SELECT/],
