@@ -79,13 +79,15 @@ const ROUTING_STATE_SQL = `
 
 /**
  * Reads the directory and the recorded rule in one round trip, skipping both when the directory's
- * version is `knownVersion`. A catalog without the schema (or of a schema step before the rule state)
- * is read table by table instead.
+ * version is `knownVersion`. The first read, and every read of a catalog that had no schema, go table
+ * by table: a fleet nobody has adopted is refreshed without a failing statement in its server log on
+ * every refresh. So does a catalog of a schema step before the rule state (42P01).
  *
  * @example
  * const s = await readRoutingState(client, cache.version); // s.directory undefined: nothing changed
  */
 export async function readRoutingState(client: PoolClient, knownVersion?: number): Promise<RoutingState> {
+  if (knownVersion === undefined || knownVersion < 0) return readTableByTable(client, knownVersion);
   try {
     const r = await client.query<{
       v: string;
@@ -102,6 +104,10 @@ export async function readRoutingState(client: PoolClient, knownVersion?: number
     // 42P01: a table of the schema is missing; read what there is below.
     if ((e as { code?: string }).code !== '42P01') throw e;
   }
+  return readTableByTable(client, knownVersion);
+}
+
+async function readTableByTable(client: PoolClient, knownVersion: number | undefined): Promise<RoutingState> {
   const dir = await readDirectory(client);
   if (dir.version === knownVersion) return { version: dir.version };
   const recorded = await readRuleState(client);
