@@ -86,6 +86,15 @@ function plan(opts) {
   return runs;
 }
 
+/** The files of a vitest JSON report that ran longest, as `name seconds`, longest first (the CI budget is spent here). */
+function slowestFiles(report, count = 6) {
+  return report.testResults
+    .map((f) => ({ name: path.basename(f.name), seconds: (f.endTime - f.startTime) / 1000 }))
+    .sort((a, b) => b.seconds - a.seconds)
+    .slice(0, count)
+    .map((f) => `${f.name} ${Math.round(f.seconds)} s`);
+}
+
 /** Runs one vitest; resolves with its counts (from the JSON reporter) and wall time. */
 function runOne(run, dir, index, prefixed) {
   const report = path.join(dir, `run-${index}.json`);
@@ -123,17 +132,19 @@ function runOne(run, dir, index, prefixed) {
       let passed = 0;
       let failed;
       let skipped = 0;
+      let slowest = [];
       try {
         const r = JSON.parse(readFileSync(report, 'utf8'));
         passed = r.numPassedTests;
         failed = r.numFailedTests;
         skipped = r.numPendingTests + (r.numTodoTests ?? 0);
+        slowest = slowestFiles(r);
         // A file that failed to load (or a hook) fails no test but fails the run.
         if (failed === 0 && (code !== 0 || r.numFailedTestSuites > 0)) failed = 1;
       } catch {
         failed = 1;
       }
-      resolve({ run, passed, failed, skipped, seconds, code });
+      resolve({ run, passed, failed, skipped, seconds, code, slowest });
     });
   });
 }
@@ -160,6 +171,7 @@ async function main() {
   for (const r of results) {
     const skipped = r.skipped ? `, ${r.skipped} skipped` : '';
     console.log(`  ${r.run.name}: ${r.passed} passed, ${r.failed} failed${skipped} (${r.seconds} s)`);
+    if (r.slowest.length > 0 && r.run.project !== 'unit') console.log(`    slowest: ${r.slowest.join(', ')}`);
   }
   const passed = results.reduce((a, r) => a + r.passed, 0);
   const failed = results.reduce((a, r) => a + r.failed, 0);
