@@ -321,6 +321,24 @@ export const CATALOG_STEPS: CatalogStep[] = [
       ALTER TABLE shardctl.move_changes ALTER COLUMN xid SET DEFAULT pg_current_xact_id();
     `,
   },
+  {
+    version: 12,
+    description: 'directory changes notify routers',
+    sql: `
+      -- Every bump of the directory version (a move's switch, freeze, prune, adopt) sends the new version
+      -- on channel shardctl_directory at commit. A router that LISTENs re-reads the directory at once
+      -- instead of at its next TTL check: a writer paused by a move's fence resumes as soon as the
+      -- switch commits. Routers that do not listen still poll; nothing depends on the notice arriving.
+      CREATE FUNCTION shardctl.notify_directory_version() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        PERFORM pg_notify('shardctl_directory', NEW.version::text);
+        RETURN NULL;
+      END $$;
+      CREATE TRIGGER directory_version_notify
+        AFTER UPDATE ON shardctl.directory_version
+        FOR EACH ROW EXECUTE FUNCTION shardctl.notify_directory_version();
+    `,
+  },
 ];
 
 /** The internal schema version this shardctl writes. */

@@ -68,3 +68,12 @@ export async function setPlacement(
     [tenant, shard, options.moveId ?? null],
   );
 }
+
+/**
+ * The channel on which the catalog announces each new directory version (catalog step 12): the payload
+ * is the version. Applications in any language may LISTEN on it to re-read the directory at once.
+ *
+ * @example
+ * await client.query(`LISTEN ${DIRECTORY_CHANNEL}`);
+ */
+export const DIRECTORY_CHANNEL = 'shardctl_directory';

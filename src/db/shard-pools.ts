@@ -1,5 +1,5 @@
 import { createRequire } from 'node:module';
-import type { Pool, PoolClient, PoolConfig } from 'pg';
+import type { Client, ClientConfig, Pool, PoolClient, PoolConfig } from 'pg';
 import type { Shard, ShardMap } from '../config/shard-map.js';
 import { ExitCode, fromDriverError, ShardctlError } from '../errors.js';
 import { withTransaction, type TransactionOptions } from './transaction.js';
@@ -116,27 +116,52 @@ export class ShardPools {
     return s;
   }
 
+  /** What every session to the shard connects with: URL, timeouts, name and startup settings. */
+  private clientConfig(shard: Shard, applicationName?: string): ClientConfig {
+    return {
+      connectionString: shard.url,
+      connectionTimeoutMillis: this.options.connectTimeoutMs ?? 5000,
+      application_name: applicationName ?? this.options.applicationName ?? 'shardctl',
+      // Startup options, so every session of every command has them from its first statement.
+      options: sessionOptions({
+        idleInTransactionMs: this.options.idleInTransactionTimeoutMs ?? DEFAULT_IDLE_IN_TRANSACTION_MS,
+        ...(this.options.statementTimeoutMs ? { statementTimeoutMs: this.options.statementTimeoutMs } : {}),
+        ...(this.options.readOnly ? { readOnly: true } : {}),
+        urlOptions: urlOptions(shard.url),
+      }),
+    };
+  }
+
+  /**
+   * A connection of its own to the shard, outside the pool, with the pool's settings: for a session that
+   * stays open and holds session state (a router's LISTEN). The caller ends it; errors name the shard.
+   *
+   * @example
+   * const client = await pools.connectDedicated('shard-0', 'shardctl-router');
+   * try { await client.query('LISTEN shardctl_directory') } finally { await client.end() }
+   */
+  async connectDedicated(name: string, applicationName?: string): Promise<Client> {
+    const client = new this.pg.Client(this.clientConfig(this.shard(name), applicationName));
+    try {
+      await client.connect();
+      return client;
+    } catch (e) {
+      await client.end().catch(() => undefined);
+      throw fromDriverError(e, { shard: name, action: 'cannot connect' });
+    }
+  }
+
   /** The pg Pool of a shard (created on first use). */
   pool(name: string): Pool {
     let pool = this.pools.get(name);
     if (!pool) {
-      const shard = this.shard(name);
       const config: PoolConfig = {
-        connectionString: shard.url,
+        ...this.clientConfig(this.shard(name)),
         max: this.options.maxPerShard ?? 4,
         min: Math.min(this.options.minPerShard ?? 0, this.options.maxPerShard ?? 4),
-        connectionTimeoutMillis: this.options.connectTimeoutMs ?? 5000,
-        application_name: this.options.applicationName ?? 'shardctl',
         idleTimeoutMillis: 10_000,
         // An idle pool never keeps a finished command's process alive.
         allowExitOnIdle: true,
-        // Startup options, so every session of every command has them from its first statement.
-        options: sessionOptions({
-          idleInTransactionMs: this.options.idleInTransactionTimeoutMs ?? DEFAULT_IDLE_IN_TRANSACTION_MS,
-          ...(this.options.statementTimeoutMs ? { statementTimeoutMs: this.options.statementTimeoutMs } : {}),
-          ...(this.options.readOnly ? { readOnly: true } : {}),
-          urlOptions: urlOptions(shard.url),
-        }),
       };
       pool = new this.pg.Pool(config);
       // An idle client dying (server restart) must not crash the process; the next checkout reconnects.

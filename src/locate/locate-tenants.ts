@@ -39,6 +39,7 @@ export async function locateTenants(
     offline: options.offline ?? false,
     // No fleet scan: each tenant is checked on its own, by key index.
     unrecordedRule: 'refuse',
+    listen: false,
     pool: { connectTimeoutMs: options.timeoutMs ?? 5000, maxPerShard: 1 },
   });
   try {

@@ -166,7 +166,10 @@ export async function planMove(
       ExitCode.Usage,
     );
   }
-  const router = await createRouter(map, { pool: { connectTimeoutMs: options.timeoutMs ?? 5000, maxPerShard: 2 } });
+  const router = await createRouter(map, {
+    pool: { connectTimeoutMs: options.timeoutMs ?? 5000, maxPerShard: 2 },
+    listen: false,
+  });
   try {
     const source = sourceOfAll(tenants, (t) => router.locate(t).shard);
     if (source === to)

@@ -68,6 +68,7 @@ export async function queryRouter(
     pool: { connectTimeoutMs: options.timeoutMs ?? 5000, maxPerShard: 2, applicationName: 'shardctl query' },
     unrecordedRule: 'trust-map',
     kysely: false,
+    listen: false,
   });
   // Awaited for the plan's shards before their sessions open, so that they take the warm connections.
   const warmed = warmConnections(router, options);

@@ -183,7 +183,7 @@ export async function planConflicts(map: ShardMap, plan: FleetPlan): Promise<str
   const reasons: string[] = [];
   if (plan.version !== 1) reasons.push(`unknown plan version ${String(plan.version)}`);
   const names = new Set(map.shards.map((s) => s.name));
-  const router = await createRouter(map);
+  const router = await createRouter(map, { listen: false });
   try {
     for (const m of plan.moves) {
       if (!names.has(m.to)) reasons.push(`tenant ${m.tenant}: target shard ${m.to} is not in the map`);

@@ -8,6 +8,7 @@ import { parseTenant, tenantText, type TenantKey } from '../placement/tenant-key
 import { assertRuleUnchanged, readRoutingState } from '../catalog/rule-state.js';
 import type { KeyedTable } from '../catalog/misplaced-sql.js';
 import { keyedTables, scanPlacement, tenantsPresent, type DataPlacement } from './data-check.js';
+import { listenForDirectory, type DirectoryListener } from './directory-listener.js';
 
 /** Where a tenant lives. */
 export interface Location {
@@ -62,6 +63,14 @@ export interface RouterOptions {
    * loading it costs more than a trivial query's round trips; `db()` and `shard()` then throw. Default true.
    */
   kysely?: boolean;
+  /**
+   * Keep a session on the catalog shard that LISTENs for directory changes (catalog step 12 notifies
+   * each one), and re-read the directory as soon as one commits: a writer paused by a move's fence
+   * resumes when the switch commits instead of at the next TTL check, and `refresh()` returns as soon
+   * as a newer directory is read. The TTL checks go on beside it (a pooler in transaction mode drops
+   * LISTEN). False for short-lived callers (one command), which do not wait for changes. Default true.
+   */
+  listen?: boolean;
 }
 
 /**
@@ -83,6 +92,11 @@ export interface ShardRouter {
    * have grown since the data was placed), and `locate` follows {@link RouterOptions.unrecordedRule}.
    */
   readonly ruleRecorded: boolean;
+  /**
+   * True while the router's LISTEN session on the catalog is up ({@link RouterOptions.listen}): directory
+   * changes then reach it as they commit. False offline, with `listen: false`, and while it reconnects.
+   */
+  readonly listening: boolean;
   /**
    * Where the tenant lives. Throws (exit code 2) on a value that is not a valid key. When the catalog
    * records no rule, see {@link UnrecordedRule}: `RULE_UNRECORDED` under `refuse`, an answer checked
@@ -122,6 +136,9 @@ interface DirectoryCache {
   /** `check-data` without a recorded rule: what the rows said, or why they could not be read. */
   data: DataPlacement | undefined;
   dataError: ShardctlError | undefined;
+  /** Reads started, and the start number of the read last applied: a read overtaken by a later one is dropped. */
+  started: number;
+  applied: number;
 }
 
 /** Connections of an online router: the pools and the Kysely module bound to them. */
@@ -178,6 +195,7 @@ async function refreshDirectory(
   cache: DirectoryCache,
   checkData: ((entries: Map<string, string>) => Promise<DataPlacement>) | undefined,
 ): Promise<void> {
+  const seq = ++cache.started;
   const read = await pools.withShard(map.catalog, async (client) => {
     const state = await readRoutingState(client, cache.read ? cache.version : undefined);
     if (!state.directory) return undefined;
@@ -191,16 +209,19 @@ async function refreshDirectory(
       return { dir, recorded: false, ruleError: e as ShardctlError };
     }
   });
-  if (read) {
-    let data: DataPlacement | undefined;
-    let dataError: ShardctlError | undefined;
-    if (checkData && !read.recorded && !read.ruleError) {
-      try {
-        data = await checkData(read.dir.entries);
-      } catch (e) {
-        dataError = e as ShardctlError;
-      }
+  let data: DataPlacement | undefined;
+  let dataError: ShardctlError | undefined;
+  if (read && checkData && !read.recorded && !read.ruleError) {
+    try {
+      data = await checkData(read.dir.entries);
+    } catch (e) {
+      dataError = e as ShardctlError;
     }
+  }
+  // Reads may overlap (a notice starts one at once): one overtaken by a later-started read is dropped.
+  if (seq < cache.applied) return;
+  cache.applied = seq;
+  if (read) {
     Object.assign(cache, {
       entries: read.dir.entries,
       version: read.dir.version,
@@ -361,6 +382,8 @@ async function openCache(map: ShardMap, options: RouterOptions, connections: Con
     read: false,
     data: undefined,
     dataError: undefined,
+    started: 0,
+    applied: 0,
   };
   const mode = connections ? (options.unrecordedRule ?? 'check-data') : undefined;
   const checkData =
@@ -373,12 +396,11 @@ async function openCache(map: ShardMap, options: RouterOptions, connections: Con
             (t) => locationOf(rule, entries, parseTenant(t, map.shardKey.type)).shard,
           )
       : undefined;
-  const refresh = coalesced(async () =>
-    connections ? refreshDirectory(map, connections.pools, cache, checkData) : undefined,
-  );
+  const read = async () => (connections ? refreshDirectory(map, connections.pools, cache, checkData) : undefined);
+  const polled = coalesced(read);
   if (connections) {
     try {
-      await refresh();
+      await polled();
     } catch (e) {
       await connections.pools.close();
       throw e;
@@ -388,7 +410,62 @@ async function openCache(map: ShardMap, options: RouterOptions, connections: Con
       throw cache.ruleError;
     }
   }
-  return { rule, cache, refresh, mode: mode === 'trust-map' ? undefined : mode };
+  const notices =
+    connections && options.listen !== false ? listening(map, connections.pools, cache, read, polled) : undefined;
+  return {
+    rule,
+    cache,
+    refresh: notices?.refresh ?? polled,
+    listener: notices?.listener,
+    mode: mode === 'trust-map' ? undefined : mode,
+  };
+}
+
+/**
+ * The `refresh()` of a listening router, and its listener. A notice starts a read at once, not after
+ * a running read (whose snapshot may predate the commit that sent the notice). `refresh()` ends with
+ * the coalesced read as without notices, or as soon as any read brings a newer directory than the
+ * caller had: a writer rejected by a fence resumes right after the switch commits.
+ */
+function listening(
+  map: ShardMap,
+  pools: ShardPools,
+  cache: DirectoryCache,
+  read: () => Promise<void>,
+  polled: () => Promise<void>,
+): { refresh: () => Promise<void>; listener: DirectoryListener } {
+  const waiting = new Set<{ version: number; done: () => void }>();
+  const wake = () => {
+    for (const w of waiting)
+      if (cache.version !== w.version) {
+        waiting.delete(w);
+        w.done();
+      }
+  };
+  // A failed read leaves the cache as it was; the TTL checks go on.
+  const readNow = () => read().then(wake, () => undefined);
+  const listener = listenForDirectory(pools, map.catalog, {
+    changed: (version) => {
+      if (version !== cache.version) void readNow();
+    },
+    listening: () => void readNow(),
+  });
+  const refresh = () =>
+    new Promise<void>((resolve, reject) => {
+      const w = { version: cache.version, done: resolve };
+      waiting.add(w);
+      polled().then(
+        () => {
+          waiting.delete(w);
+          resolve();
+        },
+        (e: unknown) => {
+          waiting.delete(w);
+          reject(e as Error);
+        },
+      );
+    });
+  return { refresh, listener };
 }
 
 /**
@@ -407,7 +484,7 @@ export async function createRouter(mapOrPath: ShardMap | string, options: Router
   const map = typeof mapOrPath === 'string' ? await loadShardMap(mapOrPath) : mapOrPath;
   const ttl = options.directoryTtlMs ?? map.routers.directoryTtlMs;
   const connections = await openConnections(map, options);
-  const { rule, cache, refresh, mode } = await openCache(map, options, connections);
+  const { rule, cache, refresh, mode, listener } = await openCache(map, options, connections);
   let refreshing: Promise<void> | undefined;
   const shard = kyselyPerShard(map, connections);
   const tablesOf = new Map<string, KeyedTable[]>();
@@ -419,6 +496,9 @@ export async function createRouter(mapOrPath: ShardMap | string, options: Router
     },
     get ruleRecorded() {
       return cache.ruleRecorded;
+    },
+    get listening() {
+      return listener?.live ?? false;
     },
     locate(tenant) {
       if (connections && Date.now() - cache.checkedAt > ttl && !refreshing) {
@@ -444,6 +524,7 @@ export async function createRouter(mapOrPath: ShardMap | string, options: Router
     },
     refresh,
     async close() {
+      await listener?.close();
       await refreshing;
       // Kysely's destroy would end the shared pools; closing the pools once is enough.
       await connections?.pools.close();

@@ -10,6 +10,7 @@ import {
   setPlacement,
   ShardPools,
 } from '../../src/index.js';
+import { pollUntil } from '../../src/db/poll.js';
 import { createTestCluster, type TestCluster } from '../harness/cluster.js';
 
 let cluster: TestCluster;
@@ -77,7 +78,8 @@ describe('router', () => {
   });
 
   it('shares concurrent refreshes, each one reading a directory newer than its call', async () => {
-    const router = await createRouter(cluster.map, { directoryTtlMs: 60_000 });
+    // Without notices: this is the polling path (a notice's read would open a second connection).
+    const router = await createRouter(cluster.map, { directoryTtlMs: 60_000, listen: false });
     const pools = await ShardPools.open(cluster.map);
     try {
       await pools.withShard('shard-0', async (c) => {
@@ -98,6 +100,67 @@ describe('router', () => {
       await pools.close();
       await router.close();
     }
+  });
+
+  it('re-reads the directory as soon as a change commits, without waiting for its TTL', async () => {
+    // An hour's TTL and no refresh(): only the catalog's notice can bring the change.
+    const router = await createRouter(cluster.map, { directoryTtlMs: 3_600_000 });
+    const pools = await ShardPools.open(cluster.map);
+    try {
+      await pollUntil(() => router.listening, { timeoutMs: 10_000, intervalMs: 20, reason: 'the router to listen' });
+      await pools.withShard('shard-0', async (c) => {
+        await ensureCatalogSchema(c);
+        await setPlacement(c, '10', 'shard-2', { ruleShard: 'shard-1' });
+      });
+      await pollUntil(() => router.locate(10).shard === 'shard-2', {
+        timeoutMs: 10_000,
+        intervalMs: 5,
+        reason: 'the router to see the new placement',
+      });
+      await pools.withShard('shard-0', (c) => setPlacement(c, '10', 'shard-1', { ruleShard: 'shard-1' }));
+      await pollUntil(() => router.locate(10).shard === 'shard-1', {
+        timeoutMs: 10_000,
+        intervalMs: 5,
+        reason: 'the router to see the entry removed',
+      });
+    } finally {
+      await pools.close();
+      await router.close();
+    }
+  });
+
+  it('listens again after its session is lost, and reads what it missed meanwhile', async () => {
+    const router = await createRouter(cluster.map, { directoryTtlMs: 3_600_000 });
+    const listeners = () =>
+      cluster.sql<{ pid: number }>(
+        0,
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'shardctl router'",
+      );
+    try {
+      await pollUntil(() => router.listening, { timeoutMs: 10_000, intervalMs: 20, reason: 'the router to listen' });
+      const [first] = await listeners();
+      expect(first).toBeDefined();
+      await cluster.sql(0, 'SELECT pg_terminate_backend($1)', [first!.pid]);
+      await pollUntil(() => !router.listening, { timeoutMs: 10_000, intervalMs: 5, reason: 'the session to drop' });
+      // Committed while nobody listens: the notice is lost, the re-read on reconnecting finds it.
+      await cluster.sql(0, "INSERT INTO shardctl.placements (tenant, shard) VALUES ('11', 'shard-0')");
+      await pollUntil(() => router.listening, { timeoutMs: 10_000, intervalMs: 20, reason: 'the router to listen' });
+      const again = await listeners();
+      expect(again.map((r) => r.pid)).not.toContain(first!.pid);
+      await pollUntil(() => router.locate(11).shard === 'shard-0', {
+        timeoutMs: 10_000,
+        intervalMs: 5,
+        reason: 'the router to read the missed change',
+      });
+    } finally {
+      await router.close();
+    }
+    // close() ends the session.
+    await pollUntil(async () => (await listeners()).length === 0, {
+      timeoutMs: 10_000,
+      intervalMs: 20,
+      reason: 'the session to end',
+    });
   });
 
   it('gives each tenant a Kysely bound to its shard', async () => {
