@@ -34,17 +34,23 @@ export const WRITE_HINT =
 
 /**
  * The refusal of a construct that cannot be answered exactly across shards (exit code 7). The hint
- * defaults to the read hint (--tenant/--shard); writes pass {@link WRITE_HINT}.
+ * defaults to the read hint (--tenant/--shard); writes pass {@link WRITE_HINT}. `extra` adds to the
+ * details what a later stage may act on.
  *
  * @example
  * throw refuse('window function', 'across shards cannot be merged exactly');
  */
-export function refuse(construct: string, why: string, hint: string = READ_HINT): ShardctlError {
+export function refuse(
+  construct: string,
+  why: string,
+  hint: string = READ_HINT,
+  extra: Record<string, unknown> = {},
+): ShardctlError {
   return new ShardctlError(`refused: ${construct} ${why}`, {
     code: 'REFUSED',
     exitCode: ExitCode.Refused,
     hint,
-    details: { construct },
+    details: { construct, ...extra },
   });
 }
 
