@@ -9,7 +9,7 @@
 import type { JoinExpr, SelectStmt, SubLink, WindowDef } from '@pgsql/types';
 import { shardKeyColumn, type ShardMap } from '../config/shard-map.js';
 import { isAggregateCall } from './plan-aggregates.js';
-import { refuse, resolveSortExpr, targetsOf } from './plan-common.js';
+import { READ_HINT, refuse, resolveSortExpr, targetsOf } from './plan-common.js';
 import { constValue, type RouteInput, type Routing } from './route-query.js';
 import {
   as,
@@ -241,7 +241,7 @@ class Analyser {
     for (const u of scope.units) for (const t of u.tiedTo) ties.unite(u, t);
     const pins = this.applyQuals(quals, scope, ties, ctx === 'top');
     const inTied = this.inTiedSubLinks(quals, scope);
-    eachSubLink(ownExpressions(sel), (s) => this.subLink(s, scope, inTied.has(s)));
+    eachSubLink(ownExpressions(sel), (s) => this.subLink(s, scope, inTied.get(s)));
     return this.conclude(sel, scope, ties, ctx, pins);
   }
 
@@ -297,7 +297,7 @@ class Analyser {
     if (type === 'JOIN_INNER') quals.push(...conjuncts(j.quals));
     // An outer join's ON restricts no kept row: it ties only the join's own sides, never an enclosing row.
     else for (const q of conjuncts(j.quals)) this.keyEquality(q, scope, ties, true);
-    eachSubLink(j.quals, (s) => this.subLink(s, scope, false));
+    eachSubLink(j.quals, (s) => this.subLink(s, scope, undefined));
     for (const u of j.usingClause ?? []) {
       const col = stringOf(u) ?? '';
       for (const a of l.filter((x) => x.keys.has(col)))
@@ -312,7 +312,7 @@ class Analyser {
     if (rv) {
       const alias = rv.alias?.aliasname;
       const cte = rv.schemaname ? undefined : scope.ctes.get(rv.relname ?? '');
-      if (cte) return this.derived(this.cte(cte), alias ?? cte.name, rv.alias?.colnames, `CTE ${cte.name}`);
+      if (cte) return this.derived(this.cte(cte), alias ?? cte.name, rv.alias?.colnames, `CTE ${cte.name}`, false);
       const full = rv.schemaname ? `${rv.schemaname}.${rv.relname}` : (rv.relname ?? '');
       const reference = this.map.reference.includes(full) || this.map.reference.includes(rv.relname ?? '');
       const key = shardKeyColumn(this.map, full);
@@ -331,11 +331,12 @@ class Analyser {
       const inner = sub.lateral ? lateral : { units: [], parent: scope.parent, ctes: scope.ctes };
       const a = this.select(as(sub.subquery, 'SelectStmt')!, inner, scope.ctes, 'from');
       const alias = sub.alias?.aliasname ?? '';
-      return this.derived(a, alias, sub.alias?.colnames, `${sub.lateral ? 'LATERAL ' : ''}sub-query ${alias} in FROM`);
+      const label = `${sub.lateral ? 'LATERAL ' : ''}sub-query ${alias} in FROM`;
+      return this.derived(a, alias, sub.alias?.colnames, label, !sub.lateral);
     }
     const fn = as(n, 'RangeFunction');
     if (fn) {
-      eachSubLink(fn.functions, (s) => this.subLink(s, scope, false));
+      eachSubLink(fn.functions, (s) => this.subLink(s, scope, undefined));
       const name = fn.alias?.aliasname ?? '';
       return {
         names: [name],
@@ -351,8 +352,9 @@ class Analyser {
   }
 
   /** A sub-query or CTE as a unit: its key columns (renamed by an alias's column list), its ties. */
-  private derived(a: Analysis, alias: string, colnames: Node[] | undefined, label: string): Unit {
-    if (a.distributed && a.tiedTo.length === 0 && a.unsplittable) throw unsplit(label, a.unsplittable);
+  private derived(a: Analysis, alias: string, colnames: Node[] | undefined, label: string, alone: boolean): Unit {
+    if (a.distributed && a.tiedTo.length === 0 && a.unsplittable)
+      throw unsplit(label, a.unsplittable, alone ? { kind: 'from', name: alias } : undefined);
     const renamed = (colnames ?? []).map((c) => stringOf(c) ?? '');
     // Renamed columns: only a select list without `*` says which position is which (a.keys keeps order).
     const keys = renamed.length === 0 ? a.keys : renameKeys(a.keys, renamed);
@@ -374,7 +376,8 @@ class Analyser {
     }
     c.analysing = false;
     if (c.recursive && a.distributed) throw recursion();
-    if (a.distributed && a.unsplittable) throw unsplit(`WITH (CTE) ${c.name}`, a.unsplittable);
+    if (a.distributed && a.unsplittable)
+      throw unsplit(`WITH (CTE) ${c.name}`, a.unsplittable, { kind: 'cte', name: c.name });
     c.result = c.colnames.length ? { ...a, keys: renameKeys(a.keys, c.colnames) } : a;
     return c.result;
   }
@@ -430,29 +433,36 @@ class Analyser {
 
   /**
    * `key IN (SELECT key ...)` as a conjunct of WHERE: a row passes when a row of its own tenant is in the
-   * sub-query's result; on a shard, NULL (no match, a NULL elsewhere) and false both drop the row.
+   * sub-query's result; on a shard, NULL (no match, a NULL elsewhere) and false both drop the row. A row
+   * `(key, b) IN (SELECT key, y ...)` too: rows equal field by field have equal keys. Each such sub-query
+   * with the position of the key in its select list.
    */
-  private inTiedSubLinks(quals: Node[], scope: Scope): Set<SubLink> {
-    const out = new Set<SubLink>();
+  private inTiedSubLinks(quals: Node[], scope: Scope): Map<SubLink, number> {
+    const out = new Map<SubLink, number>();
     for (const q of quals) {
       const s = as(q, 'SubLink');
       if (!s || s.subLinkType !== 'ANY_SUBLINK' || (s.operName && operatorOf({ name: s.operName }) !== '=')) continue;
-      const lhs = resolve(s.testexpr, scope);
-      if (lhs?.own && lhs.key && lhs.unit.distributed && as(s.subselect, 'SelectStmt')?.targetList?.length === 1)
-        out.add(s);
+      const row = as(s.testexpr, 'RowExpr');
+      const lhs = row?.args ?? [s.testexpr!];
+      const width = as(s.subselect, 'SelectStmt')?.targetList?.length;
+      const i = lhs.findIndex((x) => {
+        const r = resolve(x, scope);
+        return r?.own && r.key && r.unit.distributed;
+      });
+      if (i >= 0 && width === lhs.length) out.set(s, i);
     }
     return out;
   }
 
   /** A sub-query in an expression: over reference tables, tied to the enclosing row's tenant, or IN-tied. */
-  private subLink(s: SubLink, scope: Scope, inTied: boolean): void {
+  private subLink(s: SubLink, scope: Scope, inTied: number | undefined): void {
     const sub = as(s.subselect, 'SelectStmt')!;
     const a = this.select(sub, scope, scope.ctes, 'sublink');
     if (!a.distributed || a.tiedTo.length > 0) {
       if (a.distributed) this.why.push(`${subLinkName(s)} correlated by the shard key`);
       return;
     }
-    if (inTied && !a.unsplittable && a.keys.has('#0')) {
+    if (inTied !== undefined && !a.unsplittable && a.keys.has(`#${inTied}`)) {
       this.why.push(`${subLinkName(s)}: its shard-key column is compared with the outer row's`);
       return;
     }
@@ -548,11 +558,16 @@ class Analyser {
   }
 }
 
-/** The refusal of a sub-query or CTE whose shards' results would not add up to its own. */
-function unsplit(label: string, what: string) {
+/**
+ * The refusal of a sub-query or CTE whose shards' results would not add up to its own. `derived` names
+ * it (`cte` or `from`, and its name) when it can be answered on its own first (prepare-query.ts).
+ */
+function unsplit(label: string, what: string, derived?: { kind: 'cte' | 'from'; name: string }) {
   return refuse(
     `${label} ${what}`,
     'across shards cannot be pushed down: its rows would mix tenants of different shards',
+    READ_HINT,
+    derived ? { derived } : {},
   );
 }
 

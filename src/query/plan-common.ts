@@ -1,7 +1,19 @@
 import type { SelectStmt } from '@pgsql/types';
 import { ExitCode, ShardctlError } from '../errors.js';
 import { constValue } from './route-query.js';
-import { as, columnName, deparse, funcCall, funcName, rewrite, typeCast, clone, walk, type Node } from './sql-ast.js';
+import {
+  as,
+  columnName,
+  deparse,
+  funcCall,
+  funcName,
+  kind,
+  rewrite,
+  typeCast,
+  clone,
+  walk,
+  type Node,
+} from './sql-ast.js';
 
 /** A select-list entry: its output name (if given) and expression. */
 export interface Target {
@@ -22,17 +34,23 @@ export const WRITE_HINT =
 
 /**
  * The refusal of a construct that cannot be answered exactly across shards (exit code 7). The hint
- * defaults to the read hint (--tenant/--shard); writes pass {@link WRITE_HINT}.
+ * defaults to the read hint (--tenant/--shard); writes pass {@link WRITE_HINT}. `extra` adds to the
+ * details what a later stage may act on.
  *
  * @example
  * throw refuse('window function', 'across shards cannot be merged exactly');
  */
-export function refuse(construct: string, why: string, hint: string = READ_HINT): ShardctlError {
+export function refuse(
+  construct: string,
+  why: string,
+  hint: string = READ_HINT,
+  extra: Record<string, unknown> = {},
+): ShardctlError {
   return new ShardctlError(`refused: ${construct} ${why}`, {
     code: 'REFUSED',
     exitCode: ExitCode.Refused,
     hint,
-    details: { construct },
+    details: { construct, ...extra },
   });
 }
 
@@ -143,6 +161,41 @@ export function limitOf(n: Node | undefined, params: unknown[], what: string): b
   if (v === undefined || !/^\d+$/.test(v))
     throw refuse(`${what} with an expression`, 'cannot be split across shards: use a constant');
   return BigInt(v);
+}
+
+/** Aliases (else names) of the relations in a SELECT's FROM: a bare column reference to one is its whole row. */
+function relationAliases(s: SelectStmt): Set<string> {
+  const out = new Set<string>();
+  walk(s.fromClause, (n) => {
+    const rv = as(n, 'RangeVar');
+    if (rv) out.add(rv.alias?.aliasname ?? rv.relname ?? '');
+    const sub = as(n, 'RangeSubselect');
+    if (sub?.alias?.aliasname) out.add(sub.alias.aliasname);
+    return kind(n) === 'RangeSubselect' || kind(n) === 'SubLink' ? 'skip' : undefined;
+  });
+  return out;
+}
+
+/**
+ * Refuses a row value as a column the shards return for a final query: an anonymous record (`(a, b)`,
+ * `ROW(a, b)`) cannot be read back from text, and a table's row type (`o`, `o.*`) has another OID on
+ * each shard. The construct is named, so the planner answers by pulling the rows up instead.
+ *
+ * @example
+ * refuseRowValued(parsedExpr('(customer, qty)'), sel) // throws REFUSED, construct 'row value ...'
+ */
+export function refuseRowValued(expr: Node, s: SelectStmt): void {
+  const c = as(expr, 'ColumnRef');
+  const fields = c?.fields ?? [];
+  const wholeRow =
+    (fields.length === 1 && relationAliases(s).has(columnName(expr) ?? '')) ||
+    (fields.length > 1 && kind(fields[fields.length - 1]) === 'A_Star');
+  if (as(expr, 'RowExpr') || wholeRow)
+    throw refuse(
+      `row value ${deparse(expr)} as a merged column`,
+      'across shards cannot be read back exactly (an anonymous record has no input function; a row type differs per shard)',
+      'list its fields as separate columns, or answer it on one shard with --tenant ID or --shard NAME',
+    );
 }
 
 /**

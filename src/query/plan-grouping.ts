@@ -1,6 +1,14 @@
 import type { FuncCall, SelectStmt, SortBy } from '@pgsql/types';
 import { mergeNode, shardColumn } from './merge-ops.js';
-import { collationOf, outputName, refuse, resolveSortExpr, resTarget, ungrouped } from './plan-common.js';
+import {
+  collationOf,
+  outputName,
+  refuse,
+  refuseRowValued,
+  resolveSortExpr,
+  resTarget,
+  ungrouped,
+} from './plan-common.js';
 import { finalPlanBase, type MultiShard } from './plan-rows.js';
 import type { FinalPlan } from './plan-types.js';
 import {
@@ -25,7 +33,11 @@ class ShardColumns {
   /** Shard column -> the column holding its collation. */
   readonly collations: Record<number, number> = {};
 
+  /** `s`: the statement whose FROM says which bare names are whole rows. */
+  constructor(private readonly s: SelectStmt) {}
+
   add(val: Node): number {
+    refuseRowValued(val, this.s);
     const i = this.targets.length;
     this.targets.push(resTarget(val, `__c${i}`));
     return i;
@@ -51,11 +63,25 @@ interface Partials {
   distinct: { shape: string; cols: number[] }[];
 }
 
+/** The leaves of a row constructor, nested ones flattened: `(a, (b, c))` -> a, b, c. */
+function rowLeaves(n: Node): Node[] {
+  const row = as(n, 'RowExpr');
+  return row ? (row.args ?? []).flatMap(rowLeaves) : [n];
+}
+
+/** The row constructor `n` again, its leaves replaced by the shard columns `cols` (in order). */
+function rebuildRow(n: Node, cols: number[]): Node {
+  const row = as(n, 'RowExpr');
+  if (!row) return shardColumn(cols.shift()!);
+  return { RowExpr: { ...row, args: (row.args ?? []).map((a) => rebuildRow(a, cols)) } };
+}
+
 /**
  * count(DISTINCT x): shards return their distinct x per group; the final query counts them. A row
- * `count(DISTINCT (a, b))` travels as its fields, one shard column each, and is rebuilt as `ROW(a, b)`
- * in the final query (a whole record would come back as an anonymous composite, which PostgreSQL cannot
- * read from text).
+ * `count(DISTINCT (a, (b, c)))` travels as its leaf fields, one shard column each, and is rebuilt as the
+ * same row constructor in the final query (a whole record would come back as an anonymous composite,
+ * which PostgreSQL cannot read from text). The rebuilt row is never NULL, as the original is not: a row
+ * whose fields are all NULL still counts once, as on one server.
  */
 function distinctCount(f: FuncCall, cols: ShardColumns, partials: Partials): Node {
   const arg = f.args![0]!;
@@ -65,10 +91,10 @@ function distinctCount(f: FuncCall, cols: ShardColumns, partials: Partials): Nod
   let d = partials.distinct.find((x) => x.shape === key);
   if (!d) {
     const val = f.agg_filter ? { CaseExpr: { args: [{ CaseWhen: { expr: f.agg_filter, result: arg } }] } } : arg;
-    d = { shape: key, cols: row ? (row.args ?? []).map((a) => cols.add(a)) : [cols.add(val)] };
+    d = { shape: key, cols: row ? rowLeaves(arg).map((a) => cols.add(a)) : [cols.add(val)] };
     partials.distinct.push(d);
   }
-  const value = row ? ({ RowExpr: { ...row, args: d.cols.map(shardColumn) } } as Node) : shardColumn(d.cols[0]!);
+  const value = row ? rebuildRow(arg, [...d.cols]) : shardColumn(d.cols[0]!);
   return funcCall('count', [value], { agg_distinct: true });
 }
 
@@ -166,7 +192,7 @@ export function planGrouping(m: MultiShard, aggs: Node[]): FinalPlan {
   const distinct = Array.isArray(s.distinctClause) && s.distinctClause.length > 0;
   let groupExprs = (s.groupClause ?? []).map((g) => resolveSortExpr(g, targets));
   if (distinct && groupExprs.length === 0 && aggs.length === 0) groupExprs = targets.map((t) => t.val);
-  const cols = new ShardColumns();
+  const cols = new ShardColumns(s);
   const groupCols = groupExprs.map((g) => cols.add(g));
   for (const [k, g] of groupExprs.entries()) cols.collations[groupCols[k]!] = cols.add(collationOf(g));
   const partials = partialsOf(aggs, cols);

@@ -1,6 +1,15 @@
 import type { SelectStmt, SortBy } from '@pgsql/types';
 import { shardColumn } from './merge-ops.js';
-import { collationOf, outputName, refuse, resolveSortExpr, resTarget, shardQuery, type Target } from './plan-common.js';
+import {
+  collationOf,
+  outputName,
+  refuse,
+  refuseRowValued,
+  resolveSortExpr,
+  resTarget,
+  shardQuery,
+  type Target,
+} from './plan-common.js';
 import type { ConcatPlan, FinalPlan, PlanQueryInput, SortKey } from './plan-types.js';
 import { as, clone, columnRef, intConst, type Node } from './sql-ast.js';
 
@@ -53,11 +62,12 @@ interface SortColumns {
   sortKeys: SortKey[];
 }
 
-function sortColumns(sortClause: Node[], targets: Target[], shardTargets: Node[]): SortColumns {
+function sortColumns(s: SelectStmt, targets: Target[], shardTargets: Node[]): SortColumns {
   const out: SortColumns = { shardSort: [], finalSort: [], collations: {}, sortKeys: [] };
-  for (const item of sortClause) {
+  for (const item of s.sortClause ?? []) {
     const sb = as(item, 'SortBy') as SortBy;
     const expr = resolveSortExpr(sb.node!, targets);
+    refuseRowValued(expr, s);
     const idx = shardTargets.length;
     shardTargets.push(resTarget(expr, `__c${idx}`), resTarget(collationOf(expr), `__c${idx + 1}`));
     out.collations[idx] = idx + 1;
@@ -93,8 +103,10 @@ function orderedSteps(offset: bigint | undefined, limit: bigint | undefined): st
  */
 export function planOrdered(m: MultiShard): FinalPlan {
   const { s, targets, offset, limit } = m;
+  // With LIMIT the final query reads the select list back from text; a streamed row passes through as it is.
+  if (limit !== undefined) for (const t of targets) refuseRowValued(t.val, s);
   const shardTargets = targets.map((t, i) => resTarget(t.val, `__c${i}`));
-  const keys = sortColumns(s.sortClause ?? [], targets, shardTargets);
+  const keys = sortColumns(s, targets, shardTargets);
   s.targetList = shardTargets;
   s.sortClause = keys.shardSort.map((x) => clone(x));
   if (limit !== undefined) s.limitCount = intConst(Number((offset ?? 0n) + limit));

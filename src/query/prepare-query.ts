@@ -4,14 +4,17 @@
  * passed to the planner as data.
  */
 import type { ShardMap } from '../config/shard-map.js';
+import type { SelectStmt } from '@pgsql/types';
 import { fromDriverError, ShardctlError } from '../errors.js';
 import { answerBuffered } from './answer-buffered.js';
 import { hasSubLinks, substituteSubplans, type Subplan, type SubplanAnswer } from './plan-subplan.js';
 import type { ShardPools } from '../db/shard-pools.js';
 import { createRouter, type ShardRouter } from '../router/create-router.js';
 import { functionNames } from './plan-aggregates.js';
+import { shardQuery } from './plan-common.js';
 import { planQuery } from './plan-query.js';
 import { pulledRelations } from './plan-pullup.js';
+import { derivedOf, derivedQuery, derivedTypesSql, substituteDerived, type DerivedTarget } from './plan-derived.js';
 import { relationKey, starRelations, type RelationName, type StarColumns } from './plan-star.js';
 import type { QueryPlan } from './plan-types.js';
 import type { RunQueryOptions } from './query-types.js';
@@ -196,8 +199,97 @@ export async function prepareQuery(
       subSteps = r.steps;
     }
   }
-  const plan = await planPrepared(router, sql, params, options);
-  return subSteps.length > 0 ? { ...plan, steps: [...subSteps, ...plan.steps] } : plan;
+  const { plan, steps } = oneShard
+    ? { plan: await planPrepared(router, sql, params, options), steps: [] }
+    : await planWithDerived(router, sql, params, options);
+  const all = [...subSteps, ...steps];
+  return all.length > 0 ? { ...plan, steps: [...all, ...plan.steps] } : plan;
+}
+
+/**
+ * Plans a statement; while the planner refuses a derived table that can run alone (plan-derived.ts),
+ * answers that one first, puts its rows in its place and plans again.
+ */
+async function planWithDerived(
+  router: ShardRouter,
+  sql: string,
+  params: unknown[],
+  options: RunQueryOptions,
+): Promise<{ plan: QueryPlan; steps: string[] }> {
+  const steps: string[] = [];
+  for (;;) {
+    try {
+      return { plan: await planPrepared(router, sql, params, options), steps };
+    } catch (e) {
+      const target = derivedOf(e);
+      const sel = target && steps.length < MAX_DERIVED ? as(parsedOrUndefined(sql), 'SelectStmt') : undefined;
+      const next = sel && target ? await answerDerived(router, options, sel, target, params) : undefined;
+      if (!next) throw e;
+      // The parameters only the derived table used are gone with it: the rest are renumbered.
+      ({ shardSql: sql, params } = shardQuery({ SelectStmt: next.stmt }, params));
+      steps.push(next.step);
+    }
+  }
+}
+
+/** Derived tables answered first in one statement, at most: each round plans the statement again. */
+const MAX_DERIVED = 8;
+
+/** Answers a derived table on its own and returns the statement with its rows in its place. */
+async function answerDerived(
+  router: ShardRouter,
+  options: RunQueryOptions,
+  sel: SelectStmt,
+  target: DerivedTarget,
+  params: unknown[],
+): Promise<{ stmt: SelectStmt; step: string } | undefined> {
+  const q = derivedQuery(sel, target, params);
+  if (!q) return undefined;
+  const what = target.kind === 'cte' ? `WITH (CTE) ${target.name}` : `sub-query ${target.name} in FROM`;
+  try {
+    const plan = await prepareQuery(router, q.sql, q.params, options);
+    const answer = options.explain
+      ? { fields: (await fieldsOfQuery(router, plan, q)).map((name) => ({ name })), rows: [], missing: [] }
+      : await answerBuffered(router, plan, options);
+    if (answer.missing.length > 0)
+      throw new ShardctlError(`${what} needs every shard: ${answer.missing.map((m) => m.error).join('; ')}`, {
+        code: 'UNREACHABLE',
+      });
+    const width = answer.fields.length;
+    if (width === 0) return undefined;
+    const typed = await router.pools.withShard(
+      plan.shards[0] ?? router.map.catalog,
+      async (c) => (await c.query<Record<string, string | null>>(derivedTypesSql(q.sql, width), q.params)).rows[0]!,
+    );
+    const columns = answer.fields.map((f, i) => {
+      const collation = typed[`c${i}`];
+      return { name: f.name, type: typed[`t${i}`]!, ...(collation && collation !== '"default"' ? { collation } : {}) };
+    });
+    const out = substituteDerived(sel, target, columns, answer.rows);
+    if (!out) return undefined;
+    const step = `${what} aggregates, cuts or ranks across tenants: answered first on its own (${q.sql}, planned as ${plan.kind} over ${plan.shards.join(', ') || 'no shard'}); ${options.explain ? 'its rows take' : `its ${answer.rows.length} row(s) take`} its place as typed values (at most --max-rows rows)`;
+    return { stmt: out, step };
+  } catch (e) {
+    const err = fromDriverError(e);
+    if (err.code === 'MAX_ROWS')
+      throw new ShardctlError(`evaluating ${what} over all shards first: ${err.message}`, {
+        code: 'MAX_ROWS',
+        hint: 'narrow the sub-query, or raise --max-rows',
+      });
+    throw err;
+  }
+}
+
+/** The output names of a query, read without running it (for --explain). */
+async function fieldsOfQuery(
+  router: ShardRouter,
+  plan: QueryPlan,
+  q: { sql: string; params: unknown[] },
+): Promise<string[]> {
+  return router.pools.withShard(plan.shards[0] ?? router.map.catalog, async (c) => {
+    const r = await c.query(`SELECT * FROM (${q.sql}) AS s LIMIT 0`, q.params);
+    return r.fields.map((f) => f.name);
+  });
 }
 
 /** The statement parsed, or undefined when it does not parse as one statement (the planner reports it). */

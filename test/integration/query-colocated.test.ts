@@ -112,6 +112,12 @@ const CORPUS: [string, boolean][] = [
     true,
   ],
   ['SELECT count(*) FROM orders o WHERE o.tenant_id IN (SELECT tenant_id FROM solo)', true],
+  // a row IN: rows equal field by field have equal shard keys
+  [
+    'SELECT tenant_id, id FROM orders WHERE (tenant_id, id) IN (SELECT tenant_id, max(id) FROM orders GROUP BY tenant_id) ORDER BY 1',
+    true,
+  ],
+  ['SELECT count(*) FROM orders WHERE (qty, tenant_id) IN (SELECT n, tenant_id FROM solo WHERE v > 2)', true],
   [
     'SELECT tenant_id FROM tenants WHERE tenant_id IN (SELECT tenant_id FROM orders GROUP BY tenant_id HAVING count(*) > 20) ORDER BY 1',
     true,
@@ -284,26 +290,9 @@ describe('what is not co-located is refused, construct named, nothing printed', 
       'SELECT t.tenant_id, (SELECT count(*) FROM orders o WHERE o.customer = t.name) FROM tenants t',
       /scalar sub-query correlated on a column other than the shard key/,
     ],
-    ['WITH x AS (SELECT count(*) AS c FROM orders) SELECT c FROM x', /WITH \(CTE\) x that aggregates across tenants/],
-    [
-      'WITH c AS (SELECT customer, count(*) n FROM orders GROUP BY customer) SELECT o.tenant_id, c.n FROM orders o JOIN c ON c.customer = o.customer',
-      /WITH \(CTE\) c that aggregates across tenants/,
-    ],
-    [
-      'SELECT avg(n) FROM (SELECT customer, count(*) n FROM orders GROUP BY customer) s',
-      /sub-query s in FROM that aggregates across tenants/,
-    ],
-    [
-      'SELECT * FROM (SELECT tenant_id, id, rank() OVER (PARTITION BY customer ORDER BY id) r FROM orders) x WHERE r = 1',
-      /sub-query x in FROM with a window function partitioned by a column other than the shard key/,
-    ],
     [
       'SELECT o.id, rank() OVER (PARTITION BY o.customer ORDER BY o.id) FROM orders o WHERE EXISTS (SELECT 1 FROM solo s WHERE s.tenant_id = o.tenant_id)',
       /window function partitioned by a column other than the shard key/,
-    ],
-    [
-      'SELECT count(*) FROM (SELECT tenant_id FROM orders ORDER BY amount LIMIT 5) s',
-      /with LIMIT\/OFFSET not tied to the shard key/,
     ],
     [
       'WITH RECURSIVE r AS (SELECT tenant_id, id FROM orders WHERE id = 1 UNION ALL SELECT o.tenant_id, o.id FROM orders o JOIN r ON o.tenant_id = r.tenant_id AND o.id = r.id + 1) SELECT count(*) FROM r',
@@ -326,16 +315,32 @@ describe('what is not co-located is refused, construct named, nothing printed', 
       'SELECT o.tenant_id, (SELECT count(*) FROM solo s WHERE s.tenant_id = o.tenant_id), count(*) FROM orders o GROUP BY o.tenant_id',
       /sub-query in the select list, HAVING or ORDER BY of a grouped query/,
     ],
+    [
+      'SELECT count(*) FROM orders WHERE (qty, tenant_id) IN (SELECT max(qty), min(tenant_id) FROM orders GROUP BY customer)',
+      /IN sub-query not tied to the shard key/,
+    ],
     ['WITH w AS (DELETE FROM orders RETURNING *) SELECT count(*) FROM w', /data-modifying/],
   ];
-  // Not co-located, yet exact another way: sub-queries over all shards run first (subplans), and an
+  // Not co-located, yet exact another way: sub-queries over all shards run first (subplans), an
   // outer join keeping a reference table's rows is pulled up (plain tables: shard-3 holds no tenant
-  // and would otherwise return every plan unmatched).
+  // and would otherwise return every plan unmatched), and a CTE or sub-query in FROM whose rows mix
+  // tenants is answered first on its own, its rows then in its place (derived subplans).
   it('answers what is not co-located by subplans or pull-up, exactly', async () => {
     for (const [sql, kind] of [
       ['SELECT count(*) FROM orders WHERE qty IN (SELECT qty FROM orders WHERE tenant_id = 1)', 'final'],
       ['SELECT count(*) FROM orders WHERE amount > (SELECT avg(amount) FROM orders)', 'final'],
       ['SELECT p.plan, t.tenant_id FROM plans p LEFT JOIN tenants t ON t.plan = p.plan', 'pullup'],
+      ['WITH x AS (SELECT count(*) AS c FROM orders) SELECT c FROM x', 'single'],
+      [
+        'WITH c AS (SELECT customer, count(*) n FROM orders GROUP BY customer) SELECT o.tenant_id, c.n FROM orders o JOIN c ON c.customer = o.customer',
+        'concat',
+      ],
+      ['SELECT avg(n) FROM (SELECT customer, count(*) n FROM orders GROUP BY customer) s', 'single'],
+      [
+        'SELECT * FROM (SELECT tenant_id, id, rank() OVER (PARTITION BY customer ORDER BY id) r FROM orders) x WHERE r = 1',
+        'single',
+      ],
+      ['SELECT count(*) FROM (SELECT tenant_id FROM orders ORDER BY amount LIMIT 5) s', 'single'],
     ] as const) {
       await same(sql, false);
       expect((await runQuery(cluster.map, sql, [])).plan.kind, sql).toBe(kind);
