@@ -64,7 +64,26 @@ export default async function bench(args) {
     console.log(
       `  shardctl whole move (${move.mode}: copy, verify, switch, ${move.stats.online ? 'replicate, pause, ' : ''}2.5 s grace for routers, cleanup): ${whole.toFixed(2)} s -> ${(whole / raw).toFixed(2)}x the raw time (target <= 1.3x)`,
     );
+    console.log(`  phases of the move (journal): ${await phases(cluster.urls[0], move.id)}`);
   } finally {
     await cluster.stop();
+  }
+}
+
+/** Each journaled state of a move with the time until the next one: where the whole move's time goes. */
+async function phases(catalogUrl, id) {
+  const c = await client(catalogUrl);
+  try {
+    const { rows } = await c.query(
+      `SELECT state, round(extract(epoch FROM lead(at) OVER (ORDER BY at) - at)::numeric, 2)::text AS s
+         FROM shardctl.move_events WHERE move_id = $1 ORDER BY at`,
+      [id],
+    );
+    return rows
+      .filter((r) => r.s !== null)
+      .map((r) => `${r.state} ${r.s} s`)
+      .join(', ');
+  } finally {
+    await c.end();
   }
 }

@@ -31,6 +31,16 @@ export interface TestClusterOptions {
    * another major a test started. Default: the suite's servers.
    */
   servers?: string[];
+  /**
+   * Create the shard databases with ICU as their default collation provider (`en-US`): text compares
+   * linguistically by default, as on many managed servers, not byte by byte. Default false.
+   */
+  icu?: boolean;
+}
+
+/** The CREATE DATABASE options of a test database: ICU-default (from template0) or the server's own. */
+function databaseOptions(icu: boolean | undefined): string {
+  return icu ? " TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US'" : '';
 }
 
 /** A fresh set of shard databases for one test file, with a shard map pointing at them. */
@@ -100,7 +110,9 @@ export async function createTestCluster(options: TestClusterOptions = {}): Promi
   const names = Array.from({ length: n }, (_, i) => `t_${id}_${i}`);
   const urls = names.map((db, i) => withDatabase(servers[i % servers.length]!, db));
   await Promise.all(
-    names.map((db, i) => admin(servers[i % servers.length]!, (c) => c.query(`CREATE DATABASE "${db}"`))),
+    names.map((db, i) =>
+      admin(servers[i % servers.length]!, (c) => c.query(`CREATE DATABASE "${db}"${databaseOptions(options.icu)}`)),
+    ),
   );
   const strategy = options.strategy ?? 'modulo';
   const buckets = options.buckets ?? 64;
@@ -183,10 +195,12 @@ export async function createTestCluster(options: TestClusterOptions = {}): Promi
 }
 
 /** A database on the first server that is not part of any cluster (for single-database comparisons). */
-export async function createScratchDatabase(): Promise<{ url: string; drop(): Promise<void> }> {
+export async function createScratchDatabase(
+  options: { icu?: boolean } = {},
+): Promise<{ url: string; drop(): Promise<void> }> {
   const server = adminUrls()[0]!;
   const db = `s_${randomBytes(4).toString('hex')}`;
-  await admin(server, (c) => c.query(`CREATE DATABASE "${db}"`));
+  await admin(server, (c) => c.query(`CREATE DATABASE "${db}"${databaseOptions(options.icu)}`));
   return {
     url: withDatabase(server, db),
     drop: () => admin(server, (c) => c.query(`DROP DATABASE IF EXISTS "${db}" WITH (FORCE)`)).then(() => undefined),

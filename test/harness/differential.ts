@@ -86,11 +86,14 @@ async function load(client: pg.Client, data: ReturnType<typeof rows>, keep: (t: 
   for (const r of data.solo) if (keep(r[0] as number)) await client.query('INSERT INTO solo VALUES ($1, $2, $3)', r);
 }
 
-/** Starts the 4-shard cluster and the single database, loads both, records the rule; drops them after. */
-export function useDifferentialFixture(): void {
+/**
+ * Starts the 4-shard cluster and the single database, loads both, records the rule; drops them after.
+ * With `icu`, every database (shards and the single one) has ICU as its default collation provider.
+ */
+export function useDifferentialFixture(options: { icu?: boolean } = {}): void {
   beforeAll(async () => {
-    cluster = await createTestCluster({ shards: 4, reference: ['plans'] });
-    single = await createScratchDatabase();
+    cluster = await createTestCluster({ shards: 4, reference: ['plans'], icu: options.icu ?? false });
+    single = await createScratchDatabase({ icu: options.icu ?? false });
     const data = rows();
     db = new pg.Client({ connectionString: single.url });
     await db.connect();

@@ -1,13 +1,15 @@
 import { describe, expect, it } from 'vitest';
 import { runQuery, ShardctlError } from '../../src/index.js';
-import { cluster, failureLine, same, useDifferentialFixture } from '../harness/differential.js';
+import { cluster, db, expected, failureLine, same, useDifferentialFixture } from '../harness/differential.js';
 
 // A reporting corpus: the read queries of a multi-tenant SaaS app's dashboards and reports, over the
 // differential fixture (test/harness/differential.ts: 4 shards and one database holding every row).
 // Each query is answered equal to the single database, or refused with the construct named (code
 // REFUSED, exit code 7); any other error fails the test. The answered share is measured and printed
-// with every refusal and its reason.
-useDifferentialFixture();
+// with every refusal and its reason. Every database here is ICU-default (en-US): the merges' text order
+// must follow the database's default collation, which is not byte order ('zeta' < 'Zeta' < 'Ärger'
+// sorts otherwise), and the final queries must run under it.
+useDifferentialFixture({ icu: true });
 
 // [sql, order is total]
 const CORPUS: Record<string, [string, boolean][]> = {
@@ -371,6 +373,18 @@ describe('reporting corpus', () => {
     expect(total).toBeGreaterThanOrEqual(60);
     expect(failures, failures.join('\n')).toEqual([]);
     expect(share).toBeGreaterThanOrEqual(MIN_ANSWERED);
+  });
+
+  it('runs on ICU-default databases, whose text order is not byte order, and merges in that order', async () => {
+    const provider = 'SELECT datlocprovider::text AS p FROM pg_database WHERE datname = current_database()';
+    expect((await db.query<{ p: string }>(provider)).rows[0]!.p).toBe('i');
+    for (let i = 0; i < 4; i++) expect((await cluster.sql<{ p: string }>(i, provider))[0]!.p).toBe('i');
+    const icu = (await expected('SELECT name FROM tenants ORDER BY name, tenant_id')).map((r) => r[0]);
+    const bytes = (await expected('SELECT name FROM tenants ORDER BY name COLLATE "C", tenant_id')).map((r) => r[0]);
+    expect(icu).not.toEqual(bytes);
+    await same('SELECT name FROM tenants ORDER BY name, tenant_id', true);
+    await same('SELECT name, count(*) FROM tenants GROUP BY name ORDER BY name LIMIT 7', true);
+    await same('SELECT min(name), max(name) FROM tenants', true);
   });
 
   it('answers a sub-query in FROM or a CTE that mixes tenants first, on its own, and says so', async () => {
