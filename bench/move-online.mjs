@@ -59,7 +59,7 @@ function startWriter(router, rate) {
             rejectedAt = performance.now();
             rejectedOn = shard;
           }
-          await router.refresh();
+          await router.refresh(e);
           await new Promise((res) => setTimeout(res, 5));
         }
       }

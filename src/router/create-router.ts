@@ -9,6 +9,7 @@ import { assertRuleUnchanged, readRoutingState } from '../catalog/rule-state.js'
 import type { KeyedTable } from '../catalog/misplaced-sql.js';
 import { keyedTables, scanPlacement, tenantsPresent, type DataPlacement } from './data-check.js';
 import { listenForDirectory, type DirectoryListener } from './directory-listener.js';
+import { fenceTarget } from './fence-error.js';
 
 /** Where a tenant lives. */
 export interface Location {
@@ -118,8 +119,16 @@ export interface ShardRouter {
   shard<DB>(name: string): Kysely<DB>;
   /** The connection pools behind `db()` and `shard()`. */
   readonly pools: ShardPools;
-  /** Checks the directory version now and re-reads the directory if it changed. */
-  refresh(): Promise<void>;
+  /**
+   * Checks the directory version now and re-reads the directory if it changed. Given the fence error
+   * that made the caller refresh (`isFenceError`), it also opens connections to the shard the tenant
+   * moves to, as many as the app holds to the fenced shard, while the pause lasts: the writes that
+   * resume after the switch find them ready instead of each connecting and authenticating at once.
+   *
+   * @example
+   * catch (e) { if (!isFenceError(e)) throw e; await router.refresh(e); }
+   */
+  refresh(cause?: unknown): Promise<void>;
   /** Closes every connection. */
   close(): Promise<void>;
 }
@@ -469,6 +478,18 @@ function listening(
 }
 
 /**
+ * After a fence error, opens connections to the shard the fence names as the tenant's target, up to the
+ * count the pool of the fenced shard holds, once at a time per shard (in the background).
+ */
+function warmTarget(map: ShardMap, pools: ShardPools, cause: unknown, warming: Set<string>): void {
+  const target = fenceTarget(cause);
+  if (!target || warming.has(target) || !map.shards.some((s) => s.name === target)) return;
+  const held = Math.max(1, ...map.shards.filter((s) => s.name !== target).map((s) => pools.pool(s.name).totalCount));
+  warming.add(target);
+  void pools.warm(target, held).finally(() => warming.delete(target));
+}
+
+/**
  * Creates a router for a map (or the path of one). Reads the placement directory once from the
  * catalog shard unless `offline`; a catalog without a shardctl schema reads as an empty directory.
  * When the catalog records no placement rule, `options.unrecordedRule` decides (default: check the
@@ -488,6 +509,7 @@ export async function createRouter(mapOrPath: ShardMap | string, options: Router
   let refreshing: Promise<void> | undefined;
   const shard = kyselyPerShard(map, connections);
   const tablesOf = new Map<string, KeyedTable[]>();
+  const warming = new Set<string>();
   const router: ShardRouter = {
     map,
     offline: !connections,
@@ -522,7 +544,10 @@ export async function createRouter(mapOrPath: ShardMap | string, options: Router
       if (!connections) throw offlineError('it has no pools');
       return connections.pools;
     },
-    refresh,
+    refresh(cause?: unknown) {
+      if (connections) warmTarget(map, connections.pools, cause, warming);
+      return refresh();
+    },
     async close() {
       await listener?.close();
       await refreshing;

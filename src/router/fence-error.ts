@@ -11,3 +11,17 @@ export function isFenceError(e: unknown): boolean {
   const code = err?.code === 'P0001' || err?.pg?.code === 'P0001';
   return code && /^shardctl: tenant .* is fenced on this shard/.test(err?.message ?? '');
 }
+
+/**
+ * The shard a fence error says the tenant moves or moved to (the fence's target, named in its hint),
+ * or undefined for another error or a fence without a target.
+ *
+ * @example
+ * fenceTarget(e) // 'shard-2'
+ */
+export function fenceTarget(e: unknown): string | undefined {
+  if (!isFenceError(e)) return undefined;
+  const err = e as { hint?: string; pg?: { hint?: string } };
+  const hint = err.hint ?? err.pg?.hint ?? '';
+  return /moves or moved to (.+?); route through/.exec(hint)?.[1];
+}

@@ -90,7 +90,7 @@ export function startWriter(
         }
         report.fenceRejections++;
         rejectedAt ??= performance.now();
-        await router.refresh();
+        await router.refresh(e);
         await new Promise((r) => setTimeout(r, 5));
       }
     }

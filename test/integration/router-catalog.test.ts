@@ -11,6 +11,8 @@ import {
   ShardPools,
 } from '../../src/index.js';
 import { pollUntil } from '../../src/db/poll.js';
+import { addFence, ensureFenceTriggers } from '../../src/move/fence.js';
+import { fenceTarget, isFenceError } from '../../src/router/fence-error.js';
 import { createTestCluster, type TestCluster } from '../harness/cluster.js';
 
 let cluster: TestCluster;
@@ -161,6 +163,46 @@ describe('router', () => {
       intervalMs: 20,
       reason: 'the session to end',
     });
+  });
+
+  it('given a fence error, opens connections to the shard the tenant moves to while it refreshes', async () => {
+    // trust-map: no scan of every shard's rows on opening, so the router holds no connection to shard-2.
+    const router = await createRouter(cluster.map, { directoryTtlMs: 3_600_000, unrecordedRule: 'trust-map' });
+    try {
+      // The catalog schema and fence triggers on shard-1, and a fence naming shard-2.
+      await router.pools.withShard('shard-1', async (c) => {
+        await ensureFenceTriggers(c, [{ table: 'public.users', keyColumn: 'tenant_id' }], 5000);
+        await addFence(c, { tenant: '13', moveId: null, target: 'shard-2', reason: 'moving' });
+      });
+      // Three writers rejected at once on shard-1: the app holds three connections there.
+      const errors = await Promise.all(
+        [1, 2, 3].map((id) =>
+          router.pools
+            .pool('shard-1')
+            .query('INSERT INTO users (tenant_id, id) VALUES (13, $1)', [id])
+            .then(
+              () => undefined,
+              (e: unknown) => e,
+            ),
+        ),
+      );
+      expect(errors.every((e) => isFenceError(e))).toBe(true);
+      expect(fenceTarget(errors[0])).toBe('shard-2');
+      const held = router.pools.pool('shard-1').totalCount;
+      expect(router.pools.pool('shard-2').totalCount).toBe(0);
+      await router.refresh(errors[0]);
+      await pollUntil(() => router.pools.pool('shard-2').totalCount >= held, {
+        timeoutMs: 10_000,
+        intervalMs: 5,
+        reason: 'connections to shard-2',
+      });
+      // Any other error warms nothing.
+      await router.refresh(new Error('other'));
+      expect(fenceTarget(new Error('shardctl: tenant 1 is fenced on this shard'))).toBeUndefined();
+    } finally {
+      await router.pools.withShard('shard-1', (c) => c.query("DELETE FROM shardctl.fences WHERE tenant = '13'"));
+      await router.close();
+    }
   });
 
   it('gives each tenant a Kysely bound to its shard', async () => {
