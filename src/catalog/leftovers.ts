@@ -42,16 +42,17 @@ export async function replicationLeftovers(client: PoolClient): Promise<Replicat
     `SELECT pubname AS name FROM pg_publication WHERE pubname LIKE 'shardctl\\_%' ORDER BY 1`,
   );
   for (const p of pubs.rows) out.push({ kind: 'publication', name: p.name });
-  try {
-    await client.query('SAVEPOINT shardctl_subs');
-    const subs = await client.query<{ name: string }>(
-      `SELECT subname AS name FROM pg_subscription WHERE subdbid = (SELECT oid FROM pg_database WHERE datname = current_database()) AND subname LIKE 'shardctl\\_%' ORDER BY 1`,
-    );
-    for (const s of subs.rows) out.push({ kind: 'subscription', name: s.name });
-    await client.query('RELEASE SAVEPOINT shardctl_subs');
-  } catch {
-    await client.query('ROLLBACK TO SAVEPOINT shardctl_subs').catch(() => undefined);
-  }
+  // Asked first rather than caught: a failed read would abort the caller's transaction, and a savepoint
+  // to contain it is refused outside one (callers run this in autocommit too).
+  const may = await client.query<{ ok: boolean }>(
+    `SELECT has_column_privilege('pg_catalog.pg_subscription', 'subname', 'SELECT')
+        AND has_column_privilege('pg_catalog.pg_subscription', 'subdbid', 'SELECT') AS ok`,
+  );
+  if (!may.rows[0]?.ok) return out;
+  const subs = await client.query<{ name: string }>(
+    `SELECT subname AS name FROM pg_subscription WHERE subdbid = (SELECT oid FROM pg_database WHERE datname = current_database()) AND subname LIKE 'shardctl\\_%' ORDER BY 1`,
+  );
+  for (const s of subs.rows) out.push({ kind: 'subscription', name: s.name });
   return out;
 }
 

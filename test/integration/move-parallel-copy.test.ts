@@ -1,6 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { abortMove, createRouter, moveTenant, movesOf, resumeMove, verifyCluster } from '../../src/index.js';
-import { createTestCluster, type TestCluster } from '../harness/cluster.js';
+import {
+  createTestCluster,
+  noLogicalReplication,
+  noPreparedTransactions,
+  type TestCluster,
+} from '../harness/cluster.js';
 import { crashPointsOfRun } from '../harness/crash-sample.js';
 import { applyMoveSchema, loadMoveTenant, MOVE_TABLES, tenantRows } from '../harness/move-fixture.js';
 import { writerMismatches } from '../harness/online.js';
@@ -15,6 +20,19 @@ const SIZE = 3500;
 // and in six tables, so three streams each prepare their own transaction without splitting a table.
 const CRASHED = 4;
 const CRASHED_SIZE = 1000;
+
+// External-server mode only (the suite's own servers allow both): a server with PostgreSQL's default
+// max_prepared_transactions = 0 copies in one stream, saying why; one without wal_level = logical moves
+// with the trigger capture only.
+const NO_2PC = await noPreparedTransactions();
+const NO_LOGICAL = await noLogicalReplication();
+if (NO_2PC)
+  console.warn(`${import.meta.filename}: the copy is expected in one stream, commit crash points skipped: ${NO_2PC}`);
+if (NO_LOGICAL) console.warn(`${import.meta.filename}: the logical capture skipped: ${NO_LOGICAL}`);
+const CAPTURES = NO_LOGICAL ? (['trigger'] as const) : (['logical', 'trigger'] as const);
+/** Why the target refuses a parallel copy before looking at triggers: PostgreSQL's default allows no PREPARE. */
+const NO_2PC_REASON =
+  /the target allows 0 prepared transactions \(0 in use\) and a parallel copy prepares one per stream/;
 
 let c: TestCluster;
 beforeAll(async () => {
@@ -57,7 +75,7 @@ async function where(tenant: number): Promise<number> {
 
 describe('parallel copy of a move', () => {
   it('copies in several streams with a writer running, for both captures: every row once, nothing left prepared', async () => {
-    for (const capture of ['logical', 'trigger'] as const) {
+    for (const capture of CAPTURES) {
       const from = await where(BIG);
       const to = 1 - from;
       // Each writer counts its ids from the same start: the previous writer's rows go first.
@@ -71,8 +89,13 @@ describe('parallel copy of a move', () => {
         const { move } = await moveTenant(c.map, BIG, `shard-${to}`, { capture, copyStreams: 3 });
         expect(move.state, capture).toBe('done');
         const copy = move.stats.copy as { streams: number; rows: number; singleStreamReason?: string };
-        expect(copy.singleStreamReason, capture).toBeUndefined();
-        expect(copy.streams, capture).toBe(3);
+        if (NO_2PC) {
+          expect(copy.singleStreamReason, capture).toMatch(NO_2PC_REASON);
+          expect(copy.streams, capture).toBe(1);
+        } else {
+          expect(copy.singleStreamReason, capture).toBeUndefined();
+          expect(copy.streams, capture).toBe(3);
+        }
         await writer.waitForWrites(20, { tenant: BIG });
       } finally {
         report = await writer.stop();
@@ -103,28 +126,34 @@ describe('parallel copy of a move', () => {
     abort: i >= POINTS.length,
     mode: i % 2 === 0 ? ['--offline'] : ['--capture', 'trigger'],
   }));
-  it(`resumes and aborts cleanly after a SIGKILL at ${POINTS.length} points of the commit`, async () => {
-    for (const { point, abort, mode } of crashPointsOfRun(RUNS)) {
-      const from = await where(CRASHED);
-      const to = 1 - from;
-      const expected = await tenantRows(c, from, CRASHED);
-      const args = ['-c', c.mapFile, 'rebalance', '--tenant', String(CRASHED), '--to', `shard-${to}`, '--yes'];
-      const run = await runCli([...args, ...mode, '--copy-streams', '3'], { env: { SHARDCTL_TEST_CRASH_AT: point } });
-      expect(run.code, `${point}: killed (${run.stderr})`).not.toBe(0);
-      expect((await prepared(to)).length, `${point}: prepared on the target`).toBe(STILL_PREPARED[point]);
-      const [m] = await movesOf(c.map, { tenant: String(CRASHED) });
-      const { move } = await (abort ? abortMove : resumeMove)(c.map, m!.id);
-      expect(move.state, `${point}: ${abort ? 'abort' : 'resume'}`).toBe(abort ? 'aborted' : 'done');
-      const now = abort ? from : to;
-      expect(await where(CRASHED), point).toBe(now);
-      expect(await tenantRows(c, now, CRASHED), `${point}: every row once on shard-${now}`).toEqual(expected);
-      expect(Object.values(await tenantRows(c, 1 - now, CRASHED)).flat(), `${point}: none on shard-${1 - now}`).toEqual(
-        [],
-      );
-      expect([...(await prepared(0)), ...(await prepared(1))], `${point}: nothing left prepared`).toEqual([]);
-      expect((await verifyCluster(c.map)).findings, point).toEqual([]);
-    }
-  }, 600_000);
+  // Without prepared transactions there is no parallel commit to interrupt (the copy is one stream).
+  it.skipIf(Boolean(NO_2PC))(
+    `resumes and aborts cleanly after a SIGKILL at ${POINTS.length} points of the commit`,
+    async () => {
+      for (const { point, abort, mode } of crashPointsOfRun(RUNS)) {
+        const from = await where(CRASHED);
+        const to = 1 - from;
+        const expected = await tenantRows(c, from, CRASHED);
+        const args = ['-c', c.mapFile, 'rebalance', '--tenant', String(CRASHED), '--to', `shard-${to}`, '--yes'];
+        const run = await runCli([...args, ...mode, '--copy-streams', '3'], { env: { SHARDCTL_TEST_CRASH_AT: point } });
+        expect(run.code, `${point}: killed (${run.stderr})`).not.toBe(0);
+        expect((await prepared(to)).length, `${point}: prepared on the target`).toBe(STILL_PREPARED[point]);
+        const [m] = await movesOf(c.map, { tenant: String(CRASHED) });
+        const { move } = await (abort ? abortMove : resumeMove)(c.map, m!.id);
+        expect(move.state, `${point}: ${abort ? 'abort' : 'resume'}`).toBe(abort ? 'aborted' : 'done');
+        const now = abort ? from : to;
+        expect(await where(CRASHED), point).toBe(now);
+        expect(await tenantRows(c, now, CRASHED), `${point}: every row once on shard-${now}`).toEqual(expected);
+        expect(
+          Object.values(await tenantRows(c, 1 - now, CRASHED)).flat(),
+          `${point}: none on shard-${1 - now}`,
+        ).toEqual([]);
+        expect([...(await prepared(0)), ...(await prepared(1))], `${point}: nothing left prepared`).toEqual([]);
+        expect((await verifyCluster(c.map)).findings, point).toEqual([]);
+      }
+    },
+    600_000,
+  );
 
   it('falls back to one stream, saying why, where a parallel copy would skip a trigger of the application', async () => {
     const from = await where(BIG);
@@ -139,8 +168,9 @@ describe('parallel copy of a move', () => {
       const { move } = await moveTenant(c.map, BIG, `shard-${to}`, { mode: 'fenced', copyStreams: 4 });
       expect(move.state).toBe('done');
       expect(move.stats.copy).toMatchObject({ streams: 1 });
+      // A target that prepares nothing refuses before the triggers are looked at.
       expect((move.stats.copy as { singleStreamReason: string }).singleStreamReason).toMatch(
-        /trigger audit on public\.invoices would not fire/,
+        NO_2PC ? NO_2PC_REASON : /trigger audit on public\.invoices would not fire/,
       );
       // The one-stream copy fired the trigger for every copied invoice.
       const audited = await c.sql<{ n: number }>(
@@ -151,7 +181,11 @@ describe('parallel copy of a move', () => {
       expect(audited[0]!.n).toBe((await tenantRows(c, to, BIG)).invoices!.length);
       expect(audited[0]!.n).toBeGreaterThan(0);
     } finally {
+      // The audit table has the shard key but no primary key: left behind, it would stop the next move
+      // of a tenant from that shard.
       await c.sql(to, 'DROP TRIGGER audit ON invoices');
+      await c.sql(to, 'DROP TABLE invoice_audit');
+      await c.sql(to, 'DROP FUNCTION audit_invoice()');
     }
     // A small tenant copies in one stream whatever is asked.
     const small = await moveTenant(c.map, 1, `shard-${1 - (await where(1))}`, { mode: 'fenced', copyStreams: 4 });

@@ -26,8 +26,13 @@ const majors: number[] = [];
 /** Where each tenant lives now (shard index); modulo 2 to begin with. */
 const home = new Map<number, number>();
 const TENANTS = [1, 2, 3, 4, 5, 6];
-/** External-server mode only: an external server without wal_level = logical cannot move online. */
-const noLogical = Boolean(await noLogicalReplication());
+/**
+ * External-server mode only: an external server without wal_level = logical cannot be the source of a
+ * move by logical replication (this file's own server of the other major can), so an online move from
+ * it is expected to pick the change-log triggers instead.
+ */
+const NO_LOGICAL = await noLogicalReplication();
+if (NO_LOGICAL) console.warn(`${import.meta.filename}: online moves from it use the trigger capture: ${NO_LOGICAL}`);
 
 async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -81,12 +86,20 @@ async function fixedRows(shard: number, tenant: number) {
   return rest;
 }
 
+/** The mode an online move from a shard ends up in: logical replication where its server has wal_level = logical. */
+async function onlineMode(from: number): Promise<'online' | 'trigger'> {
+  if (!NO_LOGICAL) return 'online';
+  const [row] = await cluster.sql<{ wal_level: string }>(from, 'SHOW wal_level');
+  return row!.wal_level === 'logical' ? 'online' : 'trigger';
+}
+
 /**
  * Moves a tenant to the other shard while a writer writes it and a neighbour through a router, and
  * checks that every row and every acknowledged write is where it belongs afterwards.
  */
 async function moveUnderWrites(tenant: number, mode: 'online' | 'fenced'): Promise<void> {
   const from = home.get(tenant)!;
+  const expectedMode = mode === 'online' ? await onlineMode(from) : mode;
   const to = 1 - from;
   const neighbour = TENANTS.find((t) => t !== tenant && home.get(t) === from)!;
   const before = await fixedRows(from, tenant);
@@ -101,7 +114,7 @@ async function moveUnderWrites(tenant: number, mode: 'online' | 'fenced'): Promi
   try {
     await writer.waitForWrites(20, { tenant });
     const { move } = await moveTenant(cluster.map, tenant, `shard-${to}`, { mode });
-    expect(move).toMatchObject({ state: 'done', mode });
+    expect(move).toMatchObject({ state: 'done', mode: expectedMode });
     home.set(tenant, to);
     // The writer follows the tenant to its new shard and is acknowledged there.
     await writer.waitForWrites(20, { tenant });
@@ -123,16 +136,13 @@ describe('a fleet of two majors', () => {
     expect(majors[1]).toBe(majors[0] === 15 ? 18 : 15);
   });
 
-  it.skipIf(noLogical)(
-    'moves a tenant online from the oldest major to the newest and back, keeping every acknowledged write',
-    async () => {
-      const tenant = TENANTS.find((t) => home.get(t) === onMajor('oldest'))!;
-      await moveUnderWrites(tenant, 'online');
-      expect(home.get(tenant)).toBe(onMajor('newest'));
-      await moveUnderWrites(tenant, 'online');
-      expect(home.get(tenant)).toBe(onMajor('oldest'));
-    },
-  );
+  it('moves a tenant online from the oldest major to the newest and back, keeping every acknowledged write', async () => {
+    const tenant = TENANTS.find((t) => home.get(t) === onMajor('oldest'))!;
+    await moveUnderWrites(tenant, 'online');
+    expect(home.get(tenant)).toBe(onMajor('newest'));
+    await moveUnderWrites(tenant, 'online');
+    expect(home.get(tenant)).toBe(onMajor('oldest'));
+  });
 
   it('moves a tenant fenced from the newest major to the oldest and back, keeping every acknowledged write', async () => {
     const tenant = TENANTS.find((t) => home.get(t) === onMajor('newest'))!;
