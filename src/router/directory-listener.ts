@@ -21,6 +21,13 @@ export interface DirectoryListener {
   close(): Promise<void>;
 }
 
+/** pg's Client.ref/unref (untyped): whether the session's socket keeps the process alive. */
+function holdsProcess(c: Client, on: boolean): void {
+  const sock = c as unknown as { ref(): void; unref(): void };
+  if (on) sock.ref();
+  else sock.unref();
+}
+
 /** First wait before reconnecting a lost session, in ms (doubled up to {@link MAX_RETRY_MS}). */
 const FIRST_RETRY_MS = 500;
 const MAX_RETRY_MS = 30_000;
@@ -75,8 +82,8 @@ export function listenForDirectory(pools: ShardPools, catalog: string, events: D
       return schedule();
     }
     if (closed) return void (await c.end().catch(() => undefined));
-    // pg's Client.unref (untyped): the socket of a session that only waits must not hold the process open.
-    (c as unknown as { unref(): void }).unref();
+    // The socket of a session that only waits must not hold the process open.
+    holdsProcess(c, false);
     client = c;
     retryMs = FIRST_RETRY_MS;
     events.listening();
@@ -93,7 +100,11 @@ export function listenForDirectory(pools: ShardPools, catalog: string, events: D
       await connecting;
       const c = client;
       client = undefined;
-      await c?.end().catch(() => undefined);
+      if (!c) return;
+      // Referenced again while it ends: else a process with nothing else to do exits before the end
+      // completes, and whatever the caller awaits after close() never runs.
+      holdsProcess(c, true);
+      await c.end().catch(() => undefined);
     },
   };
 }

@@ -1,3 +1,6 @@
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   CATALOG_STEPS,
@@ -163,6 +166,28 @@ describe('router', () => {
       intervalMs: 20,
       reason: 'the session to end',
     });
+  });
+
+  it('lets the process go on after close(): a program awaiting close() then runs its next line', async () => {
+    // A child process whose only open handles are the router's: once close() resolves, it must still
+    // run what follows (the LISTEN session is referenced again while it ends).
+    const dist = pathToFileURL(path.resolve(import.meta.dirname, '..', '..', 'dist', 'index.js')).href;
+    const script = `const { createRouter } = await import(${JSON.stringify(dist)});
+      const router = await createRouter(${JSON.stringify(cluster.mapFile)});
+      while (!router.listening) await new Promise((r) => setTimeout(r, 10));
+      await router.close();
+      console.log('after close');`;
+    const out = await new Promise<string>((resolve, reject) => {
+      const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let text = '';
+      child.stdout.on('data', (d: Buffer) => (text += d.toString()));
+      child.stderr.on('data', (d: Buffer) => (text += d.toString()));
+      child.on('error', reject);
+      child.on('close', () => resolve(text));
+    });
+    expect(out.trim()).toBe('after close');
   });
 
   it('given a fence error, opens connections to the shard the tenant moves to while it refreshes', async () => {
