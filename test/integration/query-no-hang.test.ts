@@ -35,7 +35,7 @@ beforeAll(async () => {
        BEGIN ${i === 0 ? "RAISE EXCEPTION 'fails first' USING ERRCODE = 'P0043'" : 'PERFORM pg_sleep(60)'}; RETURN true; END $$`,
     );
   }
-  router = await createRouter(cluster.map, { pool: { maxPerShard: 2 } });
+  router = await createRouter(cluster.map, { pool: { maxPerShard: 2 }, listen: false });
 });
 afterAll(async () => {
   await router?.close();
@@ -49,7 +49,8 @@ async function busy(i: number): Promise<string[]> {
   try {
     const r = await c.query<{ s: string }>(
       `SELECT state || ': ' || left(query, 60) AS s FROM pg_stat_activity
-       WHERE datname = current_database() AND pid <> pg_backend_pid() AND state <> 'idle'`,
+       WHERE datname = current_database() AND pid <> pg_backend_pid() AND state <> 'idle'
+         AND backend_type = 'client backend'`,
     );
     return r.rows.map((x) => x.s);
   } finally {

@@ -30,7 +30,8 @@ beforeAll(async () => {
   cluster = await createTestCluster({ shards: 2, reference: ['plans'], servers: own.urls });
   await applyTxSchema(cluster);
   await openAccounts(cluster, TENANTS, 1000);
-  stale = await createRouter(cluster.map, { directoryTtlMs: 3_600_000 });
+  // Stale on purpose: no directory notices, and an hour's TTL.
+  stale = await createRouter(cluster.map, { directoryTtlMs: 3_600_000, listen: false });
 }, 180_000);
 afterAll(async () => {
   await stale?.close();
